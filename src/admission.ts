@@ -1,0 +1,45 @@
+/**
+ * Whether a WebSocket upgrade may proceed: the order of checks and the status each refusal gets.
+ * Pure, so every refusal is tested without a database or a socket.
+ */
+import type { ChannelName } from './channel.ts';
+import { Refusal, type RefusalReason } from './wire.ts';
+
+/** Everything the decision depends on, read by the server at the moment of the request. */
+export interface AdmissionInput {
+  readonly channel: ChannelName;
+  readonly allowed: (name: string) => boolean;
+  readonly stopping: boolean;
+  readonly databaseUp: boolean;
+  readonly connections: number;
+  readonly maxConnections: number;
+  readonly listening: (name: string) => boolean;
+  readonly channels: number;
+  readonly maxChannels: number;
+}
+
+/** The decision; a refusal carries its HTTP status and a message safe to send to the client. */
+export type Admission =
+  | { readonly ok: true; readonly channel: string }
+  | { readonly ok: false; readonly reason: RefusalReason; readonly status: number; readonly message: string };
+
+const refuse = (reason: RefusalReason, message: string): Admission => ({ ok: false, reason, status: Refusal[reason], message });
+
+/**
+ * Decides an upgrade. Capacity checks come last so a bad or unknown name is always told so, even when
+ * the server is full; a channel that is already listened to costs no new LISTEN and passes the cap.
+ */
+export function admit(input: AdmissionInput): Admission {
+  if (input.stopping) return refuse('shuttingDown', 'server is shutting down');
+  if (!input.channel.ok) return refuse('badName', input.channel.reason);
+  const name = input.channel.name;
+  if (!input.allowed(name)) return refuse('unknownChannel', `channel "${name}" is not declared and unknown channels are rejected`);
+  if (!input.databaseUp) return refuse('databaseDown', 'database connection is down; retry shortly');
+  if (input.connections >= input.maxConnections) {
+    return refuse('connectionLimit', `connection limit reached (${input.maxConnections})`);
+  }
+  if (!input.listening(name) && input.channels >= input.maxChannels) {
+    return refuse('channelLimit', `channel limit reached (${input.maxChannels} distinct channels)`);
+  }
+  return { ok: true, channel: name };
+}

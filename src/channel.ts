@@ -1,0 +1,43 @@
+/**
+ * Channel names: how a URL path becomes the exact first argument of `pg_notify(channel, payload)`.
+ *
+ * PostgreSQL truncates identifiers to NAMEDATALEN - 1 = 63 bytes, so a longer name would LISTEN on a
+ * different (truncated) channel and silently never match. We refuse such names instead.
+ */
+export const MAX_CHANNEL_BYTES = 63;
+
+const encoder = new TextEncoder();
+
+/** The result of reading a channel name; `reason` is safe to show to the client. */
+export type ChannelName = { ok: true; name: string } | { ok: false; reason: string };
+
+/** Checks a literal channel name (already decoded): 1 to 63 bytes of UTF-8, no NUL. */
+export function checkChannelName(name: string): ChannelName {
+  if (name.length === 0) return { ok: false, reason: 'channel name is empty' };
+  // PG: identifiers cannot contain NUL; lone surrogates cannot be sent as UTF-8 either.
+  if (name.includes('\0')) return { ok: false, reason: 'channel name contains NUL' };
+  if (!name.isWellFormed()) return { ok: false, reason: 'channel name is not valid Unicode' };
+  const bytes = encoder.encode(name).length;
+  if (bytes > MAX_CHANNEL_BYTES) {
+    return { ok: false, reason: `channel name is ${bytes} bytes in UTF-8; PostgreSQL allows at most ${MAX_CHANNEL_BYTES}` };
+  }
+  return { ok: true, name };
+}
+
+/**
+ * Reads the channel from a request path such as `/Order%20Events`: one percent-decoded segment,
+ * taken literally and case-sensitively. A raw `/` inside the name must be sent as `%2F`.
+ */
+export function channelFromPath(pathname: string): ChannelName {
+  const segment = pathname.startsWith('/') ? pathname.slice(1) : pathname;
+  if (segment.includes('/')) {
+    return { ok: false, reason: 'the path must be a single segment: percent-encode "/" in a channel name as %2F' };
+  }
+  let name: string;
+  try {
+    name = decodeURIComponent(segment);
+  } catch {
+    return { ok: false, reason: 'the path is not valid percent-encoded UTF-8' };
+  }
+  return checkChannelName(name);
+}
