@@ -1,0 +1,134 @@
+/**
+ * The composition root: wires config, database listener, catalog, metrics and server into one bridge
+ * that can be stopped. Tests start the whole app in-process through it; `main.ts` only reads the
+ * environment and signals and calls this.
+ */
+import { createCanary } from './canary.ts';
+import { createCatalog } from './catalog.ts';
+import type { Config } from './config.ts';
+import { describeChannels } from './discovery.ts';
+import { createListener } from './listener.ts';
+import type { Logger } from './log.ts';
+import { createMetrics } from './metrics.ts';
+import { createServer } from './server.ts';
+import { createStats } from './stats.ts';
+import { Close } from './wire.ts';
+
+/** What {@link createBridge} needs; everything is passed in, nothing is read from globals. */
+export interface BridgeOptions {
+  config: Config;
+  /** The database URL (the config's, or an override from the environment). */
+  databaseUrl: string;
+  log: Logger;
+  /** The console page served at `/`. */
+  consoleHtml?: string;
+  /** Share the port with sibling worker processes (`[server] workers`). */
+  reusePort?: boolean;
+}
+
+/** A running bridge. */
+export interface Bridge {
+  readonly url: URL;
+  stop(): Promise<void>;
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+// PG: the probe channel is private to this process; clients never learn its name.
+const probeChannel = () => `pgws.canary.${process.pid}.${crypto.randomUUID().slice(0, 8)}`;
+
+/** Starts a bridge. The HTTP server listens at once, even while the database is still unreachable. */
+export async function createBridge(options: BridgeOptions): Promise<Bridge> {
+  const { config, log } = options;
+  const stats = createStats();
+  const catalog = createCatalog(config);
+  const channelsDocument = JSON.stringify(describeChannels(config));
+  const probe = probeChannel();
+  const payloadLog = log.child('payload');
+
+  const listener = createListener({
+    url: options.databaseUrl,
+    reconnectMinMs: config.database.reconnectMinMs,
+    reconnectMaxMs: config.database.reconnectMaxMs,
+    probeChannel: probe,
+    log: log.child('listener'),
+    events: {
+      notification(channel, payload) {
+        if (channel === probe) return canary.receive(payload);
+        const counters = stats.channel(channel);
+        counters.received += 1;
+        const encoded = catalog.encode(channel, payload);
+        if (encoded.ok) {
+          counters.delivered += server.publish(channel, encoded.frame);
+          return;
+        }
+        if (encoded.reason === 'json') counters.invalidJson += 1;
+        else counters.invalidSchema += 1;
+        payloadLog.warn('invalid payload dropped', { channel, reason: encoded.reason, issues: encoded.issues, prefix: payload.slice(0, 64) });
+      },
+      state(state) {
+        if (state === 'up') canary.start();
+        if (state === 'down' || state === 'stopped') canary.stop();
+      },
+      reconnected(channels) {
+        stats.listenerReconnects += 1;
+        server.closeChannels(channels, Close.databaseRestart, 'database_restart');
+      },
+    },
+  });
+
+  const canary = createCanary({
+    intervalMs: config.database.canaryIntervalMs,
+    send: (token) => listener.notify(probe, token),
+    onResult(ok, status) {
+      if (!ok && status.consecutiveFailures === 2) log.warn('readiness canary failing: NOTIFY round trips are not coming back', { ...status });
+    },
+  });
+
+  const metrics = createMetrics({
+    stats,
+    connections: () => server.connections,
+    subscribers: () => server.subscribers(),
+    listenerUp: () => listener.state === 'up',
+    canary: () => canary.status(),
+  });
+
+  const json = (body: unknown, status = 200) => Response.json(body, { status, headers: { 'cache-control': 'no-store' } });
+  const server = createServer(
+    {
+      config,
+      catalog,
+      listener,
+      stats,
+      log: log.child('server'),
+      onChannelEmpty(channel) {
+        // Bounded memory: counters of undeclared channels go when their last subscriber does.
+        if (!catalog.declared(channel)) stats.channels.delete(channel);
+      },
+      routes: {
+        '/': () => new Response(options.consoleHtml ?? 'console.html not found\n', { headers: { 'content-type': 'text/html; charset=utf-8' } }),
+        '/healthz': () => {
+          const up = listener.state === 'up';
+          return json({ status: up ? 'ok' : 'unavailable', database: listener.state }, up ? 200 : 503);
+        },
+        '/readyz': () => {
+          const status = canary.status();
+          return json({ ...status, database: listener.state }, status.ready ? 200 : 503);
+        },
+        '/metrics': async () => new Response(await metrics.render(), { headers: { 'content-type': metrics.contentType } }),
+        '/channels': () => new Response(channelsDocument, { headers: { 'content-type': 'application/json' } }),
+      },
+    },
+    options.reusePort ?? false,
+  );
+
+  let stopped: Promise<void> | undefined;
+  const stop = () => {
+    stopped ??= (async () => {
+      canary.stop();
+      await server.stop();
+      await listener.stop();
+    })();
+    return stopped;
+  };
+  return { url: server.url, stop, [Symbol.asyncDispose]: stop };
+}

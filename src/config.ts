@@ -1,0 +1,211 @@
+/**
+ * channels.toml: TOML text → smol-toml → a valibot schema of its own → a typed, readonly {@link Config}.
+ *
+ * Parsed once at the boundary; nothing past here sees `unknown`. Every error is a {@link ConfigError}
+ * whose message names the file and either the TOML line:column or the key path, e.g.
+ * `channels.toml: channels.orders.schema.properties.id: unknown keyword "frobnicate"`.
+ */
+import { basename, dirname, resolve } from 'node:path';
+import { parse as parseToml, TomlError } from 'smol-toml';
+import * as v from 'valibot';
+import { checkChannelName } from './channel.ts';
+import { buildInlineSchema, SchemaError } from './schema.ts';
+
+/** A failed config load; `message` is complete and ready to print. */
+export class ConfigError extends Error {
+  override name = 'ConfigError' as const;
+}
+
+/** Any valibot schema: the payload contract of one channel. */
+export type PayloadSchema = v.GenericSchema<unknown, unknown>;
+
+/** Where a channel's schema came from: published at /channels, and shown by `bun run check`. */
+export type SchemaSource =
+  | { readonly kind: 'inline'; readonly definition: Readonly<Record<string, unknown>> }
+  | { readonly kind: 'module'; readonly path: string; readonly exportName: string };
+
+/** One declared channel. */
+export interface ChannelConfig {
+  readonly name: string;
+  readonly description: string | undefined;
+  readonly schema: PayloadSchema | undefined;
+  readonly source: SchemaSource | undefined;
+}
+
+/** The whole, validated configuration. Defaults are documented in channels.toml and the README. */
+export interface Config {
+  readonly file: string;
+  readonly server: {
+    readonly host: string;
+    readonly port: number;
+    readonly unknownChannels: 'raw' | 'reject';
+    readonly maxConnections: number;
+    readonly maxChannels: number;
+    readonly maxMessageBytes: number;
+    readonly slowConsumerBytes: number;
+    readonly idleTimeout: number;
+    readonly workers: number;
+  };
+  readonly database: {
+    readonly url: string | undefined;
+    readonly reconnectMinMs: number;
+    readonly reconnectMaxMs: number;
+    readonly canaryIntervalMs: number;
+  };
+  readonly channels: ReadonlyMap<string, ChannelConfig>;
+}
+
+const int = (min: number, max: number) => v.pipe(v.number(), v.integer(), v.minValue(min), v.maxValue(max));
+
+const ServerSection = v.strictObject({
+  host: v.optional(v.pipe(v.string(), v.nonEmpty()), '0.0.0.0'),
+  port: v.optional(int(0, 65535), 8080),
+  unknown_channels: v.optional(v.picklist(['raw', 'reject']), 'raw'),
+  max_connections: v.optional(int(1, 1_000_000), 50_000),
+  max_channels: v.optional(int(1, 100_000), 1_000),
+  max_message_bytes: v.optional(int(0, 16 * 1024 * 1024), 4096),
+  slow_consumer_bytes: v.optional(int(64 * 1024, 1024 * 1024 * 1024), 1024 * 1024),
+  idle_timeout: v.optional(int(8, 960), 60),
+  workers: v.optional(int(1, 64), 1),
+});
+
+const DatabaseSection = v.strictObject({
+  url: v.optional(v.pipe(v.string(), v.nonEmpty())),
+  reconnect_min_ms: v.optional(int(10, 60_000), 100),
+  reconnect_max_ms: v.optional(int(100, 600_000), 10_000),
+  canary_interval_ms: v.optional(int(100, 600_000), 5_000),
+});
+
+const ChannelSection = v.strictObject({
+  description: v.optional(v.string()),
+  schema: v.optional(v.union([v.pipe(v.string(), v.nonEmpty()), v.record(v.string(), v.unknown())])),
+});
+
+const ConfigFile = v.strictObject({
+  server: v.optional(ServerSection, {}),
+  database: v.optional(DatabaseSection, {}),
+  channels: v.optional(v.record(v.string(), ChannelSection), {}),
+});
+
+/** Loads a config from its text. `file` is used in messages and to resolve schema modules. */
+export async function parseConfig(text: string, file: string): Promise<Config> {
+  const label = basename(file);
+  let raw: unknown;
+  try {
+    raw = parseToml(text);
+  } catch (error) {
+    if (error instanceof TomlError) {
+      const first = error.message.split('\n')[0] ?? error.message;
+      throw new ConfigError(`${label}:${error.line}:${error.column}: ${first}`, { cause: error });
+    }
+    throw error;
+  }
+  const result = v.safeParse(ConfigFile, raw);
+  if (!result.success) {
+    const issue = result.issues[0];
+    throw new ConfigError(`${label}: ${formatPath(issuePath(issue))}: ${describeIssue(issue)}`);
+  }
+  const { server, database, channels } = result.output;
+  if (database.reconnect_min_ms > database.reconnect_max_ms) {
+    throw new ConfigError(`${label}: database.reconnect_min_ms: must not exceed reconnect_max_ms (${database.reconnect_max_ms})`);
+  }
+  const declared = new Map<string, ChannelConfig>();
+  for (const [name, section] of Object.entries(channels)) {
+    const at = (rest: readonly PathKey[]) => `${label}: ${formatPath(['channels', name, ...rest])}`;
+    const checked = checkChannelName(name);
+    if (!checked.ok) throw new ConfigError(`${at([])}: ${checked.reason}`);
+    const loaded = await loadSchema(section.schema, dirname(resolve(file)), at);
+    declared.set(name, { name, description: section.description, ...loaded });
+  }
+  return {
+    file,
+    server: {
+      host: server.host,
+      port: server.port,
+      unknownChannels: server.unknown_channels,
+      maxConnections: server.max_connections,
+      maxChannels: server.max_channels,
+      maxMessageBytes: server.max_message_bytes,
+      slowConsumerBytes: server.slow_consumer_bytes,
+      idleTimeout: server.idle_timeout,
+      workers: server.workers,
+    },
+    database: {
+      url: database.url,
+      reconnectMinMs: database.reconnect_min_ms,
+      reconnectMaxMs: database.reconnect_max_ms,
+      canaryIntervalMs: database.canary_interval_ms,
+    },
+    channels: declared,
+  };
+}
+
+type PathKey = string | number;
+type Loaded = Pick<ChannelConfig, 'schema' | 'source'>;
+
+async function loadSchema(
+  schema: string | Record<string, unknown> | undefined,
+  baseDir: string,
+  at: (rest: readonly PathKey[]) => string,
+): Promise<Loaded> {
+  if (schema === undefined) return { schema: undefined, source: undefined };
+  if (typeof schema !== 'string') {
+    try {
+      return { schema: buildInlineSchema(schema), source: { kind: 'inline', definition: schema } };
+    } catch (error) {
+      if (!(error instanceof SchemaError)) throw error;
+      throw new ConfigError(`${at(['schema', ...error.path])}: ${error.reason}`, { cause: error });
+    }
+  }
+  const hash = schema.lastIndexOf('#');
+  const spec = hash === -1 ? schema : schema.slice(0, hash);
+  const exportName = hash === -1 ? 'default' : schema.slice(hash + 1);
+  const path = resolve(baseDir, spec);
+  let module: Record<string, unknown>;
+  try {
+    module = await import(path);
+  } catch (error) {
+    const reason = error instanceof Error ? error.message.split('\n')[0] : String(error);
+    throw new ConfigError(`${at(['schema'])}: cannot load module "${spec}": ${reason}`, { cause: error });
+  }
+  const exported = Object.hasOwn(module, exportName) ? module[exportName] : undefined;
+  if (exported === undefined) throw new ConfigError(`${at(['schema'])}: module "${spec}" has no export "${exportName}"`);
+  if (!isValibotSchema(exported)) {
+    throw new ConfigError(`${at(['schema'])}: export "${exportName}" of "${spec}" is not a valibot schema`);
+  }
+  return { schema: exported, source: { kind: 'module', path, exportName } };
+}
+
+function isValibotSchema(value: unknown): value is PayloadSchema {
+  return typeof value === 'object' && value !== null && 'kind' in value && value.kind === 'schema' && '~run' in value;
+}
+
+function issuePath(issue: v.BaseIssue<unknown> | undefined): PathKey[] {
+  return (issue?.path ?? []).map((item) => {
+    const key: unknown = item.key;
+    return typeof key === 'number' ? key : String(key);
+  });
+}
+
+/** TOML-style dotted path: bare keys as they are, anything else quoted (`channels."Order Events"`). */
+export function formatPath(path: readonly PathKey[]): string {
+  if (path.length === 0) return '(top level)';
+  return path.map((key) => (typeof key === 'number' || /^[A-Za-z0-9_-]+$/.test(key) ? String(key) : JSON.stringify(key))).join('.');
+}
+
+function describeIssue(issue: v.BaseIssue<unknown> | undefined): string {
+  if (issue === undefined) return 'invalid';
+  if (issue.type === 'strict_object' && issue.input !== undefined) {
+    return `unknown key (allowed here: ${allowedKeysAt(issue)})`;
+  }
+  return issue.message;
+}
+
+function allowedKeysAt(issue: v.BaseIssue<unknown>): string {
+  const parentKey = issue.path?.at(-2)?.key;
+  const depth = issue.path?.length ?? 0;
+  if (depth === 1) return 'server, database, channels';
+  if (depth === 2 && parentKey === 'server') return Object.keys(ServerSection.entries).join(', ');
+  if (depth === 2 && parentKey === 'database') return Object.keys(DatabaseSection.entries).join(', ');
+  return Object.keys(ChannelSection.entries).join(', ');
+}

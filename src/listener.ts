@@ -1,0 +1,179 @@
+/**
+ * The one file that talks to PostgreSQL: a single dedicated LISTEN connection for every channel and
+ * every client, plus one small query connection for the readiness probe.
+ *
+ * Why not postgres.js `sql.listen`: on a lost connection it re-LISTENs once and swallows the error,
+ * so a database that stays down for longer than one connect attempt leaves it listening on nothing
+ * while looking healthy. Here the connection is a `max: 1` postgres.js client whose `onnotify` and
+ * `onclose` hooks we own, and reconnection retries forever with capped exponential backoff and jitter.
+ */
+import postgres from 'postgres';
+import { backoffDelay } from './backoff.ts';
+import type { Logger } from './log.ts';
+
+/** `connecting` before the first success, `down` after a loss until the next success. */
+export type ListenerState = 'connecting' | 'up' | 'down' | 'stopped';
+
+/** What the listener tells the rest of the bridge. */
+export interface ListenerEvents {
+  /** Every notification on a channel someone listens to, in commit order. */
+  notification(channel: string, payload: string): void;
+  /** The state changed; called once per change. */
+  state(state: ListenerState): void;
+  /** The connection came back: these channels may have missed notifications while it was down. */
+  reconnected(channels: readonly string[]): void;
+}
+
+/** Options for {@link createListener}. */
+export interface ListenerOptions {
+  url: string;
+  reconnectMinMs: number;
+  reconnectMaxMs: number;
+  /** A private channel that is always listened to (the readiness canary's). */
+  probeChannel: string;
+  events: ListenerEvents;
+  log: Logger;
+}
+
+/** The LISTEN side of the bridge, reference-counted per channel. */
+export interface Listener {
+  readonly state: ListenerState;
+  /** Channels with at least one subscriber (each costs one LISTEN). */
+  readonly channelCount: number;
+  has(channel: string): boolean;
+  /** Adds a subscriber; resolves once the LISTEN is in place. Rejects if the database is not up. */
+  acquire(channel: string): Promise<void>;
+  /** Removes a subscriber; the last one leaving UNLISTENs. */
+  release(channel: string): void;
+  /** Sends `pg_notify(channel, payload)` from the query connection; resolves to the queue usage (0..1). */
+  notify(channel: string, payload: string): Promise<number>;
+  stop(): Promise<void>;
+}
+
+/** PG: identifiers are quoted by doubling `"`; names never reach SQL any other way. */
+const quote = (name: string) => `"${name.replaceAll('"', '""')}"`;
+
+/** Opens the LISTEN connection now (so /healthz reflects the database from the start). */
+export function createListener(options: ListenerOptions): Listener {
+  const { events, log } = options;
+  const refs = new Map<string, { count: number; ready: Promise<unknown> }>();
+  let state: ListenerState = 'connecting';
+  let failures = 0;
+  let retry: Timer | undefined;
+  let attempting = false;
+  let everUp = false;
+
+  const common = { fetch_types: false, onnotice: () => {}, connection: { application_name: 'pg-notify-ws' } } as const;
+  const listenOptions: postgres.Options<{}> & { onnotify: (channel: string, payload: string) => void } = {
+    ...common,
+    max: 1,
+    idle_timeout: 0,
+    max_lifetime: null,
+    connect_timeout: 10,
+    // Seconds; finds a peer that vanished without a FIN (a partition) instead of waiting hours.
+    keep_alive: 10,
+    onnotify: (channel, payload) => events.notification(channel, payload),
+    onclose: () => lost(),
+  };
+  // `onnotify` is the hook postgres.js's own `sql.listen` is built on (parseOptions passes it to every
+  // connection); its types omit it, hence the widened options object above.
+  const sql = postgres(options.url, listenOptions);
+  const queries = postgres(options.url, { ...common, max: 1, idle_timeout: 30, connect_timeout: 10 });
+
+  const setState = (next: ListenerState) => {
+    if (state === next) return;
+    state = next;
+    events.state(next);
+  };
+
+  function lost(): void {
+    if (state === 'stopped' || attempting) return;
+    if (state === 'up') {
+      log.warn('database connection lost; reconnecting');
+      setState('down');
+    }
+    schedule();
+  }
+
+  function schedule(): void {
+    if (retry !== undefined || state === 'stopped') return;
+    const delay = backoffDelay(failures, options.reconnectMinMs, options.reconnectMaxMs, Math.random);
+    retry = setTimeout(() => {
+      retry = undefined;
+      void attempt();
+    }, delay);
+  }
+
+  async function attempt(): Promise<void> {
+    attempting = true;
+    const channels = [...refs.keys()];
+    try {
+      // One round trip re-LISTENs everything.
+      await sql.unsafe([options.probeChannel, ...channels].map((c) => `LISTEN ${quote(c)}`).join('; '));
+    } catch (error) {
+      attempting = false;
+      if (state === 'stopped') return;
+      if (failures === 0) log.error('database unreachable; retrying with backoff', { error });
+      failures += 1;
+      if (state === 'connecting') setState('down');
+      schedule();
+      return;
+    }
+    attempting = false;
+    if (state === 'stopped') return;
+    log.info(everUp ? 'database connection restored' : 'database connected', { retries: failures });
+    const boundary = everUp;
+    everUp = true;
+    failures = 0;
+    setState('up');
+    if (boundary && channels.length > 0) events.reconnected(channels);
+  }
+
+  void attempt();
+
+  return {
+    get state() {
+      return state;
+    },
+    get channelCount() {
+      return refs.size;
+    },
+    has: (channel) => refs.has(channel),
+    async acquire(channel) {
+      if (state !== 'up') throw new Error(`database is ${state}`);
+      const entry = refs.get(channel);
+      if (entry !== undefined) {
+        entry.count += 1;
+        return entry.ready.then(() => undefined);
+      }
+      const ready = sql.unsafe(`LISTEN ${quote(channel)}`);
+      refs.set(channel, { count: 1, ready });
+      try {
+        await ready;
+      } catch (error) {
+        if (refs.get(channel)?.ready === ready) refs.delete(channel);
+        throw error;
+      }
+    },
+    release(channel) {
+      const entry = refs.get(channel);
+      if (entry === undefined) return;
+      entry.count -= 1;
+      if (entry.count > 0) return;
+      refs.delete(channel);
+      // A LISTEN that follows is pipelined after this on the same connection, so order holds.
+      if (state === 'up') {
+        sql.unsafe(`UNLISTEN ${quote(channel)}`).catch((error: unknown) => log.debug('UNLISTEN failed', { channel, error }));
+      }
+    },
+    async notify(channel, payload) {
+      const [row] = await queries`SELECT pg_notify(${channel}, ${payload}), pg_notification_queue_usage() AS usage`;
+      return Number(row?.['usage'] ?? 0);
+    },
+    async stop() {
+      setState('stopped');
+      clearTimeout(retry);
+      await Promise.allSettled([sql.end({ timeout: 2 }), queries.end({ timeout: 2 })]);
+    },
+  };
+}

@@ -1,0 +1,92 @@
+/**
+ * The command line: `bun run start [--config FILE]` and `bun run check [--config FILE]`.
+ *
+ * The only file that reads argv, the environment, files and signals. Everything else is passed down.
+ * Exit codes: 0 after a clean shutdown or a good check, 2 for a config or usage error, 1 otherwise.
+ */
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { createBridge } from './bridge.ts';
+import { type Config, ConfigError, parseConfig } from './config.ts';
+import { startEmbeddedPostgres } from './embedded.ts';
+import { createLogger, type Logger, parseLevel } from './log.ts';
+import { describeConfig } from './summary.ts';
+
+const SHUTDOWN_DEADLINE_MS = 4500;
+
+async function main(): Promise<number> {
+  const { values } = parseArgs({
+    args: Bun.argv.slice(2),
+    options: { config: { type: 'string', default: 'channels.toml' }, check: { type: 'boolean', default: false } },
+  });
+  const file = resolve(values.config);
+  const env = process.env;
+  const log = createLogger({
+    level: env['LOG_LEVEL'] ? parseLevel(env['LOG_LEVEL']) : 'info',
+    pretty: process.stdout.isTTY === true,
+    write: (line) => process.stdout.write(`${line}\n`),
+  });
+
+  const text = await Bun.file(file).text().catch(() => undefined);
+  if (text === undefined) throw new ConfigError(`${values.config}: cannot read the config file (use --config FILE)`);
+  const config = withEnvironment(await parseConfig(text, file), env);
+
+  if (values.check) {
+    process.stdout.write(describeConfig(config));
+    return 0;
+  }
+
+  const embedded = config.database.url === undefined ? await startDevelopmentDatabase(log) : undefined;
+  const databaseUrl = config.database.url ?? embedded?.url ?? '';
+  const consoleHtml = await Bun.file(join(import.meta.dir, '..', 'console.html')).text().catch(() => undefined);
+  const bridge = await createBridge({ config, databaseUrl, log, ...(consoleHtml === undefined ? {} : { consoleHtml }) });
+  const wsUrl = `ws://${bridge.url.host}/<channel>`;
+  log.info(`ready: listening on ${bridge.url.href} (WebSocket: ${wsUrl})`, { url: bridge.url.href, channels: config.channels.size });
+
+  const { promise: signalled, resolve: onSignal } = Promise.withResolvers<NodeJS.Signals>();
+  process.once('SIGINT', () => onSignal('SIGINT'));
+  process.once('SIGTERM', () => onSignal('SIGTERM'));
+  const signal = await signalled;
+  log.info('shutting down', { signal });
+  // A stuck database must not keep the process past the deadline the deploy tooling expects.
+  const deadline = setTimeout(() => {
+    log.error('shutdown deadline passed; exiting anyway');
+    process.exit(1);
+  }, SHUTDOWN_DEADLINE_MS);
+  await bridge.stop();
+  await embedded?.stop();
+  clearTimeout(deadline);
+  log.info('stopped');
+  return 0;
+}
+
+/** `DATABASE_URL`, `PORT` and `HOST` override the file, as twelve-factor deploys expect. */
+function withEnvironment(config: Config, env: NodeJS.ProcessEnv): Config {
+  const port = env['PORT'];
+  if (port !== undefined && !/^\d{1,5}$/.test(port)) throw new ConfigError(`PORT: expected a port number, got "${port}"`);
+  return {
+    ...config,
+    server: { ...config.server, host: env['HOST'] || config.server.host, port: port === undefined ? config.server.port : Number(port) },
+    database: { ...config.database, url: env['DATABASE_URL'] || config.database.url },
+  };
+}
+
+async function startDevelopmentDatabase(log: Logger) {
+  const dataDir = resolve('.data', 'postgres');
+  log.warn('no database configured: starting the embedded development PostgreSQL (data in .data/); set DATABASE_URL or [database] url to use a real server');
+  const db = await startEmbeddedPostgres({ dataDir, port: 54329 });
+  log.info(`embedded PostgreSQL ready: psql ${db.url}`, { url: db.url });
+  return db;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (error: unknown) => {
+    if (error instanceof ConfigError) {
+      process.stderr.write(`${error.message}\n`);
+      process.exit(2);
+    }
+    process.stderr.write(`fatal: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,24 @@
+/**
+ * What `bun run check` prints: the channels a config would serve and the settings in force, in a form
+ * meant for people (the machine-readable version is GET /channels).
+ */
+import { formatPath, type Config } from './config.ts';
+
+/** A short, stable text summary of a validated config. */
+export function describeConfig(config: Config): string {
+  const { server } = config;
+  const lines = [
+    `${config.file}: OK`,
+    `server: ${server.host}:${server.port}, unknown channels ${server.unknownChannels === 'raw' ? 'pass through raw' : 'are rejected'}, ${server.workers} worker(s)`,
+    `database: ${config.database.url === undefined ? 'embedded development PostgreSQL (no url set)' : 'url set'}`,
+    `channels (${config.channels.size}):`,
+  ];
+  for (const channel of config.channels.values()) {
+    const source = channel.source;
+    const schema =
+      source === undefined ? 'raw text' : source.kind === 'inline' ? 'inline schema' : `schema module ${source.path}#${source.exportName}`;
+    const description = channel.description === undefined ? '' : ` - ${channel.description}`;
+    lines.push(`  ${formatPath([channel.name])}: ${schema}${description}`);
+  }
+  return `${lines.join('\n')}\n`;
+}

@@ -1,0 +1,98 @@
+/**
+ * Test harness: a whole bridge started in-process through the composition root, real WebSocket
+ * clients, and a database client to send NOTIFYs. Everything returned is disposable with `await using`.
+ */
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import postgres from 'postgres';
+import { type Bridge, createBridge } from '../src/bridge.ts';
+import { parseConfig } from '../src/config.ts';
+import { createLogger, type Logger, silentLogger } from '../src/log.ts';
+
+/** The database the suite runs against (set by test/setup.ts). */
+export function databaseUrl(): string {
+  const url = process.env['TEST_DATABASE_URL'];
+  if (url === undefined || url === '') throw new Error('TEST_DATABASE_URL is not set: run the tests with `bun test` (test/setup.ts sets it)');
+  return url;
+}
+
+let counter = 0;
+/** A channel name no other test uses, so suites can share one database. */
+export const uniqueChannel = (prefix = 'ch') => `${prefix}_${process.pid}_${++counter}_${Math.random().toString(36).slice(2, 6)}`;
+
+/** Waits for a promise, failing with `what` after `ms` instead of hanging the suite. */
+export async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: Timer | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** A config file written to a temp dir (so schema module paths resolve), parsed by the real loader. */
+export async function configFrom(toml: string, files: Record<string, string> = {}) {
+  const dir = mkdtempSync(join(tmpdir(), 'pgws-config-'));
+  for (const [name, text] of Object.entries(files)) writeFileSync(join(dir, name), text);
+  const file = join(dir, 'channels.toml');
+  writeFileSync(file, toml);
+  return parseConfig(toml, file);
+}
+
+/** A bridge under test plus a query client for sending notifications. */
+export interface TestBridge extends AsyncDisposable {
+  readonly bridge: Bridge;
+  readonly url: URL;
+  readonly sql: postgres.Sql;
+  readonly logs: string[];
+  wsUrl(channel: string): string;
+  notify(channel: string, payload: string): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/** Starts a bridge on a free port on 127.0.0.1. `toml` is appended after a `[server]` section. */
+export async function startBridge(
+  toml = '',
+  options: { files?: Record<string, string>; server?: string; databaseUrl?: string; database?: string; log?: Logger } = {},
+): Promise<TestBridge> {
+  const text = `[server]\nhost = "127.0.0.1"\nport = 0\n${options.server ?? ''}\n[database]\n${options.database ?? ''}\n${toml}`;
+  const config = await configFrom(text, options.files);
+  const logs: string[] = [];
+  const log = options.log ?? createLogger({ level: 'debug', write: (line) => logs.push(line) });
+  const consoleHtml = await Bun.file(join(import.meta.dir, '..', 'console.html')).text();
+  const bridge = await createBridge({ config, databaseUrl: options.databaseUrl ?? databaseUrl(), log, consoleHtml });
+  const sql = postgres(databaseUrl(), { max: 2, onnotice: () => {} });
+  await waitFor(async () => (await fetch(new URL('/healthz', bridge.url))).status === 200, 10_000, 'the bridge to become healthy');
+  const stop = async () => {
+    await bridge.stop();
+    await sql.end({ timeout: 1 });
+  };
+  return {
+    bridge,
+    url: bridge.url,
+    sql,
+    logs,
+    wsUrl: (channel) => `ws://${bridge.url.host}/${encodeURIComponent(channel)}`,
+    notify: async (channel, payload) => {
+      await sql`SELECT pg_notify(${channel}, ${payload})`;
+    },
+    stop,
+    [Symbol.asyncDispose]: stop,
+  };
+}
+
+/** Polls `check` until it is true; for states that have no event to wait on (health after a restart). */
+export async function waitFor(check: () => boolean | Promise<boolean>, ms: number, what: string): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    if (await Promise.resolve().then(check).catch(() => false)) return;
+    await Bun.sleep(20);
+  }
+  throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+}
+
+export { silentLogger };

@@ -1,0 +1,27 @@
+/**
+ * Preloaded before every test file (bunfig.toml): makes sure TEST_DATABASE_URL points at a PostgreSQL
+ * that answers. Without one set, it starts a throwaway embedded PostgreSQL for the run.
+ */
+import { afterAll } from 'bun:test';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import postgres from 'postgres';
+import { startEmbeddedPostgres } from '../src/embedded.ts';
+
+if (process.env['TEST_DATABASE_URL'] === undefined || process.env['TEST_DATABASE_URL'] === '') {
+  const db = await startEmbeddedPostgres({ dataDir: mkdtempSync(join(tmpdir(), 'pgws-test-')), persistent: false });
+  process.env['TEST_DATABASE_URL'] = db.url;
+  afterAll(() => db.stop());
+}
+
+const url = process.env['TEST_DATABASE_URL'] ?? '';
+const probe = postgres(url, { max: 1, connect_timeout: 5, onnotice: () => {} });
+try {
+  const [row] = await probe`SELECT current_setting('server_version') AS version`;
+  process.env['TEST_DATABASE_VERSION'] = String(row?.['version']);
+} catch (error) {
+  throw new Error(`TEST_DATABASE_URL (${url}) does not answer: ${error instanceof Error ? error.message : String(error)}. Set TEST_DATABASE_URL to a reachable PostgreSQL, or unset it to use the embedded one.`);
+} finally {
+  await probe.end();
+}
