@@ -165,7 +165,8 @@ async function loadSchema(
   try {
     module = await import(path);
   } catch (error) {
-    const reason = error instanceof Error ? error.message.split('\n')[0] : String(error);
+    // Bun appends "imported from <this file>", which would point the user at our code, not theirs.
+    const reason = (error instanceof Error ? (error.message.split('\n')[0] ?? '') : String(error)).replace(/ imported from .*$/, '');
     throw new ConfigError(`${at(['schema'])}: cannot load module "${spec}": ${reason}`, { cause: error });
   }
   const exported = Object.hasOwn(module, exportName) ? module[exportName] : undefined;

@@ -42,13 +42,18 @@ export interface Listener {
   readonly channelCount: number;
   has(channel: string): boolean;
   /** Adds a subscriber; resolves once the LISTEN is in place. Rejects if the database is not up. */
-  acquire(channel: string): Promise<void>;
+  acquire(channel: string, timeoutMs?: number): Promise<void>;
   /** Removes a subscriber; the last one leaving UNLISTENs. */
   release(channel: string): void;
+  /** The channels this session is LISTENing to, as PostgreSQL itself reports them. */
+  listening(): Promise<string[]>;
   /** Sends `pg_notify(channel, payload)` from the query connection; resolves to the queue usage (0..1). */
   notify(channel: string, payload: string): Promise<number>;
   stop(): Promise<void>;
 }
+
+// A LISTEN that takes longer means a hung connection; the client is refused rather than left waiting.
+const ACQUIRE_TIMEOUT_MS = 5000;
 
 /** PG: identifiers are quoted by doubling `"`; names never reach SQL any other way. */
 const quote = (name: string) => `"${name.replaceAll('"', '""')}"`;
@@ -56,7 +61,7 @@ const quote = (name: string) => `"${name.replaceAll('"', '""')}"`;
 /** Opens the LISTEN connection now (so /healthz reflects the database from the start). */
 export function createListener(options: ListenerOptions): Listener {
   const { events, log } = options;
-  const refs = new Map<string, { count: number; ready: Promise<unknown> }>();
+  const refs = new Map<string, { count: number; ready: Promise<void> }>();
   let state: ListenerState = 'connecting';
   let failures = 0;
   let retry: Timer | undefined;
@@ -131,6 +136,18 @@ export function createListener(options: ListenerOptions): Listener {
 
   void attempt();
 
+  function release(channel: string): void {
+    const entry = refs.get(channel);
+    if (entry === undefined) return;
+    entry.count -= 1;
+    if (entry.count > 0) return;
+    refs.delete(channel);
+    // A LISTEN that follows is pipelined after this on the same connection, so order holds.
+    if (state === 'up') {
+      sql.unsafe(`UNLISTEN ${quote(channel)}`).catch((error: unknown) => log.debug('UNLISTEN failed', { channel, error }));
+    }
+  }
+
   return {
     get state() {
       return state;
@@ -139,32 +156,35 @@ export function createListener(options: ListenerOptions): Listener {
       return refs.size;
     },
     has: (channel) => refs.has(channel),
-    async acquire(channel) {
+    async acquire(channel, timeoutMs = ACQUIRE_TIMEOUT_MS) {
       if (state !== 'up') throw new Error(`database is ${state}`);
-      const entry = refs.get(channel);
-      if (entry !== undefined) {
-        entry.count += 1;
-        return entry.ready.then(() => undefined);
+      let entry = refs.get(channel);
+      if (entry === undefined) {
+        const ready = sql.unsafe(`LISTEN ${quote(channel)}`).then(() => undefined);
+        entry = { count: 0, ready };
+        refs.set(channel, entry);
+        // A failed LISTEN forgets the channel, so the next subscriber tries afresh.
+        ready.catch(() => refs.get(channel)?.ready === ready && refs.delete(channel));
       }
-      const ready = sql.unsafe(`LISTEN ${quote(channel)}`);
-      refs.set(channel, { count: 1, ready });
+      entry.count += 1;
+      let timer: Timer | undefined;
+      const timeout = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`LISTEN did not complete within ${timeoutMs} ms`)), timeoutMs);
+      });
       try {
-        await ready;
+        await Promise.race([entry.ready, timeout]);
       } catch (error) {
-        if (refs.get(channel)?.ready === ready) refs.delete(channel);
+        // Undo this subscriber's reference (a hung connection must not leave it counted).
+        if (refs.get(channel) === entry) release(channel);
         throw error;
+      } finally {
+        clearTimeout(timer);
       }
     },
-    release(channel) {
-      const entry = refs.get(channel);
-      if (entry === undefined) return;
-      entry.count -= 1;
-      if (entry.count > 0) return;
-      refs.delete(channel);
-      // A LISTEN that follows is pipelined after this on the same connection, so order holds.
-      if (state === 'up') {
-        sql.unsafe(`UNLISTEN ${quote(channel)}`).catch((error: unknown) => log.debug('UNLISTEN failed', { channel, error }));
-      }
+    release,
+    async listening() {
+      const rows = await sql`SELECT pg_listening_channels() AS channel`;
+      return rows.map((row) => String(row['channel']));
     },
     async notify(channel, payload) {
       const [row] = await queries`SELECT pg_notify(${channel}, ${payload}), pg_notification_queue_usage() AS usage`;

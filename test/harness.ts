@@ -57,7 +57,7 @@ export interface TestBridge extends AsyncDisposable {
 /** Starts a bridge on a free port on 127.0.0.1. `toml` is appended after a `[server]` section. */
 export async function startBridge(
   toml = '',
-  options: { files?: Record<string, string>; server?: string; databaseUrl?: string; database?: string; log?: Logger } = {},
+  options: { files?: Record<string, string>; server?: string; databaseUrl?: string; database?: string; log?: Logger; waitHealthy?: boolean } = {},
 ): Promise<TestBridge> {
   const text = `[server]\nhost = "127.0.0.1"\nport = 0\n${options.server ?? ''}\n[database]\n${options.database ?? ''}\n${toml}`;
   const config = await configFrom(text, options.files);
@@ -66,7 +66,9 @@ export async function startBridge(
   const consoleHtml = await Bun.file(join(import.meta.dir, '..', 'console.html')).text();
   const bridge = await createBridge({ config, databaseUrl: options.databaseUrl ?? databaseUrl(), log, consoleHtml });
   const sql = postgres(databaseUrl(), { max: 2, onnotice: () => {} });
-  await waitFor(async () => (await fetch(new URL('/healthz', bridge.url))).status === 200, 10_000, 'the bridge to become healthy');
+  if (options.waitHealthy !== false) {
+    await waitFor(async () => (await fetch(new URL('/healthz', bridge.url))).status === 200, 10_000, 'the bridge to become healthy');
+  }
   const stop = async () => {
     await bridge.stop();
     await sql.end({ timeout: 1 });
@@ -96,3 +98,30 @@ export async function waitFor(check: () => boolean | Promise<boolean>, ms: numbe
 }
 
 export { silentLogger };
+
+/** Reads one sample from GET /metrics, e.g. `metric(t.url, 'pgws_closes_total', { reason: 'slow_consumer' })`. */
+export async function metric(base: URL, name: string, labels: Record<string, string> = {}): Promise<number> {
+  const text = await (await fetch(new URL('/metrics', base))).text();
+  const wanted = Object.entries(labels);
+  for (const line of text.split('\n')) {
+    const match = /^([a-zA-Z_:][\w:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
+    if (match === null || match[1] !== name) continue;
+    const have = new Map([...(match[2] ?? '').matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)].map((m) => [m[1], JSON.parse(`"${m[2]}"`)]));
+    if (wanted.every(([key, value]) => have.get(key) === value)) return Number(match[3]);
+  }
+  return 0;
+}
+
+/** A PostgreSQL of the test's own (embedded, persistent), so it can be stopped and started again. */
+export async function startOwnDatabase() {
+  const { startEmbeddedPostgres } = await import('../src/embedded.ts');
+  const { rmSync } = await import('node:fs');
+  const dataDir = mkdtempSync(join(tmpdir(), 'pgws-own-'));
+  const db = await startEmbeddedPostgres({ dataDir, persistent: true });
+  return Object.assign(db, {
+    async [Symbol.asyncDispose]() {
+      await db.stop();
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  });
+}

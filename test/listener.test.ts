@@ -1,0 +1,63 @@
+import { afterAll, beforeAll, expect, test } from 'bun:test';
+import postgres from 'postgres';
+import { createListener, type Listener, type ListenerState } from '../src/listener.ts';
+import { silentLogger } from '../src/log.ts';
+import { databaseUrl, uniqueChannel, waitFor } from './harness.ts';
+
+let listener: Listener;
+const received: Array<[string, string]> = [];
+const states: ListenerState[] = [];
+const probe = uniqueChannel('probe');
+
+beforeAll(async () => {
+  listener = createListener({
+    url: databaseUrl(),
+    reconnectMinMs: 20,
+    reconnectMaxMs: 200,
+    probeChannel: probe,
+    log: silentLogger,
+    events: {
+      notification: (channel, payload) => received.push([channel, payload]),
+      state: (state) => states.push(state),
+      reconnected: () => {},
+    },
+  });
+  await waitFor(() => listener.state === 'up', 10_000, 'the listener to connect');
+});
+afterAll(() => listener.stop());
+
+test('LISTENs when a channel gets its first subscriber and UNLISTENs when its last one leaves', async () => {
+  const channel = uniqueChannel('refs');
+  await listener.acquire(channel);
+  await listener.acquire(channel);
+  expect(await listener.listening()).toContain(channel);
+  listener.release(channel);
+  expect(await listener.listening()).toContain(channel);
+  listener.release(channel);
+  expect(await listener.listening()).not.toContain(channel);
+  expect(listener.has(channel)).toBe(false);
+});
+
+test('always listens on its private probe channel and counts it as no subscriber channel', async () => {
+  expect(await listener.listening()).toContain(probe);
+  expect(listener.has(probe)).toBe(false);
+});
+
+test('quotes channel names as identifiers, so SQL in a name is only a name', async () => {
+  const channel = `x"; SELECT pg_sleep(10); --`;
+  await listener.acquire(channel);
+  const sql = postgres(databaseUrl(), { max: 1, onnotice: () => {} });
+  await sql`SELECT pg_notify(${channel}, 'literal')`;
+  await sql.end();
+  await waitFor(() => received.some(([c, p]) => c === channel && p === 'literal'), 5000, 'the notification');
+  listener.release(channel);
+});
+
+test('a subscriber re-acquiring right after the last release is LISTENing again', async () => {
+  const channel = uniqueChannel('flip');
+  await listener.acquire(channel);
+  listener.release(channel);
+  await listener.acquire(channel);
+  expect(await listener.listening()).toContain(channel);
+  listener.release(channel);
+});
