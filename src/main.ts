@@ -11,6 +11,7 @@ import { type Config, ConfigError, parseConfig } from './config.ts';
 import { startEmbeddedPostgres } from './embedded.ts';
 import { createLogger, type Logger, parseLevel } from './log.ts';
 import { describeConfig } from './summary.ts';
+import { exitWithParent, spawnWorkers, WORKER_ENV } from './workers.ts';
 
 const SHUTDOWN_DEADLINE_MS = 4500;
 
@@ -36,12 +37,33 @@ async function main(): Promise<number> {
     return 0;
   }
 
+  const worker = env[WORKER_ENV];
   const embedded = config.database.url === undefined ? await startDevelopmentDatabase(log) : undefined;
   const databaseUrl = config.database.url ?? embedded?.url ?? '';
   const consoleHtml = await Bun.file(join(import.meta.dir, '..', 'console.html')).text().catch(() => undefined);
-  const bridge = await createBridge({ config, databaseUrl, log, ...(consoleHtml === undefined ? {} : { consoleHtml }) });
+  const workerLog = worker === undefined ? log : log.child(`worker-${worker}`);
+  const bridge = await createBridge({
+    config,
+    databaseUrl,
+    log: workerLog,
+    reusePort: config.server.workers > 1,
+    ...(consoleHtml === undefined ? {} : { consoleHtml }),
+  });
+  const workers =
+    worker === undefined && config.server.workers > 1
+      ? spawnWorkers({
+          count: config.server.workers,
+          command: [process.execPath, ...process.argv.slice(1)],
+          // Workers bind the port the primary got (PORT=0 picks one) and share its database.
+          env: { ...env, PORT: bridge.url.port, DATABASE_URL: databaseUrl },
+          log,
+        })
+      : undefined;
+  if (worker !== undefined) exitWithParent(() => process.kill(process.pid, 'SIGTERM'));
   const wsUrl = `ws://${bridge.url.host}/<channel>`;
-  log.info(`ready: listening on ${bridge.url.href} (WebSocket: ${wsUrl})`, { url: bridge.url.href, channels: config.channels.size });
+  if (worker === undefined) {
+    log.info(`ready: listening on ${bridge.url.href} (WebSocket: ${wsUrl})`, { url: bridge.url.href, channels: config.channels.size, workers: config.server.workers });
+  }
 
   const { promise: signalled, resolve: onSignal } = Promise.withResolvers<NodeJS.Signals>();
   process.once('SIGINT', () => onSignal('SIGINT'));
@@ -53,7 +75,7 @@ async function main(): Promise<number> {
     log.error('shutdown deadline passed; exiting anyway');
     process.exit(1);
   }, SHUTDOWN_DEADLINE_MS);
-  await bridge.stop();
+  await Promise.all([bridge.stop(), workers?.stop(signal)]);
   await embedded?.stop();
   clearTimeout(deadline);
   log.info('stopped');

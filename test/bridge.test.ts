@@ -140,7 +140,7 @@ describe('HTTP endpoints', () => {
   test('GET /healthz answers 200 with JSON while the LISTEN connection is up', async () => {
     const response = await fetch(new URL('/healthz', t.url));
     expect(response.status).toBe(200);
-    expect(await response.json()).toEqual({ status: 'ok', database: 'up' });
+    expect(await response.json()).toEqual({ status: 'ok', database: 'up', pid: process.pid });
   });
 
   test('GET / serves the console page', async () => {

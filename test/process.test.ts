@@ -1,0 +1,134 @@
+import { describe, expect, test } from 'bun:test';
+import { existsSync } from 'node:fs';
+import { connect as tcpConnect } from 'node:net';
+import { join } from 'node:path';
+import postgres from 'postgres';
+import { connect } from './client.ts';
+import { databaseUrl, uniqueChannel, waitFor, within } from './harness.ts';
+import { spawnServer } from './process.ts';
+
+const MAIN = join(import.meta.dir, '..', 'src', 'main.ts');
+const withDatabase = () => ({ DATABASE_URL: databaseUrl() });
+
+async function freshGet(base: URL, path: string): Promise<string> {
+  const socket = tcpConnect(Number(base.port), base.hostname);
+  let response = '';
+  socket.on('data', (chunk) => {
+    response += chunk.toString();
+  });
+  socket.write(`GET ${path} HTTP/1.1\r\nHost: ${base.host}\r\nConnection: close\r\n\r\n`);
+  await within(new Promise((resolve) => socket.once('close', resolve)), 5000, 'the HTTP response');
+  return response.slice(response.indexOf('\r\n\r\n') + 4);
+}
+
+/** The URL the server logged for its embedded database (the line tells the user to `psql` it). */
+function embeddedUrl(lines: readonly string[]): string {
+  const line = lines.find((l) => l.includes('embedded PostgreSQL ready: psql postgres://'));
+  const url = line === undefined ? undefined : (JSON.parse(line) as { url?: string }).url;
+  if (url === undefined) throw new Error(`no embedded PostgreSQL URL in the log:\n${lines.join('\n')}`);
+  return url;
+}
+
+async function run(args: string[], env: Record<string, string> = {}) {
+  const child = Bun.spawn(['bun', MAIN, ...args], { cwd: join(import.meta.dir, 'fixtures'), env: { ...process.env, ...env }, stdout: 'pipe', stderr: 'pipe' });
+  const [stdout, stderr, code] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text(), child.exited]);
+  return { stdout, stderr, code };
+}
+
+describe('the server process', () => {
+  test.each(['SIGTERM', 'SIGINT'] as const)('on %s closes every socket with 1001 and exits 0 within 5 seconds', async (signal) => {
+    await using server = await spawnServer({ toml: '', env: withDatabase() });
+    using a = await connect(server.wsUrl(uniqueChannel()));
+    using b = await connect(server.wsUrl(uniqueChannel()));
+    const exited = server.signal(signal);
+    expect((await within(a.closed, 5000, 'close')).code).toBe(1001);
+    expect((await within(b.closed, 5000, 'close')).code).toBe(1001);
+    expect(await within(exited, 5000, 'exit')).toBe(0);
+  });
+
+  test('logs a ready line naming the URL, with PORT and HOST overriding the file', async () => {
+    await using server = await spawnServer({ toml: '[server]\nport = 8080\nhost = "0.0.0.0"\n', env: withDatabase() });
+    expect(server.url.hostname).toBe('127.0.0.1');
+    expect(server.url.port).not.toBe('8080');
+    const ready = server.lines.map((line) => JSON.parse(line)).find((entry) => String(entry.message).startsWith('ready'));
+    expect(ready).toMatchObject({ level: 'info', scope: 'bridge', url: server.url.href });
+  });
+
+  test('fails fast on a config error: exit 2, one precise line on stderr, nothing listening', async () => {
+    const result = await run(['--config', 'unknown-keyword.toml'], { ...withDatabase(), PORT: '0' });
+    expect(result.code).toBe(2);
+    expect(result.stderr).toBe('unknown-keyword.toml: channels.orders.schema.properties.id: unknown keyword "frobnicate"\n');
+    expect(result.stdout).not.toContain('ready');
+  });
+
+  test('fails fast on a missing config file', async () => {
+    const result = await run(['--config', 'nope.toml'], withDatabase());
+    expect(result.code).toBe(2);
+    expect(result.stderr).toBe('nope.toml: cannot read the config file (use --config FILE)\n');
+  });
+
+  test('with workers = 2, two processes share the port and each delivers to its clients', async () => {
+    await using server = await spawnServer({ toml: '[server]\nworkers = 2\n', env: withDatabase() });
+    const pids = new Set<number>();
+    // A fresh TCP connection each time (fetch would reuse one), so the kernel can pick either process.
+    await waitFor(async () => {
+      const body = JSON.parse(await freshGet(server.url, '/healthz')) as { pid: number; status: string };
+      if (body.status === 'ok') pids.add(body.pid);
+      return pids.size === 2;
+    }, 10_000, 'both workers to answer');
+    expect(pids.has(server.process.pid)).toBe(true);
+    const channel = uniqueChannel();
+    const clients = await Promise.all(Array.from({ length: 20 }, () => connect(server.wsUrl(channel))));
+    const sql = postgres(databaseUrl(), { max: 1, onnotice: () => {} });
+    await sql`SELECT pg_notify(${channel}, 'to every worker')`;
+    await sql.end();
+    for (const client of clients) expect(await client.next()).toBe('to every worker');
+    const exited = server.signal('SIGTERM');
+    for (const client of clients) expect((await within(client.closed, 5000, 'close')).code).toBe(1001);
+    expect(await within(exited, 5000, 'exit')).toBe(0);
+  });
+});
+
+describe('bun run check', () => {
+  test('validates a config without connecting and lists its channels', async () => {
+    const result = await run(['--check', '--config', 'good.toml'], { DATABASE_URL: 'postgres://nobody@127.0.0.1:1/none' });
+    expect(result.code).toBe(0);
+    expect(result.stdout).toContain('good.toml: OK');
+    expect(result.stdout).toContain('orders: schema module');
+    expect(result.stdout).toContain('"Order Events": inline schema - inline schema');
+    expect(result.stdout).toContain('plain: raw text');
+  });
+
+  test('exits 2 with the same precise message as startup', async () => {
+    const result = await run(['--check', '--config', 'bad-pattern.toml']);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toStartWith('bad-pattern.toml: channels."Order Events".schema: "pattern" is not a valid regular expression');
+  });
+});
+
+describe('the zero-setup path', () => {
+  test('with no database configured, starts an embedded PostgreSQL in .data/ that keeps its data', async () => {
+    const env = { DATABASE_URL: '' };
+    let cwd: string;
+    {
+      await using first = await spawnServer({ toml: '', env, readyMs: 60_000 });
+      cwd = first.cwd;
+      const url = embeddedUrl(first.lines);
+      expect(first.lines.some((l) => l.includes('embedded development PostgreSQL') && l.includes('DATABASE_URL'))).toBe(true);
+      expect(existsSync(join(cwd, '.data', 'postgres', 'PG_VERSION'))).toBe(true);
+      const channel = uniqueChannel();
+      using client = await connect(first.wsUrl(channel));
+      const sql = postgres(url, { max: 1, onnotice: () => {} });
+      await sql`CREATE TABLE kept (id int)`;
+      await sql`SELECT pg_notify(${channel}, 'from psql')`;
+      await sql.end();
+      expect(await client.next()).toBe('from psql');
+      expect(await within(first.signal('SIGTERM'), 5000, 'exit')).toBe(0);
+    }
+    // Same working directory again: the data directory is reused, not re-initialised.
+    await using second = await spawnServer({ toml: '', env, readyMs: 60_000, cwd });
+    const sql = postgres(embeddedUrl(second.lines), { max: 1, onnotice: () => {} });
+    expect((await sql`SELECT to_regclass('kept') IS NOT NULL AS kept`)[0]?.['kept']).toBe(true);
+    await sql.end();
+  }, 120_000);
+});
