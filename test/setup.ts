@@ -2,12 +2,16 @@
  * Preloaded before every test file (bunfig.toml): makes sure TEST_DATABASE_URL points at a PostgreSQL
  * that answers. Without one set, it starts a throwaway embedded PostgreSQL for the run.
  */
-import { afterAll } from 'bun:test';
+import { afterAll, setDefaultTimeout } from 'bun:test';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import postgres from 'postgres';
 import { startEmbeddedPostgres } from '../src/embedded.ts';
+
+// Real databases and real processes on a shared 2-core machine: a generous ceiling per test; every
+// wait inside a test has its own shorter, named timeout (harness.ts `within`).
+setDefaultTimeout(60_000);
 
 if (process.env['TEST_DATABASE_URL'] === undefined || process.env['TEST_DATABASE_URL'] === '') {
   const db = await startEmbeddedPostgres({ dataDir: mkdtempSync(join(tmpdir(), 'pgws-test-')), persistent: false });
