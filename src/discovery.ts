@@ -41,6 +41,7 @@ function fromModule(schema: Parameters<typeof toJsonSchema>[0]): Record<string, 
   let partial = false;
   const converted = toJsonSchema(schema, {
     errorMode: 'ignore',
+    target: 'draft-2020-12',
     typeMode: 'output',
     overrideAction: ({ jsonSchema, valibotAction }) => {
       if (valibotAction.kind === 'transformation' || valibotAction.type === 'check') partial = true;
