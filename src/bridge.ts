@@ -89,6 +89,7 @@ export async function createBridge(options: BridgeOptions): Promise<Bridge> {
     connections: () => server.connections,
     subscribers: () => server.subscribers(),
     listenerUp: () => listener.state === 'up',
+    listenChannels: () => listener.channelCount,
     canary: () => canary.status(),
   });
 

@@ -13,6 +13,7 @@ export interface MetricsSource {
   connections: () => number;
   subscribers: () => ReadonlyMap<string, number>;
   listenerUp: () => boolean;
+  listenChannels: () => number;
   canary: () => CanaryStatus;
 }
 
@@ -67,6 +68,9 @@ export function createMetrics(source: MetricsSource): Metrics {
   new Counter({ name: 'pgws_listener_reconnects_total', help: 'Times the LISTEN connection was restored after a loss.', registers, collect() {
     this.reset();
     this.inc(stats.listenerReconnects);
+  } });
+  new Gauge({ name: 'pgws_listen_channels', help: 'Channels the LISTEN connection is listening to for clients (each has at least one subscriber).', registers, collect() {
+    this.set(source.listenChannels());
   } });
   new Gauge({ name: 'pgws_listener_up', help: '1 when the LISTEN connection is established.', registers, collect() {
     this.set(source.listenerUp() ? 1 : 0);

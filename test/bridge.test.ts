@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { connect, upgradeStatus } from './client.ts';
-import { startBridge, type TestBridge, uniqueChannel } from './harness.ts';
+import { metric, startBridge, type TestBridge, uniqueChannel, waitFor } from './harness.ts';
 
 describe('raw channels', () => {
   let t: TestBridge;
@@ -90,6 +90,20 @@ describe('raw channels', () => {
     });
     const got = await client.received(200);
     expect(got).toEqual(Array.from({ length: 200 }, (_, i) => String(i)));
+  });
+
+  test('LISTENs on the first subscriber and UNLISTENs when the last one leaves', async () => {
+    const channel = uniqueChannel('unlisten');
+    const before = await metric(t.url, 'pgws_listen_channels');
+    const a = await connect(t.wsUrl(channel));
+    const b = await connect(t.wsUrl(channel));
+    expect(await metric(t.url, 'pgws_listen_channels')).toBe(before + 1);
+    a.socket.close();
+    await a.closed;
+    expect(await metric(t.url, 'pgws_listen_channels')).toBe(before + 1);
+    b.socket.close();
+    await b.closed;
+    await waitFor(async () => (await metric(t.url, 'pgws_listen_channels')) === before, 5000, 'the UNLISTEN');
   });
 
   test('holds two thousand clients on one channel and delivers one notification to all', async () => {
