@@ -62,7 +62,11 @@ function encodeWith(schema: PayloadSchema, payload: string): Encoded {
   let result: v.SafeParseResult<PayloadSchema>;
   try {
     result = v.safeParse(schema, input);
-    if (result.success) return { ok: true, frame: JSON.stringify(result.output) };
+    if (result.success) {
+      const frame: string | undefined = JSON.stringify(result.output);
+      if (frame !== undefined) return { ok: true, frame };
+      return { ok: false, reason: 'schema', issues: [{ path: '', message: 'schema output is not a JSON value' }] };
+    }
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
     return { ok: false, reason: 'schema', issues: [{ path: '', message: `schema failed: ${message}` }] };
