@@ -6,6 +6,7 @@
  */
 import * as v from 'valibot';
 import type { Config, PayloadSchema } from './config.ts';
+import { inexactNumber } from './json-numbers.ts';
 import type { Frame } from './wire.ts';
 
 /** One problem found in a payload: a dot path into it (empty for the root) and a message. */
@@ -56,6 +57,11 @@ function encodeWith(schema: PayloadSchema, payload: string): Encoded {
   } catch (error) {
     const message = error instanceof Error ? error.message : 'not JSON';
     return { ok: false, reason: 'json', issues: [{ path: '', message: `payload is not JSON: ${message}` }] };
+  }
+  const inexact = inexactNumber(payload);
+  if (inexact !== undefined) {
+    const message = `number ${inexact.length > 40 ? `${inexact.slice(0, 40)}…` : inexact} cannot be held exactly (beyond ±2^53 or out of range); send it as a string`;
+    return { ok: false, reason: 'json', issues: [{ path: '', message }] };
   }
   // A module schema's transform may throw or yield something JSON cannot hold (a BigInt, a cycle):
   // that is one bad payload, never a crash.
