@@ -14,6 +14,11 @@ import { buildInlineSchema, SchemaError } from './schema.ts';
 /** A failed config load; `message` is complete and ready to print. */
 export class ConfigError extends Error {
   override name = 'ConfigError' as const;
+
+  constructor(message: string, options?: ErrorOptions) {
+    // One line whatever the input quoted in it: a key or value with a newline must not split the message.
+    super(message.replace(/[\u0000-\u001f\u007f\u2028\u2029]/g, (c) => JSON.stringify(c).slice(1, -1)), options);
+  }
 }
 
 /** Any valibot schema: the payload contract of one channel. */
@@ -76,16 +81,36 @@ const DatabaseSection = v.strictObject({
   canary_interval_ms: v.optional(int(100, 600_000), 5_000),
 });
 
+// Not v.record: it skips keys such as "constructor" and "__proto__", which are legal channel names and
+// must reach the unknown-keyword check inside a schema table.
+const isTable = (value: unknown): value is Record<string, unknown> =>
+  typeof value === 'object' && value !== null && !Array.isArray(value) && !(value instanceof Date);
+const Table = v.custom<Record<string, unknown>>(isTable, (issue) => `Invalid type: Expected a table but received ${v._stringify(issue.input)}`);
+
 const ChannelSection = v.strictObject({
   description: v.optional(v.string()),
-  schema: v.optional(v.union([v.pipe(v.string(), v.nonEmpty()), v.record(v.string(), v.unknown())])),
+  schema: v.optional(v.union([v.pipe(v.string(), v.nonEmpty()), Table])),
 });
 
 const ConfigFile = v.strictObject({
   server: v.optional(ServerSection, {}),
   database: v.optional(DatabaseSection, {}),
-  channels: v.optional(v.record(v.string(), ChannelSection), {}),
+  channels: v.optional(Table, {}),
 });
+
+// valibot's strictObject also skips "constructor" and friends, so unknown keys are found here first.
+const ALLOWED: Readonly<Record<string, readonly string[]>> = {
+  top: Object.keys(ConfigFile.entries),
+  server: Object.keys(ServerSection.entries),
+  database: Object.keys(DatabaseSection.entries),
+  channel: Object.keys(ChannelSection.entries),
+};
+
+function unknownKey(table: Record<string, unknown>, section: string, path: readonly PathKey[]): void | never {
+  const allowed = ALLOWED[section] ?? [];
+  const key = Object.keys(table).find((name) => !allowed.includes(name));
+  if (key !== undefined) throw new ConfigError(`${formatPath([...path, key])}: unknown key (allowed here: ${allowed.join(', ')})`);
+}
 
 /** Loads a config from its text. `file` is used in messages and to resolve schema modules. */
 export async function parseConfig(text: string, file: string): Promise<Config> {
@@ -100,17 +125,33 @@ export async function parseConfig(text: string, file: string): Promise<Config> {
     }
     throw error;
   }
-  const result = v.safeParse(ConfigFile, raw);
-  if (!result.success) {
-    const issue = result.issues[0];
-    throw new ConfigError(`${label}: ${formatPath(issuePath(issue))}: ${describeIssue(issue)}`);
+  const fail = (path: readonly PathKey[], issue: v.BaseIssue<unknown> | undefined): never => {
+    throw new ConfigError(`${label}: ${formatPath([...path, ...issuePath(issue)])}: ${issue?.message ?? 'invalid'}`);
+  };
+  const top = raw as Record<string, unknown>;
+  try {
+    unknownKey(top, 'top', []);
+    for (const section of ['server', 'database'] as const) if (isTable(top[section])) unknownKey(top[section], section, [section]);
+    const table = top['channels'];
+    if (isTable(table)) for (const name of Object.keys(table)) if (isTable(table[name])) unknownKey(table[name], 'channel', ['channels', name]);
+  } catch (error) {
+    if (error instanceof ConfigError) throw new ConfigError(`${label}: ${error.message}`);
+    throw error;
   }
-  const { server, database, channels } = result.output;
+  const result = v.safeParse(ConfigFile, raw);
+  if (!result.success) return fail([], result.issues[0]);
+  const { server, database } = result.output;
+  const channels: Array<[string, v.InferOutput<typeof ChannelSection>]> = [];
+  for (const name of Object.keys(result.output.channels)) {
+    const section = v.safeParse(ChannelSection, result.output.channels[name]);
+    if (!section.success) return fail(['channels', name], section.issues[0]);
+    channels.push([name, section.output]);
+  }
   if (database.reconnect_min_ms > database.reconnect_max_ms) {
     throw new ConfigError(`${label}: database.reconnect_min_ms: must not exceed reconnect_max_ms (${database.reconnect_max_ms})`);
   }
   const declared = new Map<string, ChannelConfig>();
-  for (const [name, section] of Object.entries(channels)) {
+  for (const [name, section] of channels) {
     const at = (rest: readonly PathKey[]) => `${label}: ${formatPath(['channels', name, ...rest])}`;
     const checked = checkChannelName(name);
     if (!checked.ok) throw new ConfigError(`${at([])}: ${checked.reason}`);
@@ -192,21 +233,4 @@ function issuePath(issue: v.BaseIssue<unknown> | undefined): PathKey[] {
 export function formatPath(path: readonly PathKey[]): string {
   if (path.length === 0) return '(top level)';
   return path.map((key) => (typeof key === 'number' || /^[A-Za-z0-9_-]+$/.test(key) ? String(key) : JSON.stringify(key))).join('.');
-}
-
-function describeIssue(issue: v.BaseIssue<unknown> | undefined): string {
-  if (issue === undefined) return 'invalid';
-  if (issue.type === 'strict_object' && issue.input !== undefined) {
-    return `unknown key (allowed here: ${allowedKeysAt(issue)})`;
-  }
-  return issue.message;
-}
-
-function allowedKeysAt(issue: v.BaseIssue<unknown>): string {
-  const parentKey = issue.path?.at(-2)?.key;
-  const depth = issue.path?.length ?? 0;
-  if (depth === 1) return 'server, database, channels';
-  if (depth === 2 && parentKey === 'server') return Object.keys(ServerSection.entries).join(', ');
-  if (depth === 2 && parentKey === 'database') return Object.keys(DatabaseSection.entries).join(', ');
-  return Object.keys(ChannelSection.entries).join(', ');
 }
