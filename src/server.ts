@@ -146,7 +146,7 @@ export function createServer(options: ServerOptions, reusePort = false): BridgeS
       message(ws) {
         close(ws, Close.receiveOnly, 'receive_only');
       },
-      close(ws, code) {
+      close(ws, code, reason) {
         const { channel } = ws.data;
         const set = sockets.get(channel);
         set?.delete(ws);
@@ -156,7 +156,7 @@ export function createServer(options: ServerOptions, reusePort = false): BridgeS
         }
         admitted -= 1;
         listener.release(channel);
-        stats.close(ws.data.closedBy ?? (code === Close.tooBig ? 'too_big' : code === 1006 ? 'abnormal' : 'client'));
+        stats.close(ws.data.closedBy ?? closeReasonOf(code, reason));
       },
     },
   });
@@ -188,6 +188,13 @@ export function createServer(options: ServerOptions, reusePort = false): BridgeS
       if ((await Promise.race([closed, timeout])) === 'timeout') await server.stop(true);
     },
   };
+}
+
+// uWebSockets sends the client 1009 for an oversized frame but reports it to this handler as 1006 with
+// its own reason text, so both are read.
+function closeReasonOf(code: number, reason: string): CloseReason {
+  if (code === Close.tooBig || reason === 'Received too big message') return 'too_big';
+  return code === 1006 ? 'abnormal' : 'client';
 }
 
 function retryAfter(status: number): Record<string, string> {
