@@ -10,7 +10,7 @@ import { describeChannels } from './discovery.ts';
 import { createListener } from './listener.ts';
 import type { Logger } from './log.ts';
 import { createMetrics } from './metrics.ts';
-import { createServer } from './server.ts';
+import { type BridgeServer, createServer } from './server.ts';
 import { createStats } from './stats.ts';
 import { Close } from './wire.ts';
 
@@ -24,6 +24,11 @@ export interface BridgeOptions {
   consoleHtml?: string;
   /** Share the port with sibling worker processes (`[server] workers`). */
   reusePort?: boolean;
+  /**
+   * Bind the port only once the database answers. For workers: with a shared port the kernel hands
+   * them clients as soon as they listen, and a worker still connecting would refuse those with 503.
+   */
+  listenAfterDatabase?: boolean;
 }
 
 /** A running bridge. */
@@ -44,6 +49,8 @@ export async function createBridge(options: BridgeOptions): Promise<Bridge> {
   const channelsDocument = JSON.stringify(describeChannels(config));
   const probe = probeChannel();
   const payloadLog = log.child('payload');
+  const databaseUp = Promise.withResolvers<void>();
+  let server: BridgeServer | undefined;
 
   const listener = createListener({
     url: options.databaseUrl,
@@ -58,7 +65,7 @@ export async function createBridge(options: BridgeOptions): Promise<Bridge> {
         counters.received += 1;
         const encoded = catalog.encode(channel, payload);
         if (encoded.ok) {
-          counters.delivered += server.publish(channel, encoded.frame);
+          counters.delivered += server?.publish(channel, encoded.frame) ?? 0;
           return;
         }
         if (encoded.reason === 'json') counters.invalidJson += 1;
@@ -66,12 +73,15 @@ export async function createBridge(options: BridgeOptions): Promise<Bridge> {
         payloadLog.warn('invalid payload dropped', { channel, reason: encoded.reason, issues: encoded.issues, prefix: payload.slice(0, 64) });
       },
       state(state) {
-        if (state === 'up') canary.start();
+        if (state === 'up') {
+          databaseUp.resolve();
+          canary.start();
+        }
         if (state === 'down' || state === 'stopped') canary.stop();
       },
       reconnected(channels) {
         stats.listenerReconnects += 1;
-        server.closeChannels(channels, Close.databaseRestart, 'database_restart');
+        server?.closeChannels(channels, Close.databaseRestart, 'database_restart');
       },
     },
   });
@@ -86,15 +96,16 @@ export async function createBridge(options: BridgeOptions): Promise<Bridge> {
 
   const metrics = createMetrics({
     stats,
-    connections: () => server.connections,
-    subscribers: () => server.subscribers(),
+    connections: () => server?.connections ?? 0,
+    subscribers: () => server?.subscribers() ?? new Map(),
     listenerUp: () => listener.state === 'up',
     listenChannels: () => listener.channelCount,
     canary: () => canary.status(),
   });
 
   const json = (body: unknown, status = 200) => Response.json(body, { status, headers: { 'cache-control': 'no-store' } });
-  const server = createServer(
+  if (options.listenAfterDatabase) await databaseUp.promise;
+  const bridgeServer = createServer(
     {
       config,
       catalog,
@@ -121,15 +132,16 @@ export async function createBridge(options: BridgeOptions): Promise<Bridge> {
     },
     options.reusePort ?? false,
   );
+  server = bridgeServer;
 
   let stopped: Promise<void> | undefined;
   const stop = () => {
     stopped ??= (async () => {
       canary.stop();
-      await server.stop();
+      await bridgeServer.stop();
       await listener.stop();
     })();
     return stopped;
   };
-  return { url: server.url, stop, [Symbol.asyncDispose]: stop };
+  return { url: bridgeServer.url, stop, [Symbol.asyncDispose]: stop };
 }

@@ -47,6 +47,7 @@ async function main(): Promise<number> {
     databaseUrl,
     log: workerLog,
     reusePort: config.server.workers > 1,
+    listenAfterDatabase: worker !== undefined,
     ...(consoleHtml === undefined ? {} : { consoleHtml }),
   });
   const workers =

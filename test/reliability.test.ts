@@ -1,7 +1,8 @@
 import { describe, expect, test } from 'bun:test';
 import postgres from 'postgres';
 import { connect, upgradeStatus } from './client.ts';
-import { databaseUrl, metric, startBridge, startOwnDatabase, uniqueChannel, waitFor, within } from './harness.ts';
+import { createBridge } from '../src/bridge.ts';
+import { configFrom, databaseUrl, metric, silentLogger, startBridge, startOwnDatabase, uniqueChannel, waitFor, within } from './harness.ts';
 import { spawnServer } from './process.ts';
 import { closeCode, rawClient } from './raw.ts';
 
@@ -57,6 +58,25 @@ describe('database outages', () => {
     await sql`SELECT pg_notify(${channel}, 'late start')`;
     await sql.end();
     expect(await client.next()).toBe('late start');
+  });
+});
+
+describe('workers', () => {
+  test('a bridge told to listen after the database binds its port only once the database answers', async () => {
+    await using db = await startOwnDatabase();
+    await db.stop();
+    const config = await configFrom('[server]\nhost = "127.0.0.1"\nport = 0\n[database]\nreconnect_min_ms = 20\nreconnect_max_ms = 100\n');
+    const events: string[] = [];
+    const pending = createBridge({ config, databaseUrl: db.url, log: silentLogger, listenAfterDatabase: true }).then((bridge) => {
+      events.push('listening');
+      return bridge;
+    });
+    // Without the option the bridge would be listening (and refusing upgrades with 503) by now.
+    events.push('database starting');
+    await db.start();
+    await using bridge = await within(pending, 15_000, 'the bridge to listen');
+    expect(events).toEqual(['database starting', 'listening']);
+    expect((await fetch(new URL('/healthz', bridge.url))).status).toBe(200);
   });
 });
 
