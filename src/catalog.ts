@@ -58,7 +58,7 @@ function encodeWith(schema: PayloadSchema, payload: string): Encoded {
     const message = error instanceof Error ? error.message : 'not JSON';
     return { ok: false, reason: 'json', issues: [{ path: '', message: `payload is not JSON: ${message}` }] };
   }
-  const inexact = inexactNumber(payload);
+  const inexact = inexactNumber(payload, input);
   if (inexact !== undefined) {
     const message = `number ${inexact.length > 40 ? `${inexact.slice(0, 40)}…` : inexact} cannot be held exactly (beyond ±2^53 or out of range); send it as a string`;
     return { ok: false, reason: 'json', issues: [{ path: '', message }] };

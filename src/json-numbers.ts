@@ -5,15 +5,19 @@
  * with this literal named rather than delivered altered. Raw channels never parse and are unaffected.
  */
 
-// Cheap pre-check: only a run of 16+ digits or a 3-digit exponent can be inexact.
-const SUSPECT = /\d{16}|[eE][+-]?\d{3}/;
+// Every integer below 2^53 is exact, so only a parsed magnitude at or above it (or Infinity) can hide a loss.
+const EXACT_BELOW = 2 ** 53;
 const NUMBER = /-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?/y;
 const QUOTE = 34;
 const BACKSLASH = 92;
 
-/** The first number literal in valid JSON `text` that would not survive a parse exactly, if any. */
-export function inexactNumber(text: string): string | undefined {
-  if (!SUSPECT.test(text)) return undefined;
+/**
+ * The first number literal in valid JSON `text` that did not survive `JSON.parse` exactly, if any.
+ * `parsed` is that parse: the text is scanned only when it holds a number that large, so the common
+ * payload costs one walk of the parsed value.
+ */
+export function inexactNumber(text: string, parsed: unknown): string | undefined {
+  if (!hasLargeNumber(parsed)) return undefined;
   for (let i = 0; i < text.length; i++) {
     const code = text.charCodeAt(i);
     if (code === QUOTE) {
@@ -29,6 +33,22 @@ export function inexactNumber(text: string): string | undefined {
     i += literal.length - 1;
   }
   return undefined;
+}
+
+// Iterative: JSON.parse accepts nesting deep enough to overflow a recursive walk.
+function hasLargeNumber(root: unknown): boolean {
+  const stack: unknown[] = [root];
+  while (stack.length > 0) {
+    const value = stack.pop();
+    if (typeof value === 'number') {
+      if (!(Math.abs(value) < EXACT_BELOW)) return true;
+    } else if (Array.isArray(value)) {
+      for (const item of value) if (typeof item === 'object' || typeof item === 'number') stack.push(item);
+    } else if (typeof value === 'object' && value !== null) {
+      for (const item of Object.values(value)) if (typeof item === 'object' || typeof item === 'number') stack.push(item);
+    }
+  }
+  return false;
 }
 
 // Fractions round in the 17th significant digit, as every JSON parser's doubles do; that is accepted.
