@@ -104,6 +104,21 @@ function compile(pattern: string, path: Path): RegExp {
   }
 }
 
+/** JSON Schema lengths count code points; counting without spreading the string allocates nothing. */
+function codePoints(text: string): number {
+  let count = 0;
+  for (let i = 0; i < text.length; i++) {
+    const unit = text.charCodeAt(i);
+    // A high surrogate followed by a low one is one code point.
+    if (unit >= 0xd800 && unit <= 0xdbff && i + 1 < text.length) {
+      const next = text.charCodeAt(i + 1);
+      if (next >= 0xdc00 && next <= 0xdfff) i++;
+    }
+    count++;
+  }
+  return count;
+}
+
 function keywordChecks(definition: Json, path: Path): Check[] {
   const checks: Check[] = [];
   const count = (keyword: string) => read(definition, path, keyword, isCount, 'a non-negative integer');
@@ -115,9 +130,16 @@ function keywordChecks(definition: Json, path: Path): Check[] {
   const options = read(definition, path, 'enum', isArray, 'a list of values')?.map((value) => toJson(value, path, 'enum'));
   if (options) checks.push(oneOf(options, `must be one of ${JSON.stringify(options)}`));
   const minLength = count('minLength');
-  if (minLength !== undefined) checks.push(when(isString, v.minCodePoints(minLength, `must be at least ${minLength} characters`)));
+  // A string has between length/2 and length code points, so counting is needed only in between.
+  if (minLength !== undefined) {
+    const atLeast = (text: string) => text.length >= 2 * minLength || (text.length >= minLength && codePoints(text) >= minLength);
+    checks.push(when(isString, v.check(atLeast, `must be at least ${minLength} characters`)));
+  }
   const maxLength = count('maxLength');
-  if (maxLength !== undefined) checks.push(when(isString, v.maxCodePoints(maxLength, `must be at most ${maxLength} characters`)));
+  if (maxLength !== undefined) {
+    const atMost = (text: string) => text.length <= maxLength || (text.length <= 2 * maxLength && codePoints(text) <= maxLength);
+    checks.push(when(isString, v.check(atMost, `must be at most ${maxLength} characters`)));
+  }
   const pattern = read(definition, path, 'pattern', isString, 'a string');
   if (pattern !== undefined) checks.push(when(isString, v.regex(compile(pattern, path), `must match the pattern ${pattern}`)));
   const format = read(definition, path, 'format', isFormat, `one of ${Object.keys(FORMATS).join(', ')}`);

@@ -191,3 +191,23 @@ describe('hostile input', () => {
     expect(() => v.safeParse(schema, input)).not.toThrow();
   });
 });
+
+describe('string lengths count code points at every boundary of the fast path', () => {
+  const astral = '😀'; // two UTF-16 units, one code point
+  test.each([
+    [{ maxLength: 2 }, `${astral}${astral}`, true],
+    [{ maxLength: 2 }, `${astral}${astral}${astral}`, false],
+    [{ maxLength: 2 }, `a${astral}`, true],
+    [{ maxLength: 2 }, 'abc', false],
+    [{ maxLength: 3 }, `${astral}ab`, true],
+    [{ minLength: 2 }, astral, false],
+    [{ minLength: 2 }, `${astral}${astral}`, true],
+    [{ minLength: 2 }, `${astral}a`, true],
+    [{ minLength: 3 }, `${astral}${astral}`, false],
+    [{ minLength: 2 }, 'ab', true],
+    [{ minLength: 1 }, '\uD800', true],
+    [{ maxLength: 1 }, '\uD800\uD800', false],
+  ])('%j on %j is %p', (keywords, text, valid) => {
+    expect(v.safeParse(buildInlineSchema({ type: 'string', ...keywords }), text).success).toBe(valid);
+  });
+});
