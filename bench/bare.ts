@@ -1,0 +1,35 @@
+/**
+ * The second baseline: the barest Bun bridge (`Bun.serve` + `server.publish` on a postgres.js
+ * `sql.listen`). No schemas, no limits, no metrics, no reconnect handling: the yardstick every
+ * figure of ours is divided by. Env: DATABASE_URL, PORT, HOST.
+ */
+import postgres from 'postgres';
+
+const sql = postgres(process.env['DATABASE_URL'] ?? '', { onnotice: () => {} });
+const listening = new Map<string, Promise<unknown>>();
+
+const server = Bun.serve({
+  hostname: process.env['HOST'] || '0.0.0.0',
+  port: Number(process.env['PORT'] ?? 8080),
+  async fetch(request, server) {
+    const channel = decodeURIComponent(new URL(request.url).pathname.slice(1));
+    if (channel === 'healthz') return new Response('ok\n');
+    let ready = listening.get(channel);
+    if (ready === undefined) listening.set(channel, (ready = sql.listen(channel, (payload) => server.publish(channel, payload))));
+    await ready;
+    return server.upgrade(request, { data: { channel } }) ? undefined : new Response('upgrade failed\n', { status: 400 });
+  },
+  websocket: {
+    data: {} as { channel: string },
+    open(ws) {
+      ws.subscribe(ws.data.channel);
+    },
+    message: () => {},
+  },
+});
+
+process.once('SIGTERM', async () => {
+  await server.stop(true);
+  await sql.end({ timeout: 1 });
+  process.exit(0);
+});

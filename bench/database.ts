@@ -1,0 +1,55 @@
+/**
+ * The benchmark's PostgreSQL: by default a throwaway embedded one (src/embedded.ts) in a temp dir,
+ * deleted at the end; BENCH_DATABASE_URL points the run at an existing server instead.
+ */
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import postgres from 'postgres';
+import { startEmbeddedPostgres } from '../src/embedded.ts';
+import { parentOf, processTree } from './procstat.ts';
+
+/** The database under the benchmark. */
+export interface BenchDatabase {
+  readonly url: string;
+  readonly version: string;
+  readonly embedded: boolean;
+  /** Its processes now (postmaster and backends), for CPU accounting. */
+  processes(): number[];
+  stop(): Promise<void>;
+}
+
+/** Starts (or connects to) the database and reads its version. */
+export async function startDatabase(env: Record<string, string | undefined>): Promise<BenchDatabase> {
+  const override = env['BENCH_DATABASE_URL'];
+  const embedded =
+    override === undefined || override === ''
+      ? await startEmbeddedPostgres({ dataDir: mkdtempSync(join(tmpdir(), 'pgws-bench-pg-')), persistent: false })
+      : undefined;
+  const url = embedded?.url ?? override ?? '';
+  const sql = postgres(url, { max: 1, onnotice: () => {}, connect_timeout: 10 });
+  let version: string;
+  let postmaster: number | undefined;
+  try {
+    const [row] = await sql`SELECT current_setting('server_version') AS version, pg_backend_pid() AS pid`;
+    version = String(row?.['version']);
+    // A backend's parent is the postmaster; its tree is every PostgreSQL process of this server (and
+    // only this one, whatever other clusters run here). Read while the backend still exists.
+    postmaster = parentOf(Number(row?.['pid']));
+  } catch (error) {
+    await embedded?.stop();
+    const what = embedded === undefined ? `BENCH_DATABASE_URL (${url})` : 'the embedded PostgreSQL';
+    throw new Error(`${what} does not answer: ${error instanceof Error ? error.message : String(error)}`);
+  } finally {
+    await sql.end({ timeout: 1 });
+  }
+  return {
+    url,
+    version,
+    embedded: embedded !== undefined,
+    processes: () => (postmaster === undefined ? [] : processTree(postmaster)),
+    stop: async () => {
+      await embedded?.stop();
+    },
+  };
+}

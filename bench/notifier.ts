@@ -1,0 +1,133 @@
+/**
+ * The notifier: several producer connections sending `pg_notify` as fast as the database takes them
+ * (batched, one transaction per batch), or one notification at a time at a fixed rate.
+ *
+ * As fast as possible is still flow-controlled by a credit window: at most `windowBytes` of
+ * notifications may be ahead of the slowest open client. Without it a burst aimed at 1,000 clients
+ * only measures how soon a finite buffer overflows (our server closes a client past
+ * `slow_consumer_bytes`, the bare bridge silently drops past Bun's backpressure limit); with it the
+ * figure is the throughput the whole chain sustains with nothing lost. If the credit stops coming
+ * (a client lost frames and never completes), the notifier goes on open-loop and says so.
+ */
+import postgres from 'postgres';
+import { clock } from './protocol.ts';
+
+/** Where credit comes from: the fleet's progress (bench/fleet.ts). */
+export interface Credit {
+  progress(): number;
+  nextProgress(ms: number): Promise<void>;
+}
+
+/** One as-fast-as-possible burst: notifications 0..count-1 of `run` on `channel`, `size` bytes each. */
+export interface BurstPlan {
+  readonly channel: string;
+  readonly run: number;
+  readonly count: number;
+  readonly size: number;
+  readonly windowBytes: number;
+  readonly credit: Credit;
+  readonly deadlineMs: number;
+}
+
+/** A fixed-rate stream from one producer: `rate` notifications per second for `count` notifications. */
+export interface PacedPlan {
+  readonly channel: string;
+  readonly run: number;
+  readonly count: number;
+  readonly size: number;
+  readonly rate: number;
+}
+
+/** What was sent; `openLoop` is set when credit stalled and the rest went without flow control. */
+export interface Sent {
+  readonly sent: number;
+  readonly firstSendMs: number;
+  readonly lastSendMs: number;
+  readonly openLoop: boolean;
+}
+
+/** The producer connections. */
+export interface Notifier {
+  readonly producers: number;
+  /** Notifications in flight allowed for a payload size (at least one batch per producer). */
+  window(size: number, windowBytes: number): number;
+  /** The credit step generators report in: a quarter of the window. */
+  step(size: number, windowBytes: number): number;
+  burst(plan: BurstPlan): Promise<Sent>;
+  paced(plan: PacedPlan): Promise<Sent>;
+  end(): Promise<void>;
+}
+
+const MAX_BATCH = 500;
+// No credit for this long means a client lost frames for good: fall back to open-loop.
+const STALL_MS = 2000;
+
+/** Opens `producers` connections to `url`. */
+export async function startNotifier(url: string, producers: number): Promise<Notifier> {
+  const connections = Array.from({ length: producers }, () =>
+    postgres(url, { max: 1, onnotice: () => {}, fetch_types: false, connection: { application_name: 'pgws-bench-notifier' } }),
+  );
+  await Promise.all(connections.map((sql) => sql`SELECT 1`));
+
+  // PG: identical payloads in one transaction are folded into one; the sequence number keeps each
+  // distinct, and rpad pads to the exact size (the prefix is always shorter than 100 bytes).
+  const send = (sql: postgres.Sql, plan: { channel: string; run: number; size: number }, start: number, end: number, step: number) =>
+    sql`SELECT count(pg_notify(${plan.channel}, rpad('{"r":' || ${plan.run}::int || ',"seq":' || s || ',"t":' || ${clock().toFixed(3)}::text || ',"p":"', ${plan.size - 2}::int, 'x') || '"}'))
+        FROM generate_series(${start}::int, ${end}::int, ${step}::int) AS s`;
+
+  const window = (size: number, windowBytes: number) => Math.max(producers, Math.floor(windowBytes / size));
+  const batchFor = (w: number) => Math.max(1, Math.min(MAX_BATCH, Math.floor(w / producers / 2)));
+
+  return {
+    producers,
+    window,
+    step: (size, windowBytes) => Math.max(1, Math.floor(window(size, windowBytes) / 4)),
+    async burst(plan) {
+      const w = window(plan.size, plan.windowBytes);
+      const batch = batchFor(w);
+      const deadline = performance.now() + plan.deadlineMs;
+      let issued = 0;
+      let openLoop = false;
+      const firstSendMs = clock();
+      // Producer p owns sequence numbers p, p + P, p + 2P, …: its own commits keep them in order.
+      const produce = async (sql: postgres.Sql, p: number) => {
+        for (let first = p; first < plan.count; first += batch * producers) {
+          const last = Math.min(plan.count - 1, first + (batch - 1) * producers);
+          const size = Math.floor((last - first) / producers) + 1;
+          let waitingSince = performance.now();
+          let seen = plan.credit.progress();
+          while (!openLoop && issued + size - plan.credit.progress() > w) {
+            await plan.credit.nextProgress(STALL_MS);
+            const now = plan.credit.progress();
+            if (now !== seen) {
+              seen = now;
+              waitingSince = performance.now();
+            } else if (performance.now() - waitingSince >= STALL_MS) {
+              openLoop = true;
+            }
+          }
+          if (performance.now() > deadline) return;
+          issued += size;
+          await send(sql, plan, first, last, producers);
+        }
+      };
+      await Promise.all(connections.map((sql, p) => produce(sql, p)));
+      return { sent: Math.min(issued, plan.count), firstSendMs, lastSendMs: clock(), openLoop };
+    },
+    async paced(plan) {
+      const sql = connections[0];
+      if (sql === undefined) throw new Error('notifier has no connection');
+      const started = performance.now();
+      const firstSendMs = clock();
+      for (let i = 0; i < plan.count; i++) {
+        const due = started + (i * 1000) / plan.rate - performance.now();
+        if (due > 0) await Bun.sleep(due);
+        await send(sql, plan, i, i, 1);
+      }
+      return { sent: plan.count, firstSendMs, lastSendMs: clock(), openLoop: false };
+    },
+    end: async () => {
+      await Promise.all(connections.map((sql) => sql.end({ timeout: 2 })));
+    },
+  };
+}

@@ -1,0 +1,86 @@
+/**
+ * The messages between the orchestrator (bench/run.ts, through bench/fleet.ts) and its generator
+ * processes (bench/clients.ts), sent over Bun's IPC channel as JSON. Commands carry an `id` the
+ * reply echoes; `progress` is the one unsolicited message (the notifier's credit).
+ *
+ * Payload format (built by bench/notifier.ts, read by bench/tracker.ts), padded to an exact size:
+ *   {"r":RUN,"seq":SEQ,"t":SEND_TIME_MS,"p":"xxx…"}
+ * RUN tells one measured case from any stray notification of an earlier one; SEQ is 0..count-1 and
+ * SEQ % producers names the producer connection, whose own notifications must arrive in order;
+ * SEND_TIME_MS is `performance.timeOrigin + performance.now()` of the notifier (sub-millisecond, and
+ * comparable across processes on one machine).
+ */
+
+/** How a client receives: a WebSocket on a bridge, or a plain postgres.js `sql.listen` (the ceiling). */
+export type ClientKind = 'ws' | 'pg';
+
+/** Open `count` clients; client i of the whole fleet goes to `urls[(first + i) % urls.length]`. */
+export interface ConnectCommand {
+  readonly type: 'connect';
+  readonly kind: ClientKind;
+  readonly urls: readonly string[];
+  /** The channel (for `pg` clients; `ws` clients have it in the URL). */
+  readonly channel: string;
+  readonly first: number;
+  readonly count: number;
+  /** Handshakes in flight at once per generator; more only overflows the listen backlog. */
+  readonly concurrency: number;
+  readonly timeoutMs: number;
+}
+
+/** Forget the previous case and expect notifications `0..expected-1` of run `run`. */
+export interface ArmCommand {
+  readonly type: 'arm';
+  readonly run: number;
+  readonly expected: number;
+  readonly producers: number;
+  /** Report progress each time every open client has received another `step` notifications. */
+  readonly step: number;
+}
+
+/** Orchestrator → generator. */
+export type Command = (
+  | ConnectCommand
+  | ArmCommand
+  | { readonly type: 'report' }
+  | { readonly type: 'close'; readonly timeoutMs: number }
+  | { readonly type: 'exit' }
+) & { readonly id: number };
+
+/** What one generator saw in one case; arrays are per client, in the generator's client order. */
+export interface GeneratorReport {
+  readonly clients: number;
+  readonly open: number;
+  readonly unique: readonly number[];
+  readonly duplicated: readonly number[];
+  readonly reordered: readonly number[];
+  /** Frames that were not this run's (earlier runs, unparsable). */
+  readonly stray: number;
+  /** Close codes seen during the case (e.g. 1008 slow consumer), by code. */
+  readonly closes: Readonly<Record<string, number>>;
+  readonly firstReceiveMs: number;
+  readonly lastReceiveMs: number;
+  /** Latency histogram buckets as [index, count] pairs (bench/histogram.ts). */
+  readonly latency: readonly (readonly [number, number])[];
+  readonly maxLatencyMs: number;
+}
+
+/** How a connect went: sockets opened and failed, and how long the slowest generator took. */
+export interface ConnectResult {
+  readonly opened: number;
+  readonly failed: number;
+  readonly firstError: string | undefined;
+  readonly ms: number;
+}
+
+/** Generator → orchestrator. */
+export type Reply =
+  | { readonly type: 'ready'; readonly id: 0 }
+  | { readonly type: 'connected'; readonly id: number; readonly result: ConnectResult }
+  | { readonly type: 'armed'; readonly id: number }
+  | { readonly type: 'report'; readonly id: number; readonly report: GeneratorReport }
+  | { readonly type: 'closed'; readonly id: number; readonly ms: number }
+  | { readonly type: 'progress'; readonly id: 0; readonly run: number; readonly count: number };
+
+/** The clock every process stamps and reads payloads with, in milliseconds. */
+export const clock = (): number => performance.timeOrigin + performance.now();

@@ -1,0 +1,75 @@
+/**
+ * The two bridges the benchmark starts: ours (`bun src/main.ts --config <generated toml>`, env
+ * DATABASE_URL, PORT, LOG_LEVEL=warn) and the bare one (bench/bare.ts). Our config sets only what a
+ * scenario asks for; every other key keeps its default ("limits at defaults").
+ */
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { freePort, launch, type Target } from './target.ts';
+
+/** The declared channel with an inline schema: "every feature on". Other channels pass through raw. */
+export const SCHEMA_CHANNEL = 'bench_schema';
+
+// The payload's own shape (bench/protocol.ts), as strict as it can be.
+const SCHEMA_TOML = `
+[channels.${SCHEMA_CHANNEL}]
+description = "Benchmark payloads, checked against an inline schema"
+
+[channels.${SCHEMA_CHANNEL}.schema]
+type = "object"
+required = ["r", "seq", "t", "p"]
+additionalProperties = false
+
+[channels.${SCHEMA_CHANNEL}.schema.properties.r]
+type = "integer"
+minimum = 0
+
+[channels.${SCHEMA_CHANNEL}.schema.properties.seq]
+type = "integer"
+minimum = 0
+
+[channels.${SCHEMA_CHANNEL}.schema.properties.t]
+type = "number"
+
+[channels.${SCHEMA_CHANNEL}.schema.properties.p]
+type = "string"
+maxLength = 8000
+`;
+
+/** Options for our server; `server` adds `[server]` keys. */
+export interface OursOptions {
+  readonly databaseUrl: string;
+  readonly server?: Readonly<Record<string, number | string>>;
+  readonly label?: string;
+  /** Write a CPU profile (`bun --cpu-prof`, .cpuprofile and .md) into this directory at exit. */
+  readonly profileDir?: string | undefined;
+  /** Return after this many healthy /healthz answers in a row (default 20). */
+  readonly healthyInARow?: number;
+}
+
+/** Starts our server; throws ConfigRefusedError (bench/target.ts) when it exits with code 2. */
+export async function startOurs(options: OursOptions): Promise<Target> {
+  const dir = mkdtempSync(join(tmpdir(), 'pgws-bench-ours-'));
+  const port = await freePort();
+  const extra = Object.entries(options.server ?? {}).map(([key, value]) => `${key} = ${JSON.stringify(value)}`);
+  const file = join(dir, 'channels.toml');
+  writeFileSync(file, ['[server]', 'host = "0.0.0.0"', `port = ${port}`, ...extra, SCHEMA_TOML].join('\n'));
+  const profile = options.profileDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-md', `--cpu-prof-dir=${options.profileDir}`];
+  return launch({
+    label: options.label ?? 'ours',
+    argv: [process.execPath, ...profile, 'src/main.ts', '--config', file],
+    env: { DATABASE_URL: options.databaseUrl, LOG_LEVEL: 'warn', HOST: '' },
+    dir,
+    port,
+    healthyInARow: options.healthyInARow,
+    metrics: true,
+  });
+}
+
+/** Starts the bare bridge. */
+export async function startBare(databaseUrl: string): Promise<Target> {
+  const dir = mkdtempSync(join(tmpdir(), 'pgws-bench-bare-'));
+  const argv = [process.execPath, join(import.meta.dir, 'bare.ts')];
+  return launch({ label: 'bare', argv, env: { DATABASE_URL: databaseUrl, HOST: '0.0.0.0' }, dir, port: await freePort(), metrics: false });
+}

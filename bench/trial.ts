@@ -1,0 +1,186 @@
+/**
+ * One measured trial: connect the clients, arm the generators, send (a burst or a fixed-rate stream),
+ * wait until every open client has everything (or progress stops), read CPU and memory, collect the
+ * per-client reports, close the clients. Every wait is bounded.
+ */
+import type { BenchDatabase } from './database.ts';
+import type { Fleet } from './fleet.ts';
+import { createHistogram, type Histogram, mergePairs, quantile } from './histogram.ts';
+import type { Notifier, Sent } from './notifier.ts';
+import { cpuMeter, machineBusySeconds } from './procstat.ts';
+import type { ClientKind, GeneratorReport } from './protocol.ts';
+import type { Target } from './target.ts';
+
+/** What to run. `target` undefined means raw LISTEN clients straight on the database. */
+export interface TrialSpec {
+  readonly label: string;
+  readonly target: Target | undefined;
+  readonly channel: string;
+  readonly clients: number;
+  readonly size: number;
+  readonly send: { readonly kind: 'burst'; readonly count: number } | { readonly kind: 'paced'; readonly count: number; readonly rate: number };
+}
+
+/** Everything one trial measured. CPU figures are % of one core over the send-and-drain phase. */
+export interface TrialResult {
+  readonly label: string;
+  readonly clients: number;
+  readonly size: number;
+  readonly connected: number;
+  readonly connectFailures: number;
+  readonly firstError: string | undefined;
+  readonly connectMs: number;
+  /** Notifications planned and sent (fewer only when the send deadline passed). */
+  readonly planned: number;
+  readonly sent: number;
+  readonly expected: number;
+  readonly received: number;
+  readonly lost: number;
+  readonly duplicated: number;
+  readonly reordered: number;
+  readonly stray: number;
+  readonly closes: Readonly<Record<string, number>>;
+  readonly openLoop: boolean;
+  /** The server's own account when something went wrong (refusals, closes from its /metrics). */
+  readonly diagnosis: string;
+  readonly durationMs: number;
+  readonly framesPerSecond: number;
+  readonly p50Ms: number | undefined;
+  readonly p99Ms: number | undefined;
+  readonly maxMs: number | undefined;
+  /** `other`: the machine's busy time not spent in the four groups (other processes, kernel threads). */
+  readonly cpu: { readonly server: number; readonly postgres: number; readonly generators: number; readonly notifier: number; readonly other: number };
+  /** All frames' latencies, for pooling rounds. */
+  readonly latency: Histogram;
+  /** Server RSS (kB, summed over its processes) before connecting, with the clients idle, and after sending. */
+  readonly rssEmptyKb: number;
+  readonly rssIdleKb: number;
+  readonly rssAfterKb: number;
+}
+
+/** The shared machinery a trial runs on. */
+export interface Rig {
+  readonly db: BenchDatabase;
+  readonly fleet: Fleet;
+  readonly notifier: Notifier;
+  /** Destination addresses 127.0.0.1..N the clients spread over. */
+  readonly addresses: number;
+  /** Bytes of notifications allowed ahead of the slowest client (bench/notifier.ts). */
+  readonly windowBytes: number;
+}
+
+let runs = 0;
+const DRAIN_MS = 3000;
+const SEND_DEADLINE_MS = 120_000;
+
+/** Runs one trial; the clients are closed again whatever happens. */
+export async function runTrial(rig: Rig, spec: TrialSpec): Promise<TrialResult> {
+  const { fleet, notifier, db } = rig;
+  const kind: ClientKind = spec.target === undefined ? 'pg' : 'ws';
+  const rssEmptyKb = spec.target?.rssKb() ?? 0;
+  try {
+    const connect = await fleet.connect({
+      kind,
+      urls: spec.target?.urls(spec.channel, rig.addresses) ?? [db.url],
+      channel: spec.channel,
+      count: spec.clients,
+    });
+    await Bun.sleep(250);
+    const rssIdleKb = spec.target?.rssKb() ?? 0;
+    const run = ++runs;
+    const { count } = spec.send;
+    const paced = spec.send.kind === 'paced';
+    await fleet.arm(run, count, paced ? 1 : notifier.producers, paced ? count : notifier.step(spec.size, rig.windowBytes));
+    const meters = {
+      server: cpuMeter(() => spec.target?.processes() ?? []),
+      postgres: cpuMeter(() => db.processes()),
+      generators: cpuMeter(() => fleet.pids),
+      notifier: cpuMeter(() => [process.pid]),
+    };
+    const machineStart = machineBusySeconds();
+    const wallStart = performance.now();
+    const base = { channel: spec.channel, run, count, size: spec.size };
+    const sent: Sent =
+      spec.send.kind === 'paced'
+        ? await notifier.paced({ ...base, rate: spec.send.rate })
+        : await notifier.burst({ ...base, windowBytes: rig.windowBytes, credit: fleet, deadlineMs: SEND_DEADLINE_MS });
+    // Drain: until every open client has all, or nothing moves for DRAIN_MS.
+    let last = fleet.progress();
+    let movedAt = performance.now();
+    while (last < sent.sent && connect.opened > 0 && performance.now() - movedAt < DRAIN_MS) {
+      await fleet.nextProgress(DRAIN_MS);
+      const now = fleet.progress();
+      if (now !== last) {
+        last = now;
+        movedAt = performance.now();
+      }
+    }
+    const groups = {
+      server: meters.server().percent,
+      postgres: meters.postgres().percent,
+      generators: meters.generators().percent,
+      notifier: meters.notifier().percent,
+    };
+    const machine = ((machineBusySeconds() - machineStart) / ((performance.now() - wallStart) / 1000)) * 100;
+    const ours = groups.server + groups.postgres + groups.generators + groups.notifier;
+    const cpu = { ...groups, other: Math.max(0, machine - ours) };
+    const rssAfterKb = spec.target?.rssKb() ?? 0;
+    const reports = await fleet.report();
+    const troubled = connect.failed > 0 || reports.some((r) => Object.keys(r.closes).some((code) => code !== '1000'));
+    const diagnosis = troubled ? ((await spec.target?.diagnose()) ?? '') : '';
+    return summarize(spec, reports, sent, cpu, { connect, rssEmptyKb, rssIdleKb, rssAfterKb, diagnosis });
+  } finally {
+    await fleet.close();
+  }
+}
+
+function summarize(
+  spec: TrialSpec,
+  reports: readonly GeneratorReport[],
+  sent: Sent,
+  cpu: TrialResult['cpu'],
+  extra: { connect: Awaited<ReturnType<Fleet['connect']>>; rssEmptyKb: number; rssIdleKb: number; rssAfterKb: number; diagnosis: string },
+): TrialResult {
+  const sum = (values: readonly number[]) => values.reduce((a, b) => a + b, 0);
+  const histogram = createHistogram();
+  const closes: Record<string, number> = {};
+  for (const report of reports) {
+    mergePairs(histogram, report.latency, report.maxLatencyMs);
+    for (const [code, n] of Object.entries(report.closes)) closes[code] = (closes[code] ?? 0) + n;
+  }
+  const received = sum(reports.map((r) => sum(r.unique)));
+  const connected = extra.connect.opened;
+  const expected = sent.sent * connected;
+  const lastReceive = Math.max(0, ...reports.map((r) => r.lastReceiveMs));
+  const durationMs = lastReceive > 0 ? lastReceive - sent.firstSendMs : 0;
+  return {
+    label: spec.label,
+    clients: spec.clients,
+    size: spec.size,
+    connected,
+    connectFailures: extra.connect.failed,
+    firstError: extra.connect.firstError,
+    connectMs: extra.connect.ms,
+    planned: spec.send.count,
+    sent: sent.sent,
+    expected,
+    received,
+    lost: expected - received,
+    duplicated: sum(reports.map((r) => sum(r.duplicated))),
+    reordered: sum(reports.map((r) => sum(r.reordered))),
+    stray: sum(reports.map((r) => r.stray)),
+    closes,
+    openLoop: sent.openLoop,
+    diagnosis: extra.diagnosis,
+    durationMs,
+    framesPerSecond: durationMs > 0 ? received / (durationMs / 1000) : 0,
+    p50Ms: quantile(histogram, 0.5),
+    p99Ms: quantile(histogram, 0.99),
+    maxMs: histogram.count === 0 ? undefined : histogram.maxMs,
+    cpu,
+    latency: histogram,
+    rssEmptyKb: extra.rssEmptyKb,
+    rssIdleKb: extra.rssIdleKb,
+    rssAfterKb: extra.rssAfterKb,
+  };
+}
