@@ -6,7 +6,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import postgres from 'postgres';
-import { startEmbeddedPostgres } from '../src/embedded.ts';
+import { grantTraversal, startEmbeddedPostgres } from '../src/embedded.ts';
 import { parentOf, processTree } from './procstat.ts';
 
 /** The database under the benchmark. */
@@ -22,9 +22,12 @@ export interface BenchDatabase {
 /** Starts (or connects to) the database and reads its version. */
 export async function startDatabase(env: Record<string, string | undefined>): Promise<BenchDatabase> {
   const override = env['BENCH_DATABASE_URL'];
+  const dataDir = mkdtempSync(join(tmpdir(), 'pgws-bench-pg-'));
+  // As root the embedded server runs as "postgres", which must be able to enter this checkout.
+  if (override === undefined || override === '') grantTraversal(dataDir);
   const embedded =
     override === undefined || override === ''
-      ? await startEmbeddedPostgres({ dataDir: mkdtempSync(join(tmpdir(), 'pgws-bench-pg-')), persistent: false })
+      ? await startEmbeddedPostgres({ dataDir, persistent: false })
       : undefined;
   const url = embedded?.url ?? override ?? '';
   const sql = postgres(url, { max: 1, onnotice: () => {}, connect_timeout: 10 });

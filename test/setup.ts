@@ -7,11 +7,16 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import postgres from 'postgres';
-import { startEmbeddedPostgres } from '../src/embedded.ts';
+import { grantTraversal, startEmbeddedPostgres } from '../src/embedded.ts';
 
 // Real databases and real processes on a shared 2-core machine: a generous ceiling per test; every
 // wait inside a test has its own shorter, named timeout (harness.ts `within`).
 setDefaultTimeout(60_000);
+
+// As root (CI clones into a 0700 temp folder), the embedded PostgreSQL runs as "postgres" and must be
+// able to enter the checkout and the temp dirs; the zero-setup test needs that even with TEST_DATABASE_URL.
+const granted = grantTraversal(join(tmpdir(), 'pgws-test-probe'));
+if (granted.length > 0) console.log(`test setup: allowed the postgres user to enter ${granted.join(', ')}`);
 
 if (process.env['TEST_DATABASE_URL'] === undefined || process.env['TEST_DATABASE_URL'] === '') {
   const db = await startEmbeddedPostgres({ dataDir: mkdtempSync(join(tmpdir(), 'pgws-test-')), persistent: false });
