@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, test } from 'bun:test';
-import { readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as v from 'valibot';
 import { buildInlineSchema, SchemaError } from '../src/schema.ts';
@@ -11,6 +11,8 @@ import { buildInlineSchema, SchemaError } from '../src/schema.ts';
  */
 
 const SUITE = join(import.meta.dir, '..', '..', 'shared', 'conformance', 'json-schema-test-suite', 'tests');
+// A missing suite is a loud failure, never a silent skip: it lives in ../shared beside the checkout.
+if (!existsSync(SUITE)) throw new Error(`the JSON Schema Test Suite is not at ${SUITE}: check out shared/ beside the project root`);
 const SUPPORTED = new Set(['type', 'properties', 'required', 'additionalProperties', 'items', 'enum', 'const',
   'default', 'minimum', 'maximum', 'exclusiveMinimum', 'exclusiveMaximum', 'minLength', 'maxLength', 'pattern',
   'format', 'minItems', 'maxItems', 'anyOf', 'description', '$schema']);
