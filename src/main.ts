@@ -22,8 +22,9 @@ async function main(): Promise<number> {
   });
   const file = resolve(values.config);
   const env = process.env;
+  const level = env['LOG_LEVEL'] ? tryLevel(env['LOG_LEVEL']) : 'info';
   const log = createLogger({
-    level: env['LOG_LEVEL'] ? parseLevel(env['LOG_LEVEL']) : 'info',
+    level,
     pretty: process.stdout.isTTY === true,
     write: (line) => process.stdout.write(`${line}\n`),
   });
@@ -36,6 +37,11 @@ async function main(): Promise<number> {
     process.stdout.write(describeConfig(config));
     return 0;
   }
+
+  // Listen for signals before anything starts, so one during startup still shuts down cleanly.
+  const { promise: signalled, resolve: onSignal } = Promise.withResolvers<NodeJS.Signals>();
+  process.once('SIGINT', () => onSignal('SIGINT'));
+  process.once('SIGTERM', () => onSignal('SIGTERM'));
 
   const worker = env[WORKER_ENV];
   const embedded = config.database.url === undefined ? await startDevelopmentDatabase(log) : undefined;
@@ -66,9 +72,6 @@ async function main(): Promise<number> {
     log.info(`ready: listening on ${bridge.url.href} (WebSocket: ${wsUrl})`, { url: bridge.url.href, channels: config.channels.size, workers: config.server.workers });
   }
 
-  const { promise: signalled, resolve: onSignal } = Promise.withResolvers<NodeJS.Signals>();
-  process.once('SIGINT', () => onSignal('SIGINT'));
-  process.once('SIGTERM', () => onSignal('SIGTERM'));
   const signal = await signalled;
   log.info('shutting down', { signal });
   // A stuck database must not keep the process past the deadline the deploy tooling expects.
@@ -81,6 +84,14 @@ async function main(): Promise<number> {
   clearTimeout(deadline);
   log.info('stopped');
   return 0;
+}
+
+function tryLevel(text: string) {
+  try {
+    return parseLevel(text);
+  } catch (error) {
+    throw new ConfigError(error instanceof Error ? error.message : String(error));
+  }
 }
 
 /** `DATABASE_URL`, `PORT` and `HOST` override the file, as twelve-factor deploys expect. */

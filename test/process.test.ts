@@ -61,6 +61,12 @@ describe('the server process', () => {
     expect(result.stdout).not.toContain('ready');
   });
 
+  test('fails fast on a bad LOG_LEVEL with one line naming the choices', async () => {
+    const result = await run(['--config', 'good.toml'], { ...withDatabase(), LOG_LEVEL: 'verbose' });
+    expect(result.code).toBe(2);
+    expect(result.stderr).toBe('LOG_LEVEL: expected one of debug, info, warn, error, got "verbose"\n');
+  });
+
   test('fails fast on a missing config file', async () => {
     const result = await run(['--config', 'nope.toml'], withDatabase());
     expect(result.code).toBe(2);
