@@ -13,7 +13,7 @@ import type { Config } from './config.ts';
 import type { Listener } from './listener.ts';
 import type { Logger } from './log.ts';
 import type { CloseReason, Stats } from './stats.ts';
-import { Close, type CloseCode, CloseReason as CloseText, type Frame } from './wire.ts';
+import { Close, type CloseCode, CloseReason as CloseText, type Frame, Refusal } from './wire.ts';
 
 interface SocketData {
   readonly channel: string;
@@ -122,7 +122,7 @@ export function createServer(options: ServerOptions, reusePort = false): BridgeS
         return route(request);
       }
       const named = channelFromPath(pathname);
-      if (named.ok) return new Response('connect with a WebSocket to receive this channel\n', { status: 426, headers: { upgrade: 'websocket' } });
+      if (named.ok) return new Response('connect with a WebSocket to receive this channel\n', { status: Refusal.notWebSocket, headers: { upgrade: 'websocket' } });
       return new Response('not found\n', { status: 404 });
     },
     error(error) {

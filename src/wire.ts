@@ -13,8 +13,6 @@ export const Close = {
   slowConsumer: 1008,
   /** The client sent a frame over `max_message_bytes` (uWebSockets closes these itself). */
   tooBig: 1009,
-  /** An unexpected server error. */
-  serverError: 1011,
   /** The database connection was lost and restored: notifications may have been missed. */
   databaseRestart: 1012,
 } as const;
@@ -27,7 +25,6 @@ export const CloseReason: Readonly<Record<CloseCode, string>> = {
   [Close.receiveOnly]: 'channel sockets are receive-only',
   [Close.slowConsumer]: 'slow consumer: too much unsent data',
   [Close.tooBig]: 'message too big',
-  [Close.serverError]: 'server error',
   [Close.databaseRestart]: 'database connection restored: notifications may have been missed',
 };
 
