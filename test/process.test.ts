@@ -136,5 +136,8 @@ describe('the zero-setup path', () => {
     const sql = postgres(embeddedUrl(second.lines), { max: 1, onnotice: () => {} });
     expect((await sql`SELECT to_regclass('kept') IS NOT NULL AS kept`)[0]?.['kept']).toBe(true);
     await sql.end();
+    // A clean exit stops the embedded server too (PostgreSQL removes postmaster.pid when it shuts down).
+    expect(await within(second.signal('SIGTERM'), 5000, 'exit')).toBe(0);
+    expect(existsSync(join(cwd, '.data', 'postgres', 'postmaster.pid'))).toBe(false);
   }, 120_000);
 });

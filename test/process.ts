@@ -74,7 +74,12 @@ export async function spawnServer(options: SpawnOptions): Promise<ServerProcess>
     rss: () => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))?.[1] ?? 0) * 1024,
     signal,
     async [Symbol.asyncDispose]() {
-      if (child.exitCode === null) await signal('SIGKILL');
+      if (child.exitCode !== null) return;
+      // SIGTERM first, so an embedded PostgreSQL the server started is stopped with it, not orphaned.
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+      await child.exited;
+      clearTimeout(timer);
     },
   };
 }
