@@ -106,10 +106,10 @@ const ALLOWED: Readonly<Record<string, readonly string[]>> = {
   channel: Object.keys(ChannelSection.entries),
 };
 
-function unknownKey(table: Record<string, unknown>, section: string, path: readonly PathKey[]): void | never {
+function unknownKey(label: string, table: Record<string, unknown>, section: string, path: readonly PathKey[]): void {
   const allowed = ALLOWED[section] ?? [];
   const key = Object.keys(table).find((name) => !allowed.includes(name));
-  if (key !== undefined) throw new ConfigError(`${formatPath([...path, key])}: unknown key (allowed here: ${allowed.join(', ')})`);
+  if (key !== undefined) throw new ConfigError(`${label}: ${formatPath([...path, key])}: unknown key (allowed here: ${allowed.join(', ')})`);
 }
 
 /** Loads a config from its text. `file` is used in messages and to resolve schema modules. */
@@ -129,15 +129,10 @@ export async function parseConfig(text: string, file: string): Promise<Config> {
     throw new ConfigError(`${label}: ${formatPath([...path, ...issuePath(issue)])}: ${issue?.message ?? 'invalid'}`);
   };
   const top = raw as Record<string, unknown>;
-  try {
-    unknownKey(top, 'top', []);
-    for (const section of ['server', 'database'] as const) if (isTable(top[section])) unknownKey(top[section], section, [section]);
-    const table = top['channels'];
-    if (isTable(table)) for (const name of Object.keys(table)) if (isTable(table[name])) unknownKey(table[name], 'channel', ['channels', name]);
-  } catch (error) {
-    if (error instanceof ConfigError) throw new ConfigError(`${label}: ${error.message}`);
-    throw error;
-  }
+  unknownKey(label, top, 'top', []);
+  for (const section of ['server', 'database'] as const) if (isTable(top[section])) unknownKey(label, top[section], section, [section]);
+  const table = top['channels'];
+  if (isTable(table)) for (const name of Object.keys(table)) if (isTable(table[name])) unknownKey(label, table[name], 'channel', ['channels', name]);
   const result = v.safeParse(ConfigFile, raw);
   if (!result.success) return fail([], result.issues[0]);
   const { server, database } = result.output;
