@@ -100,13 +100,13 @@ export function createServer(options: ServerOptions, reusePort = false): BridgeS
       admitted -= 1;
       stats.refuse('databaseDown');
       log.warn('LISTEN failed; upgrade refused', { channel, error });
-      return new Response('could not LISTEN on the channel; retry shortly\n', { status: 503, headers: retryAfter(503) });
+      return new Response('could not LISTEN on the channel; retry shortly\n', { status: Refusal.databaseDown, headers: retryAfter(Refusal.databaseDown) });
     }
     // The LISTEN is in place before the socket opens: every NOTIFY committed after open reaches it.
     if (!stopping && server.upgrade(request, { data: { channel, closedBy: undefined } })) return undefined;
     admitted -= 1;
     listener.release(channel);
-    return new Response(stopping ? 'server is shutting down\n' : 'WebSocket upgrade failed\n', { status: stopping ? 503 : 400 });
+    return new Response(stopping ? 'server is shutting down\n' : 'WebSocket upgrade failed\n', { status: stopping ? Refusal.shuttingDown : Refusal.upgradeFailed });
   }
 
   const server: Server<SocketData> = Bun.serve<SocketData>({

@@ -32,6 +32,7 @@ export const CloseReason: Readonly<Record<CloseCode, string>> = {
 export const Refusal = {
   badName: 400,
   notWebSocket: 426,
+  upgradeFailed: 400,
   unknownChannel: 404,
   databaseDown: 503,
   connectionLimit: 503,
