@@ -2,12 +2,13 @@
  * Test harness: a whole bridge started in-process through the composition root, real WebSocket
  * clients, and a database client to send NOTIFYs. Everything returned is disposable with `await using`.
  */
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import postgres from 'postgres';
 import { type Bridge, createBridge } from '../src/bridge.ts';
 import { parseConfig } from '../src/config.ts';
+import { startEmbeddedPostgres } from '../src/embedded.ts';
 import { createLogger, type Logger, silentLogger } from '../src/log.ts';
 
 /** The database the suite runs against (set by test/setup.ts). */
@@ -114,8 +115,6 @@ export async function metric(base: URL, name: string, labels: Record<string, str
 
 /** A PostgreSQL of the test's own (embedded, persistent), so it can be stopped and started again. */
 export async function startOwnDatabase() {
-  const { startEmbeddedPostgres } = await import('../src/embedded.ts');
-  const { rmSync } = await import('node:fs');
   const dataDir = mkdtempSync(join(tmpdir(), 'pgws-own-'));
   const db = await startEmbeddedPostgres({ dataDir, persistent: true });
   return Object.assign(db, {
