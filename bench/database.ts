@@ -1,12 +1,12 @@
 /**
- * The benchmark's PostgreSQL: by default a throwaway embedded one (src/embedded.ts) in a temp dir,
+ * The benchmark's PostgreSQL: by default a throwaway embedded one (src/db/embedded.ts) in a temp dir,
  * deleted at the end; BENCH_DATABASE_URL points the run at an existing server instead.
  */
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import postgres from 'postgres';
-import { grantTraversal, startEmbeddedPostgres } from '../src/embedded.ts';
+import { grantTraversal, startEmbeddedPostgres } from '../src/db/embedded.ts';
 import { parentOf, processTree } from './procstat.ts';
 
 /** The database under the benchmark. */

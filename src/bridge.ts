@@ -3,16 +3,16 @@
  * that can be stopped. Tests start the whole app in-process through it; `main.ts` only reads the
  * environment and signals and calls this.
  */
-import { createCanary } from './canary.ts';
-import { createCatalog } from './catalog.ts';
-import type { Config } from './config.ts';
-import { describeChannels } from './discovery.ts';
-import { createListener } from './listener.ts';
-import type { Logger } from './log.ts';
-import { createMetrics } from './metrics.ts';
-import { type BridgeServer, createServer } from './server.ts';
-import { createStats } from './stats.ts';
-import { Close } from './wire.ts';
+import { createCanary } from './db/canary.ts';
+import { createCatalog } from './channels/catalog.ts';
+import type { Config } from './config/load.ts';
+import { describeChannels } from './channels/discovery.ts';
+import { createListener } from './db/listener.ts';
+import type { Logger } from './observe/log.ts';
+import { createMetrics } from './observe/metrics.ts';
+import { type BridgeServer, createServer } from './http/server.ts';
+import { createStats } from './observe/stats.ts';
+import { Close } from './http/wire.ts';
 
 /** What {@link createBridge} needs; everything is passed in, nothing is read from globals. */
 export interface BridgeOptions {

@@ -7,10 +7,10 @@
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { createBridge } from './bridge.ts';
-import { type Config, ConfigError, parseConfig } from './config.ts';
-import { startEmbeddedPostgres } from './embedded.ts';
-import { createLogger, type Logger, parseLevel } from './log.ts';
-import { describeConfig } from './summary.ts';
+import { type Config, ConfigError, parseConfig } from './config/load.ts';
+import { startEmbeddedPostgres } from './db/embedded.ts';
+import { createLogger, type Logger, parseLevel } from './observe/log.ts';
+import { describeConfig } from './config/summary.ts';
 import { exitWithParent, spawnWorkers, WORKER_ENV } from './workers.ts';
 
 const SHUTDOWN_DEADLINE_MS = 4500;

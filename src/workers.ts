@@ -4,7 +4,7 @@
  * its own LISTEN connection and its own clients, and the kernel spreads new connections among them.
  */
 import type { Subprocess } from 'bun';
-import type { Logger } from './log.ts';
+import type { Logger } from './observe/log.ts';
 
 /** Set in a worker's environment to its index (1..N-1); the primary has none. */
 export const WORKER_ENV = 'PGWS_WORKER';

@@ -2,7 +2,7 @@ import { afterAll, describe, expect, test } from 'bun:test';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as v from 'valibot';
-import { buildInlineSchema, SchemaError } from '../src/schema.ts';
+import { buildInlineSchema, SchemaError } from '../src/schema/compile.ts';
 
 /*
  * The official JSON Schema Test Suite (draft 2020-12) files for the keywords inline schemas support; see the

@@ -1,10 +1,10 @@
 import { describe, expect, test } from 'bun:test';
 import * as v from 'valibot';
-import { admit, type AdmissionInput } from '../src/admission.ts';
-import { backoffDelay } from '../src/backoff.ts';
-import { createCanary } from '../src/canary.ts';
-import { createCatalog } from '../src/catalog.ts';
-import { channelFromPath, checkChannelName } from '../src/channel.ts';
+import { admit, type AdmissionInput } from '../src/http/admission.ts';
+import { backoffDelay } from '../src/db/backoff.ts';
+import { createCanary } from '../src/db/canary.ts';
+import { createCatalog } from '../src/channels/catalog.ts';
+import { channelFromPath, checkChannelName } from '../src/channels/name.ts';
 import { configFrom } from './harness.ts';
 
 describe('channel names (no database)', () => {

@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'bun:test';
-import { isDate, isDateTime, isEmail, isUri, isUuid } from '../src/formats.ts';
+import { isDate, isDateTime, isEmail, isUri, isUuid } from '../src/schema/formats.ts';
 
 describe('date-time (RFC 3339)', () => {
   test.each([

@@ -10,8 +10,8 @@ import { join } from 'node:path';
 import postgres from 'postgres';
 import { parse as parseToml, stringify as stringifyToml } from 'smol-toml';
 import * as v from 'valibot';
-import { ConfigError, parseConfig } from '../src/config.ts';
-import { buildInlineSchema } from '../src/schema.ts';
+import { ConfigError, parseConfig } from '../src/config/load.ts';
+import { buildInlineSchema } from '../src/schema/compile.ts';
 import { connect, type TestClient, upgradeStatus } from './client.ts';
 import { databaseUrl, metric, startBridge, uniqueChannel, waitFor, within } from './harness.ts';
 import { exchange, judge, randomScript, upgradeRequest } from './fuzz/frames.ts';
@@ -48,7 +48,7 @@ async function inParallel<T>(items: readonly T[], width: number, task: (item: T,
 /**
  * Whether a JSON text holds a number literal a double cannot represent (an integer literal beyond 2^53
  * that rounds, or a magnitude that overflows): the server refuses those on schema channels. Computed
- * independently of src/json-numbers.ts, from the source text JSON.parse hands its reviver.
+ * independently of src/schema/json-numbers.ts, from the source text JSON.parse hands its reviver.
  */
 function hasInexactNumber(text: string): boolean {
   let inexact = false;

@@ -7,9 +7,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import postgres from 'postgres';
 import { type Bridge, createBridge } from '../src/bridge.ts';
-import { parseConfig } from '../src/config.ts';
-import { startEmbeddedPostgres } from '../src/embedded.ts';
-import { createLogger, type Logger, silentLogger } from '../src/log.ts';
+import { parseConfig } from '../src/config/load.ts';
+import { startEmbeddedPostgres } from '../src/db/embedded.ts';
+import { createLogger, type Logger, silentLogger } from '../src/observe/log.ts';
 
 /** The database the suite runs against (set by test/setup.ts). */
 export function databaseUrl(): string {

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, expect, test } from 'bun:test';
 import postgres from 'postgres';
-import { createListener, type Listener, type ListenerState } from '../src/listener.ts';
-import { silentLogger } from '../src/log.ts';
+import { createListener, type Listener, type ListenerState } from '../src/db/listener.ts';
+import { silentLogger } from '../src/observe/log.ts';
 import { databaseUrl, uniqueChannel, waitFor } from './harness.ts';
 
 let listener: Listener;

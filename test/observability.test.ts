@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { join } from 'node:path';
 import Ajv2020 from 'ajv/dist/2020.js';
-import { createLogger } from '../src/log.ts';
+import { createLogger } from '../src/observe/log.ts';
 import { connect } from './client.ts';
 import { metric, startBridge, type TestBridge, uniqueChannel } from './harness.ts';
 

@@ -1,7 +1,7 @@
 import { describe, expect, test } from 'bun:test';
 import { parse as parseToml } from 'smol-toml';
 import * as v from 'valibot';
-import { buildInlineSchema, SchemaError } from '../src/schema.ts';
+import { buildInlineSchema, SchemaError } from '../src/schema/compile.ts';
 
 /** Every issue of one parse as `dot.path: message` (`(root)` for the value itself). */
 function problems(definition: unknown, input: unknown): string[] {

@@ -7,7 +7,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import postgres from 'postgres';
-import { grantTraversal, startEmbeddedPostgres } from '../src/embedded.ts';
+import { grantTraversal, startEmbeddedPostgres } from '../src/db/embedded.ts';
 
 // Real databases and real processes on a shared 2-core machine: a generous ceiling per test; every
 // wait inside a test has its own shorter, named timeout (harness.ts `within`).

@@ -1,6 +1,6 @@
 /**
  * Channel paths for the upgrade fuzzer, and the expected outcome computed here, independently of
- * src/channel.ts: a path names a channel when it is one segment that percent-decodes to 1..63 bytes of
+ * src/channels/name.ts: a path names a channel when it is one segment that percent-decodes to 1..63 bytes of
  * well-formed UTF-8 without NUL. Anything else must be refused with 400.
  */
 import type { Rng } from './random.ts';

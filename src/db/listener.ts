@@ -9,7 +9,7 @@
  */
 import postgres from 'postgres';
 import { backoffDelay } from './backoff.ts';
-import type { Logger } from './log.ts';
+import type { Logger } from '../observe/log.ts';
 
 /** `connecting` before the first success, `down` after a loss until the next success. */
 export type ListenerState = 'connecting' | 'up' | 'down' | 'stopped';

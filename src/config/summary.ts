@@ -2,7 +2,7 @@
  * What `bun run check` prints: the channels a config would serve and the settings in force, in a form
  * meant for people (the machine-readable version is GET /channels).
  */
-import { formatPath, type Config } from './config.ts';
+import { formatPath, type Config } from './load.ts';
 
 /** A short, stable text summary of a validated config. */
 export function describeConfig(config: Config): string {

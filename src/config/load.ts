@@ -8,8 +8,8 @@
 import { basename, dirname, resolve } from 'node:path';
 import { parse as parseToml, TomlError } from 'smol-toml';
 import * as v from 'valibot';
-import { checkChannelName } from './channel.ts';
-import { buildInlineSchema, SchemaError } from './schema.ts';
+import { checkChannelName } from '../channels/name.ts';
+import { buildInlineSchema, SchemaError } from '../schema/compile.ts';
 
 /** A failed config load; `message` is complete and ready to print. */
 export class ConfigError extends Error {

@@ -5,9 +5,9 @@
  * frame to every subscriber.
  */
 import * as v from 'valibot';
-import type { Config, PayloadSchema } from './config.ts';
-import { inexactNumber } from './json-numbers.ts';
-import type { Frame } from './wire.ts';
+import type { Config, PayloadSchema } from '../config/load.ts';
+import { inexactNumber } from '../schema/json-numbers.ts';
+import type { Frame } from '../http/wire.ts';
 
 /** One problem found in a payload: a dot path into it (empty for the root) and a message. */
 export interface PayloadIssue {

@@ -2,7 +2,7 @@
  * The bridge's counters, kept as plain numbers so the hot path is an increment. /metrics reads them
  * on scrape; nothing here formats or exports anything.
  */
-import type { RefusalReason } from './wire.ts';
+import type { RefusalReason } from '../http/wire.ts';
 
 /** Why the server closed a socket (or the socket went away), as counted in metrics. */
 export type CloseReason =

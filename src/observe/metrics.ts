@@ -4,7 +4,7 @@
  * {@link Stats}, so the notification hot path never touches prom-client's label hashing.
  */
 import { Counter, Gauge, Registry } from 'prom-client';
-import type { CanaryStatus } from './canary.ts';
+import type { CanaryStatus } from '../db/canary.ts';
 import type { Stats } from './stats.ts';
 
 /** Where the figures come from, read on each scrape. */

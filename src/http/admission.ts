@@ -2,7 +2,7 @@
  * Whether a WebSocket upgrade may proceed: the order of checks and the status each refusal gets.
  * Pure, so every refusal is tested without a database or a socket.
  */
-import type { ChannelName } from './channel.ts';
+import type { ChannelName } from '../channels/name.ts';
 import { Refusal, type RefusalReason } from './wire.ts';
 
 /** Everything the decision depends on, read by the server at the moment of the request. */

@@ -7,12 +7,12 @@
  */
 import type { Server, ServerWebSocket } from 'bun';
 import { admit } from './admission.ts';
-import { channelFromPath } from './channel.ts';
-import type { Catalog } from './catalog.ts';
-import type { Config } from './config.ts';
-import type { Listener } from './listener.ts';
-import type { Logger } from './log.ts';
-import type { CloseReason, Stats } from './stats.ts';
+import { channelFromPath } from '../channels/name.ts';
+import type { Catalog } from '../channels/catalog.ts';
+import type { Config } from '../config/load.ts';
+import type { Listener } from '../db/listener.ts';
+import type { Logger } from '../observe/log.ts';
+import type { CloseReason, Stats } from '../observe/stats.ts';
 import { Close, type CloseCode, CloseReason as CloseText, type Frame, Refusal } from './wire.ts';
 
 interface SocketData {

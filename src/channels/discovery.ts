@@ -8,7 +8,7 @@
  * than failing, and the document says so with `x-partial`.
  */
 import { toJsonSchema } from '@valibot/to-json-schema';
-import type { Config } from './config.ts';
+import type { Config } from '../config/load.ts';
 
 const DIALECT = 'https://json-schema.org/draft/2020-12/schema';
 

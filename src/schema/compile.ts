@@ -3,7 +3,7 @@ import { isDate, isDateTime, isEmail, isUri, isUuid } from './formats.ts';
 import {
   arrayWalk, type Check, describe, type Issue, isArray, isCount, isNumber, isObject, isString, type Json, type Node,
   objectWalk, oneOf, type Schema, setOwn, when,
-} from './schema-actions.ts';
+} from './actions.ts';
 
 /*
  * Inline channel schemas: a JSON Schema (draft 2020-12) subset written in TOML, built once into a valibot
