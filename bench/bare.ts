@@ -15,9 +15,12 @@ const server = Bun.serve({
     const channel = decodeURIComponent(new URL(request.url).pathname.slice(1));
     if (channel === 'healthz') return new Response('ok\n');
     let ready = listening.get(channel);
-    if (ready === undefined) listening.set(channel, (ready = sql.listen(channel, (payload) => server.publish(channel, payload))));
+    if (ready === undefined)
+      listening.set(channel, (ready = sql.listen(channel, (payload) => server.publish(channel, payload))));
     await ready;
-    return server.upgrade(request, { data: { channel } }) ? undefined : new Response('upgrade failed\n', { status: 400 });
+    return server.upgrade(request, { data: { channel } })
+      ? undefined
+      : new Response('upgrade failed\n', { status: 400 });
   },
   websocket: {
     data: {} as { channel: string },

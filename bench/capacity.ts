@@ -3,9 +3,9 @@
  * fresh server process so "empty" is really empty: RSS per idle connection = (RSS with the clients
  * connected − RSS before) ÷ clients. The bare bridge is measured the same way beside ours.
  */
-import { anomalies, clean, type Context, deliveredCell, type Outcome } from './scenario.ts';
-import { check, mb, ms, num, ratio, type TargetCheck, times } from './stats.ts';
+import { anomalies, type Context, clean, deliveredCell, type Outcome } from './scenario.ts';
 import { SCHEMA_CHANNEL, startBare, startOurs } from './servers.ts';
+import { check, mb, ms, num, ratio, type TargetCheck, times } from './stats.ts';
 import type { Target } from './target.ts';
 import { runTrial, type TrialResult } from './trial.ts';
 
@@ -17,10 +17,22 @@ const MEANINGFUL_CLIENTS = 1000;
 const perConnectionKb = (r: TrialResult): number | undefined =>
   r.connected >= MEANINGFUL_CLIENTS ? (r.rssIdleKb - r.rssEmptyKb) / r.connected : undefined;
 
-async function level(context: Context, start: () => Promise<Target>, clients: number, channel: string): Promise<TrialResult> {
+async function level(
+  context: Context,
+  start: () => Promise<Target>,
+  clients: number,
+  channel: string,
+): Promise<TrialResult> {
   const target = await start();
   try {
-    return await runTrial(context.rig, { label: target.label, target, channel, clients, size: 100, send: { kind: 'burst', count: 1 } });
+    return await runTrial(context.rig, {
+      label: target.label,
+      target,
+      channel,
+      clients,
+      size: 100,
+      send: { kind: 'burst', count: 1 },
+    });
   } finally {
     await target.stop();
   }
@@ -35,7 +47,12 @@ export async function capacity(context: Context): Promise<Outcome> {
     say(`capacity: bare bridge, ${num(clients)} clients`);
     const bare = await level(context, () => startBare(rig.db.url), clients, 'bench_capacity');
     say(`capacity: ours, ${num(clients)} clients`);
-    const ours = await level(context, () => startOurs({ databaseUrl: rig.db.url, profileDir: context.profileDir }), clients, SCHEMA_CHANNEL);
+    const ours = await level(
+      context,
+      () => startOurs({ databaseUrl: rig.db.url, profileDir: context.profileDir }),
+      clients,
+      SCHEMA_CHANNEL,
+    );
     results.push({ bare, ours });
   }
   const rows: string[][] = [];
@@ -66,16 +83,45 @@ export async function capacity(context: Context): Promise<Outcome> {
   if (top !== undefined) {
     const kb = perConnectionKb(top.ours);
     const measured = `${num(kb, 1)} KB per idle connection at ${num(top.ours.connected)} clients (bare: ${num(perConnectionKb(top.bare), 1)} KB)`;
-    targets.push(check(`memory ≤ ${KB_PER_CONNECTION_GOAL} KB per idle connection above the empty process`, measured, kb === undefined ? undefined : kb / KB_PER_CONNECTION_GOAL, { max: 1 }));
+    targets.push(
+      check(
+        `memory ≤ ${KB_PER_CONNECTION_GOAL} KB per idle connection above the empty process`,
+        measured,
+        kb === undefined ? undefined : kb / KB_PER_CONNECTION_GOAL,
+        { max: 1 },
+      ),
+    );
   }
   for (const { ours } of results) {
-    targets.push(check(`capacity ${num(ours.clients)} clients: one NOTIFY reaches every client`, deliveredCell(ours), ratio(ours.received, ours.clients), { min: 1 }, clean(ours)));
+    targets.push(
+      check(
+        `capacity ${num(ours.clients)} clients: one NOTIFY reaches every client`,
+        deliveredCell(ours),
+        ratio(ours.received, ours.clients),
+        { min: 1 },
+        clean(ours),
+      ),
+    );
   }
   return {
     sections: [
       {
         title: 'Capacity: idle clients, one NOTIFY',
-        headers: ['server', 'clients', 'connected', 'connect s', 'connects/s', 'received / expected', 'RSS empty MB', 'RSS idle MB', 'KB / conn', '× bare KB', 'p50 ms', 'p99 ms', 'max ms'],
+        headers: [
+          'server',
+          'clients',
+          'connected',
+          'connect s',
+          'connects/s',
+          'received / expected',
+          'RSS empty MB',
+          'RSS idle MB',
+          'KB / conn',
+          '× bare KB',
+          'p50 ms',
+          'p99 ms',
+          'max ms',
+        ],
         rows,
         notes: [
           `A fresh server process per row. KB / conn = (RSS with the clients connected and idle − RSS of the empty process) ÷ clients, shown from ${num(MEANINGFUL_CLIENTS)} clients up (below that, heap noise is larger than the clients' share). The memory target's ratio = KB ÷ 12.`,

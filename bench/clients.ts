@@ -3,7 +3,14 @@
  * for the baseline), tracks what each receives, and answers the orchestrator's commands over IPC
  * (bench/protocol.ts). Started only by bench/fleet.ts; it exits when told to or when its parent goes.
  */
-import { type ClientKind, type Command, type ConnectCommand, type ConnectResult, clock, type Reply } from './protocol.ts';
+import {
+  type ClientKind,
+  type Command,
+  type ConnectCommand,
+  type ConnectResult,
+  clock,
+  type Reply,
+} from './protocol.ts';
 import { openRawListener } from './raw-listen.ts';
 import { type Client, createTracker } from './tracker.ts';
 

@@ -26,9 +26,7 @@ export async function startDatabase(env: Record<string, string | undefined>): Pr
   // As root the embedded server runs as "postgres", which must be able to enter this checkout.
   if (override === undefined || override === '') grantTraversal(dataDir);
   const embedded =
-    override === undefined || override === ''
-      ? await startEmbeddedPostgres({ dataDir, persistent: false })
-      : undefined;
+    override === undefined || override === '' ? await startEmbeddedPostgres({ dataDir, persistent: false }) : undefined;
   const url = embedded?.url ?? override ?? '';
   const sql = postgres(url, { max: 1, onnotice: () => {}, connect_timeout: 10 });
   let version: string;

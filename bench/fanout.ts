@@ -10,9 +10,9 @@
 import {
   anomalies,
   bytes,
+  type Context,
   clean,
   clientsText,
-  type Context,
   INTEGRITY_HEADERS,
   integrityCells,
   median,
@@ -21,8 +21,8 @@ import {
   TAIL_HEADERS,
   tailCells,
 } from './scenario.ts';
-import { check, ms, num, ratio, type TargetCheck, times } from './stats.ts';
 import { SCHEMA_CHANNEL, startBare, startOurs } from './servers.ts';
+import { check, ms, num, ratio, type TargetCheck, times } from './stats.ts';
 import type { Target } from './target.ts';
 import { runTrial, type TrialResult } from './trial.ts';
 
@@ -70,7 +70,12 @@ export async function fanout(context: Context): Promise<Outcome> {
     started.push(ours);
     const bare = baselines ? await startBare(rig.db.url) : undefined;
     if (bare !== undefined) started.push(bare);
-    const servers: Readonly<Record<(typeof VARIANTS)[number], { target: Target | undefined; channel: (size: number, clients: number) => string }>> = {
+    const servers: Readonly<
+      Record<
+        (typeof VARIANTS)[number],
+        { target: Target | undefined; channel: (size: number, clients: number) => string }
+      >
+    > = {
       bare: { target: bare, channel: (size, clients) => `bench_bare_${size}_${clients}` },
       raw: { target: ours, channel: (size, clients) => `bench_raw_${size}_${clients}` },
       schema: { target: ours, channel: () => SCHEMA_CHANNEL },
@@ -82,13 +87,31 @@ export async function fanout(context: Context): Promise<Outcome> {
           const tag = `${clientsText(clients)}, ${bytes(size)}, run ${round}/${repetitions}`;
           if (baselines && clients === 1) {
             say(`fan-out: raw LISTEN, ${tag}`);
-            runsOf('listen', 1, size).push(await runTrial(rig, { label: LABELS.listen, target: undefined, channel: `bench_pg_${size}`, clients, size, send }));
+            runsOf('listen', 1, size).push(
+              await runTrial(rig, {
+                label: LABELS.listen,
+                target: undefined,
+                channel: `bench_pg_${size}`,
+                clients,
+                size,
+                send,
+              }),
+            );
           }
           for (const variant of VARIANTS) {
             const { target, channel } = servers[variant];
             if (target === undefined) continue;
             say(`fan-out: ${LABELS[variant]}, ${tag}`);
-            runsOf(variant, clients, size).push(await runTrial(rig, { label: LABELS[variant], target, channel: channel(size, clients), clients, size, send }));
+            runsOf(variant, clients, size).push(
+              await runTrial(rig, {
+                label: LABELS[variant],
+                target,
+                channel: channel(size, clients),
+                clients,
+                size,
+                send,
+              }),
+            );
           }
         }
       }
@@ -96,7 +119,8 @@ export async function fanout(context: Context): Promise<Outcome> {
   } finally {
     await Promise.all(started.map((t) => t.stop()));
   }
-  const all = (variant: Variant, clients: number, size: number) => runs.find((r) => r.variant === variant && r.clients === clients && r.size === size)?.results ?? [];
+  const all = (variant: Variant, clients: number, size: number) =>
+    runs.find((r) => r.variant === variant && r.clients === clients && r.size === size)?.results ?? [];
   const pick = (variant: Variant, clients: number, size: number) => median(all(variant, clients, size));
   const sections = baselines ? [fanoutSection(runs, pick, repetitions), schemaSection(pick)] : [schemaSection(pick)];
   const targets = baselines ? [...fanoutTargets(pick, all), ...schemaTargets(pick)] : schemaTargets(pick);
@@ -107,7 +131,17 @@ type Pick = (variant: Variant, clients: number, size: number) => TrialResult | u
 type All = (variant: Variant, clients: number, size: number) => readonly TrialResult[];
 
 function fanoutSection(runs: readonly Runs[], pick: Pick, repetitions: number): Outcome['sections'][number] {
-  const headers = ['server', 'clients', 'payload', ...INTEGRITY_HEADERS, 'frames/s', 'range of runs', '× bare', '× raw LISTEN', ...TAIL_HEADERS];
+  const headers = [
+    'server',
+    'clients',
+    'payload',
+    ...INTEGRITY_HEADERS,
+    'frames/s',
+    'range of runs',
+    '× bare',
+    '× raw LISTEN',
+    ...TAIL_HEADERS,
+  ];
   const rows: string[][] = [];
   const notes: string[] = [];
   for (const { variant, clients, size, results } of runs) {
@@ -115,8 +149,20 @@ function fanoutSection(runs: readonly Runs[], pick: Pick, repetitions: number): 
     if (r === undefined) continue;
     const bare = variant === 'listen' ? undefined : pick('bare', clients, size);
     const listen = clients === 1 ? pick('listen', 1, size) : undefined;
-    rows.push([r.label, num(clients), bytes(size), ...integrityCells(r), num(r.framesPerSecond), spread(results), times(ratio(r.framesPerSecond, bare?.framesPerSecond)), times(ratio(r.framesPerSecond, listen?.framesPerSecond)), ...tailCells(r)]);
-    results.forEach((each, i) => notes.push(...anomalies(each, `${r.label}, ${clientsText(clients)}, ${bytes(size)}, run ${i + 1}`)));
+    rows.push([
+      r.label,
+      num(clients),
+      bytes(size),
+      ...integrityCells(r),
+      num(r.framesPerSecond),
+      spread(results),
+      times(ratio(r.framesPerSecond, bare?.framesPerSecond)),
+      times(ratio(r.framesPerSecond, listen?.framesPerSecond)),
+      ...tailCells(r),
+    ]);
+    results.forEach((each, i) =>
+      notes.push(...anomalies(each, `${r.label}, ${clientsText(clients)}, ${bytes(size)}, run ${i + 1}`)),
+    );
   }
   return {
     title: 'Fan-out, as fast as possible',
@@ -149,7 +195,16 @@ function schemaSection(pick: Pick): Outcome['sections'][number] {
   }
   return {
     title: 'Schema channel beside a raw channel (ours, same payloads, same server process)',
-    headers: ['clients', 'payload', 'raw frames/s', 'schema frames/s', 'schema × raw', 'lost raw / schema', 'p99 ms raw / schema', 'CPU srv % raw / schema'],
+    headers: [
+      'clients',
+      'payload',
+      'raw frames/s',
+      'schema frames/s',
+      'schema × raw',
+      'lost raw / schema',
+      'p99 ms raw / schema',
+      'CPU srv % raw / schema',
+    ],
     rows,
     notes: [],
   };
@@ -161,7 +216,12 @@ function schemaTargets(pick: Pick): TargetCheck[] {
       const raw = pick('raw', clients, size);
       const schema = pick('schema', clients, size);
       const measured = `${num(schema?.framesPerSecond)} vs ${num(raw?.framesPerSecond)} frames/s`;
-      return check(`schema channel ≥ 0.8 × raw channel, ${clientsText(clients)}, ${bytes(size)}`, measured, ratio(schema?.framesPerSecond, raw?.framesPerSecond), { min: 0.8 });
+      return check(
+        `schema channel ≥ 0.8 × raw channel, ${clientsText(clients)}, ${bytes(size)}`,
+        measured,
+        ratio(schema?.framesPerSecond, raw?.framesPerSecond),
+        { min: 0.8 },
+      );
     }),
   );
 }
@@ -188,7 +248,9 @@ function fanoutTargets(pick: Pick, all: All): TargetCheck[] {
       const sum = (f: (x: TrialResult) => number) => num(runs.reduce((n, x) => n + f(x), 0));
       const measured = `${num(r.framesPerSecond)} vs ${num(bare?.framesPerSecond)} frames/s; lost ${sum((x) => x.lost)}, dup ${sum((x) => x.duplicated)}, reordered ${sum((x) => x.reordered)} over ${runs.length} run${runs.length === 1 ? '' : 's'}`;
       const name = `${num(clients)} clients, every feature on ≥ 0.9 × bare, nothing lost or reordered, ${bytes(size)}`;
-      targets.push(check(name, measured, ratio(r.framesPerSecond, bare?.framesPerSecond), { min: 0.9 }, runs.every(clean)));
+      targets.push(
+        check(name, measured, ratio(r.framesPerSecond, bare?.framesPerSecond), { min: 0.9 }, runs.every(clean)),
+      );
     }
   }
   return targets;

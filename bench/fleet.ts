@@ -81,7 +81,10 @@ export async function startFleet(size: number): Promise<Fleet> {
   const ask = <T extends Reply['type']>(generator: Generator, command: Unsent<Command>, type: T) => {
     const id = nextId++;
     const { promise, resolve, reject } = Promise.withResolvers<Extract<Reply, { type: T }>>();
-    const timer = setTimeout(() => reject(new Error(`generator ${generator.process.pid}: no ${type} within ${COMMAND_TIMEOUT_MS} ms`)), COMMAND_TIMEOUT_MS);
+    const timer = setTimeout(
+      () => reject(new Error(`generator ${generator.process.pid}: no ${type} within ${COMMAND_TIMEOUT_MS} ms`)),
+      COMMAND_TIMEOUT_MS,
+    );
     generator.waiting.set(id, (reply) => {
       clearTimeout(timer);
       if (reply.type === type) resolve(reply as Extract<Reply, { type: T }>);
@@ -102,7 +105,16 @@ export async function startFleet(size: number): Promise<Fleet> {
           first += count;
           generator.clients = count;
           if (count === 0) return { opened: 0, failed: 0, firstError: undefined, ms: 0 };
-          const command = { type: 'connect', kind: spec.kind, urls: spec.urls, channel: spec.channel, first: start, count, concurrency: spec.concurrency ?? 64, timeoutMs: spec.timeoutMs ?? 20_000 } as const;
+          const command = {
+            type: 'connect',
+            kind: spec.kind,
+            urls: spec.urls,
+            channel: spec.channel,
+            first: start,
+            count,
+            concurrency: spec.concurrency ?? 64,
+            timeoutMs: spec.timeoutMs ?? 20_000,
+          } as const;
           return ask(generator, command, 'connected').then((reply) => reply.result);
         }),
       );
@@ -116,7 +128,9 @@ export async function startFleet(size: number): Promise<Fleet> {
     async arm(nextRun, expected, producers, step) {
       run = nextRun;
       for (const generator of generators) generator.progress = 0;
-      await Promise.all(generators.map((g) => ask(g, { type: 'arm', run: nextRun, expected, producers, step }, 'armed')));
+      await Promise.all(
+        generators.map((g) => ask(g, { type: 'arm', run: nextRun, expected, producers, step }, 'armed')),
+      );
     },
     progress() {
       const active = generators.filter((g) => g.clients > 0);
@@ -127,7 +141,8 @@ export async function startFleet(size: number): Promise<Fleet> {
       await Promise.race([wake.promise, new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)))]);
       clearTimeout(timer);
     },
-    report: () => Promise.all(generators.map((g) => ask(g, { type: 'report' }, 'report').then((reply) => reply.report))),
+    report: () =>
+      Promise.all(generators.map((g) => ask(g, { type: 'report' }, 'report').then((reply) => reply.report))),
     async close(timeoutMs = 10_000) {
       await Promise.all(generators.map((g) => ask(g, { type: 'close', timeoutMs }, 'closed')));
       for (const generator of generators) generator.clients = 0;

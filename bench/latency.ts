@@ -6,7 +6,7 @@
  * take turns each round, so none gets the quieter machine; p99 is over all rounds' frames pooled.
  */
 import { createHistogram, merge, quantile } from './histogram.ts';
-import { anomalies, clean, type Context, type Outcome } from './scenario.ts';
+import { anomalies, type Context, clean, type Outcome } from './scenario.ts';
 import { SCHEMA_CHANNEL, startBare, startOurs } from './servers.ts';
 import { check, ms, num, ratio, times } from './stats.ts';
 import type { Target } from './target.ts';
@@ -45,7 +45,16 @@ export async function latency(context: Context): Promise<Outcome> {
     for (let round = 1; round <= rounds; round++) {
       for (const variant of variants) {
         say(`fixed-rate: ${variant.label}, round ${round}/${rounds}`);
-        variant.results.push(await runTrial(rig, { label: variant.label, target: variant.target, channel: variant.channel, clients: CLIENTS, size: 100, send }));
+        variant.results.push(
+          await runTrial(rig, {
+            label: variant.label,
+            target: variant.target,
+            channel: variant.channel,
+            clients: CLIENTS,
+            size: 100,
+            send,
+          }),
+        );
       }
     }
   } finally {
@@ -57,8 +66,10 @@ export async function latency(context: Context): Promise<Outcome> {
     return { p50: quantile(all, 0.5), p99: quantile(all, 0.99), max: all.count === 0 ? undefined : all.maxMs };
   };
   const [bare, raw, schema] = variants.map((v) => pooled(v.results));
-  const sum = (results: readonly TrialResult[], pick: (r: TrialResult) => number) => results.reduce((n, r) => n + pick(r), 0);
-  const mean = (results: readonly TrialResult[], pick: (r: TrialResult) => number) => (results.length === 0 ? undefined : sum(results, pick) / results.length);
+  const sum = (results: readonly TrialResult[], pick: (r: TrialResult) => number) =>
+    results.reduce((n, r) => n + pick(r), 0);
+  const mean = (results: readonly TrialResult[], pick: (r: TrialResult) => number) =>
+    results.length === 0 ? undefined : sum(results, pick) / results.length;
   const notes: string[] = [];
   const rows = variants.map((variant) => {
     const rs = variant.results;
@@ -82,18 +93,44 @@ export async function latency(context: Context): Promise<Outcome> {
       num(mean(rs, (r) => r.cpu.other)),
     ];
   });
-  notes.unshift(`p50 / p99 / max over the frames of all ${rounds} round${rounds === 1 ? '' : 's'} pooled; the servers take turns round by round. Latency is send → client message event: it includes the commit (one transaction per notification) and the client's own event loop.`);
+  notes.unshift(
+    `p50 / p99 / max over the frames of all ${rounds} round${rounds === 1 ? '' : 's'} pooled; the servers take turns round by round. Latency is send → client message event: it includes the commit (one transaction per notification) and the client's own event loop.`,
+  );
   const measured = `p99 ${ms(schema?.p99)} ms vs ${ms(bare?.p99)} ms, ${rounds} round${rounds === 1 ? '' : 's'} pooled (raw channel: ${ms(raw?.p99)} ms)`;
   const every = variants[2]?.results ?? [];
   return {
     sections: [
       {
         title: `Fixed-rate latency: ${RATE} notifications/s × ${num(CLIENTS)} clients, ${rounds} × ${seconds} s each`,
-        headers: ['server', 'connected', 'received / expected', 'lost', 'dup', 'reord', 'frames/s', 'p50 ms', 'p99 ms', 'max ms', 'p99 × bare', 'p99 ms per round', 'CPU srv %', 'CPU gen %', 'CPU other %'],
+        headers: [
+          'server',
+          'connected',
+          'received / expected',
+          'lost',
+          'dup',
+          'reord',
+          'frames/s',
+          'p50 ms',
+          'p99 ms',
+          'max ms',
+          'p99 × bare',
+          'p99 ms per round',
+          'CPU srv %',
+          'CPU gen %',
+          'CPU other %',
+        ],
         rows,
         notes,
       },
     ],
-    targets: [check(`fixed-rate p99 at ${num(CLIENTS)} clients, every feature on ≤ 1.1 × bare bridge`, measured, ratio(schema?.p99, bare?.p99), { max: 1.1 }, every.length > 0 && every.every(clean))],
+    targets: [
+      check(
+        `fixed-rate p99 at ${num(CLIENTS)} clients, every feature on ≤ 1.1 × bare bridge`,
+        measured,
+        ratio(schema?.p99, bare?.p99),
+        { max: 1.1 },
+        every.length > 0 && every.every(clean),
+      ),
+    ],
   };
 }

@@ -65,13 +65,24 @@ const STALL_MS = 2000;
 /** Opens `producers` connections to `url`. */
 export async function startNotifier(url: string, producers: number): Promise<Notifier> {
   const connections = Array.from({ length: producers }, () =>
-    postgres(url, { max: 1, onnotice: () => {}, fetch_types: false, connection: { application_name: 'pgws-bench-notifier' } }),
+    postgres(url, {
+      max: 1,
+      onnotice: () => {},
+      fetch_types: false,
+      connection: { application_name: 'pgws-bench-notifier' },
+    }),
   );
   await Promise.all(connections.map((sql) => sql`SELECT 1`));
 
   // PG: identical payloads in one transaction are folded into one; the sequence number keeps each
   // distinct, and rpad pads to the exact size (the prefix is always shorter than 100 bytes).
-  const send = (sql: postgres.Sql, plan: { channel: string; run: number; size: number }, start: number, end: number, step: number) =>
+  const send = (
+    sql: postgres.Sql,
+    plan: { channel: string; run: number; size: number },
+    start: number,
+    end: number,
+    step: number,
+  ) =>
     sql`SELECT count(pg_notify(${plan.channel}, rpad('{"r":' || ${plan.run}::int || ',"seq":' || s || ',"t":' || ${clock().toFixed(3)}::text || ',"p":"', ${plan.size - 2}::int, 'x') || '"}'))
         FROM generate_series(${start}::int, ${end}::int, ${step}::int) AS s`;
 

@@ -82,7 +82,11 @@ export function processTree(root: number): number[] {
  */
 export function listeningSockets(port: number): number {
   const ss = Bun.spawnSync(['ss', '-Hltn', `sport = :${port}`], { stdout: 'pipe', stderr: 'ignore' });
-  if (ss.success) return ss.stdout.toString().split('\n').filter((line) => line.trim() !== '').length;
+  if (ss.success)
+    return ss.stdout
+      .toString()
+      .split('\n')
+      .filter((line) => line.trim() !== '').length;
   const hex = `:${port.toString(16).toUpperCase().padStart(4, '0')} `;
   let count = 0;
   for (const file of ['/proc/net/tcp', '/proc/net/tcp6']) {

@@ -11,8 +11,17 @@ export interface RawListener {
 }
 
 /** Opens its own connection and LISTENs; resolves once the LISTEN is in place. */
-export async function openRawListener(url: string, channel: string, onPayload: (payload: string) => void): Promise<RawListener> {
-  const sql = postgres(url, { max: 1, onnotice: () => {}, fetch_types: false, connection: { application_name: 'pgws-bench-raw' } });
+export async function openRawListener(
+  url: string,
+  channel: string,
+  onPayload: (payload: string) => void,
+): Promise<RawListener> {
+  const sql = postgres(url, {
+    max: 1,
+    onnotice: () => {},
+    fetch_types: false,
+    connection: { application_name: 'pgws-bench-raw' },
+  });
   try {
     await sql.listen(channel, onPayload);
   } catch (error) {

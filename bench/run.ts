@@ -48,7 +48,12 @@ const { values } = parseArgs({
     out: { type: 'string' },
   },
 });
-const only = new Set(values.only.flatMap((value) => value.split(',')).map((name) => name.trim()).filter(Boolean));
+const only = new Set(
+  values.only
+    .flatMap((value) => value.split(','))
+    .map((name) => name.trim())
+    .filter(Boolean),
+);
 for (const name of only) {
   if (!NAMES.has(name)) {
     process.stderr.write(`bench: unknown scenario "${name}" (choose from ${[...NAMES].join(', ')})\n`);
@@ -66,7 +71,9 @@ const out = values.out ?? (partial ? undefined : join(import.meta.dir, 'RESULTS.
 const started = performance.now();
 const say = (line: string) => {
   const seconds = Math.round((performance.now() - started) / 1000);
-  process.stderr.write(`[${String(Math.floor(seconds / 60)).padStart(2, '0')}:${String(seconds % 60).padStart(2, '0')}] ${line}\n`);
+  process.stderr.write(
+    `[${String(Math.floor(seconds / 60)).padStart(2, '0')}:${String(seconds % 60).padStart(2, '0')}] ${line}\n`,
+  );
 };
 
 // Undo in reverse order of setup; run once, whether the run ends, fails or is interrupted.
@@ -74,7 +81,8 @@ const cleanups: (() => Promise<void>)[] = [];
 let cleaning: Promise<void> | undefined;
 const cleanup = () =>
   (cleaning ??= (async () => {
-    for (const undo of cleanups.reverse()) await undo().catch((error: unknown) => say(`cleanup failed: ${String(error)}`));
+    for (const undo of cleanups.reverse())
+      await undo().catch((error: unknown) => say(`cleanup failed: ${String(error)}`));
   })());
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   process.once(signal, () => {
@@ -96,7 +104,13 @@ async function main(): Promise<number> {
   cleanups.push(() => notifier.end());
   const profileDir = values.profile ? mkdtempSync(join(tmpdir(), 'pgws-bench-profile-')) : undefined;
 
-  const context: Context = { rig: { db, fleet, notifier, addresses: ADDRESSES, windowBytes: WINDOW_BYTES }, quick: values.quick, profileDir, say, only };
+  const context: Context = {
+    rig: { db, fleet, notifier, addresses: ADDRESSES, windowBytes: WINDOW_BYTES },
+    quick: values.quick,
+    profileDir,
+    say,
+    only,
+  };
   const sections: Section[] = [];
   const targets: TargetCheck[] = [];
   const failures: string[] = [];
@@ -116,7 +130,16 @@ async function main(): Promise<number> {
 
   const command = ['bun run bench', ...Bun.argv.slice(2)].join(' ');
   const seconds = (performance.now() - started) / 1000;
-  const info = { command, startedAt, seconds, postgresVersion: db.version, embedded: db.embedded, generators, addresses: ADDRESSES, failures };
+  const info = {
+    command,
+    startedAt,
+    seconds,
+    postgresVersion: db.version,
+    embedded: db.embedded,
+    generators,
+    addresses: ADDRESSES,
+    failures,
+  };
   const report = renderReport(info, sections, targets);
   process.stdout.write(`${report}\n`);
   if (out !== undefined) {

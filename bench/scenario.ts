@@ -37,10 +37,21 @@ export const bytes = (size: number): string => `${num(size)} B`;
 export const deliveredCell = (r: TrialResult): string => `${num(r.received)} / ${num(r.expected)}`;
 
 /** Whether a trial delivered everything exactly once and in order. */
-export const clean = (r: TrialResult): boolean => r.lost === 0 && r.duplicated === 0 && r.reordered === 0 && r.connected === r.clients;
+export const clean = (r: TrialResult): boolean =>
+  r.lost === 0 && r.duplicated === 0 && r.reordered === 0 && r.connected === r.clients;
 
 /** Latency and CPU columns every throughput table ends with. */
-export const TAIL_HEADERS = ['p50 ms', 'p99 ms', 'max ms', 'CPU srv %', 'CPU pg %', 'CPU gen %', 'CPU notif %', 'CPU other %', 'RSS MB'] as const;
+export const TAIL_HEADERS = [
+  'p50 ms',
+  'p99 ms',
+  'max ms',
+  'CPU srv %',
+  'CPU pg %',
+  'CPU gen %',
+  'CPU notif %',
+  'CPU other %',
+  'RSS MB',
+] as const;
 
 /** The cells under {@link TAIL_HEADERS}. */
 export const tailCells = (r: TrialResult): string[] => [
@@ -56,7 +67,13 @@ export const tailCells = (r: TrialResult): string[] => [
 ];
 
 /** Loss, duplicates and reordering in one go. */
-export const integrityCells = (r: TrialResult): string[] => [`${num(r.connected)}/${num(r.clients)}`, deliveredCell(r), num(r.lost), num(r.duplicated), num(r.reordered)];
+export const integrityCells = (r: TrialResult): string[] => [
+  `${num(r.connected)}/${num(r.clients)}`,
+  deliveredCell(r),
+  num(r.lost),
+  num(r.duplicated),
+  num(r.reordered),
+];
 
 /** Headers of {@link integrityCells}. */
 export const INTEGRITY_HEADERS = ['connected', 'received / expected', 'lost', 'dup', 'reord'] as const;
@@ -77,13 +94,18 @@ export function spread(results: readonly TrialResult[]): string {
 /** Notes about anything unusual in a trial: failed connects, server-side closes, stalled credit. */
 export function anomalies(r: TrialResult, name: string): string[] {
   const notes: string[] = [];
-  if (r.connectFailures > 0) notes.push(`${name}: ${num(r.connectFailures)} clients failed to connect (${r.firstError ?? 'no error text'})`);
+  if (r.connectFailures > 0)
+    notes.push(`${name}: ${num(r.connectFailures)} clients failed to connect (${r.firstError ?? 'no error text'})`);
   const closes = Object.entries(r.closes).filter(([code]) => code !== '1000');
-  if (closes.length > 0) notes.push(`${name}: sockets closed during the trial: ${closes.map(([code, n]) => `${num(n)}× code ${code}`).join(', ')}`);
-  if (r.openLoop) notes.push(`${name}: credit stalled (a client stopped making progress); the rest was sent without flow control`);
-  if (r.sent < r.planned) notes.push(`${name}: send deadline reached after ${num(r.sent)} of ${num(r.planned)} notifications`);
+  if (closes.length > 0)
+    notes.push(
+      `${name}: sockets closed during the trial: ${closes.map(([code, n]) => `${num(n)}× code ${code}`).join(', ')}`,
+    );
+  if (r.openLoop)
+    notes.push(`${name}: credit stalled (a client stopped making progress); the rest was sent without flow control`);
+  if (r.sent < r.planned)
+    notes.push(`${name}: send deadline reached after ${num(r.sent)} of ${num(r.planned)} notifications`);
   if (r.stray > 0) notes.push(`${name}: ${num(r.stray)} frames from another run or unparsable`);
   if (r.diagnosis !== '') notes.push(`${name}: the server's /metrics: ${r.diagnosis}`);
   return notes.map((note) => `- ${note}`);
 }
-

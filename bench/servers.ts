@@ -55,7 +55,8 @@ export async function startOurs(options: OursOptions): Promise<Target> {
   const extra = Object.entries(options.server ?? {}).map(([key, value]) => `${key} = ${JSON.stringify(value)}`);
   const file = join(dir, 'channels.toml');
   writeFileSync(file, ['[server]', 'host = "0.0.0.0"', `port = ${port}`, ...extra, SCHEMA_TOML].join('\n'));
-  const profile = options.profileDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-md', `--cpu-prof-dir=${options.profileDir}`];
+  const profile =
+    options.profileDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-md', `--cpu-prof-dir=${options.profileDir}`];
   return launch({
     label: options.label ?? 'ours',
     argv: [process.execPath, ...profile, 'src/main.ts', '--config', file],
@@ -71,5 +72,12 @@ export async function startOurs(options: OursOptions): Promise<Target> {
 export async function startBare(databaseUrl: string): Promise<Target> {
   const dir = mkdtempSync(join(tmpdir(), 'pgws-bench-bare-'));
   const argv = [process.execPath, join(import.meta.dir, 'bare.ts')];
-  return launch({ label: 'bare', argv, env: { DATABASE_URL: databaseUrl, HOST: '0.0.0.0' }, dir, port: await freePort(), metrics: false });
+  return launch({
+    label: 'bare',
+    argv,
+    env: { DATABASE_URL: databaseUrl, HOST: '0.0.0.0' },
+    dir,
+    port: await freePort(),
+    metrics: false,
+  });
 }

@@ -49,9 +49,18 @@ export const times = (value: number | undefined): string => (value === undefined
 export const mb = (kb: number): string => num(kb / 1024, 1);
 
 /** A check against `ratio ≥ min` (or ≤ max); `extraOk` adds conditions such as nothing lost. */
-export function check(name: string, measured: string, value: number | undefined, bound: { min?: number; max?: number }, extraOk = true): TargetCheck {
+export function check(
+  name: string,
+  measured: string,
+  value: number | undefined,
+  bound: { min?: number; max?: number },
+  extraOk = true,
+): TargetCheck {
   const goal = bound.min !== undefined ? `≥ ${bound.min}` : `≤ ${bound.max}`;
-  const within = value === undefined ? undefined : (bound.min === undefined || value >= bound.min) && (bound.max === undefined || value <= bound.max);
+  const within =
+    value === undefined
+      ? undefined
+      : (bound.min === undefined || value >= bound.min) && (bound.max === undefined || value <= bound.max);
   return { name, measured, ratio: value, goal, ok: within === undefined ? undefined : within && extraOk };
 }
 
@@ -74,6 +83,12 @@ export function renderSection(section: Section): string {
 
 /** The targets as a markdown table. */
 export function renderTargets(targets: readonly TargetCheck[]): string {
-  const rows = targets.map((t) => [mark(t.ok), t.name, t.measured, t.ratio === undefined ? '–' : num(t.ratio, 2), t.goal]);
+  const rows = targets.map((t) => [
+    mark(t.ok),
+    t.name,
+    t.measured,
+    t.ratio === undefined ? '–' : num(t.ratio, 2),
+    t.goal,
+  ]);
   return markdownTable(['', 'target', 'measured', 'ratio', 'goal'], rows);
 }

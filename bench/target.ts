@@ -92,9 +92,13 @@ export async function launch(spec: Spawn): Promise<Target> {
         if (child.exitCode === 2) throw new ConfigRefusedError(text || 'config refused (exit code 2)');
         throw new Error(`${spec.label} exited with ${child.exitCode} before it was healthy: ${text}`);
       }
-      const status = await fetch(`${base}/healthz`, fresh).then((r) => r.status, () => 0);
+      const status = await fetch(`${base}/healthz`, fresh).then(
+        (r) => r.status,
+        () => 0,
+      );
       healthy = status === 200 ? healthy + 1 : 0;
-      if (performance.now() > deadline) throw new Error(`${spec.label} not healthy within 30 s (last status ${status}): ${stderrText()}`);
+      if (performance.now() > deadline)
+        throw new Error(`${spec.label} not healthy within 30 s (last status ${status}): ${stderrText()}`);
       if (healthy === 0) await Bun.sleep(50);
     }
   };
@@ -104,11 +108,13 @@ export async function launch(spec: Spawn): Promise<Target> {
     label: spec.label,
     pid: child.pid,
     port: spec.port,
-    urls: (channel, addresses) => Array.from({ length: addresses }, (_, i) => `ws://127.0.0.${i + 1}:${spec.port}/${encodeURIComponent(channel)}`),
+    urls: (channel, addresses) =>
+      Array.from({ length: addresses }, (_, i) => `ws://127.0.0.${i + 1}:${spec.port}/${encodeURIComponent(channel)}`),
     async whenHealthy(processes = 1) {
       const deadline = performance.now() + 30_000;
       while (listeningSockets(spec.port) < processes) {
-        if (performance.now() > deadline) throw new Error(`${spec.label}: fewer than ${processes} sockets listen on port ${spec.port} after 30 s`);
+        if (performance.now() > deadline)
+          throw new Error(`${spec.label}: fewer than ${processes} sockets listen on port ${spec.port} after 30 s`);
         await Bun.sleep(20);
       }
       await whenHealthy(HEALTHY_IN_A_ROW);
@@ -120,8 +126,12 @@ export async function launch(spec: Spawn): Promise<Target> {
       // Each scrape lands on one worker; a few fresh ones see them all.
       const lines = new Set<string>();
       for (let i = 0; i < 8; i++) {
-        const text = await fetch(`${base}/metrics`, fresh).then((r) => r.text(), () => '');
-        for (const line of text.split('\n')) if (/^pgws_(upgrades_refused|closes|listener_reconnects)_total.* [1-9]/.test(line)) lines.add(line);
+        const text = await fetch(`${base}/metrics`, fresh).then(
+          (r) => r.text(),
+          () => '',
+        );
+        for (const line of text.split('\n'))
+          if (/^pgws_(upgrades_refused|closes|listener_reconnects)_total.* [1-9]/.test(line)) lines.add(line);
       }
       // LOG_LEVEL=warn: whatever the server logged is worth showing.
       const logged = ['stdout.log', 'stderr.log']

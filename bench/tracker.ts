@@ -29,7 +29,8 @@ function numberAt(text: string, i: number): number {
   for (; code >= 48 && code <= 57; code = text.charCodeAt(++i), digits++) value = value * 10 + (code - 48);
   if (code === 46) {
     let scale = 0.1;
-    for (code = text.charCodeAt(++i); code >= 48 && code <= 57; code = text.charCodeAt(++i), scale /= 10) value += (code - 48) * scale;
+    for (code = text.charCodeAt(++i); code >= 48 && code <= 57; code = text.charCodeAt(++i), scale /= 10)
+      value += (code - 48) * scale;
   }
   return digits === 0 ? Number.NaN : value;
 }
@@ -81,7 +82,15 @@ export function createTracker(onProgress: (run: number, count: number) => void):
 
   return {
     add() {
-      const client: Client = { open: true, retired: false, unique: 0, duplicated: 0, reordered: 0, seen: new Uint8Array(0), last: new Int32Array(0) };
+      const client: Client = {
+        open: true,
+        retired: false,
+        unique: 0,
+        duplicated: 0,
+        reordered: 0,
+        seen: new Uint8Array(0),
+        last: new Int32Array(0),
+      };
       reset(client);
       clients.push(client);
       open += 1;

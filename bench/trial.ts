@@ -18,7 +18,9 @@ export interface TrialSpec {
   readonly channel: string;
   readonly clients: number;
   readonly size: number;
-  readonly send: { readonly kind: 'burst'; readonly count: number } | { readonly kind: 'paced'; readonly count: number; readonly rate: number };
+  readonly send:
+    | { readonly kind: 'burst'; readonly count: number }
+    | { readonly kind: 'paced'; readonly count: number; readonly rate: number };
 }
 
 /** Everything one trial measured. CPU figures are % of one core over the send-and-drain phase. */
@@ -49,7 +51,13 @@ export interface TrialResult {
   readonly p99Ms: number | undefined;
   readonly maxMs: number | undefined;
   /** `other`: the machine's busy time not spent in the four groups (other processes, kernel threads). */
-  readonly cpu: { readonly server: number; readonly postgres: number; readonly generators: number; readonly notifier: number; readonly other: number };
+  readonly cpu: {
+    readonly server: number;
+    readonly postgres: number;
+    readonly generators: number;
+    readonly notifier: number;
+    readonly other: number;
+  };
   /** All frames' latencies, for pooling rounds. */
   readonly latency: Histogram;
   /** Server RSS (kB, summed over its processes) before connecting, with the clients idle, and after sending. */
@@ -90,7 +98,12 @@ export async function runTrial(rig: Rig, spec: TrialSpec): Promise<TrialResult> 
     const run = ++runs;
     const { count } = spec.send;
     const paced = spec.send.kind === 'paced';
-    await fleet.arm(run, count, paced ? 1 : notifier.producers, paced ? count : notifier.step(spec.size, rig.windowBytes));
+    await fleet.arm(
+      run,
+      count,
+      paced ? 1 : notifier.producers,
+      paced ? count : notifier.step(spec.size, rig.windowBytes),
+    );
     const meters = {
       server: cpuMeter(() => spec.target?.processes() ?? []),
       postgres: cpuMeter(() => db.processes()),
@@ -139,7 +152,13 @@ function summarize(
   reports: readonly GeneratorReport[],
   sent: Sent,
   cpu: TrialResult['cpu'],
-  extra: { connect: Awaited<ReturnType<Fleet['connect']>>; rssEmptyKb: number; rssIdleKb: number; rssAfterKb: number; diagnosis: string },
+  extra: {
+    connect: Awaited<ReturnType<Fleet['connect']>>;
+    rssEmptyKb: number;
+    rssIdleKb: number;
+    rssAfterKb: number;
+    diagnosis: string;
+  },
 ): TrialResult {
   const sum = (values: readonly number[]) => values.reduce((a, b) => a + b, 0);
   const histogram = createHistogram();

@@ -8,10 +8,22 @@
  * The key may not be implemented yet: a server that refuses it (exit code 2), or accepts it and
  * still runs as one process, is reported as "not available" instead of failing the run.
  */
-import { anomalies, bytes, type Context, INTEGRITY_HEADERS, integrityCells, median, type Outcome, spread, TAIL_HEADERS, tailCells } from './scenario.ts';
-import { num, ratio, times } from './stats.ts';
-import { SCHEMA_CHANNEL, startOurs } from './servers.ts';
+
 import { listeningSockets } from './procstat.ts';
+import {
+  anomalies,
+  bytes,
+  type Context,
+  INTEGRITY_HEADERS,
+  integrityCells,
+  median,
+  type Outcome,
+  spread,
+  TAIL_HEADERS,
+  tailCells,
+} from './scenario.ts';
+import { SCHEMA_CHANNEL, startOurs } from './servers.ts';
+import { num, ratio, times } from './stats.ts';
 import { ConfigRefusedError, type Target } from './target.ts';
 import { runTrial, type TrialResult } from './trial.ts';
 
@@ -43,8 +55,15 @@ async function probeStartup(context: Context, target: Target, workers: number) {
   let refused = 0;
   let allListening: number | undefined;
   while (performance.now() < until) {
-    if (allListening === undefined && listeningSockets(target.port) >= workers) allListening = performance.now() - started;
-    const result = await fleet.connect({ kind: 'ws', urls: target.urls('bench_probe', addresses), channel: 'bench_probe', count: PROBE_BATCH, timeoutMs: 5000 });
+    if (allListening === undefined && listeningSockets(target.port) >= workers)
+      allListening = performance.now() - started;
+    const result = await fleet.connect({
+      kind: 'ws',
+      urls: target.urls('bench_probe', addresses),
+      channel: 'bench_probe',
+      count: PROBE_BATCH,
+      timeoutMs: 5000,
+    });
     opened += result.opened;
     refused += result.failed;
     await fleet.close();
@@ -56,9 +75,16 @@ async function probeStartup(context: Context, target: Target, workers: number) {
 async function start(context: Context, workers: number): Promise<Started | string> {
   let target: Target;
   try {
-    target = await startOurs({ databaseUrl: context.rig.db.url, server: { workers }, label: `ours, workers = ${workers}`, profileDir: context.profileDir, healthyInARow: 1 });
+    target = await startOurs({
+      databaseUrl: context.rig.db.url,
+      server: { workers },
+      label: `ours, workers = ${workers}`,
+      profileDir: context.profileDir,
+      healthyInARow: 1,
+    });
   } catch (error) {
-    if (error instanceof ConfigRefusedError) return `not available: the server refuses the key (${error.message.split('\n')[0]})`;
+    if (error instanceof ConfigRefusedError)
+      return `not available: the server refuses the key (${error.message.split('\n')[0]})`;
     throw error;
   }
   try {
@@ -71,7 +97,10 @@ async function start(context: Context, workers: number): Promise<Started | strin
       return `not available: workers = ${workers} is accepted, but only ${processes} server process runs`;
     }
     await target.whenHealthy(workers);
-    const listening = allListening === undefined ? `not all ${workers} listening within it` : `all ${workers} listening ${num(allListening)} ms after it`;
+    const listening =
+      allListening === undefined
+        ? `not all ${workers} listening within it`
+        : `all ${workers} listening ${num(allListening)} ms after it`;
     const probe = `workers = ${workers}: ${num(refused)} of ${num(opened + refused)} upgrades refused in the ${PROBE_MS / 1000} s after the first healthy /healthz; ${listening}`;
     return { target, probe };
   } catch (error) {
@@ -104,7 +133,9 @@ export async function workers(context: Context): Promise<Outcome> {
         const results: TrialResult[] = [];
         for (let round = 1; round <= repetitions; round++) {
           say(`workers: ${count}, ${num(clients)} clients, ${bytes(size)}, run ${round}/${repetitions}`);
-          results.push(await runTrial(rig, { label: target.label, target, channel: SCHEMA_CHANNEL, clients, size, send }));
+          results.push(
+            await runTrial(rig, { label: target.label, target, channel: SCHEMA_CHANNEL, clients, size, send }),
+          );
         }
         rows.push({ workers: count, processes: target.processes().length, results, size });
       }
@@ -113,19 +144,49 @@ export async function workers(context: Context): Promise<Outcome> {
     }
   }
   const one = (size: number) => median(rows.find((row) => row.workers === 1 && row.size === size)?.results ?? []);
-  const notes = [...new Set(rows.flatMap((row) => row.results.flatMap((r, i) => anomalies(r, `${row.workers} workers, ${bytes(row.size)}, run ${i + 1}`))))];
+  const notes = [
+    ...new Set(
+      rows.flatMap((row) =>
+        row.results.flatMap((r, i) => anomalies(r, `${row.workers} workers, ${bytes(row.size)}, run ${i + 1}`)),
+      ),
+    ),
+  ];
   if (unavailable !== undefined) notes.unshift(`- workers = 2: ${unavailable}`);
   notes.unshift(...probes.map((p) => `- startup probe, ${p}`));
-  notes.unshift(`Median of ${repetitions} run${repetitions === 1 ? '' : 's'} by frames/s. Each worker has its own LISTEN connection, so the database delivers every notification once per worker. On this machine the generators alone take about two thirds of the two cores (CPU gen %), so a second worker has little idle CPU to scale into: read the ratio as "does not get worse", not as the scaling a larger machine would show.`);
+  notes.unshift(
+    `Median of ${repetitions} run${repetitions === 1 ? '' : 's'} by frames/s. Each worker has its own LISTEN connection, so the database delivers every notification once per worker. On this machine the generators alone take about two thirds of the two cores (CPU gen %), so a second worker has little idle CPU to scale into: read the ratio as "does not get worse", not as the scaling a larger machine would show.`,
+  );
   return {
     sections: [
       {
         title: `Workers: fan-out to ${num(clients)} clients on the schema channel at 1 and 2 workers`,
-        headers: ['workers', 'server processes', 'clients', 'payload', ...INTEGRITY_HEADERS, 'frames/s', 'range of runs', '× 1 worker', ...TAIL_HEADERS],
+        headers: [
+          'workers',
+          'server processes',
+          'clients',
+          'payload',
+          ...INTEGRITY_HEADERS,
+          'frames/s',
+          'range of runs',
+          '× 1 worker',
+          ...TAIL_HEADERS,
+        ],
         rows: rows.flatMap(({ workers: n, processes, results, size }) => {
           const r = median(results);
           if (r === undefined) return [];
-          return [[String(n), String(processes), num(r.clients), bytes(size), ...integrityCells(r), num(r.framesPerSecond), spread(results), times(ratio(r.framesPerSecond, one(size)?.framesPerSecond)), ...tailCells(r)]];
+          return [
+            [
+              String(n),
+              String(processes),
+              num(r.clients),
+              bytes(size),
+              ...integrityCells(r),
+              num(r.framesPerSecond),
+              spread(results),
+              times(ratio(r.framesPerSecond, one(size)?.framesPerSecond)),
+              ...tailCells(r),
+            ],
+          ];
         }),
         notes,
       },

@@ -3,16 +3,17 @@
  * that can be stopped. Tests start the whole app in-process through it; `main.ts` only reads the
  * environment and signals and calls this.
  */
-import { createCanary } from './db/canary.ts';
+
 import { createCatalog } from './channels/catalog.ts';
-import type { Config } from './config/load.ts';
 import { describeChannels } from './channels/discovery.ts';
+import type { Config } from './config/load.ts';
+import { createCanary } from './db/canary.ts';
 import { createListener } from './db/listener.ts';
+import { type BridgeServer, createServer } from './http/server.ts';
+import { Close } from './http/wire.ts';
 import type { Logger } from './observe/log.ts';
 import { createMetrics } from './observe/metrics.ts';
-import { type BridgeServer, createServer } from './http/server.ts';
 import { createStats } from './observe/stats.ts';
-import { Close } from './http/wire.ts';
 
 /** What {@link createBridge} needs; everything is passed in, nothing is read from globals. */
 export interface BridgeOptions {
@@ -70,7 +71,12 @@ export async function createBridge(options: BridgeOptions): Promise<Bridge> {
         }
         if (encoded.reason === 'json') counters.invalidJson += 1;
         else counters.invalidSchema += 1;
-        payloadLog.warn('invalid payload dropped', { channel, reason: encoded.reason, issues: encoded.issues, prefix: payload.slice(0, 64) });
+        payloadLog.warn('invalid payload dropped', {
+          channel,
+          reason: encoded.reason,
+          issues: encoded.issues,
+          prefix: payload.slice(0, 64),
+        });
       },
       state(state) {
         if (state === 'up') {
@@ -90,7 +96,8 @@ export async function createBridge(options: BridgeOptions): Promise<Bridge> {
     intervalMs: config.database.canaryIntervalMs,
     send: (token) => listener.notify(probe, token),
     onResult(ok, status) {
-      if (!ok && status.consecutiveFailures === 2) log.warn('readiness canary failing: NOTIFY round trips are not coming back', { ...status });
+      if (!ok && status.consecutiveFailures === 2)
+        log.warn('readiness canary failing: NOTIFY round trips are not coming back', { ...status });
     },
   });
 
@@ -103,7 +110,8 @@ export async function createBridge(options: BridgeOptions): Promise<Bridge> {
     canary: () => canary.status(),
   });
 
-  const json = (body: unknown, status = 200) => Response.json(body, { status, headers: { 'cache-control': 'no-store' } });
+  const json = (body: unknown, status = 200) =>
+    Response.json(body, { status, headers: { 'cache-control': 'no-store' } });
   if (options.listenAfterDatabase) await databaseUp.promise;
   const bridgeServer = createServer(
     {
@@ -117,16 +125,23 @@ export async function createBridge(options: BridgeOptions): Promise<Bridge> {
         if (!catalog.declared(channel)) stats.channels.delete(channel);
       },
       routes: {
-        '/': () => new Response(options.consoleHtml ?? 'console.html not found\n', { headers: { 'content-type': 'text/html; charset=utf-8' } }),
+        '/': () =>
+          new Response(options.consoleHtml ?? 'console.html not found\n', {
+            headers: { 'content-type': 'text/html; charset=utf-8' },
+          }),
         '/healthz': () => {
           const up = listener.state === 'up';
-          return json({ status: up ? 'ok' : 'unavailable', database: listener.state, pid: process.pid }, up ? 200 : 503);
+          return json(
+            { status: up ? 'ok' : 'unavailable', database: listener.state, pid: process.pid },
+            up ? 200 : 503,
+          );
         },
         '/readyz': () => {
           const status = canary.status();
           return json({ ...status, database: listener.state }, status.ready ? 200 : 503);
         },
-        '/metrics': async () => new Response(await metrics.render(), { headers: { 'content-type': metrics.contentType } }),
+        '/metrics': async () =>
+          new Response(await metrics.render(), { headers: { 'content-type': metrics.contentType } }),
         '/channels': () => new Response(channelsDocument, { headers: { 'content-type': 'application/json' } }),
       },
     },

@@ -8,9 +8,9 @@ import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { createBridge } from './bridge.ts';
 import { type Config, ConfigError, parseConfig } from './config/load.ts';
+import { describeConfig } from './config/summary.ts';
 import { startEmbeddedPostgres } from './db/embedded.ts';
 import { createLogger, type Logger, parseLevel } from './observe/log.ts';
-import { describeConfig } from './config/summary.ts';
 import { exitWithParent, spawnWorkers, WORKER_ENV } from './workers.ts';
 
 const SHUTDOWN_DEADLINE_MS = 4500;
@@ -29,7 +29,9 @@ async function main(): Promise<number> {
     write: (line) => process.stdout.write(`${line}\n`),
   });
 
-  const text = await Bun.file(file).text().catch(() => undefined);
+  const text = await Bun.file(file)
+    .text()
+    .catch(() => undefined);
   if (text === undefined) throw new ConfigError(`${values.config}: cannot read the config file (use --config FILE)`);
   const config = withEnvironment(await parseConfig(text, file), env);
 
@@ -46,7 +48,9 @@ async function main(): Promise<number> {
   const worker = env[WORKER_ENV];
   const embedded = config.database.url === undefined ? await startDevelopmentDatabase(log) : undefined;
   const databaseUrl = config.database.url ?? embedded?.url ?? '';
-  const consoleHtml = await Bun.file(join(import.meta.dir, '..', 'console.html')).text().catch(() => undefined);
+  const consoleHtml = await Bun.file(join(import.meta.dir, '..', 'console.html'))
+    .text()
+    .catch(() => undefined);
   const workerLog = worker === undefined ? log : log.child(`worker-${worker}`);
   const bridge = await createBridge({
     config,
@@ -69,7 +73,11 @@ async function main(): Promise<number> {
   if (worker !== undefined) exitWithParent(() => process.kill(process.pid, 'SIGTERM'));
   const wsUrl = `ws://${bridge.url.host}/<channel>`;
   if (worker === undefined) {
-    log.info(`ready: listening on ${bridge.url.href} (WebSocket: ${wsUrl})`, { url: bridge.url.href, channels: config.channels.size, workers: config.server.workers });
+    log.info(`ready: listening on ${bridge.url.href} (WebSocket: ${wsUrl})`, {
+      url: bridge.url.href,
+      channels: config.channels.size,
+      workers: config.server.workers,
+    });
   }
 
   const signal = await signalled;
@@ -97,17 +105,24 @@ function tryLevel(text: string) {
 /** `DATABASE_URL`, `PORT` and `HOST` override the file, as twelve-factor deploys expect. */
 function withEnvironment(config: Config, env: NodeJS.ProcessEnv): Config {
   const port = env['PORT'];
-  if (port !== undefined && !/^\d{1,5}$/.test(port)) throw new ConfigError(`PORT: expected a port number, got "${port}"`);
+  if (port !== undefined && !/^\d{1,5}$/.test(port))
+    throw new ConfigError(`PORT: expected a port number, got "${port}"`);
   return {
     ...config,
-    server: { ...config.server, host: env['HOST'] || config.server.host, port: port === undefined ? config.server.port : Number(port) },
+    server: {
+      ...config.server,
+      host: env['HOST'] || config.server.host,
+      port: port === undefined ? config.server.port : Number(port),
+    },
     database: { ...config.database, url: env['DATABASE_URL'] || config.database.url },
   };
 }
 
 async function startDevelopmentDatabase(log: Logger) {
   const dataDir = resolve('.data', 'postgres');
-  log.warn('no database configured: starting the embedded development PostgreSQL (data in .data/); set DATABASE_URL or [database] url to use a real server');
+  log.warn(
+    'no database configured: starting the embedded development PostgreSQL (data in .data/); set DATABASE_URL or [database] url to use a real server',
+  );
   const db = await startEmbeddedPostgres({ dataDir, port: 54329 });
   log.info(`embedded PostgreSQL ready: psql ${db.url}`, { url: db.url });
   return db;

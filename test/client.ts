@@ -57,7 +57,12 @@ export async function connect(url: string, ms = 5000): Promise<TestClient> {
 /** The HTTP status of an upgrade attempt that the server refuses (a real handshake over fetch). */
 export async function upgradeStatus(url: string): Promise<{ status: number; body: string }> {
   const response = await fetch(url.replace(/^ws/, 'http'), {
-    headers: { upgrade: 'websocket', connection: 'Upgrade', 'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==', 'sec-websocket-version': '13' },
+    headers: {
+      upgrade: 'websocket',
+      connection: 'Upgrade',
+      'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==',
+      'sec-websocket-version': '13',
+    },
   });
   return { status: response.status, body: await response.text() };
 }

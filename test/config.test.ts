@@ -11,20 +11,53 @@ describe('a config that fails', () => {
   test.each([
     ['syntax.toml', 'syntax.toml:3:16: Invalid TOML document: control characters are not allowed in strings'],
     ['top-level.toml', 'top-level.toml: sever: unknown key (allowed here: server, database, channels)'],
-    ['unknown-key.toml', 'unknown-key.toml: server.max_conections: unknown key (allowed here: host, port, unknown_channels, max_connections, max_channels, max_message_bytes, slow_consumer_bytes, idle_timeout, workers)'],
-    ['channel-key.toml', 'channel-key.toml: channels.orders.descripton: unknown key (allowed here: description, schema)'],
+    [
+      'unknown-key.toml',
+      'unknown-key.toml: server.max_conections: unknown key (allowed here: host, port, unknown_channels, max_connections, max_channels, max_message_bytes, slow_consumer_bytes, idle_timeout, workers)',
+    ],
+    [
+      'channel-key.toml',
+      'channel-key.toml: channels.orders.descripton: unknown key (allowed here: description, schema)',
+    ],
     ['wrong-type.toml', 'wrong-type.toml: server.port: Invalid type: Expected number but received "eighty"'],
     ['out-of-range.toml', 'out-of-range.toml: server.port: Invalid value: Expected <=65535 but received 70000'],
-    ['bad-mode.toml', 'bad-mode.toml: server.unknown_channels: Invalid type: Expected ("raw" | "reject") but received "drop"'],
+    [
+      'bad-mode.toml',
+      'bad-mode.toml: server.unknown_channels: Invalid type: Expected ("raw" | "reject") but received "drop"',
+    ],
     ['backoff.toml', 'backoff.toml: database.reconnect_min_ms: must not exceed reconnect_max_ms (1000)'],
-    ['long-name.toml', 'long-name.toml: channels.this_channel_name_is_far_too_long_for_postgresql_identifiers_xyz: channel name is 64 bytes in UTF-8; PostgreSQL allows at most 63'],
-    ['unknown-keyword.toml', 'unknown-keyword.toml: channels.orders.schema.properties.id: unknown keyword "frobnicate"'],
-    ['bad-pattern.toml', 'bad-pattern.toml: channels."Order Events".schema: "pattern" is not a valid regular expression: Invalid regular expression: missing )'],
-    ['bad-format.toml', 'bad-format.toml: channels.orders.schema: "format" must be one of date-time, date, email, uuid, uri'],
-    ['bad-default.toml', 'bad-default.toml: channels.orders.schema.properties.n: "default" does not match its own schema: Invalid type: Expected integer but received "three"'],
-    ['missing-module.toml', `missing-module.toml: channels.orders.schema: cannot load module "./schemas/nope.ts": Cannot find module '${fixture('schemas/nope.ts')}'`],
-    ['missing-export.toml', 'missing-export.toml: channels.orders.schema: module "./schemas/order.ts" has no export "Nope"'],
-    ['not-a-schema.toml', 'not-a-schema.toml: channels.orders.schema: export "notSchema" of "./schemas/order.ts" is not a valibot schema'],
+    [
+      'long-name.toml',
+      'long-name.toml: channels.this_channel_name_is_far_too_long_for_postgresql_identifiers_xyz: channel name is 64 bytes in UTF-8; PostgreSQL allows at most 63',
+    ],
+    [
+      'unknown-keyword.toml',
+      'unknown-keyword.toml: channels.orders.schema.properties.id: unknown keyword "frobnicate"',
+    ],
+    [
+      'bad-pattern.toml',
+      'bad-pattern.toml: channels."Order Events".schema: "pattern" is not a valid regular expression: Invalid regular expression: missing )',
+    ],
+    [
+      'bad-format.toml',
+      'bad-format.toml: channels.orders.schema: "format" must be one of date-time, date, email, uuid, uri',
+    ],
+    [
+      'bad-default.toml',
+      'bad-default.toml: channels.orders.schema.properties.n: "default" does not match its own schema: Invalid type: Expected integer but received "three"',
+    ],
+    [
+      'missing-module.toml',
+      `missing-module.toml: channels.orders.schema: cannot load module "./schemas/nope.ts": Cannot find module '${fixture('schemas/nope.ts')}'`,
+    ],
+    [
+      'missing-export.toml',
+      'missing-export.toml: channels.orders.schema: module "./schemas/order.ts" has no export "Nope"',
+    ],
+    [
+      'not-a-schema.toml',
+      'not-a-schema.toml: channels.orders.schema: export "notSchema" of "./schemas/order.ts" is not a valibot schema',
+    ],
   ])('%s is refused with a message naming the file and the place', async (name, message) => {
     const error = await load(name).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(ConfigError);
@@ -46,7 +79,12 @@ describe('a config that loads', () => {
       idleTimeout: 60,
       workers: 1,
     });
-    expect(config.database).toEqual({ url: undefined, reconnectMinMs: 100, reconnectMaxMs: 10_000, canaryIntervalMs: 5000 });
+    expect(config.database).toEqual({
+      url: undefined,
+      reconnectMinMs: 100,
+      reconnectMaxMs: 10_000,
+      canaryIntervalMs: 5000,
+    });
     expect(config.channels.size).toBe(0);
   });
 
@@ -60,7 +98,12 @@ describe('a config that loads', () => {
     const events = config.channels.get('Order Events');
     expect(events?.source?.kind).toBe('inline');
     expect(v.parse(events?.schema ?? v.never(), { id: 7 })).toEqual({ id: 7, status: 'new' });
-    expect(config.channels.get('plain')).toEqual({ name: 'plain', description: undefined, schema: undefined, source: undefined });
+    expect(config.channels.get('plain')).toEqual({
+      name: 'plain',
+      description: undefined,
+      schema: undefined,
+      source: undefined,
+    });
   });
 
   test('the shipped channels.toml loads and declares its example channels', async () => {

@@ -12,10 +12,31 @@ import { buildInlineSchema, SchemaError } from '../src/schema/compile.ts';
 
 const SUITE = join(import.meta.dir, '..', '..', 'shared', 'conformance', 'json-schema-test-suite', 'tests');
 // A missing suite is a loud failure, never a silent skip: it lives in ../shared beside the checkout.
-if (!existsSync(SUITE)) throw new Error(`the JSON Schema Test Suite is not at ${SUITE}: check out shared/ beside the project root`);
-const SUPPORTED = new Set(['type', 'properties', 'required', 'additionalProperties', 'items', 'enum', 'const',
-  'default', 'minimum', 'maximum', 'exclusiveMinimum', 'exclusiveMaximum', 'minLength', 'maxLength', 'pattern',
-  'format', 'minItems', 'maxItems', 'anyOf', 'description', '$schema']);
+if (!existsSync(SUITE))
+  throw new Error(`the JSON Schema Test Suite is not at ${SUITE}: check out shared/ beside the project root`);
+const SUPPORTED = new Set([
+  'type',
+  'properties',
+  'required',
+  'additionalProperties',
+  'items',
+  'enum',
+  'const',
+  'default',
+  'minimum',
+  'maximum',
+  'exclusiveMinimum',
+  'exclusiveMaximum',
+  'minLength',
+  'maxLength',
+  'pattern',
+  'format',
+  'minItems',
+  'maxItems',
+  'anyOf',
+  'description',
+  '$schema',
+]);
 
 // Totals computed independently when the suite files were added (85 + 16 = 101 groups, 321 instances built).
 const EXPECTED = { built: 85, right: 321, refused: 16 };
@@ -27,7 +48,8 @@ interface Group {
 }
 
 type Table = Record<string, unknown>;
-const isTable = (value: unknown): value is Table => typeof value === 'object' && value !== null && !Array.isArray(value);
+const isTable = (value: unknown): value is Table =>
+  typeof value === 'object' && value !== null && !Array.isArray(value);
 
 /** Collects unsupported keywords and every schema object carrying a `default`, following only subschema keywords. */
 function walk(schema: unknown, unsupported: Set<string>, withDefault: Table[]): void {
@@ -35,7 +57,8 @@ function walk(schema: unknown, unsupported: Set<string>, withDefault: Table[]): 
   for (const [keyword, value] of Object.entries(schema)) {
     if (!SUPPORTED.has(keyword)) unsupported.add(keyword);
     else if (keyword === 'default') withDefault.push(schema);
-    else if (keyword === 'properties' && isTable(value)) for (const sub of Object.values(value)) walk(sub, unsupported, withDefault);
+    else if (keyword === 'properties' && isTable(value))
+      for (const sub of Object.values(value)) walk(sub, unsupported, withDefault);
     else if (keyword === 'items' || keyword === 'additionalProperties') walk(value, unsupported, withDefault);
     else if (keyword === 'anyOf' && Array.isArray(value)) for (const sub of value) walk(sub, unsupported, withDefault);
   }
@@ -57,7 +80,9 @@ function refusal(schema: unknown): SchemaError {
 }
 
 const counts = { built: 0, right: 0, refused: 0 };
-const files = readdirSync(SUITE).filter((name) => name.endsWith('.json')).sort();
+const files = readdirSync(SUITE)
+  .filter((name) => name.endsWith('.json'))
+  .sort();
 
 describe.each(files)('%s', (file) => {
   const groups = JSON.parse(readFileSync(join(SUITE, file), 'utf8')) as Group[];
@@ -92,6 +117,8 @@ describe.each(files)('%s', (file) => {
 });
 
 afterAll(() => {
-  console.log(`conformance: ${counts.built} groups built, ${counts.right} instances right, ${counts.refused} groups refused`);
+  console.log(
+    `conformance: ${counts.built} groups built, ${counts.right} instances right, ${counts.refused} groups refused`,
+  );
   expect(counts).toEqual(EXPECTED);
 });

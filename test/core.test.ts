@@ -1,10 +1,10 @@
 import { describe, expect, test } from 'bun:test';
 import * as v from 'valibot';
-import { admit, type AdmissionInput } from '../src/http/admission.ts';
-import { backoffDelay } from '../src/db/backoff.ts';
-import { createCanary } from '../src/db/canary.ts';
 import { createCatalog } from '../src/channels/catalog.ts';
 import { channelFromPath, checkChannelName } from '../src/channels/name.ts';
+import { backoffDelay } from '../src/db/backoff.ts';
+import { createCanary } from '../src/db/canary.ts';
+import { type AdmissionInput, admit } from '../src/http/admission.ts';
 import { configFrom } from './harness.ts';
 
 describe('channel names (no database)', () => {
@@ -62,7 +62,9 @@ describe('admission (no database)', () => {
   });
 
   test('a bad name is reported even when the server is full', () => {
-    expect(admit({ ...base, channel: { ok: false, reason: 'bad' }, connections: 10, databaseUp: false })).toMatchObject({ reason: 'badName' });
+    expect(admit({ ...base, channel: { ok: false, reason: 'bad' }, connections: 10, databaseUp: false })).toMatchObject(
+      { reason: 'badName' },
+    );
   });
 
   test('a channel already listened to passes the channel cap', () => {
@@ -81,28 +83,50 @@ describe('payload encoding (no database)', () => {
     ['a wrong type', '{"id":"1"}', 'schema'],
     ['a missing required key', '{}', 'schema'],
   ])('rejects %s as data, never by throwing', async (_, payload, reason) => {
-    const catalog = createCatalog(await configFrom('[channels.c.schema]\ntype = "object"\nrequired = ["id"]\n[channels.c.schema.properties.id]\ntype = "integer"\n'));
+    const catalog = createCatalog(
+      await configFrom(
+        '[channels.c.schema]\ntype = "object"\nrequired = ["id"]\n[channels.c.schema.properties.id]\ntype = "integer"\n',
+      ),
+    );
     expect(catalog.encode('c', payload)).toMatchObject({ ok: false, reason });
   });
 
   test('a schema whose transform throws or returns nothing JSON can hold drops that payload only', async () => {
     const config = await configFrom('');
-    const throwing = v.pipe(v.unknown(), v.transform(() => {
-      throw new Error('boom');
-    }));
-    const bigint = v.pipe(v.number(), v.transform((n: number) => BigInt(n)));
-    const nothing = v.pipe(v.unknown(), v.transform(() => undefined));
+    const throwing = v.pipe(
+      v.unknown(),
+      v.transform(() => {
+        throw new Error('boom');
+      }),
+    );
+    const bigint = v.pipe(
+      v.number(),
+      v.transform((n: number) => BigInt(n)),
+    );
+    const nothing = v.pipe(
+      v.unknown(),
+      v.transform(() => undefined),
+    );
     const channels = new Map(
-      Object.entries({ throwing, bigint, nothing }).map(([name, schema]) => [name, { name, description: undefined, schema, source: undefined }]),
+      Object.entries({ throwing, bigint, nothing }).map(([name, schema]) => [
+        name,
+        { name, description: undefined, schema, source: undefined },
+      ]),
     );
     const catalog = createCatalog({ ...config, channels });
-    expect(catalog.encode('throwing', '1')).toMatchObject({ ok: false, reason: 'schema', issues: [{ message: 'schema failed: boom' }] });
+    expect(catalog.encode('throwing', '1')).toMatchObject({
+      ok: false,
+      reason: 'schema',
+      issues: [{ message: 'schema failed: boom' }],
+    });
     expect(catalog.encode('bigint', '1')).toMatchObject({ ok: false, reason: 'schema' });
     expect(catalog.encode('nothing', '1')).toMatchObject({ ok: false, reason: 'schema' });
   });
 
   test('keeps at most three issues per rejected payload', async () => {
-    const catalog = createCatalog(await configFrom('[channels.c.schema]\ntype = "array"\n[channels.c.schema.items]\ntype = "integer"\n'));
+    const catalog = createCatalog(
+      await configFrom('[channels.c.schema]\ntype = "array"\n[channels.c.schema.items]\ntype = "integer"\n'),
+    );
     const encoded = catalog.encode('c', '["a","b","c","d","e"]');
     expect(encoded.ok ? [] : encoded.issues.map((issue) => issue.path)).toEqual(['0', '1', '2']);
   });

@@ -14,13 +14,15 @@ import { createLogger, type Logger, silentLogger } from '../src/observe/log.ts';
 /** The database the suite runs against (set by test/setup.ts). */
 export function databaseUrl(): string {
   const url = process.env['TEST_DATABASE_URL'];
-  if (url === undefined || url === '') throw new Error('TEST_DATABASE_URL is not set: run the tests with `bun test` (test/setup.ts sets it)');
+  if (url === undefined || url === '')
+    throw new Error('TEST_DATABASE_URL is not set: run the tests with `bun test` (test/setup.ts sets it)');
   return url;
 }
 
 let counter = 0;
 /** A channel name no other test uses, so suites can share one database. */
-export const uniqueChannel = (prefix = 'ch') => `${prefix}_${process.pid}_${++counter}_${Math.random().toString(36).slice(2, 6)}`;
+export const uniqueChannel = (prefix = 'ch') =>
+  `${prefix}_${process.pid}_${++counter}_${Math.random().toString(36).slice(2, 6)}`;
 
 /** Waits for a promise, failing with `what` after `ms` instead of hanging the suite. */
 export async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
@@ -58,7 +60,14 @@ export interface TestBridge extends AsyncDisposable {
 /** Starts a bridge on a free port on 127.0.0.1. `toml` is appended after a `[server]` section. */
 export async function startBridge(
   toml = '',
-  options: { files?: Record<string, string>; server?: string; databaseUrl?: string; database?: string; log?: Logger; waitHealthy?: boolean } = {},
+  options: {
+    files?: Record<string, string>;
+    server?: string;
+    databaseUrl?: string;
+    database?: string;
+    log?: Logger;
+    waitHealthy?: boolean;
+  } = {},
 ): Promise<TestBridge> {
   const text = `[server]\nhost = "127.0.0.1"\nport = 0\n${options.server ?? ''}\n[database]\n${options.database ?? ''}\n${toml}`;
   const config = await configFrom(text, options.files);
@@ -68,7 +77,11 @@ export async function startBridge(
   const bridge = await createBridge({ config, databaseUrl: options.databaseUrl ?? databaseUrl(), log, consoleHtml });
   const sql = postgres(databaseUrl(), { max: 2, onnotice: () => {} });
   if (options.waitHealthy !== false) {
-    await waitFor(async () => (await fetch(new URL('/healthz', bridge.url))).status === 200, 10_000, 'the bridge to become healthy');
+    await waitFor(
+      async () => (await fetch(new URL('/healthz', bridge.url))).status === 200,
+      10_000,
+      'the bridge to become healthy',
+    );
   }
   const stop = async () => {
     await bridge.stop();
@@ -92,7 +105,12 @@ export async function startBridge(
 export async function waitFor(check: () => boolean | Promise<boolean>, ms: number, what: string): Promise<void> {
   const deadline = Date.now() + ms;
   while (Date.now() < deadline) {
-    if (await Promise.resolve().then(check).catch(() => false)) return;
+    if (
+      await Promise.resolve()
+        .then(check)
+        .catch(() => false)
+    )
+      return;
     await Bun.sleep(20);
   }
   throw new Error(`timed out after ${ms} ms waiting for ${what}`);
@@ -107,7 +125,9 @@ export async function metric(base: URL, name: string, labels: Record<string, str
   for (const line of text.split('\n')) {
     const match = /^([a-zA-Z_:][\w:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
     if (match === null || match[1] !== name) continue;
-    const have = new Map([...(match[2] ?? '').matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)].map((m) => [m[1], JSON.parse(`"${m[2]}"`)]));
+    const have = new Map(
+      [...(match[2] ?? '').matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)].map((m) => [m[1], JSON.parse(`"${m[2]}"`)]),
+    );
     if (wanted.every(([key, value]) => have.get(key) === value)) return Number(match[3]);
   }
   return 0;

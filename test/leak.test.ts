@@ -42,11 +42,13 @@ async function round(server: ServerProcess, sql: postgres.Sql, channels: readonl
   const clients: TestClient[] = [];
   const raws: RawClient[] = [];
   for (let opened = 0; opened < CONNECTIONS_PER_ROUND; opened += 100) {
-    await Promise.all(Array.from({ length: 100 }, async (_, i) => {
-      const channel = channels[(opened + i) % channels.length] ?? '';
-      if ((opened + i) % 10 === 0) raws.push(await rawClient('127.0.0.1', port, `/${encodeURIComponent(channel)}`));
-      else clients.push(await connect(server.wsUrl(channel), 15_000));
-    }));
+    await Promise.all(
+      Array.from({ length: 100 }, async (_, i) => {
+        const channel = channels[(opened + i) % channels.length] ?? '';
+        if ((opened + i) % 10 === 0) raws.push(await rawClient('127.0.0.1', port, `/${encodeURIComponent(channel)}`));
+        else clients.push(await connect(server.wsUrl(channel), 15_000));
+      }),
+    );
   }
   const fds = openFds(server);
   for (const channel of channels) await sql`SELECT pg_notify(${channel}, 'one')`;
@@ -55,53 +57,73 @@ async function round(server: ServerProcess, sql: postgres.Sql, channels: readonl
   clients.forEach((client, i) => (i % 9 === 0 ? client.socket.send('bye') : client.socket.close()));
   for (const raw of raws) raw.socket.destroy();
   await Promise.all(clients.map((client) => client.closed));
-  await waitFor(async () => (await gauge(server, 'pgws_connections')) === 0, 15_000, 'every connection of the round to be gone');
+  await waitFor(
+    async () => (await gauge(server, 'pgws_connections')) === 0,
+    15_000,
+    'every connection of the round to be gone',
+  );
   return fds;
 }
 
-test(`${ROUNDS} rounds of ${CONNECTIONS_PER_ROUND} connections leave RSS, file descriptors, connections and LISTENs at baseline`, async () => {
-  await using server = await spawnServer({ toml: '', env: { DATABASE_URL: databaseUrl() } });
-  const sql = postgres(databaseUrl(), { max: 1, onnotice: () => {} });
-  try {
-    const channels = Array.from({ length: 4 }, () => uniqueChannel('leak'));
-    await round(server, sql, channels);
-    await Bun.sleep(500);
-    const baseline = { rss: server.rss(), fds: openFds(server) };
-    console.log(`leak baseline after a warm-up round: rss ${mb(baseline.rss)}, fds ${baseline.fds}`);
+test(
+  `${ROUNDS} rounds of ${CONNECTIONS_PER_ROUND} connections leave RSS, file descriptors, connections and LISTENs at baseline`,
+  async () => {
+    await using server = await spawnServer({ toml: '', env: { DATABASE_URL: databaseUrl() } });
+    const sql = postgres(databaseUrl(), { max: 1, onnotice: () => {} });
+    try {
+      const channels = Array.from({ length: 4 }, () => uniqueChannel('leak'));
+      await round(server, sql, channels);
+      await Bun.sleep(500);
+      const baseline = { rss: server.rss(), fds: openFds(server) };
+      console.log(`leak baseline after a warm-up round: rss ${mb(baseline.rss)}, fds ${baseline.fds}`);
 
-    const started = performance.now();
-    let peak = baseline.rss;
-    let openPeak = 0;
-    for (let r = 0; r < ROUNDS; r++) {
-      openPeak = Math.max(openPeak, await round(server, sql, channels));
-      peak = Math.max(peak, server.rss());
+      const started = performance.now();
+      let peak = baseline.rss;
+      let openPeak = 0;
+      for (let r = 0; r < ROUNDS; r++) {
+        openPeak = Math.max(openPeak, await round(server, sql, channels));
+        peak = Math.max(peak, server.rss());
+      }
+      const seconds = (performance.now() - started) / 1000;
+
+      // The subscriber series go with the last socket; RSS and fds may take a moment to settle.
+      await waitFor(
+        async () => !(await metricsText(server)).includes('pgws_channel_subscribers{'),
+        10_000,
+        'the subscriber series to go',
+      );
+      await waitFor(
+        () => server.rss() <= baseline.rss + RSS_TOLERANCE,
+        20_000,
+        `RSS to settle within ${mb(RSS_TOLERANCE)} of ${mb(baseline.rss)} (now ${mb(server.rss())})`,
+      ).catch(() => {});
+      await waitFor(() => Math.abs(openFds(server) - baseline.fds) <= FD_TOLERANCE, 10_000, 'fds to settle').catch(
+        () => {},
+      );
+      const after = { rss: server.rss(), fds: openFds(server) };
+      console.log(
+        `leak after ${ROUNDS} rounds x ${CONNECTIONS_PER_ROUND} connections (${ROUNDS * CONNECTIONS_PER_ROUND} in ${seconds.toFixed(1)} s): rss ${mb(after.rss)} (${after.rss >= baseline.rss ? '+' : ''}${mb(after.rss - baseline.rss)}, peak ${mb(peak)}), fds ${after.fds} (baseline ${baseline.fds}, ${openPeak} with a round open)`,
+      );
+
+      // UNLISTENed: a NOTIFY on the old channels must not reach the server at all. The sentinel's LISTEN is
+      // queued behind the UNLISTENs on the one listener connection, and its NOTIFY is committed after theirs.
+      const sentinel = uniqueChannel('leak_sentinel');
+      using probe = await connect(server.wsUrl(sentinel));
+      for (const channel of channels) await sql`SELECT pg_notify(${channel}, 'after')`;
+      await sql`SELECT pg_notify(${sentinel}, 'sentinel')`;
+      expect(await probe.next()).toBe('sentinel');
+      const text = await metricsText(server);
+      const stale = text.split('\n').filter((line) => channels.some((channel) => line.includes(`"${channel}"`)));
+      expect(stale).toEqual([]);
+
+      expect(after.rss - baseline.rss).toBeLessThanOrEqual(RSS_TOLERANCE);
+      expect(Math.abs(after.fds - baseline.fds)).toBeLessThanOrEqual(FD_TOLERANCE);
+      expect(openPeak).toBeGreaterThanOrEqual(baseline.fds + CONNECTIONS_PER_ROUND);
+      expect(await gauge(server, 'pgws_connections')).toBe(1);
+      expect(server.process.exitCode).toBeNull();
+    } finally {
+      await sql.end({ timeout: 1 });
     }
-    const seconds = (performance.now() - started) / 1000;
-
-    // The subscriber series go with the last socket; RSS and fds may take a moment to settle.
-    await waitFor(async () => !(await metricsText(server)).includes('pgws_channel_subscribers{'), 10_000, 'the subscriber series to go');
-    await waitFor(() => server.rss() <= baseline.rss + RSS_TOLERANCE, 20_000, `RSS to settle within ${mb(RSS_TOLERANCE)} of ${mb(baseline.rss)} (now ${mb(server.rss())})`).catch(() => {});
-    await waitFor(() => Math.abs(openFds(server) - baseline.fds) <= FD_TOLERANCE, 10_000, 'fds to settle').catch(() => {});
-    const after = { rss: server.rss(), fds: openFds(server) };
-    console.log(`leak after ${ROUNDS} rounds x ${CONNECTIONS_PER_ROUND} connections (${ROUNDS * CONNECTIONS_PER_ROUND} in ${seconds.toFixed(1)} s): rss ${mb(after.rss)} (${after.rss >= baseline.rss ? '+' : ''}${mb(after.rss - baseline.rss)}, peak ${mb(peak)}), fds ${after.fds} (baseline ${baseline.fds}, ${openPeak} with a round open)`);
-
-    // UNLISTENed: a NOTIFY on the old channels must not reach the server at all. The sentinel's LISTEN is
-    // queued behind the UNLISTENs on the one listener connection, and its NOTIFY is committed after theirs.
-    const sentinel = uniqueChannel('leak_sentinel');
-    using probe = await connect(server.wsUrl(sentinel));
-    for (const channel of channels) await sql`SELECT pg_notify(${channel}, 'after')`;
-    await sql`SELECT pg_notify(${sentinel}, 'sentinel')`;
-    expect(await probe.next()).toBe('sentinel');
-    const text = await metricsText(server);
-    const stale = text.split('\n').filter((line) => channels.some((channel) => line.includes(`"${channel}"`)));
-    expect(stale).toEqual([]);
-
-    expect(after.rss - baseline.rss).toBeLessThanOrEqual(RSS_TOLERANCE);
-    expect(Math.abs(after.fds - baseline.fds)).toBeLessThanOrEqual(FD_TOLERANCE);
-    expect(openPeak).toBeGreaterThanOrEqual(baseline.fds + CONNECTIONS_PER_ROUND);
-    expect(await gauge(server, 'pgws_connections')).toBe(1);
-    expect(server.process.exitCode).toBeNull();
-  } finally {
-    await sql.end({ timeout: 1 });
-  }
-}, 60_000 * Math.max(1, ROUNDS / 20) + 30_000);
+  },
+  60_000 * Math.max(1, ROUNDS / 20) + 30_000,
+);

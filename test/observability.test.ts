@@ -46,13 +46,16 @@ describe('GET /metrics', () => {
       json: await metric(t.url, 'pgws_notifications_invalid_total', { channel, reason: 'json' }),
       schema: await metric(t.url, 'pgws_notifications_invalid_total', { channel, reason: 'schema' }),
     };
-    for (const payload of ['{"id":1}', 'not json', '{"id":0}', '{"id":2,"extra":true}', '{"id":3}']) await t.notify(channel, payload);
+    for (const payload of ['{"id":1}', 'not json', '{"id":0}', '{"id":2,"extra":true}', '{"id":3}'])
+      await t.notify(channel, payload);
     await a.received(2);
     await b.received(2);
     expect(await metric(t.url, 'pgws_notifications_received_total', { channel })).toBe(before.received + 5);
     expect(await metric(t.url, 'pgws_frames_delivered_total', { channel })).toBe(before.delivered + 4);
     expect(await metric(t.url, 'pgws_notifications_invalid_total', { channel, reason: 'json' })).toBe(before.json + 1);
-    expect(await metric(t.url, 'pgws_notifications_invalid_total', { channel, reason: 'schema' })).toBe(before.schema + 2);
+    expect(await metric(t.url, 'pgws_notifications_invalid_total', { channel, reason: 'schema' })).toBe(
+      before.schema + 2,
+    );
     expect(await metric(t.url, 'pgws_channel_subscribers', { channel })).toBe(2);
     expect(await metric(t.url, 'pgws_connections')).toBe(2);
   });
@@ -64,7 +67,14 @@ describe('GET /metrics', () => {
     await client.closed;
     expect(await metric(t.url, 'pgws_closes_total', { reason: 'receive_only' })).toBe(before + 1);
     const refusedBefore = await metric(t.url, 'pgws_upgrades_refused_total', { reason: 'badName' });
-    await fetch(`http://${t.url.host}/${'x'.repeat(64)}`, { headers: { upgrade: 'websocket', connection: 'Upgrade', 'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==', 'sec-websocket-version': '13' } });
+    await fetch(`http://${t.url.host}/${'x'.repeat(64)}`, {
+      headers: {
+        upgrade: 'websocket',
+        connection: 'Upgrade',
+        'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==',
+        'sec-websocket-version': '13',
+      },
+    });
     expect(await metric(t.url, 'pgws_upgrades_refused_total', { reason: 'badName' })).toBe(refusedBefore + 1);
   });
 
@@ -119,25 +129,38 @@ describe('GET /channels', () => {
     ['checked', { id: 5 }, { id: 5, extra: 1 }],
     ['orders', { id: 3, status: 'paid', tags: ['a'] }, { id: 3, status: 'lost' }],
     ['orders', { id: 3 }, { status: 'new' }],
-  ])('the published schema of %s accepts what the channel delivers and rejects what it drops', async (name, valid, invalid) => {
-    const schema = (await document()).channels.find((c) => c.name === name)?.schema;
-    const validate = new Ajv2020({ strict: false }).compile(schema ?? {});
-    expect(validate(valid)).toBe(true);
-    expect(validate(invalid)).toBe(false);
-    // The same payloads through the running bridge: the valid one is delivered, the invalid one is not.
-    using client = await connect(t.wsUrl(name));
-    await t.notify(name, JSON.stringify(invalid));
-    await t.notify(name, JSON.stringify(valid));
-    expect(JSON.parse(await client.next())).toMatchObject(valid);
-  });
+  ])(
+    'the published schema of %s accepts what the channel delivers and rejects what it drops',
+    async (name, valid, invalid) => {
+      const schema = (await document()).channels.find((c) => c.name === name)?.schema;
+      const validate = new Ajv2020({ strict: false }).compile(schema ?? {});
+      expect(validate(valid)).toBe(true);
+      expect(validate(invalid)).toBe(false);
+      // The same payloads through the running bridge: the valid one is delivered, the invalid one is not.
+      using client = await connect(t.wsUrl(name));
+      await t.notify(name, JSON.stringify(invalid));
+      await t.notify(name, JSON.stringify(valid));
+      expect(JSON.parse(await client.next())).toMatchObject(valid);
+    },
+  );
 });
 
 describe('structured logs', () => {
   test('one JSON object per line with time, level, scope and message', () => {
     const lines: string[] = [];
-    const log = createLogger({ level: 'info', write: (line) => lines.push(line), now: () => new Date('2026-01-02T03:04:05.678Z') });
+    const log = createLogger({
+      level: 'info',
+      write: (line) => lines.push(line),
+      now: () => new Date('2026-01-02T03:04:05.678Z'),
+    });
     log.child('listener').warn('database connection lost', { retries: 2 });
-    expect(JSON.parse(lines[0] ?? '')).toEqual({ time: '2026-01-02T03:04:05.678Z', level: 'warn', scope: 'listener', message: 'database connection lost', retries: 2 });
+    expect(JSON.parse(lines[0] ?? '')).toEqual({
+      time: '2026-01-02T03:04:05.678Z',
+      level: 'warn',
+      scope: 'listener',
+      message: 'database connection lost',
+      retries: 2,
+    });
   });
 
   test('LOG_LEVEL drops lines below the chosen level', () => {
@@ -152,7 +175,11 @@ describe('structured logs', () => {
 
   test('a terminal gets a readable line instead of JSON', () => {
     const lines: string[] = [];
-    createLogger({ pretty: true, write: (line) => lines.push(line), now: () => new Date('2026-01-02T03:04:05.678Z') }).info('ready', { port: 8080 });
+    createLogger({
+      pretty: true,
+      write: (line) => lines.push(line),
+      now: () => new Date('2026-01-02T03:04:05.678Z'),
+    }).info('ready', { port: 8080 });
     expect(lines).toEqual(['03:04:05.678 INFO  [bridge] ready {"port":8080}']);
   });
 

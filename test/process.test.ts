@@ -30,34 +30,50 @@ function embeddedUrl(lines: readonly string[]): string {
 }
 
 async function run(args: string[], env: Record<string, string> = {}) {
-  const child = Bun.spawn(['bun', MAIN, ...args], { cwd: join(import.meta.dir, 'fixtures'), env: { ...process.env, ...env }, stdout: 'pipe', stderr: 'pipe' });
-  const [stdout, stderr, code] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text(), child.exited]);
+  const child = Bun.spawn(['bun', MAIN, ...args], {
+    cwd: join(import.meta.dir, 'fixtures'),
+    env: { ...process.env, ...env },
+    stdout: 'pipe',
+    stderr: 'pipe',
+  });
+  const [stdout, stderr, code] = await Promise.all([
+    new Response(child.stdout).text(),
+    new Response(child.stderr).text(),
+    child.exited,
+  ]);
   return { stdout, stderr, code };
 }
 
 describe('the server process', () => {
-  test.each(['SIGTERM', 'SIGINT'] as const)('on %s closes every socket with 1001 and exits 0 within 5 seconds', async (signal) => {
-    await using server = await spawnServer({ toml: '', env: withDatabase() });
-    using a = await connect(server.wsUrl(uniqueChannel()));
-    using b = await connect(server.wsUrl(uniqueChannel()));
-    const exited = server.signal(signal);
-    expect((await within(a.closed, 5000, 'close')).code).toBe(1001);
-    expect((await within(b.closed, 5000, 'close')).code).toBe(1001);
-    expect(await within(exited, 5000, 'exit')).toBe(0);
-  });
+  test.each(['SIGTERM', 'SIGINT'] as const)(
+    'on %s closes every socket with 1001 and exits 0 within 5 seconds',
+    async (signal) => {
+      await using server = await spawnServer({ toml: '', env: withDatabase() });
+      using a = await connect(server.wsUrl(uniqueChannel()));
+      using b = await connect(server.wsUrl(uniqueChannel()));
+      const exited = server.signal(signal);
+      expect((await within(a.closed, 5000, 'close')).code).toBe(1001);
+      expect((await within(b.closed, 5000, 'close')).code).toBe(1001);
+      expect(await within(exited, 5000, 'exit')).toBe(0);
+    },
+  );
 
   test('logs a ready line naming the URL, with PORT and HOST overriding the file', async () => {
     await using server = await spawnServer({ toml: '[server]\nport = 8080\nhost = "0.0.0.0"\n', env: withDatabase() });
     expect(server.url.hostname).toBe('127.0.0.1');
     expect(server.url.port).not.toBe('8080');
-    const ready = server.lines.map((line) => JSON.parse(line)).find((entry) => String(entry.message).startsWith('ready'));
+    const ready = server.lines
+      .map((line) => JSON.parse(line))
+      .find((entry) => String(entry.message).startsWith('ready'));
     expect(ready).toMatchObject({ level: 'info', scope: 'bridge', url: server.url.href });
   });
 
   test('fails fast on a config error: exit 2, one precise line on stderr, nothing listening', async () => {
     const result = await run(['--config', 'unknown-keyword.toml'], { ...withDatabase(), PORT: '0' });
     expect(result.code).toBe(2);
-    expect(result.stderr).toBe('unknown-keyword.toml: channels.orders.schema.properties.id: unknown keyword "frobnicate"\n');
+    expect(result.stderr).toBe(
+      'unknown-keyword.toml: channels.orders.schema.properties.id: unknown keyword "frobnicate"\n',
+    );
     expect(result.stdout).not.toContain('ready');
   });
 
@@ -77,11 +93,15 @@ describe('the server process', () => {
     await using server = await spawnServer({ toml: '[server]\nworkers = 2\n', env: withDatabase() });
     const pids = new Set<number>();
     // A fresh TCP connection each time (fetch would reuse one), so the kernel can pick either process.
-    await waitFor(async () => {
-      const body = JSON.parse(await freshGet(server.url, '/healthz')) as { pid: number; status: string };
-      if (body.status === 'ok') pids.add(body.pid);
-      return pids.size === 2;
-    }, 10_000, 'both workers to answer');
+    await waitFor(
+      async () => {
+        const body = JSON.parse(await freshGet(server.url, '/healthz')) as { pid: number; status: string };
+        if (body.status === 'ok') pids.add(body.pid);
+        return pids.size === 2;
+      },
+      10_000,
+      'both workers to answer',
+    );
     expect(pids.has(server.process.pid)).toBe(true);
     const channel = uniqueChannel();
     const clients = await Promise.all(Array.from({ length: 20 }, () => connect(server.wsUrl(channel))));
@@ -97,7 +117,9 @@ describe('the server process', () => {
 
 describe('bun run check', () => {
   test('validates a config without connecting and lists its channels', async () => {
-    const result = await run(['--check', '--config', 'good.toml'], { DATABASE_URL: 'postgres://nobody@127.0.0.1:1/none' });
+    const result = await run(['--check', '--config', 'good.toml'], {
+      DATABASE_URL: 'postgres://nobody@127.0.0.1:1/none',
+    });
     expect(result.code).toBe(0);
     expect(result.stdout).toContain('good.toml: OK');
     expect(result.stdout).toContain('orders: schema module');
@@ -108,7 +130,9 @@ describe('bun run check', () => {
   test('exits 2 with the same precise message as startup', async () => {
     const result = await run(['--check', '--config', 'bad-pattern.toml']);
     expect(result.code).toBe(2);
-    expect(result.stderr).toStartWith('bad-pattern.toml: channels."Order Events".schema: "pattern" is not a valid regular expression');
+    expect(result.stderr).toStartWith(
+      'bad-pattern.toml: channels."Order Events".schema: "pattern" is not a valid regular expression',
+    );
   });
 });
 
@@ -120,7 +144,9 @@ describe('the zero-setup path', () => {
       await using first = await spawnServer({ toml: '', env, readyMs: 60_000 });
       cwd = first.cwd;
       const url = embeddedUrl(first.lines);
-      expect(first.lines.some((l) => l.includes('embedded development PostgreSQL') && l.includes('DATABASE_URL'))).toBe(true);
+      expect(first.lines.some((l) => l.includes('embedded development PostgreSQL') && l.includes('DATABASE_URL'))).toBe(
+        true,
+      );
       expect(existsSync(join(cwd, '.data', 'postgres', 'PG_VERSION'))).toBe(true);
       const channel = uniqueChannel();
       using client = await connect(first.wsUrl(channel));

@@ -53,13 +53,20 @@ export async function spawnServer(options: SpawnOptions): Promise<ServerProcess>
   const ready = Promise.withResolvers<URL>();
   void collect(child.stdout, lines, (line) => {
     const parsed = safeJson(line);
-    if (typeof parsed?.['url'] === 'string' && String(parsed['message']).startsWith('ready')) ready.resolve(new URL(parsed['url']));
+    if (typeof parsed?.['url'] === 'string' && String(parsed['message']).startsWith('ready'))
+      ready.resolve(new URL(parsed['url']));
   });
   void collect(child.stderr, lines, () => {});
-  void child.exited.then((code) => ready.reject(new Error(`server exited with ${code} before ready:\n${lines.join('\n')}`)));
+  void child.exited.then((code) =>
+    ready.reject(new Error(`server exited with ${code} before ready:\n${lines.join('\n')}`)),
+  );
   const url = await within(ready.promise, options.readyMs ?? 20_000, 'the ready line');
   if (options.waitHealthy !== false) {
-    await waitFor(async () => (await fetch(new URL('/healthz', url))).status === 200, 20_000, 'the server to become healthy');
+    await waitFor(
+      async () => (await fetch(new URL('/healthz', url))).status === 200,
+      20_000,
+      'the server to become healthy',
+    );
   }
   const signal = async (name: NodeJS.Signals) => {
     child.kill(name);

@@ -2,7 +2,7 @@
  * A raw TCP WebSocket client for the faults a browser cannot cause: one that completes the handshake
  * and then never reads, never answers pings, or sends hand-made frames.
  */
-import { connect as tcpConnect, type Socket } from 'node:net';
+import { type Socket, connect as tcpConnect } from 'node:net';
 import { within } from './harness.ts';
 
 /** A server frame as read off the wire. */

@@ -1,8 +1,18 @@
 import { describe, expect, test } from 'bun:test';
 import postgres from 'postgres';
-import { connect, upgradeStatus } from './client.ts';
 import { createBridge } from '../src/bridge.ts';
-import { configFrom, databaseUrl, metric, silentLogger, startBridge, startOwnDatabase, uniqueChannel, waitFor, within } from './harness.ts';
+import { connect, upgradeStatus } from './client.ts';
+import {
+  configFrom,
+  databaseUrl,
+  metric,
+  silentLogger,
+  startBridge,
+  startOwnDatabase,
+  uniqueChannel,
+  waitFor,
+  within,
+} from './harness.ts';
 import { spawnServer } from './process.ts';
 import { closeCode, rawClient } from './raw.ts';
 
@@ -11,7 +21,10 @@ const health = async (base: URL) => (await fetch(new URL('/healthz', base))).sta
 describe('database outages', () => {
   test('closes clients with 1012 when the LISTEN backend is killed, then serves again', async () => {
     const app = uniqueChannel('app');
-    await using t = await startBridge('', { databaseUrl: `${databaseUrl()}?application_name=${app}`, database: 'reconnect_min_ms = 20' });
+    await using t = await startBridge('', {
+      databaseUrl: `${databaseUrl()}?application_name=${app}`,
+      database: 'reconnect_min_ms = 20',
+    });
     const channel = uniqueChannel();
     using before = await connect(t.wsUrl(channel));
     const started = performance.now();
@@ -28,7 +41,10 @@ describe('database outages', () => {
 
   test('answers 503 while the database is down, refuses upgrades at once, and recovers after a restart', async () => {
     await using db = await startOwnDatabase();
-    await using t = await startBridge('', { databaseUrl: db.url, database: 'reconnect_min_ms = 20\nreconnect_max_ms = 200' });
+    await using t = await startBridge('', {
+      databaseUrl: db.url,
+      database: 'reconnect_min_ms = 20\nreconnect_max_ms = 200',
+    });
     const channel = uniqueChannel();
     using survivor = await connect(t.wsUrl(channel));
     await db.stop();
@@ -48,7 +64,11 @@ describe('database outages', () => {
   test('starts while the database is down and serves once it answers, without a restart', async () => {
     await using db = await startOwnDatabase();
     await db.stop();
-    await using t = await startBridge('', { databaseUrl: db.url, database: 'reconnect_min_ms = 20\nreconnect_max_ms = 200', waitHealthy: false });
+    await using t = await startBridge('', {
+      databaseUrl: db.url,
+      database: 'reconnect_min_ms = 20\nreconnect_max_ms = 200',
+      waitHealthy: false,
+    });
     expect(await health(t.url)).toBe(503);
     await db.start();
     await waitFor(async () => (await health(t.url)) === 200, 15_000, 'health to turn 200');
@@ -65,12 +85,16 @@ describe('workers', () => {
   test('a bridge told to listen after the database binds its port only once the database answers', async () => {
     await using db = await startOwnDatabase();
     await db.stop();
-    const config = await configFrom('[server]\nhost = "127.0.0.1"\nport = 0\n[database]\nreconnect_min_ms = 20\nreconnect_max_ms = 100\n');
+    const config = await configFrom(
+      '[server]\nhost = "127.0.0.1"\nport = 0\n[database]\nreconnect_min_ms = 20\nreconnect_max_ms = 100\n',
+    );
     const events: string[] = [];
-    const pending = createBridge({ config, databaseUrl: db.url, log: silentLogger, listenAfterDatabase: true }).then((bridge) => {
-      events.push('listening');
-      return bridge;
-    });
+    const pending = createBridge({ config, databaseUrl: db.url, log: silentLogger, listenAfterDatabase: true }).then(
+      (bridge) => {
+        events.push('listening');
+        return bridge;
+      },
+    );
     // Without the option the bridge would be listening (and refusing upgrades with 503) by now.
     events.push('database starting');
     await db.start();
@@ -92,7 +116,10 @@ describe('readiness canary', () => {
 
   test('turns not ready when round trips stop coming back', async () => {
     await using db = await startOwnDatabase();
-    await using t = await startBridge('', { databaseUrl: db.url, database: 'canary_interval_ms = 200\nreconnect_min_ms = 5000\nreconnect_max_ms = 5000' });
+    await using t = await startBridge('', {
+      databaseUrl: db.url,
+      database: 'canary_interval_ms = 200\nreconnect_min_ms = 5000\nreconnect_max_ms = 5000',
+    });
     await waitFor(async () => (await fetch(new URL('/readyz', t.url))).status === 200, 5000, 'readiness');
     await db.stop();
     await waitFor(async () => (await fetch(new URL('/readyz', t.url))).status === 503, 5000, 'readiness to fail');

@@ -53,8 +53,18 @@ describe('validation', () => {
     ['enum compares nested values deeply', { enum: [{ a: [null] }] }, { a: [null] }, true],
     ['required applies only to objects', { required: ['id'] }, 'not an object', true],
     ['required accepts a key missing from properties', { required: ['id'], properties: {} }, { id: 1 }, true],
-    ['additionalProperties false refuses other keys', { properties: { a: {} }, additionalProperties: false }, { b: 1 }, false],
-    ['additionalProperties as a schema checks other keys', { additionalProperties: { type: 'number' } }, { b: 'x' }, false],
+    [
+      'additionalProperties false refuses other keys',
+      { properties: { a: {} }, additionalProperties: false },
+      { b: 1 },
+      false,
+    ],
+    [
+      'additionalProperties as a schema checks other keys',
+      { additionalProperties: { type: 'number' } },
+      { b: 'x' },
+      false,
+    ],
     ['items checks every item', { items: { type: 'integer' } }, [1, 'x'], false],
     ['items false accepts only empty arrays', { items: false }, [], true],
     ['anyOf accepts a value matching one branch', { anyOf: [{ type: 'integer' }, { minLength: 2 }] }, 'ab', true],
@@ -65,14 +75,21 @@ describe('validation', () => {
     ['format uuid checks RFC 9562', { format: 'uuid' }, '00000000-0000-0000-0000-000000000000', true],
     ['format uri checks RFC 3986', { format: 'uri' }, '/relative', false],
     ['format ignores non-strings', { format: 'email' }, 42, true],
-    ['description and $schema are annotations', { description: 'x', $schema: 'https://json-schema.org/draft/2020-12/schema' }, 1, true],
+    [
+      'description and $schema are annotations',
+      { description: 'x', $schema: 'https://json-schema.org/draft/2020-12/schema' },
+      1,
+      true,
+    ],
   ])('%s', (_, definition, input, valid) => {
     expect(v.safeParse(buildInlineSchema(definition), input).success).toBe(valid);
   });
 
   test('property names from Object.prototype are ordinary keys', () => {
     // JSON.parse, because a `__proto__` key in an object literal sets the prototype instead.
-    const definition = JSON.parse('{"properties":{"toString":{"type":"number"},"__proto__":{"type":"number"}},"required":["constructor"]}');
+    const definition = JSON.parse(
+      '{"properties":{"toString":{"type":"number"},"__proto__":{"type":"number"}},"required":["constructor"]}',
+    );
     expect(problems(definition, {})).toEqual(['constructor: required property is missing']);
     expect(problems(definition, JSON.parse('{"constructor":1,"__proto__":"x"}'))).toEqual([
       '__proto__: Invalid type: Expected number but received "x"',
@@ -80,7 +97,10 @@ describe('validation', () => {
   });
 
   test('issues carry the path to the failing value and readable messages', () => {
-    const definition = { type: 'array', items: { type: 'object', properties: { id: { type: 'integer' }, name: { minLength: 3 } } } };
+    const definition = {
+      type: 'array',
+      items: { type: 'object', properties: { id: { type: 'integer' }, name: { minLength: 3 } } },
+    };
     expect(problems(definition, [{ id: 1 }, { id: 'x', name: 'ab' }])).toEqual([
       '1.id: Invalid type: Expected integer but received "x"',
       '1.name: must be at least 3 characters',
@@ -109,9 +129,14 @@ describe('defaults', () => {
   });
 
   test('fills defaults inside nested objects and array items without touching the input', () => {
-    const definition = { items: { properties: { qty: { default: 1 }, meta: { default: {}, properties: { v: { default: 2 } } } } } };
+    const definition = {
+      items: { properties: { qty: { default: 1 }, meta: { default: {}, properties: { v: { default: 2 } } } } },
+    };
     const input = [{ qty: 5 }, {}];
-    expect(output(definition, input)).toEqual([{ qty: 5, meta: { v: 2 } }, { qty: 1, meta: { v: 2 } }]);
+    expect(output(definition, input)).toEqual([
+      { qty: 5, meta: { v: 2 } },
+      { qty: 1, meta: { v: 2 } },
+    ]);
     expect(input).toEqual([{ qty: 5 }, {}]);
   });
 
@@ -120,7 +145,9 @@ describe('defaults', () => {
   });
 
   test('checks required against the input, before defaults are filled', () => {
-    expect(problems({ properties: { n: { default: 3 } }, required: ['n'] }, {})).toEqual(['n: required property is missing']);
+    expect(problems({ properties: { n: { default: 3 } }, required: ['n'] }, {})).toEqual([
+      'n: required property is missing',
+    ]);
   });
 
   test('fills a __proto__ default as an own key that survives JSON.stringify', () => {
@@ -132,20 +159,65 @@ describe('defaults', () => {
 
 describe('building', () => {
   test.each([
-    [{ properties: { id: { frobnicate: 1 } } }, 'properties.id: unknown keyword "frobnicate"', 'frobnicate', ['properties', 'id']],
+    [
+      { properties: { id: { frobnicate: 1 } } },
+      'properties.id: unknown keyword "frobnicate"',
+      'frobnicate',
+      ['properties', 'id'],
+    ],
     [{ $ref: '#/x' }, 'unknown keyword "$ref"', '$ref', []],
-    [{ properties: { name: { minLength: '3' } } }, 'properties.name: "minLength" must be a non-negative integer', 'minLength', ['properties', 'name']],
+    [
+      { properties: { name: { minLength: '3' } } },
+      'properties.name: "minLength" must be a non-negative integer',
+      'minLength',
+      ['properties', 'name'],
+    ],
     [{ maxItems: -1 }, '"maxItems" must be a non-negative integer', 'maxItems', []],
     [{ minimum: '1' }, '"minimum" must be a finite number', 'minimum', []],
-    [{ type: 'float' }, '"type" must be one of string, number, integer, boolean, null, object, array, or a list of them', 'type', []],
-    [{ type: ['string', 'string'] }, '"type" must be one of string, number, integer, boolean, null, object, array, or a list of them', 'type', []],
-    [{ items: { format: 'ipv4' } }, 'items: "format" must be one of date-time, date, email, uuid, uri', 'format', ['items']],
-    [{ anyOf: [{}, { pattern: '(' }] }, 'anyOf.1: "pattern" is not a valid regular expression: ', 'pattern', ['anyOf', 1]],
+    [
+      { type: 'float' },
+      '"type" must be one of string, number, integer, boolean, null, object, array, or a list of them',
+      'type',
+      [],
+    ],
+    [
+      { type: ['string', 'string'] },
+      '"type" must be one of string, number, integer, boolean, null, object, array, or a list of them',
+      'type',
+      [],
+    ],
+    [
+      { items: { format: 'ipv4' } },
+      'items: "format" must be one of date-time, date, email, uuid, uri',
+      'format',
+      ['items'],
+    ],
+    [
+      { anyOf: [{}, { pattern: '(' }] },
+      'anyOf.1: "pattern" is not a valid regular expression: ',
+      'pattern',
+      ['anyOf', 1],
+    ],
     [{ anyOf: [] }, '"anyOf" must be a non-empty list of schemas', 'anyOf', []],
     [{ required: 'id' }, '"required" must be a list of unique strings', 'required', []],
-    [{ properties: { a: { type: 'integer', default: 'x' } } }, 'properties.a: "default" does not match its own schema: Invalid type: Expected integer but received "x"', 'default', ['properties', 'a']],
-    [{ default: { a: 'x' }, properties: { a: { type: 'integer' } } }, '"default" does not match its own schema: a: Invalid type', 'default', []],
-    [{ $schema: 'http://json-schema.org/draft-07/schema#' }, '"$schema" must be "https://json-schema.org/draft/2020-12/schema"', '$schema', []],
+    [
+      { properties: { a: { type: 'integer', default: 'x' } } },
+      'properties.a: "default" does not match its own schema: Invalid type: Expected integer but received "x"',
+      'default',
+      ['properties', 'a'],
+    ],
+    [
+      { default: { a: 'x' }, properties: { a: { type: 'integer' } } },
+      '"default" does not match its own schema: a: Invalid type',
+      'default',
+      [],
+    ],
+    [
+      { $schema: 'http://json-schema.org/draft-07/schema#' },
+      '"$schema" must be "https://json-schema.org/draft/2020-12/schema"',
+      '$schema',
+      [],
+    ],
     [{ properties: { a: 3 } }, 'properties.a: a schema must be a table or a boolean', undefined, ['properties', 'a']],
     [{ const: Number.POSITIVE_INFINITY }, '"const" must be a JSON value, not Infinity', 'const', []],
   ])('refuses %j', (definition, message, keyword, path) => {
@@ -172,7 +244,10 @@ describe('building', () => {
 });
 
 describe('hostile input', () => {
-  const schema = buildInlineSchema({ type: 'object', properties: { a: { items: { minLength: 1 } }, s: { pattern: '^a+$' } } });
+  const schema = buildInlineSchema({
+    type: 'object',
+    properties: { a: { items: { minLength: 1 } }, s: { pattern: '^a+$' } },
+  });
 
   test('does not throw on 10,000 nested arrays', () => {
     const deep = JSON.parse(`${'['.repeat(10_000)}${']'.repeat(10_000)}`);
@@ -187,9 +262,12 @@ describe('hostile input', () => {
     expect(v.safeParse(schema, { s: huge }).success).toBe(false);
   });
 
-  test.each([undefined, Number.NaN, () => 1, Symbol('x'), 10n, new Date(0)])('does not throw on the non-JSON value %p', (input) => {
-    expect(() => v.safeParse(schema, input)).not.toThrow();
-  });
+  test.each([undefined, Number.NaN, () => 1, Symbol('x'), 10n, new Date(0)])(
+    'does not throw on the non-JSON value %p',
+    (input) => {
+      expect(() => v.safeParse(schema, input)).not.toThrow();
+    },
+  );
 });
 
 describe('string lengths count code points at every boundary of the fast path', () => {

@@ -30,7 +30,9 @@ try {
   const [row] = await probe`SELECT current_setting('server_version') AS version`;
   process.env['TEST_DATABASE_VERSION'] = String(row?.['version']);
 } catch (error) {
-  throw new Error(`TEST_DATABASE_URL (${url}) does not answer: ${error instanceof Error ? error.message : String(error)}. Set TEST_DATABASE_URL to a reachable PostgreSQL, or unset it to use the embedded one.`);
+  throw new Error(
+    `TEST_DATABASE_URL (${url}) does not answer: ${error instanceof Error ? error.message : String(error)}. Set TEST_DATABASE_URL to a reachable PostgreSQL, or unset it to use the embedded one.`,
+  );
 } finally {
   await probe.end();
 }

@@ -10,7 +10,9 @@ const scale = process.env['FUZZ_SCALE'] ?? '20';
 const deadlineSeconds = Number(process.env['SOAK_DEADLINE_S'] ?? '600');
 const files = ['test/fuzz.test.ts', 'test/leak.test.ts'];
 
-console.log(`soak: FUZZ_SCALE=${scale}${process.env['FUZZ_SEED'] ? ` FUZZ_SEED=${process.env['FUZZ_SEED']}` : ''}, deadline ${deadlineSeconds} s: bun test ${files.join(' ')}`);
+console.log(
+  `soak: FUZZ_SCALE=${scale}${process.env['FUZZ_SEED'] ? ` FUZZ_SEED=${process.env['FUZZ_SEED']}` : ''}, deadline ${deadlineSeconds} s: bun test ${files.join(' ')}`,
+);
 const started = performance.now();
 const child = Bun.spawn(['bun', 'test', ...files], {
   cwd: root,

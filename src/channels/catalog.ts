@@ -6,8 +6,8 @@
  */
 import * as v from 'valibot';
 import type { Config, PayloadSchema } from '../config/load.ts';
-import { inexactNumber } from '../schema/json-numbers.ts';
 import type { Frame } from '../http/wire.ts';
+import { inexactNumber } from '../schema/json-numbers.ts';
 
 /** One problem found in a payload: a dot path into it (empty for the root) and a message. */
 export interface PayloadIssue {

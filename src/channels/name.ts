@@ -19,7 +19,10 @@ export function checkChannelName(name: string): ChannelName {
   if (!name.isWellFormed()) return { ok: false, reason: 'channel name is not valid Unicode' };
   const bytes = encoder.encode(name).length;
   if (bytes > MAX_CHANNEL_BYTES) {
-    return { ok: false, reason: `channel name is ${bytes} bytes in UTF-8; PostgreSQL allows at most ${MAX_CHANNEL_BYTES}` };
+    return {
+      ok: false,
+      reason: `channel name is ${bytes} bytes in UTF-8; PostgreSQL allows at most ${MAX_CHANNEL_BYTES}`,
+    };
   }
   return { ok: true, name };
 }

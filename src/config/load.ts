@@ -17,7 +17,10 @@ export class ConfigError extends Error {
 
   constructor(message: string, options?: ErrorOptions) {
     // One line whatever the input quoted in it: a key or value with a newline must not split the message.
-    super(message.replace(/[\u0000-\u001f\u007f\u2028\u2029]/g, (c) => JSON.stringify(c).slice(1, -1)), options);
+    super(
+      message.replace(/[\u0000-\u001f\u007f\u2028\u2029]/g, (c) => JSON.stringify(c).slice(1, -1)),
+      options,
+    );
   }
 }
 
@@ -85,7 +88,10 @@ const DatabaseSection = v.strictObject({
 // must reach the unknown-keyword check inside a schema table.
 const isTable = (value: unknown): value is Record<string, unknown> =>
   typeof value === 'object' && value !== null && !Array.isArray(value) && !(value instanceof Date);
-const Table = v.custom<Record<string, unknown>>(isTable, (issue) => `Invalid type: Expected a table but received ${v._stringify(issue.input)}`);
+const Table = v.custom<Record<string, unknown>>(
+  isTable,
+  (issue) => `Invalid type: Expected a table but received ${v._stringify(issue.input)}`,
+);
 
 const ChannelSection = v.strictObject({
   description: v.optional(v.string()),
@@ -109,7 +115,8 @@ const ALLOWED: Readonly<Record<string, readonly string[]>> = {
 function unknownKey(label: string, table: Record<string, unknown>, section: string, path: readonly PathKey[]): void {
   const allowed = ALLOWED[section] ?? [];
   const key = Object.keys(table).find((name) => !allowed.includes(name));
-  if (key !== undefined) throw new ConfigError(`${label}: ${formatPath([...path, key])}: unknown key (allowed here: ${allowed.join(', ')})`);
+  if (key !== undefined)
+    throw new ConfigError(`${label}: ${formatPath([...path, key])}: unknown key (allowed here: ${allowed.join(', ')})`);
 }
 
 /** Loads a config from its text. `file` is used in messages and to resolve schema modules. */
@@ -130,9 +137,12 @@ export async function parseConfig(text: string, file: string): Promise<Config> {
   };
   const top = raw as Record<string, unknown>;
   unknownKey(label, top, 'top', []);
-  for (const section of ['server', 'database'] as const) if (isTable(top[section])) unknownKey(label, top[section], section, [section]);
+  for (const section of ['server', 'database'] as const)
+    if (isTable(top[section])) unknownKey(label, top[section], section, [section]);
   const table = top['channels'];
-  if (isTable(table)) for (const name of Object.keys(table)) if (isTable(table[name])) unknownKey(label, table[name], 'channel', ['channels', name]);
+  if (isTable(table))
+    for (const name of Object.keys(table))
+      if (isTable(table[name])) unknownKey(label, table[name], 'channel', ['channels', name]);
   const result = v.safeParse(ConfigFile, raw);
   if (!result.success) return fail([], result.issues[0]);
   const { server, database } = result.output;
@@ -143,7 +153,9 @@ export async function parseConfig(text: string, file: string): Promise<Config> {
     channels.push([name, section.output]);
   }
   if (database.reconnect_min_ms > database.reconnect_max_ms) {
-    throw new ConfigError(`${label}: database.reconnect_min_ms: must not exceed reconnect_max_ms (${database.reconnect_max_ms})`);
+    throw new ConfigError(
+      `${label}: database.reconnect_min_ms: must not exceed reconnect_max_ms (${database.reconnect_max_ms})`,
+    );
   }
   const declared = new Map<string, ChannelConfig>();
   for (const [name, section] of channels) {
@@ -202,11 +214,15 @@ async function loadSchema(
     module = await import(path);
   } catch (error) {
     // Bun appends "imported from <this file>", which would point the user at our code, not theirs.
-    const reason = (error instanceof Error ? (error.message.split('\n')[0] ?? '') : String(error)).replace(/ imported from .*$/, '');
+    const reason = (error instanceof Error ? (error.message.split('\n')[0] ?? '') : String(error)).replace(
+      / imported from .*$/,
+      '',
+    );
     throw new ConfigError(`${at(['schema'])}: cannot load module "${spec}": ${reason}`, { cause: error });
   }
   const exported = Object.hasOwn(module, exportName) ? module[exportName] : undefined;
-  if (exported === undefined) throw new ConfigError(`${at(['schema'])}: module "${spec}" has no export "${exportName}"`);
+  if (exported === undefined)
+    throw new ConfigError(`${at(['schema'])}: module "${spec}" has no export "${exportName}"`);
   if (!isValibotSchema(exported)) {
     throw new ConfigError(`${at(['schema'])}: export "${exportName}" of "${spec}" is not a valibot schema`);
   }
@@ -227,5 +243,7 @@ function issuePath(issue: v.BaseIssue<unknown> | undefined): PathKey[] {
 /** TOML-style dotted path: bare keys as they are, anything else quoted (`channels."Order Events"`). */
 export function formatPath(path: readonly PathKey[]): string {
   if (path.length === 0) return '(top level)';
-  return path.map((key) => (typeof key === 'number' || /^[A-Za-z0-9_-]+$/.test(key) ? String(key) : JSON.stringify(key))).join('.');
+  return path
+    .map((key) => (typeof key === 'number' || /^[A-Za-z0-9_-]+$/.test(key) ? String(key) : JSON.stringify(key)))
+    .join('.');
 }

@@ -2,7 +2,7 @@
  * What `bun run check` prints: the channels a config would serve and the settings in force, in a form
  * meant for people (the machine-readable version is GET /channels).
  */
-import { formatPath, type Config } from './load.ts';
+import { type Config, formatPath } from './load.ts';
 
 /** A short, stable text summary of a validated config. */
 export function describeConfig(config: Config): string {
@@ -16,7 +16,11 @@ export function describeConfig(config: Config): string {
   for (const channel of config.channels.values()) {
     const source = channel.source;
     const schema =
-      source === undefined ? 'raw text' : source.kind === 'inline' ? 'inline schema' : `schema module ${source.path}#${source.exportName}`;
+      source === undefined
+        ? 'raw text'
+        : source.kind === 'inline'
+          ? 'inline schema'
+          : `schema module ${source.path}#${source.exportName}`;
     const description = channel.description === undefined ? '' : ` - ${channel.description}`;
     lines.push(`  ${formatPath([channel.name])}: ${schema}${description}`);
   }

@@ -8,8 +8,8 @@
  * `onclose` hooks we own, and reconnection retries forever with capped exponential backoff and jitter.
  */
 import postgres from 'postgres';
-import { backoffDelay } from './backoff.ts';
 import type { Logger } from '../observe/log.ts';
+import { backoffDelay } from './backoff.ts';
 
 /** `connecting` before the first success, `down` after a loss until the next success. */
 export type ListenerState = 'connecting' | 'up' | 'down' | 'stopped';
@@ -144,7 +144,9 @@ export function createListener(options: ListenerOptions): Listener {
     refs.delete(channel);
     // A LISTEN that follows is pipelined after this on the same connection, so order holds.
     if (state === 'up') {
-      sql.unsafe(`UNLISTEN ${quote(channel)}`).catch((error: unknown) => log.debug('UNLISTEN failed', { channel, error }));
+      sql
+        .unsafe(`UNLISTEN ${quote(channel)}`)
+        .catch((error: unknown) => log.debug('UNLISTEN failed', { channel, error }));
     }
   }
 

@@ -23,7 +23,12 @@ export type Admission =
   | { readonly ok: true; readonly channel: string }
   | { readonly ok: false; readonly reason: RefusalReason; readonly status: number; readonly message: string };
 
-const refuse = (reason: RefusalReason, message: string): Admission => ({ ok: false, reason, status: Refusal[reason], message });
+const refuse = (reason: RefusalReason, message: string): Admission => ({
+  ok: false,
+  reason,
+  status: Refusal[reason],
+  message,
+});
 
 /**
  * Decides an upgrade. Capacity checks come last so a bad or unknown name is always told so, even when
@@ -33,7 +38,8 @@ export function admit(input: AdmissionInput): Admission {
   if (input.stopping) return refuse('shuttingDown', 'server is shutting down');
   if (!input.channel.ok) return refuse('badName', input.channel.reason);
   const name = input.channel.name;
-  if (!input.allowed(name)) return refuse('unknownChannel', `channel "${name}" is not declared and unknown channels are rejected`);
+  if (!input.allowed(name))
+    return refuse('unknownChannel', `channel "${name}" is not declared and unknown channels are rejected`);
   if (!input.databaseUp) return refuse('databaseDown', 'database connection is down; retry shortly');
   if (input.connections >= input.maxConnections) {
     return refuse('connectionLimit', `connection limit reached (${input.maxConnections})`);

@@ -6,13 +6,13 @@
  * in native code, so a notification is encoded once whatever the number of clients.
  */
 import type { Server, ServerWebSocket } from 'bun';
-import { admit } from './admission.ts';
-import { channelFromPath } from '../channels/name.ts';
 import type { Catalog } from '../channels/catalog.ts';
+import { channelFromPath } from '../channels/name.ts';
 import type { Config } from '../config/load.ts';
 import type { Listener } from '../db/listener.ts';
 import type { Logger } from '../observe/log.ts';
 import type { CloseReason, Stats } from '../observe/stats.ts';
+import { admit } from './admission.ts';
 import { Close, type CloseCode, CloseReason as CloseText, type Frame, Refusal } from './wire.ts';
 
 interface SocketData {
@@ -76,7 +76,11 @@ export function createServer(options: ServerOptions, reusePort = false): BridgeS
     }
   };
 
-  async function upgrade(request: Request, server: Server<SocketData>, pathname: string): Promise<Response | undefined> {
+  async function upgrade(
+    request: Request,
+    server: Server<SocketData>,
+    pathname: string,
+  ): Promise<Response | undefined> {
     const decision = admit({
       channel: channelFromPath(pathname),
       allowed: catalog.allows,
@@ -100,13 +104,18 @@ export function createServer(options: ServerOptions, reusePort = false): BridgeS
       admitted -= 1;
       stats.refuse('databaseDown');
       log.warn('LISTEN failed; upgrade refused', { channel, error });
-      return new Response('could not LISTEN on the channel; retry shortly\n', { status: Refusal.databaseDown, headers: retryAfter(Refusal.databaseDown) });
+      return new Response('could not LISTEN on the channel; retry shortly\n', {
+        status: Refusal.databaseDown,
+        headers: retryAfter(Refusal.databaseDown),
+      });
     }
     // The LISTEN is in place before the socket opens: every NOTIFY committed after open reaches it.
     if (!stopping && server.upgrade(request, { data: { channel, closedBy: undefined } })) return undefined;
     admitted -= 1;
     listener.release(channel);
-    return new Response(stopping ? 'server is shutting down\n' : 'WebSocket upgrade failed\n', { status: stopping ? Refusal.shuttingDown : Refusal.upgradeFailed });
+    return new Response(stopping ? 'server is shutting down\n' : 'WebSocket upgrade failed\n', {
+      status: stopping ? Refusal.shuttingDown : Refusal.upgradeFailed,
+    });
   }
 
   const server: Server<SocketData> = Bun.serve<SocketData>({
@@ -118,11 +127,16 @@ export function createServer(options: ServerOptions, reusePort = false): BridgeS
       if (request.headers.get('upgrade')?.toLowerCase() === 'websocket') return upgrade(request, server, pathname);
       const route = Object.hasOwn(routes, pathname) ? routes[pathname] : undefined;
       if (route !== undefined) {
-        if (request.method !== 'GET' && request.method !== 'HEAD') return new Response('method not allowed\n', { status: 405 });
+        if (request.method !== 'GET' && request.method !== 'HEAD')
+          return new Response('method not allowed\n', { status: 405 });
         return route(request);
       }
       const named = channelFromPath(pathname);
-      if (named.ok) return new Response('connect with a WebSocket to receive this channel\n', { status: Refusal.notWebSocket, headers: { upgrade: 'websocket' } });
+      if (named.ok)
+        return new Response('connect with a WebSocket to receive this channel\n', {
+          status: Refusal.notWebSocket,
+          headers: { upgrade: 'websocket' },
+        });
       return new Response('not found\n', { status: 404 });
     },
     error(error) {

@@ -20,12 +20,14 @@ export interface Node {
 export const isString = (value: unknown): value is string => typeof value === 'string';
 export const isNumber = (value: unknown): value is number => typeof value === 'number' && Number.isFinite(value);
 export const isArray = (value: unknown): value is unknown[] => Array.isArray(value);
-export const isObject = (value: unknown): value is Json => typeof value === 'object' && value !== null && !Array.isArray(value);
+export const isObject = (value: unknown): value is Json =>
+  typeof value === 'object' && value !== null && !Array.isArray(value);
 export const isCount = (value: unknown): value is number => Number.isInteger(value) && (value as number) >= 0;
 
 /** `__proto__` is an accessor on Object.prototype: assigning it would re-parent the object, not add a key. */
 export function setOwn(target: Json, key: string, value: unknown): void {
-  if (key === '__proto__') Object.defineProperty(target, key, { value, writable: true, enumerable: true, configurable: true });
+  if (key === '__proto__')
+    Object.defineProperty(target, key, { value, writable: true, enumerable: true, configurable: true });
   else target[key] = value;
 }
 
@@ -42,7 +44,9 @@ function jsonEqual(a: unknown, b: unknown): boolean {
   if (isArray(a)) return isArray(b) && a.length === b.length && a.every((item, i) => jsonEqual(item, b[i]));
   if (!isObject(b)) return false;
   const keys = Object.keys(a);
-  return keys.length === Object.keys(b).length && keys.every((key) => Object.hasOwn(b, key) && jsonEqual(a[key], b[key]));
+  return (
+    keys.length === Object.keys(b).length && keys.every((key) => Object.hasOwn(b, key) && jsonEqual(a[key], b[key]))
+  );
 }
 
 /** How an input shows in a message: strings quoted like valibot does, but cut short so a huge one stays readable. */
@@ -65,7 +69,11 @@ function collect(into: Issue[] | undefined, child: Issue[], item: v.IssuePathIte
 }
 
 /** The dataset a walk returns: the object or array is still well-typed when something inside it failed. */
-function finish(dataset: v.SuccessDataset<unknown>, output: unknown, issues: Issue[] | undefined): v.OutputDataset<unknown, Issue> {
+function finish(
+  dataset: v.SuccessDataset<unknown>,
+  output: unknown,
+  issues: Issue[] | undefined,
+): v.OutputDataset<unknown, Issue> {
   if (issues) return { typed: true, value: dataset.value, issues: issues as [Issue, ...Issue[]] };
   if (output !== undefined) dataset.value = output;
   return dataset;
@@ -85,7 +93,11 @@ export function oneOf(values: readonly unknown[], message: string): Check {
   const primitives = new Set(values.filter((value) => !isArray(value) && !isObject(value)));
   const structured = values.filter((value) => isArray(value) || isObject(value));
   return {
-    kind: 'validation', type: 'json_enum', reference: oneOf, async: false, expects: null,
+    kind: 'validation',
+    type: 'json_enum',
+    reference: oneOf,
+    async: false,
+    expects: null,
     '~run'(dataset, config) {
       const input = dataset.value;
       if (!dataset.typed || primitives.has(input)) return dataset;
@@ -101,11 +113,18 @@ export function oneOf(values: readonly unknown[], message: string): Check {
  * `required` looks at the input, before defaults. The output is the input itself unless a child changed a
  * value or a default is missing, so a schema without defaults allocates nothing per object.
  */
-export function objectWalk(required: readonly string[], properties: ReadonlyMap<string, Node>, additional: Node | undefined): Walk {
+export function objectWalk(
+  required: readonly string[],
+  properties: ReadonlyMap<string, Node>,
+  additional: Node | undefined,
+): Walk {
   const names = [...properties.keys()];
   const defaults = [...properties].filter(([, node]) => node.fill !== undefined);
   return {
-    kind: 'transformation', type: 'json_object', reference: objectWalk, async: false,
+    kind: 'transformation',
+    type: 'json_object',
+    reference: objectWalk,
+    async: false,
     '~run'(dataset, config) {
       const input = dataset.value;
       if (!isObject(input)) return dataset;
@@ -115,18 +134,29 @@ export function objectWalk(required: readonly string[], properties: ReadonlyMap<
         if (Object.hasOwn(input, key)) continue;
         const path: [v.IssuePathItem] = [{ type: 'object', origin: 'key', input, key, value: undefined }];
         const message = 'required property is missing';
-        (issues ??= []).push({ kind: 'transformation', type: 'json_object', input: undefined, expected: `"${key}"`, received: 'undefined', message, path });
+        (issues ??= []).push({
+          kind: 'transformation',
+          type: 'json_object',
+          input: undefined,
+          expected: `"${key}"`,
+          received: 'undefined',
+          message,
+          path,
+        });
       }
       for (const key of additional === undefined ? names : Object.keys(input)) {
         const node = properties.get(key) ?? additional;
         if (node === undefined || !Object.hasOwn(input, key)) continue;
         const value = input[key];
         const result = node.schema['~run']({ value }, config);
-        if (result.issues) issues = collect(issues, result.issues, { type: 'object', origin: 'value', input, key, value });
+        if (result.issues)
+          issues = collect(issues, result.issues, { type: 'object', origin: 'value', input, key, value });
         else if (result.value !== value) setOwn((output ??= copyObject(input)), key, result.value);
         if (issues && config.abortEarly) break;
       }
-      if (!issues) for (const [key, node] of defaults) if (!Object.hasOwn(input, key)) setOwn((output ??= copyObject(input)), key, node.fill?.value);
+      if (!issues)
+        for (const [key, node] of defaults)
+          if (!Object.hasOwn(input, key)) setOwn((output ??= copyObject(input)), key, node.fill?.value);
       return finish(dataset, output, issues);
     },
   };
@@ -135,7 +165,10 @@ export function objectWalk(required: readonly string[], properties: ReadonlyMap<
 /** items: every element through one schema; the output is the input array unless an element changed. */
 export function arrayWalk(item: Node): Walk {
   return {
-    kind: 'transformation', type: 'json_array', reference: arrayWalk, async: false,
+    kind: 'transformation',
+    type: 'json_array',
+    reference: arrayWalk,
+    async: false,
     '~run'(dataset, config) {
       const input = dataset.value;
       if (!isArray(input)) return dataset;
@@ -144,7 +177,8 @@ export function arrayWalk(item: Node): Walk {
       for (let key = 0; key < input.length; key++) {
         const value = input[key];
         const result = item.schema['~run']({ value }, config);
-        if (result.issues) issues = collect(issues, result.issues, { type: 'array', origin: 'value', input, key, value });
+        if (result.issues)
+          issues = collect(issues, result.issues, { type: 'array', origin: 'value', input, key, value });
         else if (result.value !== value) (output ??= input.slice())[key] = result.value;
         if (issues && config.abortEarly) break;
       }

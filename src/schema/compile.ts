@@ -1,9 +1,23 @@
 import * as v from 'valibot';
-import { isDate, isDateTime, isEmail, isUri, isUuid } from './formats.ts';
 import {
-  arrayWalk, type Check, describe, type Issue, isArray, isCount, isNumber, isObject, isString, type Json, type Node,
-  objectWalk, oneOf, type Schema, setOwn, when,
+  arrayWalk,
+  type Check,
+  describe,
+  type Issue,
+  isArray,
+  isCount,
+  isNumber,
+  isObject,
+  isString,
+  type Json,
+  type Node,
+  objectWalk,
+  oneOf,
+  type Schema,
+  setOwn,
+  when,
 } from './actions.ts';
+import { isDate, isDateTime, isEmail, isUri, isUuid } from './formats.ts';
 
 /*
  * Inline channel schemas: a JSON Schema (draft 2020-12) subset written in TOML, built once into a valibot
@@ -36,21 +50,53 @@ export class SchemaError extends Error {
 
 type Path = readonly (string | number)[];
 
-const SCHEMA_URIS = new Set(['https://json-schema.org/draft/2020-12/schema', 'https://json-schema.org/draft/2020-12/schema#']);
-const KEYWORDS = new Set(['$schema', 'description', 'type', 'enum', 'const', 'default', 'anyOf', 'properties',
-  'required', 'additionalProperties', 'items', 'minItems', 'maxItems', 'minLength', 'maxLength', 'pattern',
-  'format', 'minimum', 'maximum', 'exclusiveMinimum', 'exclusiveMaximum']);
+const SCHEMA_URIS = new Set([
+  'https://json-schema.org/draft/2020-12/schema',
+  'https://json-schema.org/draft/2020-12/schema#',
+]);
+const KEYWORDS = new Set([
+  '$schema',
+  'description',
+  'type',
+  'enum',
+  'const',
+  'default',
+  'anyOf',
+  'properties',
+  'required',
+  'additionalProperties',
+  'items',
+  'minItems',
+  'maxItems',
+  'minLength',
+  'maxLength',
+  'pattern',
+  'format',
+  'minimum',
+  'maximum',
+  'exclusiveMinimum',
+  'exclusiveMaximum',
+]);
 
 // smol-toml builds tables with a null prototype, JSON.parse with Object.prototype; anything else (a TomlDate) is not JSON.
 const isPlain = (value: unknown): value is Json =>
   isObject(value) && [Object.prototype, null].includes(Object.getPrototypeOf(value));
 
 const TYPES: Readonly<Record<string, (value: unknown) => boolean>> = {
-  string: isString, number: isNumber, integer: Number.isInteger, boolean: (x) => typeof x === 'boolean',
-  null: (x) => x === null, object: isObject, array: isArray,
+  string: isString,
+  number: isNumber,
+  integer: Number.isInteger,
+  boolean: (x) => typeof x === 'boolean',
+  null: (x) => x === null,
+  object: isObject,
+  array: isArray,
 };
 const FORMATS: Readonly<Record<string, (text: string) => boolean>> = {
-  'date-time': isDateTime, date: isDate, email: isEmail, uuid: isUuid, uri: isUri,
+  'date-time': isDateTime,
+  date: isDate,
+  email: isEmail,
+  uuid: isUuid,
+  uri: isUri,
 };
 
 // valibot types pipe() as fixed-length overloads; a list built at run time needs its variadic implementation.
@@ -65,12 +111,19 @@ function toJson(value: unknown, path: Path, keyword: string): unknown {
     for (const key of Object.keys(value)) setOwn(copy, key, toJson(value[key], path, keyword));
     return Object.freeze(copy);
   }
-  const what = value instanceof Date ? 'a TOML date or time' : typeof value === 'number' ? String(value) : `a ${typeof value}`;
+  const what =
+    value instanceof Date ? 'a TOML date or time' : typeof value === 'number' ? String(value) : `a ${typeof value}`;
   throw new SchemaError(path, `"${keyword}" must be a JSON value, not ${what}`, keyword);
 }
 
 /** Reads one keyword, throwing a SchemaError that names it when its value is not what `accept` wants. */
-function read<T>(definition: Json, path: Path, keyword: string, accept: (value: unknown) => value is T, wanted: string): T | undefined {
+function read<T>(
+  definition: Json,
+  path: Path,
+  keyword: string,
+  accept: (value: unknown) => value is T,
+  wanted: string,
+): T | undefined {
   if (!Object.hasOwn(definition, keyword)) return undefined;
   const value = definition[keyword];
   if (!accept(value)) throw new SchemaError(path, `"${keyword}" must be ${wanted}`, keyword);
@@ -100,7 +153,9 @@ function compile(pattern: string, path: Path): RegExp {
   try {
     return new RegExp(pattern, 'u');
   } catch (error) {
-    throw new SchemaError(path, `"pattern" is not a valid regular expression: ${(error as Error).message}`, 'pattern', { cause: error });
+    throw new SchemaError(path, `"pattern" is not a valid regular expression: ${(error as Error).message}`, 'pattern', {
+      cause: error,
+    });
   }
 }
 
@@ -127,23 +182,29 @@ function keywordChecks(definition: Json, path: Path): Check[] {
     const value = toJson(definition['const'], path, 'const');
     checks.push(oneOf([value], `must be equal to ${JSON.stringify(value)}`));
   }
-  const options = read(definition, path, 'enum', isArray, 'a list of values')?.map((value) => toJson(value, path, 'enum'));
+  const options = read(definition, path, 'enum', isArray, 'a list of values')?.map((value) =>
+    toJson(value, path, 'enum'),
+  );
   if (options) checks.push(oneOf(options, `must be one of ${JSON.stringify(options)}`));
   const minLength = count('minLength');
   // A string has between length/2 and length code points, so counting is needed only in between.
   if (minLength !== undefined) {
-    const atLeast = (text: string) => text.length >= 2 * minLength || (text.length >= minLength && codePoints(text) >= minLength);
+    const atLeast = (text: string) =>
+      text.length >= 2 * minLength || (text.length >= minLength && codePoints(text) >= minLength);
     checks.push(when(isString, v.check(atLeast, `must be at least ${minLength} characters`)));
   }
   const maxLength = count('maxLength');
   if (maxLength !== undefined) {
-    const atMost = (text: string) => text.length <= maxLength || (text.length <= 2 * maxLength && codePoints(text) <= maxLength);
+    const atMost = (text: string) =>
+      text.length <= maxLength || (text.length <= 2 * maxLength && codePoints(text) <= maxLength);
     checks.push(when(isString, v.check(atMost, `must be at most ${maxLength} characters`)));
   }
   const pattern = read(definition, path, 'pattern', isString, 'a string');
-  if (pattern !== undefined) checks.push(when(isString, v.regex(compile(pattern, path), `must match the pattern ${pattern}`)));
+  if (pattern !== undefined)
+    checks.push(when(isString, v.regex(compile(pattern, path), `must match the pattern ${pattern}`)));
   const format = read(definition, path, 'format', isFormat, `one of ${Object.keys(FORMATS).join(', ')}`);
-  if (format !== undefined) checks.push(when(isString, v.check(FORMATS[format] ?? (() => false), `must be a valid ${format}`)));
+  if (format !== undefined)
+    checks.push(when(isString, v.check(FORMATS[format] ?? (() => false), `must be a valid ${format}`)));
   const minimum = bound('minimum');
   if (minimum !== undefined) checks.push(when(isNumber, v.minValue(minimum, `must be at least ${minimum}`)));
   const maximum = bound('maximum');
@@ -176,11 +237,13 @@ function buildNode(definition: unknown, path: Path, refusal = 'no value is allow
   for (const key of Object.keys(table)) properties.set(key, buildNode(table[key], [...path, 'properties', key]));
   // Absent and `true` both keep unknown keys as they are, so neither needs a walk.
   const rest = definition['additionalProperties'];
-  const additional = Object.hasOwn(definition, 'additionalProperties') && rest !== true
-    ? buildNode(rest, [...path, 'additionalProperties'], 'unexpected property')
-    : undefined;
+  const additional =
+    Object.hasOwn(definition, 'additionalProperties') && rest !== true
+      ? buildNode(rest, [...path, 'additionalProperties'], 'unexpected property')
+      : undefined;
   const required = read(definition, path, 'required', isUniqueStrings, 'a list of unique strings') ?? [];
-  if (required.length > 0 || properties.size > 0 || additional) steps.push(objectWalk(required, properties, additional));
+  if (required.length > 0 || properties.size > 0 || additional)
+    steps.push(objectWalk(required, properties, additional));
   if (Object.hasOwn(definition, 'items') && definition['items'] !== true) {
     steps.push(arrayWalk(buildNode(definition['items'], [...path, 'items'])));
   }

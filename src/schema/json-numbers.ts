@@ -45,7 +45,8 @@ function hasLargeNumber(root: unknown): boolean {
     } else if (Array.isArray(value)) {
       for (const item of value) if (typeof item === 'object' || typeof item === 'number') stack.push(item);
     } else if (typeof value === 'object' && value !== null) {
-      for (const item of Object.values(value)) if (typeof item === 'object' || typeof item === 'number') stack.push(item);
+      for (const item of Object.values(value))
+        if (typeof item === 'object' || typeof item === 'number') stack.push(item);
     }
   }
   return false;

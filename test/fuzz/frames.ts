@@ -57,7 +57,9 @@ export function upgradeRequest(path: string, host: string, headers: Record<strin
     'Sec-WebSocket-Version': '13',
     ...headers,
   };
-  const lines = Object.entries(base).filter(([, value]) => value !== undefined).map(([name, value]) => `${name}: ${value}`);
+  const lines = Object.entries(base)
+    .filter(([, value]) => value !== undefined)
+    .map(([name, value]) => `${name}: ${value}`);
   return `GET ${path} HTTP/1.1\r\n${lines.join('\r\n')}\r\n\r\n`;
 }
 
@@ -135,7 +137,10 @@ function statusOf(response: Buffer): number | undefined {
   return match ? Number(match[1]) : undefined;
 }
 
-const CLOSE_CODES = [0, 999, 1000, 1001, 1002, 1003, 1004, 1005, 1006, 1007, 1008, 1009, 1010, 1011, 1012, 1014, 1015, 1016, 2999, 3000, 3999, 4000, 4999, 5000, 65535];
+const CLOSE_CODES = [
+  0, 999, 1000, 1001, 1002, 1003, 1004, 1005, 1006, 1007, 1008, 1009, 1010, 1011, 1012, 1014, 1015, 1016, 2999, 3000,
+  3999, 4000, 4999, 5000, 65535,
+];
 
 function utf8Text(rng: Rng, length: number): Uint8Array {
   const pieces = ['a', 'é', '€', '🚀', ' ', '{', '"', '\n', 'SELECT 1;'];
@@ -145,24 +150,57 @@ function utf8Text(rng: Rng, length: number): Uint8Array {
 }
 
 /** Byte sequences that are not UTF-8: lone continuation bytes, overlongs, surrogates, truncated sequences. */
-const BAD_UTF8 = [[0x80], [0xc3, 0x28], [0xc0, 0xaf], [0xed, 0xa0, 0x80], [0xf4, 0x90, 0x80, 0x80], [0xe2, 0x82], [0xff], [0xf0, 0x9f, 0x9a]];
+const BAD_UTF8 = [
+  [0x80],
+  [0xc3, 0x28],
+  [0xc0, 0xaf],
+  [0xed, 0xa0, 0x80],
+  [0xf4, 0x90, 0x80, 0x80],
+  [0xe2, 0x82],
+  [0xff],
+  [0xf0, 0x9f, 0x9a],
+];
 
 function payloadFor(rng: Rng, opcode: number): Uint8Array {
-  const size = rng.weighted<number>([[6, rng.int(0, 20)], [3, rng.int(21, 125)], [2, rng.int(126, 4096)], [1, rng.int(4097, 70_000)]]);
+  const size = rng.weighted<number>([
+    [6, rng.int(0, 20)],
+    [3, rng.int(21, 125)],
+    [2, rng.int(126, 4096)],
+    [1, rng.int(4097, 70_000)],
+  ]);
   // Past max_message_bytes only the size matters (1009), so big payloads are cheap to make.
   if (size > 4096) return new Uint8Array(size).fill(rng.int(0, 255));
   return rng.weighted<() => Uint8Array>([
     [3, () => utf8Text(rng, size)],
     [2, () => rng.bytes(size)],
-    [2, () => Buffer.concat([utf8Text(rng, rng.int(0, 10)), Buffer.from(rng.pick(BAD_UTF8)), utf8Text(rng, rng.int(0, 10))])],
-    [opcode === 8 ? 6 : 1, () => closePayload(rng.pick(CLOSE_CODES), rng.chance(0.3) ? Buffer.from(rng.pick(BAD_UTF8)) : utf8Text(rng, rng.int(0, 30)))],
+    [
+      2,
+      () =>
+        Buffer.concat([utf8Text(rng, rng.int(0, 10)), Buffer.from(rng.pick(BAD_UTF8)), utf8Text(rng, rng.int(0, 10))]),
+    ],
+    [
+      opcode === 8 ? 6 : 1,
+      () =>
+        closePayload(
+          rng.pick(CLOSE_CODES),
+          rng.chance(0.3) ? Buffer.from(rng.pick(BAD_UTF8)) : utf8Text(rng, rng.int(0, 30)),
+        ),
+    ],
     [opcode === 8 ? 2 : 0, () => rng.bytes(1)],
   ])();
 }
 
 /** One random frame: mostly plausible, with one field wrong often enough to reach every error path. */
 export function randomFrame(rng: Rng): FrameSpec {
-  const opcode = rng.weighted<number>([[3, 1], [2, 2], [2, 0], [2, 8], [2, 9], [2, 10], [2, rng.pick([3, 4, 5, 6, 7, 11, 12, 13, 14, 15])]]);
+  const opcode = rng.weighted<number>([
+    [3, 1],
+    [2, 2],
+    [2, 0],
+    [2, 8],
+    [2, 9],
+    [2, 10],
+    [2, rng.pick([3, 4, 5, 6, 7, 11, 12, 13, 14, 15])],
+  ]);
   const payload = payloadFor(rng, opcode);
   const spec: FrameSpec = {
     fin: rng.chance(0.75),
@@ -171,7 +209,15 @@ export function randomFrame(rng: Rng): FrameSpec {
     masked: rng.chance(0.9),
     payload,
     ...(rng.chance(0.1) ? { lengthForm: rng.pick([7, 16, 64] as const) } : {}),
-    ...(rng.chance(0.1) ? { declaredLength: rng.weighted<number>([[3, Math.max(0, payload.length + rng.int(-20, 20))], [1, rng.int(0, 2 ** 20)], [1, 2 ** 53 - 1]]) } : {}),
+    ...(rng.chance(0.1)
+      ? {
+          declaredLength: rng.weighted<number>([
+            [3, Math.max(0, payload.length + rng.int(-20, 20))],
+            [1, rng.int(0, 2 ** 20)],
+            [1, 2 ** 53 - 1],
+          ]),
+        }
+      : {}),
   };
   return spec;
 }
@@ -181,8 +227,21 @@ export function fragmentedMessage(rng: Rng): FrameSpec[] {
   const parts = rng.int(2, 5);
   const frames: FrameSpec[] = [];
   for (let i = 0; i < parts; i++) {
-    frames.push({ fin: i === parts - 1, rsv: 0, opcode: i === 0 ? rng.pick([1, 2]) : 0, masked: true, payload: utf8Text(rng, rng.int(0, 40)) });
-    if (rng.chance(0.3)) frames.push({ fin: rng.chance(0.8), rsv: 0, opcode: rng.pick([9, 10, 1]), masked: true, payload: rng.bytes(rng.int(0, 130)) });
+    frames.push({
+      fin: i === parts - 1,
+      rsv: 0,
+      opcode: i === 0 ? rng.pick([1, 2]) : 0,
+      masked: true,
+      payload: utf8Text(rng, rng.int(0, 40)),
+    });
+    if (rng.chance(0.3))
+      frames.push({
+        fin: rng.chance(0.8),
+        rsv: 0,
+        opcode: rng.pick([9, 10, 1]),
+        masked: true,
+        payload: rng.bytes(rng.int(0, 130)),
+      });
   }
   return frames;
 }
@@ -195,23 +254,43 @@ export interface FuzzScript {
 }
 
 const BAD_HEADERS: readonly Record<string, string | undefined>[] = [
-  { 'Sec-WebSocket-Key': undefined }, { 'Sec-WebSocket-Version': '8' }, { Upgrade: 'websocket, h2c' }, { Connection: undefined },
-  { 'Sec-WebSocket-Key': 'short' }, { 'Content-Length': '5' }, { 'Transfer-Encoding': 'chunked' }, { Host: undefined },
+  { 'Sec-WebSocket-Key': undefined },
+  { 'Sec-WebSocket-Version': '8' },
+  { Upgrade: 'websocket, h2c' },
+  { Connection: undefined },
+  { 'Sec-WebSocket-Key': 'short' },
+  { 'Content-Length': '5' },
+  { 'Transfer-Encoding': 'chunked' },
+  { Host: undefined },
 ];
 
 /** Mostly a good handshake and one to four random frames; sometimes garbage around it, frames pipelined, or a bad handshake. */
 export function randomScript(rng: Rng, path: string, host: string): FuzzScript {
   const handshake = Buffer.from(upgradeRequest(path, host));
-  const frames = rng.chance(0.2) ? fragmentedMessage(rng) : Array.from({ length: rng.int(1, 4) }, () => randomFrame(rng));
+  const frames = rng.chance(0.2)
+    ? fragmentedMessage(rng)
+    : Array.from({ length: rng.int(1, 4) }, () => randomFrame(rng));
   const encoded = frames.map((frame) => encodeFrame(frame));
-  const shape = rng.weighted<string>([[14, 'frames'], [1, 'garbage before'], [1, 'garbage after'], [1, 'pipelined'], [1, 'bad handshake']]);
+  const shape = rng.weighted<string>([
+    [14, 'frames'],
+    [1, 'garbage before'],
+    [1, 'garbage after'],
+    [1, 'pipelined'],
+    [1, 'bad handshake'],
+  ]);
   const garbage = rng.bytes(rng.int(1, 64));
-  const request = shape === 'garbage before' ? [garbage, handshake]
-    : shape === 'pipelined' ? [handshake, ...encoded]
-    : shape === 'bad handshake' ? [Buffer.from(upgradeRequest(path, host, rng.pick(BAD_HEADERS)))]
-    : [handshake];
+  const request =
+    shape === 'garbage before'
+      ? [garbage, handshake]
+      : shape === 'pipelined'
+        ? [handshake, ...encoded]
+        : shape === 'bad handshake'
+          ? [Buffer.from(upgradeRequest(path, host, rng.pick(BAD_HEADERS)))]
+          : [handshake];
   const after = shape === 'garbage after' ? [...encoded, garbage] : shape === 'frames' ? encoded : [];
-  const clientCloses = frames.filter((f) => f.opcode === 8 && f.payload.length >= 2).map((f) => Buffer.from(f.payload).readUInt16BE(0));
+  const clientCloses = frames
+    .filter((f) => f.opcode === 8 && f.payload.length >= 2)
+    .map((f) => Buffer.from(f.payload).readUInt16BE(0));
   return { script: { request, frames: after, cleanClose: rng.chance(0.5), fin: true }, shape, clientCloses };
 }
 
@@ -226,11 +305,18 @@ export const DEFINED_CLOSES: ReadonlySet<number> = new Set([1000, 1002, 1003, 10
 export function judge(result: Exchange, clientCloses: readonly number[]): { outcome: string; ok: boolean } {
   const { status, closeCode } = result;
   const echo = closeCode !== undefined && !DEFINED_CLOSES.has(closeCode) && clientCloses.includes(closeCode);
-  const outcome = status === undefined ? 'tcp close before a response'
-    : status !== 101 ? `http ${status}`
-    : closeCode !== undefined ? (echo ? 'echo of the client close' : `close ${closeCode}`)
-    : result.frames.some((f) => f.opcode === 8) ? 'close without a code'
-    : 'tcp close without a close frame';
+  const outcome =
+    status === undefined
+      ? 'tcp close before a response'
+      : status !== 101
+        ? `http ${status}`
+        : closeCode !== undefined
+          ? echo
+            ? 'echo of the client close'
+            : `close ${closeCode}`
+          : result.frames.some((f) => f.opcode === 8)
+            ? 'close without a code'
+            : 'tcp close without a close frame';
   const statusOk = status === undefined || status === 101 || status === 505 || (status >= 400 && status < 500);
   const closeOk = closeCode === undefined || DEFINED_CLOSES.has(closeCode) || echo;
   return { outcome, ok: result.closed && statusOk && closeOk };

@@ -13,7 +13,28 @@ function withProto(target: Record<string, unknown>, value: unknown): Record<stri
   return target;
 }
 
-const WORDS = ['a', 'paid', 'new', 'shipped', 'x', '', ' ', 'é', '🚀', '\u0000', '\n', '"', '\\', '\u2028', 'DROP TABLE t;', '__proto__', 'constructor', 'toString', '\ud800', '\udfff'];
+const WORDS = [
+  'a',
+  'paid',
+  'new',
+  'shipped',
+  'x',
+  '',
+  ' ',
+  'é',
+  '🚀',
+  '\u0000',
+  '\n',
+  '"',
+  '\\',
+  '\u2028',
+  'DROP TABLE t;',
+  '__proto__',
+  'constructor',
+  'toString',
+  '\ud800',
+  '\udfff',
+];
 
 function randomString(rng: Rng, max = 24): string {
   let text = '';
@@ -22,21 +43,56 @@ function randomString(rng: Rng, max = 24): string {
   return text;
 }
 
-const NUMBERS = [0, -0, 1, -1, 1.5, 0.1, 2 ** 53, 2 ** 53 + 2, -(2 ** 53), 1e308, -1e308, 5e-324, 1e15, 1e15 + 1, 999_999_999, 1e9, 123.456];
+const NUMBERS = [
+  0,
+  -0,
+  1,
+  -1,
+  1.5,
+  0.1,
+  2 ** 53,
+  2 ** 53 + 2,
+  -(2 ** 53),
+  1e308,
+  -1e308,
+  5e-324,
+  1e15,
+  1e15 + 1,
+  999_999_999,
+  1e9,
+  123.456,
+];
 
 /** Any JSON value, depth-limited. */
 export function randomJson(rng: Rng, depth = 3): Json {
   const kind = depth <= 0 ? rng.int(0, 3) : rng.int(0, 5);
   switch (kind) {
-    case 0: return rng.pick([null, true, false]);
-    case 1: return rng.chance(0.5) ? rng.pick(NUMBERS) : rng.int(-1000, 1000) * (rng.chance(0.3) ? 0.25 : 1);
+    case 0:
+      return rng.pick([null, true, false]);
+    case 1:
+      return rng.chance(0.5) ? rng.pick(NUMBERS) : rng.int(-1000, 1000) * (rng.chance(0.3) ? 0.25 : 1);
     case 2:
-    case 3: return randomString(rng);
-    case 4: return Array.from({ length: rng.int(0, 4) }, () => randomJson(rng, depth - 1));
+    case 3:
+      return randomString(rng);
+    case 4:
+      return Array.from({ length: rng.int(0, 4) }, () => randomJson(rng, depth - 1));
     default: {
       const object: Record<string, Json> = {};
       for (let i = rng.int(0, 4); i > 0; i--) {
-        const key = rng.pick(['id', 'status', 'total', 'tags', 'meta', 'v', 'url', 'note', 'at', 'ref', 'email', randomString(rng, 6)]);
+        const key = rng.pick([
+          'id',
+          'status',
+          'total',
+          'tags',
+          'meta',
+          'v',
+          'url',
+          'note',
+          'at',
+          'ref',
+          'email',
+          randomString(rng, 6),
+        ]);
         if (key === '__proto__') withProto(object, randomJson(rng, depth - 1));
         else object[key] = randomJson(rng, depth - 1);
       }
@@ -61,26 +117,35 @@ export const SCHEMA_CASES: readonly SchemaCase[] = [
       type: 'object',
       required: ['id', 'status'],
       additionalProperties: false,
-      properties: withProto({
-        id: { type: 'integer', minimum: 1, maximum: 1_000_000_000_000_000 },
-        status: { enum: ['new', 'paid', 'shipped'] },
-        total: { type: 'number', exclusiveMinimum: 0, exclusiveMaximum: 1_000_000_000 },
-        email: { type: 'string', format: 'email' },
-        at: { type: 'string', format: 'date-time' },
-        ref: { type: 'string', format: 'uuid' },
-        tags: { type: 'array', maxItems: 5, items: { type: 'string', minLength: 1, maxLength: 10, pattern: '^[a-z]+$' } },
-        note: { type: ['string', 'null'], maxLength: 200, default: 'none' },
-        meta: { type: 'object', additionalProperties: { type: ['number', 'boolean'] } },
-        kind: { const: 'order' },
-      }, { type: 'object', properties: { polluted: { const: false } } }),
+      properties: withProto(
+        {
+          id: { type: 'integer', minimum: 1, maximum: 1_000_000_000_000_000 },
+          status: { enum: ['new', 'paid', 'shipped'] },
+          total: { type: 'number', exclusiveMinimum: 0, exclusiveMaximum: 1_000_000_000 },
+          email: { type: 'string', format: 'email' },
+          at: { type: 'string', format: 'date-time' },
+          ref: { type: 'string', format: 'uuid' },
+          tags: {
+            type: 'array',
+            maxItems: 5,
+            items: { type: 'string', minLength: 1, maxLength: 10, pattern: '^[a-z]+$' },
+          },
+          note: { type: ['string', 'null'], maxLength: 200, default: 'none' },
+          meta: { type: 'object', additionalProperties: { type: ['number', 'boolean'] } },
+          kind: { const: 'order' },
+        },
+        { type: 'object', properties: { polluted: { const: false } } },
+      ),
     },
     valid(rng) {
       const value: Record<string, Json> = { id: rng.int(1, 2 ** 40), status: rng.pick(['new', 'paid', 'shipped']) };
       if (rng.chance(0.5)) value['total'] = rng.int(1, 99_999) / 100;
       if (rng.chance(0.3)) value['email'] = `${rng.pick(['a', 'bob', 'x.y'])}@example.com`;
       if (rng.chance(0.3)) value['at'] = new Date(rng.int(0, 2e12)).toISOString();
-      if (rng.chance(0.3)) value['ref'] = `${hex(rng, 8)}-${hex(rng, 4)}-4${hex(rng, 3)}-8${hex(rng, 3)}-${hex(rng, 12)}`;
-      if (rng.chance(0.4)) value['tags'] = Array.from({ length: rng.int(0, 5) }, () => rng.pick(['a', 'red', 'zzz', 'sale']));
+      if (rng.chance(0.3))
+        value['ref'] = `${hex(rng, 8)}-${hex(rng, 4)}-4${hex(rng, 3)}-8${hex(rng, 3)}-${hex(rng, 12)}`;
+      if (rng.chance(0.4))
+        value['tags'] = Array.from({ length: rng.int(0, 5) }, () => rng.pick(['a', 'red', 'zzz', 'sale']));
       if (rng.chance(0.3)) value['note'] = rng.chance(0.3) ? null : randomString(rng, 40);
       if (rng.chance(0.3)) value['meta'] = { n: rng.int(-5, 5), flag: rng.chance(0.5) };
       if (rng.chance(0.3)) value['kind'] = 'order';
@@ -98,12 +163,13 @@ export const SCHEMA_CASES: readonly SchemaCase[] = [
         { type: 'null' },
       ],
     },
-    valid: (rng) => rng.pick<() => Json>([
-      () => rng.int(0, 1e6),
-      () => `20${rng.int(10, 29)}-0${rng.int(1, 9)}-1${rng.int(0, 9)}`,
-      () => Array.from({ length: rng.int(1, 4) }, () => rng.chance(0.5)),
-      () => null,
-    ])(),
+    valid: (rng) =>
+      rng.pick<() => Json>([
+        () => rng.int(0, 1e6),
+        () => `20${rng.int(10, 29)}-0${rng.int(1, 9)}-1${rng.int(0, 9)}`,
+        () => Array.from({ length: rng.int(1, 4) }, () => rng.chance(0.5)),
+        () => null,
+      ])(),
   },
   {
     key: 'anything',
@@ -115,18 +181,33 @@ export const SCHEMA_CASES: readonly SchemaCase[] = [
     definition: {
       type: 'object',
       required: ['v'],
-      properties: { v: { const: { a: [1, 2.5, 'x'], b: '√' } }, n: { type: 'number', minimum: -1, maximum: 1 }, s: { type: 'string', maxLength: 3 } },
+      properties: {
+        v: { const: { a: [1, 2.5, 'x'], b: '√' } },
+        n: { type: 'number', minimum: -1, maximum: 1 },
+        s: { type: 'string', maxLength: 3 },
+      },
     },
-    valid: (rng) => ({ v: { b: '√', a: [1, 2.5, 'x'] }, ...(rng.chance(0.5) ? { n: rng.pick([-1, -0, 0, 0.5, 1]) } : {}), ...(rng.chance(0.5) ? { s: rng.pick(['', 'ab', '💩💩💩']) } : {}) }),
+    valid: (rng) => ({
+      v: { b: '√', a: [1, 2.5, 'x'] },
+      ...(rng.chance(0.5) ? { n: rng.pick([-1, -0, 0, 0.5, 1]) } : {}),
+      ...(rng.chance(0.5) ? { s: rng.pick(['', 'ab', '💩💩💩']) } : {}),
+    }),
   },
   {
     key: 'links',
     definition: {
       type: 'object',
-      properties: { url: { type: 'string', format: 'uri' }, list: { type: 'array', items: { type: 'object', required: ['k'], properties: { k: { type: 'string' } } } } },
+      properties: {
+        url: { type: 'string', format: 'uri' },
+        list: { type: 'array', items: { type: 'object', required: ['k'], properties: { k: { type: 'string' } } } },
+      },
       additionalProperties: { type: 'integer' },
     },
-    valid: (rng) => ({ url: rng.pick(['https://example.com/a?b=c', 'mailto:a@b.c', 'urn:isbn:1']), list: Array.from({ length: rng.int(0, 3) }, () => ({ k: randomString(rng, 5) })), extra: rng.int(-9, 9) }),
+    valid: (rng) => ({
+      url: rng.pick(['https://example.com/a?b=c', 'mailto:a@b.c', 'urn:isbn:1']),
+      list: Array.from({ length: rng.int(0, 3) }, () => ({ k: randomString(rng, 5) })),
+      extra: rng.int(-9, 9),
+    }),
   },
 ];
 
@@ -156,8 +237,28 @@ function mutateValue(rng: Rng, value: Json, depth = 0): Json {
     else copy[key] = mutateValue(rng, copy[key] ?? null, depth + 1);
     return copy;
   }
-  if (typeof value === 'number') return rng.pick([value + 1, value - 1, -value, value / 3, value * 1e300, 0, -0, 2 ** 53 + 1, String(value)]) as Json;
-  if (typeof value === 'string') return rng.pick([`${value}!`, '', value.toUpperCase(), value.repeat(30), `${value}\u0000`, `${value}\ud800`, Number(value.length)]) as Json;
+  if (typeof value === 'number')
+    return rng.pick([
+      value + 1,
+      value - 1,
+      -value,
+      value / 3,
+      value * 1e300,
+      0,
+      -0,
+      2 ** 53 + 1,
+      String(value),
+    ]) as Json;
+  if (typeof value === 'string')
+    return rng.pick([
+      `${value}!`,
+      '',
+      value.toUpperCase(),
+      value.repeat(30),
+      `${value}\u0000`,
+      `${value}\ud800`,
+      Number(value.length),
+    ]) as Json;
   return randomJson(rng, 1);
 }
 
@@ -168,9 +269,39 @@ function mutateText(rng: Rng, text: string): string {
     () => text.slice(0, at),
     () => text.slice(0, at) + rng.pick(['}', ']', ',', '"', ':', '\\', ' ', 'x', '\u0000', '\ud800']) + text.slice(at),
     () => text.slice(0, at) + text.slice(at + 1),
-    () => text.replace(/-?\d+(\.\d+)?(e[+-]?\d+)?/i, rng.pick(['1e308', '-0', '1.0', '1e400', '-1e400', '1E+2', '-1e-400', '0.0000001', '9007199254740993', '123456789012345678901234567890', '1.5e3', '00', '1.', '.5', '+1', '0x10', 'NaN', 'Infinity'])),
-    () => text.replace(/"([^"\\]*)"/, rng.pick(['"\\ud800"', '"\\u0000"', '"\\udfff\\ud800"', '"\\u00e9"', '"\\/"', '"\\x41"', '"\t"'])),
-    () => (text.startsWith('{') && text.length > 2 ? `{"__proto__":{"polluted":true},${text.slice(1)}` : `{"__proto__":${text}}`),
+    () =>
+      text.replace(
+        /-?\d+(\.\d+)?(e[+-]?\d+)?/i,
+        rng.pick([
+          '1e308',
+          '-0',
+          '1.0',
+          '1e400',
+          '-1e400',
+          '1E+2',
+          '-1e-400',
+          '0.0000001',
+          '9007199254740993',
+          '123456789012345678901234567890',
+          '1.5e3',
+          '00',
+          '1.',
+          '.5',
+          '+1',
+          '0x10',
+          'NaN',
+          'Infinity',
+        ]),
+      ),
+    () =>
+      text.replace(
+        /"([^"\\]*)"/,
+        rng.pick(['"\\ud800"', '"\\u0000"', '"\\udfff\\ud800"', '"\\u00e9"', '"\\/"', '"\\x41"', '"\t"']),
+      ),
+    () =>
+      text.startsWith('{') && text.length > 2
+        ? `{"__proto__":{"polluted":true},${text.slice(1)}`
+        : `{"__proto__":${text}}`,
     () => (text.startsWith('{') && text.length > 2 ? `{"id":"dup",${text.slice(1)}` : `[${text},${text}]`),
     () => ` \n\t${text}\r\n `,
     () => `\ufeff${text}`,
@@ -210,6 +341,26 @@ export function randomPayload(rng: Rng, schema: SchemaCase): Payload {
     [1, () => ({ text: randomString(rng, 40), how: 'random text' })],
     [1, () => ({ text: nested(rng), how: 'nested' })],
     [1, () => ({ text: long(rng), how: 'long' })],
-    [1, () => ({ text: rng.pick(['', ' ', 'null', 'true', '0', '-0', '1e308', '1e400', '""', '[]', '{}', '{"__proto__":null}', '\u0000']), how: 'tiny' })],
+    [
+      1,
+      () => ({
+        text: rng.pick([
+          '',
+          ' ',
+          'null',
+          'true',
+          '0',
+          '-0',
+          '1e308',
+          '1e400',
+          '""',
+          '[]',
+          '{}',
+          '{"__proto__":null}',
+          '\u0000',
+        ]),
+        how: 'tiny',
+      }),
+    ],
   ])();
 }

@@ -4,7 +4,7 @@
  */
 
 /** The run's seed: `FUZZ_SEED` when set (decimal or 0x-hex), otherwise a fresh one that the suite prints. */
-export const SEED: number = parseSeed(process.env['FUZZ_SEED']) ?? (crypto.getRandomValues(new Uint32Array(1))[0] ?? 1);
+export const SEED: number = parseSeed(process.env['FUZZ_SEED']) ?? crypto.getRandomValues(new Uint32Array(1))[0] ?? 1;
 
 /** Multiplier for counts and rounds: `FUZZ_SCALE` (default 1), so the soak reuses the same tests. */
 export const SCALE: number = Math.max(1, Number(process.env['FUZZ_SCALE'] ?? '1') || 1);
@@ -91,6 +91,9 @@ export class Tally {
     return this.counts.get(outcome) ?? 0;
   }
   line(): string {
-    return [...this.counts].sort(([a], [b]) => a.localeCompare(b)).map(([outcome, count]) => `${outcome} ${count}`).join(', ');
+    return [...this.counts]
+      .sort(([a], [b]) => a.localeCompare(b))
+      .map(([outcome, count]) => `${outcome} ${count}`)
+      .join(', ');
   }
 }
