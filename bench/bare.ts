@@ -15,8 +15,10 @@ const server = Bun.serve({
     const channel = decodeURIComponent(new URL(request.url).pathname.slice(1));
     if (channel === 'healthz') return new Response('ok\n');
     let ready = listening.get(channel);
-    if (ready === undefined)
-      listening.set(channel, (ready = sql.listen(channel, (payload) => server.publish(channel, payload))));
+    if (ready === undefined) {
+      ready = sql.listen(channel, (payload) => server.publish(channel, payload));
+      listening.set(channel, ready);
+    }
     await ready;
     return server.upgrade(request, { data: { channel } })
       ? undefined

@@ -62,7 +62,10 @@ export async function fanout(context: Context): Promise<Outcome> {
   const runs: Runs[] = [];
   const runsOf = (variant: Variant, clients: number, size: number) => {
     let entry = runs.find((r) => r.variant === variant && r.clients === clients && r.size === size);
-    if (entry === undefined) runs.push((entry = { variant, clients, size, results: [] }));
+    if (entry === undefined) {
+      entry = { variant, clients, size, results: [] };
+      runs.push(entry);
+    }
     return entry.results;
   };
   try {
@@ -160,9 +163,9 @@ function fanoutSection(runs: readonly Runs[], pick: Pick, repetitions: number): 
       times(ratio(r.framesPerSecond, listen?.framesPerSecond)),
       ...tailCells(r),
     ]);
-    results.forEach((each, i) =>
-      notes.push(...anomalies(each, `${r.label}, ${clientsText(clients)}, ${bytes(size)}, run ${i + 1}`)),
-    );
+    for (const [i, each] of results.entries()) {
+      notes.push(...anomalies(each, `${r.label}, ${clientsText(clients)}, ${bytes(size)}, run ${i + 1}`));
+    }
   }
   return {
     title: 'Fan-out, as fast as possible',

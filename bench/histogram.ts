@@ -30,7 +30,7 @@ function indexOf(us: number): number {
 }
 
 /** The middle of a bucket, in microseconds. */
-function valueOf(index: number): number {
+function bucketValue(index: number): number {
   if (index < LINEAR) return index;
   const exponent = Math.floor((index - LINEAR) / SUB) + 6;
   const sub = (index - LINEAR) % SUB;
@@ -80,7 +80,7 @@ export function quantile(histogram: Histogram, q: number): number | undefined {
   let seen = 0;
   for (let index = 0; index < BUCKETS; index++) {
     seen += histogram.counts[index] ?? 0;
-    if (seen >= rank) return Math.min(valueOf(index) / 1000, histogram.maxMs);
+    if (seen >= rank) return Math.min(bucketValue(index) / 1000, histogram.maxMs);
   }
   return histogram.maxMs;
 }

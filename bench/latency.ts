@@ -74,7 +74,7 @@ export async function latency(context: Context): Promise<Outcome> {
   const rows = variants.map((variant) => {
     const rs = variant.results;
     const p = pooled(rs);
-    rs.forEach((r, i) => notes.push(...anomalies(r, `${r.label}, round ${i + 1}`)));
+    for (const [i, r] of rs.entries()) notes.push(...anomalies(r, `${r.label}, round ${i + 1}`));
     return [
       variant.label,
       `${num(Math.min(...rs.map((r) => r.connected)))}/${num(CLIENTS)}`,

@@ -4,7 +4,6 @@
  * and process trees.
  */
 import { readdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
 
 // proc(5): times in /proc/<pid>/stat are in clock ticks; USER_HZ is 100 on every Linux ABI in use.
 const TICKS_PER_SECOND = 100;

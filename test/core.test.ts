@@ -144,7 +144,14 @@ describe('backoff and canary (no database)', () => {
   test('the canary is ready after a round trip and not after three missed intervals', async () => {
     let now = 0;
     const sent: string[] = [];
-    const canary = createCanary({ intervalMs: 1000, now: () => now, send: async (token) => (sent.push(token), 0.25) });
+    const canary = createCanary({
+      intervalMs: 1000,
+      now: () => now,
+      send: async (token) => {
+        sent.push(token);
+        return 0.25;
+      },
+    });
     expect(canary.status().ready).toBe(false);
     canary.probe();
     now = 7;

@@ -54,7 +54,10 @@ async function round(server: ServerProcess, sql: postgres.Sql, channels: readonl
   for (const channel of channels) await sql`SELECT pg_notify(${channel}, 'one')`;
   const got = await Promise.all(clients.map((client) => client.next(15_000)));
   expect(got.every((message) => message === 'one')).toBe(true);
-  clients.forEach((client, i) => (i % 9 === 0 ? client.socket.send('bye') : client.socket.close()));
+  for (const [i, client] of clients.entries()) {
+    if (i % 9 === 0) client.socket.send('bye');
+    else client.socket.close();
+  }
   for (const raw of raws) raw.socket.destroy();
   await Promise.all(clients.map((client) => client.closed));
   await waitFor(

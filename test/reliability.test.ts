@@ -162,7 +162,7 @@ describe('slow and hostile clients', () => {
     first?.socket.close();
     await first?.closed;
     await waitFor(async () => (await metric(t.url, 'pgws_connections')) === 19, 5000, 'the slot to free');
-    using again = await connect(t.wsUrl(channel));
+    using _again = await connect(t.wsUrl(channel));
     expect(await metric(t.url, 'pgws_upgrades_refused_total', { reason: 'connectionLimit' })).toBe(1);
     for (const c of clients) c.socket.close();
   });

@@ -69,7 +69,9 @@ export function createListener(options: ListenerOptions): Listener {
   let everUp = false;
 
   const common = { fetch_types: false, onnotice: () => {}, connection: { application_name: 'pg-notify-ws' } } as const;
-  const listenOptions: postgres.Options<{}> & { onnotify: (channel: string, payload: string) => void } = {
+  const listenOptions: postgres.Options<Record<string, never>> & {
+    onnotify: (channel: string, payload: string) => void;
+  } = {
     ...common,
     max: 1,
     idle_timeout: 0,

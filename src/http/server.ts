@@ -152,7 +152,10 @@ export function createServer(options: ServerOptions, reusePort = false): BridgeS
       open(ws) {
         const { channel } = ws.data;
         let set = sockets.get(channel);
-        if (set === undefined) sockets.set(channel, (set = new Set()));
+        if (set === undefined) {
+          set = new Set();
+          sockets.set(channel, set);
+        }
         set.add(ws);
         ws.subscribe(channel);
         if (stopping) close(ws, Close.goingAway, 'shutdown');

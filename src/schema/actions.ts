@@ -134,7 +134,8 @@ export function objectWalk(
         if (Object.hasOwn(input, key)) continue;
         const path: [v.IssuePathItem] = [{ type: 'object', origin: 'key', input, key, value: undefined }];
         const message = 'required property is missing';
-        (issues ??= []).push({
+        issues ??= [];
+        issues.push({
           kind: 'transformation',
           type: 'json_object',
           input: undefined,
@@ -151,12 +152,18 @@ export function objectWalk(
         const result = node.schema['~run']({ value }, config);
         if (result.issues)
           issues = collect(issues, result.issues, { type: 'object', origin: 'value', input, key, value });
-        else if (result.value !== value) setOwn((output ??= copyObject(input)), key, result.value);
+        else if (result.value !== value) {
+          output ??= copyObject(input);
+          setOwn(output, key, result.value);
+        }
         if (issues && config.abortEarly) break;
       }
       if (!issues)
         for (const [key, node] of defaults)
-          if (!Object.hasOwn(input, key)) setOwn((output ??= copyObject(input)), key, node.fill?.value);
+          if (!Object.hasOwn(input, key)) {
+            output ??= copyObject(input);
+            setOwn(output, key, node.fill?.value);
+          }
       return finish(dataset, output, issues);
     },
   };
@@ -179,7 +186,10 @@ export function arrayWalk(item: Node): Walk {
         const result = item.schema['~run']({ value }, config);
         if (result.issues)
           issues = collect(issues, result.issues, { type: 'array', origin: 'value', input, key, value });
-        else if (result.value !== value) (output ??= input.slice())[key] = result.value;
+        else if (result.value !== value) {
+          output ??= input.slice();
+          output[key] = result.value;
+        }
         if (issues && config.abortEarly) break;
       }
       return finish(dataset, output, issues);
