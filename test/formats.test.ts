@@ -39,6 +39,49 @@ describe('date-time (RFC 3339)', () => {
   });
 });
 
+describe('date-time leap seconds (RFC 3339 §5.7, Appendix D)', () => {
+  test.each([
+    ['1998-12-31T23:59:60Z', 'at the end of December in UTC'],
+    ['2015-06-30T23:59:60Z', 'at the end of June in UTC'],
+    ['1998-12-31t23:59:60z', 'with lower-case "t" and "z"'],
+    ['2016-12-31T23:59:60.999999Z', 'with a fraction of the leap second'],
+    ['2024-03-31T23:59:60Z', 'at the end of March, a second-preference month'],
+    ['2023-09-30T23:59:60Z', 'at the end of September, a second-preference month'],
+    ['2024-02-29T23:59:60Z', 'at the end of February in a leap year'],
+    ['2023-02-28T23:59:60Z', 'at the end of February in a common year'],
+    ['1998-12-31T15:59:60.123-08:00', 'west of UTC with a fraction, 23:59:60.123Z'],
+    ['2016-12-31T00:00:60-23:59', 'at the widest offset west of UTC, 23:59:60Z the same day'],
+    ['1999-01-01T00:59:60+01:00', 'east of UTC on the next day and year, 1998-12-31T23:59:60Z'],
+    ['2015-07-01T05:29:60+05:30', 'east of UTC on the next day and month, 2015-06-30T23:59:60Z'],
+    ['2017-01-01T23:58:60+23:59', 'at the widest offset east of UTC, 2016-12-31T23:59:60Z'],
+    ['1998-12-31T23:59:60-00:00', 'with the unknown local offset -00:00'],
+    ['1998-12-31T23:59:60+00:00', 'with the offset +00:00'],
+  ])('accepts %s, a leap second %s', (text) => {
+    expect(isDateTime(text)).toBe(true);
+  });
+
+  test.each([
+    ['1998-12-15T23:59:60Z', 'in the middle of a month'],
+    ['1998-12-30T23:59:60Z', 'at 23:59:60Z on the day before the last'],
+    ['2024-02-28T23:59:60Z', 'on February 28 of a leap year'],
+    ['1999-01-01T23:59:60Z', 'at 23:59:60Z on the first of a month'],
+    ['1998-12-31T22:59:60Z', 'at 22:59:60Z'],
+    ['1998-12-31T23:58:60Z', 'at 23:58:60Z'],
+    ['1998-12-31T12:00:60Z', 'at noon'],
+    ['1998-12-15T23:59:60.5Z', 'with a fraction, mid-month'],
+    ['1998-12-31T23:59:60+01:00', 'whose offset puts it at 22:59:60Z'],
+    ['1998-12-31T15:59:60-07:00', 'whose offset puts it at 22:59:60Z'],
+    ['1998-12-31T23:59:60.5+01:00', 'with a fraction, whose offset puts it at 22:59:60.5Z'],
+    ['1998-12-31T23:59:60-00:01', 'whose offset puts it on the next day at 00:00:60Z'],
+    ['1998-12-31T00:59:60+01:00', 'whose offset puts it at 23:59:60Z on the day before the last'],
+    ['1999-01-01T00:59:60+02:00', 'whose offset puts it on the previous day at 22:59:60Z'],
+    ['1999-01-01T00:59:60-01:00', 'whose offset puts it at 01:59:60Z on the first of a month'],
+    ['1999-01-01T00:59:60-00:00', 'with -00:00 on the first of a month, at 00:59:60Z'],
+  ])('refuses %s, a leap second %s', (text) => {
+    expect(isDateTime(text)).toBe(false);
+  });
+});
+
 describe('date (RFC 3339 full-date)', () => {
   test.each(['1985-04-12', '2000-02-29', '2024-02-29', '1999-12-31', '0000-01-01'])('accepts %s', (text) => {
     expect(isDate(text)).toBe(true);

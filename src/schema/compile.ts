@@ -23,9 +23,11 @@ import { isDate, isDateTime, isEmail, isUri, isUuid } from './formats.ts';
  * Inline channel schemas: a JSON Schema (draft 2020-12) subset written in TOML, built once into a valibot
  * schema. Each schema object becomes one pipe: a type check, then keyword checks that skip values of other
  * types (JSON Schema's rule), then the object/array walk that fills defaults, then anyOf. Native valibot
- * actions are used where their semantics match exactly (code-point lengths, number bounds, regex, uuid);
- * objects and arrays are walked by hand because valibot's object schemas look keys up with `in` (so
- * `toString` is always "present") and rebuild every value on every run.
+ * actions are used where their semantics match exactly (number bounds, item counts, regex). String lengths
+ * count code points by hand, and only when the UTF-16 length cannot decide, where valibot's code-point actions
+ * walk every string in full; `format` checks live in formats.ts. Objects and arrays are walked by hand because
+ * valibot's object schemas look keys up with `in` (so `toString` is always "present") and rebuild every value
+ * on every run.
  */
 
 /**
