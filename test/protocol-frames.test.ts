@@ -187,6 +187,13 @@ describe('client frames (no database)', () => {
     expect(parseClientFrame(JSON.stringify({ type: 'subscribe', channel: 'x'.repeat(63) })).ok).toBe(true);
   });
 
+  test('answers a frame nested 200,000 deep instead of overflowing the stack', () => {
+    const deep = '['.repeat(200_000) + ']'.repeat(200_000);
+    expect(parseClientFrame(deep)).toMatchObject({ ok: false, code: 'bad_request' });
+    expect(parseClientFrame(`{"type":"publish","channel":"a","payload":${deep}}`).ok).toBe(true);
+    expect(parseClientFrame(`{"type":"ping","id":${deep}}`)).toMatchObject({ ok: false, code: 'bad_request' });
+  });
+
   test(`never throws, and every answer is well-formed, on random text and JSON (seed ${SEED})`, () => {
     const rng = rngFor('protocol-frames');
     const types = ['subscribe', 'unsubscribe', 'publish', 'auth', 'ping', 'pong', ''];
