@@ -1,16 +1,18 @@
 /**
- * The composition root: wires config, database listener, catalog, metrics and server into one bridge
- * that can be stopped. Tests start the whole app in-process through it; `main.ts` only reads the
+ * The composition root: wires config, database listener, canary, catalog, metrics and server into one
+ * bridge that can be stopped. Tests start the whole app in-process through it; `main.ts` only reads the
  * environment and signals and calls this.
+ *
+ * Wiring order is declaration order: every piece is built before anything that calls it, and nothing
+ * runs until `listener.start`, so no callback can reach a piece that does not exist yet.
  */
-
 import { createCatalog } from './channels/catalog.ts';
 import { describeChannels } from './channels/discovery.ts';
 import type { Config } from './config/load.ts';
 import { createCanary } from './db/canary.ts';
 import { createListener } from './db/listener.ts';
-import { type BridgeServer, createServer } from './http/server.ts';
-import { Close } from './http/wire.ts';
+import { createRoutes } from './http/routes.ts';
+import { type Bound, createServer } from './http/server.ts';
 import type { Logger } from './observe/log.ts';
 import { createMetrics } from './observe/metrics.ts';
 import { createStats } from './observe/stats.ts';
@@ -34,7 +36,16 @@ export interface BridgeOptions {
 
 /** A running bridge. */
 export interface Bridge {
+  /** A URL local clients can use (127.0.0.1 when bound to 0.0.0.0). */
   readonly url: URL;
+  /** The address and port actually bound. */
+  readonly bound: Bound;
+  /**
+   * Resolves once the bridge serves clients: the LISTEN connection is up and a NOTIFY round trip came
+   * back through it. For tests and embedders, instead of polling /readyz. Never rejects; a bridge whose
+   * database never answers never becomes ready.
+   */
+  readonly ready: Promise<void>;
   stop(): Promise<void>;
   [Symbol.asyncDispose](): Promise<void>;
 }
@@ -47,11 +58,9 @@ export async function createBridge(options: BridgeOptions): Promise<Bridge> {
   const { config, log } = options;
   const stats = createStats();
   const catalog = createCatalog(config);
-  const channelsDocument = JSON.stringify(describeChannels(config));
   const probe = probeChannel();
   const payloadLog = log.child('payload');
-  const databaseUp = Promise.withResolvers<void>();
-  let server: BridgeServer | undefined;
+  const canaryLog = log.child('canary');
 
   const listener = createListener({
     url: options.databaseUrl,
@@ -59,104 +68,91 @@ export async function createBridge(options: BridgeOptions): Promise<Bridge> {
     reconnectMaxMs: config.database.reconnectMaxMs,
     probeChannel: probe,
     log: log.child('listener'),
-    events: {
-      notification(channel, payload) {
-        if (channel === probe) return canary.receive(payload);
-        const counters = stats.channel(channel);
-        counters.received += 1;
-        const encoded = catalog.encode(channel, payload);
-        if (encoded.ok) {
-          counters.delivered += server?.publish(channel, encoded.frame) ?? 0;
-          return;
-        }
-        if (encoded.reason === 'json') counters.invalidJson += 1;
-        else counters.invalidSchema += 1;
-        payloadLog.warn('invalid payload dropped', {
-          channel,
-          reason: encoded.reason,
-          issues: encoded.issues,
-          prefix: payload.slice(0, 64),
-        });
-      },
-      state(state) {
-        if (state === 'up') {
-          databaseUp.resolve();
-          canary.start();
-        }
-        if (state === 'down' || state === 'stopped') canary.stop();
-      },
-      reconnected(channels) {
-        stats.listenerReconnects += 1;
-        server?.closeChannels(channels, Close.databaseRestart, 'database_restart');
-      },
-    },
   });
-
   const canary = createCanary({
     intervalMs: config.database.canaryIntervalMs,
     send: (token) => listener.notify(probe, token),
-    onResult(ok, status) {
-      if (!ok && status.consecutiveFailures === 2)
-        log.warn('readiness canary failing: NOTIFY round trips are not coming back', { ...status });
+    onFailing(status, everOk) {
+      if (everOk) {
+        canaryLog.warn('readiness canary failing: NOTIFY round trips are not coming back', { ...status });
+        return;
+      }
+      canaryLog.error(
+        'notifications are not arriving: a NOTIFY sent from another connection never came back through the LISTEN connection. ' +
+          'A transaction-mode pooler (PgBouncer pool_mode = transaction) between the bridge and PostgreSQL is the likely cause: ' +
+          'connect the bridge to PostgreSQL directly or through a session-mode pool. Upgrades are refused with 503 until it works.',
+        { ...status },
+      );
     },
   });
-
-  const metrics = createMetrics({
+  const metrics = createMetrics({ stats, listener, canary });
+  const routes = createRoutes({
+    listener,
+    canary,
+    metrics,
+    channelsDocument: JSON.stringify(describeChannels(config)),
+    consoleHtml: options.consoleHtml,
+  });
+  const server = createServer({
+    config,
+    catalog,
+    listener,
+    canary,
     stats,
-    connections: () => server?.connections ?? 0,
-    subscribers: () => server?.subscribers() ?? new Map(),
-    listenerUp: () => listener.state === 'up',
-    listenChannels: () => listener.channelCount,
-    canary: () => canary.status(),
+    routes,
+    log: log.child('server'),
+    reusePort: options.reusePort ?? false,
+    onChannelEmpty(channel) {
+      // Bounded memory: counters of undeclared channels go when their last subscriber does.
+      if (!catalog.declared(channel)) stats.channels.delete(channel);
+    },
   });
 
-  const json = (body: unknown, status = 200) =>
-    Response.json(body, { status, headers: { 'cache-control': 'no-store' } });
-  if (options.listenAfterDatabase) await databaseUp.promise;
-  const bridgeServer = createServer(
-    {
-      config,
-      catalog,
-      listener,
-      stats,
-      log: log.child('server'),
-      onChannelEmpty(channel) {
-        // Bounded memory: counters of undeclared channels go when their last subscriber does.
-        if (!catalog.declared(channel)) stats.channels.delete(channel);
-      },
-      routes: {
-        '/': () =>
-          new Response(options.consoleHtml ?? 'console.html not found\n', {
-            headers: { 'content-type': 'text/html; charset=utf-8' },
-          }),
-        '/healthz': () => {
-          const up = listener.state === 'up';
-          return json(
-            { status: up ? 'ok' : 'unavailable', database: listener.state, pid: process.pid },
-            up ? 200 : 503,
-          );
-        },
-        '/readyz': () => {
-          const status = canary.status();
-          return json({ ...status, database: listener.state }, status.ready ? 200 : 503);
-        },
-        '/metrics': async () =>
-          new Response(await metrics.render(), { headers: { 'content-type': metrics.contentType } }),
-        '/channels': () => new Response(channelsDocument, { headers: { 'content-type': 'application/json' } }),
-      },
+  const databaseUp = Promise.withResolvers<void>();
+  const ready = Promise.withResolvers<void>();
+  listener.start({
+    notification(channel, payload) {
+      if (channel === probe) return canary.receive(payload);
+      const counters = stats.channel(channel);
+      counters.received += 1;
+      const encoded = catalog.encode(channel, payload);
+      if (encoded.ok) {
+        counters.delivered += server.publish(channel, encoded.frame);
+        return;
+      }
+      if (encoded.reason === 'json') counters.invalidJson += 1;
+      else counters.invalidSchema += 1;
+      payloadLog.warn('invalid payload dropped', {
+        channel,
+        reason: encoded.reason,
+        issues: encoded.issues,
+        prefix: payload.slice(0, 64),
+      });
     },
-    options.reusePort ?? false,
-  );
-  server = bridgeServer;
+    state(state) {
+      if (state === 'up') {
+        databaseUp.resolve();
+        canary.restart();
+        void canary.verified(Number.POSITIVE_INFINITY).then((ok) => ok && ready.resolve());
+        return;
+      }
+      canary.stop();
+      // Tell clients now, not when the database is back: until then they would wait in silence.
+      if (state === 'down') server.closeAll('database_lost');
+    },
+  });
+
+  if (options.listenAfterDatabase) await databaseUp.promise;
+  const bound = server.listen();
 
   let stopped: Promise<void> | undefined;
   const stop = () => {
     stopped ??= (async () => {
       canary.stop();
-      await bridgeServer.stop();
+      await server.stop();
       await listener.stop();
     })();
     return stopped;
   };
-  return { url: bridgeServer.url, stop, [Symbol.asyncDispose]: stop };
+  return { url: bound.url, bound, ready: ready.promise, stop, [Symbol.asyncDispose]: stop };
 }

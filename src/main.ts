@@ -7,9 +7,10 @@
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { createBridge } from './bridge.ts';
-import { type Config, ConfigError, parseConfig } from './config/load.ts';
+import { type Config, parseConfig } from './config/load.ts';
 import { describeConfig } from './config/summary.ts';
 import { startEmbeddedPostgres } from './db/embedded.ts';
+import { ConfigError, StartupError } from './errors.ts';
 import { createLogger, type Logger, parseLevel } from './observe/log.ts';
 import { exitWithParent, spawnWorkers, WORKER_ENV } from './workers.ts';
 
@@ -71,10 +72,13 @@ async function main(): Promise<number> {
         })
       : undefined;
   if (worker !== undefined) exitWithParent(() => process.kill(process.pid, 'SIGTERM'));
-  const wsUrl = `ws://${bridge.url.host}/<channel>`;
   if (worker === undefined) {
-    log.info(`ready: listening on ${bridge.url.href} (WebSocket: ${wsUrl})`, {
-      url: bridge.url.href,
+    const { host, port, url } = bridge.bound;
+    const where = `${host.includes(':') ? `[${host}]` : host}:${port}`;
+    log.info(`ready: listening on ${where} (console ${url.href}, WebSocket ws://${url.host}/<channel>)`, {
+      host,
+      port,
+      url: url.href,
       channels: config.channels.size,
       workers: config.server.workers,
     });
@@ -131,9 +135,9 @@ async function startDevelopmentDatabase(log: Logger) {
 main().then(
   (code) => process.exit(code),
   (error: unknown) => {
-    if (error instanceof ConfigError) {
+    if (error instanceof ConfigError || error instanceof StartupError) {
       process.stderr.write(`${error.message}\n`);
-      process.exit(2);
+      process.exit(error instanceof ConfigError ? 2 : 1);
     }
     process.stderr.write(`fatal: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
     process.exit(1);

@@ -55,7 +55,7 @@ export async function connect(url: string, ms = 5000): Promise<TestClient> {
 }
 
 /** The HTTP status of an upgrade attempt that the server refuses (a real handshake over fetch). */
-export async function upgradeStatus(url: string): Promise<{ status: number; body: string }> {
+export async function upgradeStatus(url: string): Promise<{ status: number; body: string; retryAfter: string | null }> {
   const response = await fetch(url.replace(/^ws/, 'http'), {
     headers: {
       upgrade: 'websocket',
@@ -64,5 +64,5 @@ export async function upgradeStatus(url: string): Promise<{ status: number; body
       'sec-websocket-version': '13',
     },
   });
-  return { status: response.status, body: await response.text() };
+  return { status: response.status, body: await response.text(), retryAfter: response.headers.get('retry-after') };
 }

@@ -2,7 +2,8 @@ import { describe, expect, test } from 'bun:test';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as v from 'valibot';
-import { ConfigError, parseConfig } from '../src/config/load.ts';
+import { parseConfig } from '../src/config/load.ts';
+import { ConfigError } from '../src/errors.ts';
 
 const fixture = (name: string) => join(import.meta.dir, 'fixtures', name);
 const load = (name: string) => parseConfig(readFileSync(fixture(name), 'utf8'), fixture(name));

@@ -42,7 +42,7 @@ describe('admission (no database)', () => {
     channel: { ok: true, name: 'orders' },
     allowed: () => true,
     stopping: false,
-    databaseUp: true,
+    databaseDown: false,
     connections: 0,
     maxConnections: 10,
     listening: () => false,
@@ -51,20 +51,20 @@ describe('admission (no database)', () => {
   };
 
   test.each([
-    ['shutting down', { stopping: true }, 'shuttingDown', 503],
-    ['a bad name', { channel: { ok: false, reason: 'bad' } }, 'badName', 400],
-    ['an undeclared channel in reject mode', { allowed: () => false }, 'unknownChannel', 404],
-    ['the database down', { databaseUp: false }, 'databaseDown', 503],
-    ['the connection cap', { connections: 10 }, 'connectionLimit', 503],
-    ['the channel cap', { channels: 2 }, 'channelLimit', 503],
+    ['shutting down', { stopping: true }, 'shutting_down', 503],
+    ['a bad name', { channel: { ok: false, reason: 'bad' } }, 'bad_name', 400],
+    ['an undeclared channel in reject mode', { allowed: () => false }, 'unknown_channel', 404],
+    ['the database down', { databaseDown: true }, 'database_down', 503],
+    ['the connection cap', { connections: 10 }, 'connection_limit', 503],
+    ['the channel cap', { channels: 2 }, 'channel_limit', 503],
   ] as const)('refuses on %s', (_, change, reason, status) => {
     expect(admit({ ...base, ...change })).toMatchObject({ ok: false, reason, status });
   });
 
   test('a bad name is reported even when the server is full', () => {
-    expect(admit({ ...base, channel: { ok: false, reason: 'bad' }, connections: 10, databaseUp: false })).toMatchObject(
-      { reason: 'badName' },
-    );
+    expect(
+      admit({ ...base, channel: { ok: false, reason: 'bad' }, connections: 10, databaseDown: true }),
+    ).toMatchObject({ reason: 'bad_name' });
   });
 
   test('a channel already listened to passes the channel cap', () => {

@@ -10,7 +10,8 @@ import { join } from 'node:path';
 import postgres from 'postgres';
 import { parse as parseToml, stringify as stringifyToml } from 'smol-toml';
 import * as v from 'valibot';
-import { ConfigError, parseConfig } from '../src/config/load.ts';
+import { parseConfig } from '../src/config/load.ts';
+import { ConfigError } from '../src/errors.ts';
 import { buildInlineSchema } from '../src/schema/compile.ts';
 import { connect, type TestClient, upgradeStatus } from './client.ts';
 import { exchange, judge, randomScript, upgradeRequest } from './fuzz/frames.ts';
@@ -346,7 +347,7 @@ describe('channel name fuzzing', () => {
       });
 
       expect(failures).toEqual([]);
-      expect(await metric(t.url, 'pgws_upgrades_refused_total', { reason: 'badName' })).toBe(
+      expect(await metric(t.url, 'pgws_upgrades_refused_total', { reason: 'bad_name' })).toBe(
         tally.get('refused 400') + tally.get('raw target 400'),
       );
       await waitFor(

@@ -9,7 +9,7 @@ import postgres from 'postgres';
 import { type Bridge, createBridge } from '../src/bridge.ts';
 import { parseConfig } from '../src/config/load.ts';
 import { startEmbeddedPostgres } from '../src/db/embedded.ts';
-import { createLogger, type Logger, silentLogger } from '../src/observe/log.ts';
+import { createLogger, type Logger } from '../src/observe/log.ts';
 
 /** The database the suite runs against (set by test/setup.ts). */
 export function databaseUrl(): string {
@@ -66,7 +66,7 @@ export async function startBridge(
     databaseUrl?: string;
     database?: string;
     log?: Logger;
-    waitHealthy?: boolean;
+    waitReady?: boolean;
   } = {},
 ): Promise<TestBridge> {
   const text = `[server]\nhost = "127.0.0.1"\nport = 0\n${options.server ?? ''}\n[database]\n${options.database ?? ''}\n${toml}`;
@@ -76,13 +76,7 @@ export async function startBridge(
   const consoleHtml = await Bun.file(join(import.meta.dir, '..', 'console.html')).text();
   const bridge = await createBridge({ config, databaseUrl: options.databaseUrl ?? databaseUrl(), log, consoleHtml });
   const sql = postgres(databaseUrl(), { max: 2, onnotice: () => {} });
-  if (options.waitHealthy !== false) {
-    await waitFor(
-      async () => (await fetch(new URL('/healthz', bridge.url))).status === 200,
-      10_000,
-      'the bridge to become healthy',
-    );
-  }
+  if (options.waitReady !== false) await within(bridge.ready, 10_000, 'the bridge to become ready');
   const stop = async () => {
     await bridge.stop();
     await sql.end({ timeout: 1 });
@@ -115,8 +109,6 @@ export async function waitFor(check: () => boolean | Promise<boolean>, ms: numbe
   }
   throw new Error(`timed out after ${ms} ms waiting for ${what}`);
 }
-
-export { silentLogger };
 
 /** Reads one sample from GET /metrics, e.g. `metric(t.url, 'pgws_closes_total', { reason: 'slow_consumer' })`. */
 export async function metric(base: URL, name: string, labels: Record<string, string> = {}): Promise<number> {

@@ -8,7 +8,7 @@ import { readdirSync } from 'node:fs';
 import postgres from 'postgres';
 import { connect, type TestClient } from './client.ts';
 import { scaled } from './fuzz/random.ts';
-import { databaseUrl, uniqueChannel, waitFor } from './harness.ts';
+import { databaseUrl, metric, uniqueChannel, waitFor } from './harness.ts';
 import { type ServerProcess, spawnServer } from './process.ts';
 import { type RawClient, rawClient } from './raw.ts';
 
@@ -26,10 +26,17 @@ async function metricsText(server: ServerProcess): Promise<string> {
   return (await fetch(new URL('/metrics', server.url))).text();
 }
 
-/** The value of an unlabelled gauge, or the lines of a labelled series. */
-async function gauge(server: ServerProcess, name: string): Promise<number> {
-  const line = (await metricsText(server)).split('\n').find((l) => l.startsWith(`${name} `));
-  return Number(line?.split(' ')[1] ?? Number.NaN);
+/** A check for `waitFor`: true once two RSS samples 200 ms apart differ by under 1 MB (the allocator settled). */
+function rssSettled(server: ServerProcess): () => boolean {
+  let last = { at: 0, rss: 0 };
+  return () => {
+    const now = performance.now();
+    if (now - last.at < 200) return false;
+    const rss = server.rss();
+    const settled = last.at > 0 && Math.abs(rss - last.rss) < 1024 * 1024;
+    last = { at: now, rss };
+    return settled;
+  };
 }
 
 /**
@@ -61,7 +68,7 @@ async function round(server: ServerProcess, sql: postgres.Sql, channels: readonl
   for (const raw of raws) raw.socket.destroy();
   await Promise.all(clients.map((client) => client.closed));
   await waitFor(
-    async () => (await gauge(server, 'pgws_connections')) === 0,
+    async () => (await metric(server.url, 'pgws_connections')) === 0,
     15_000,
     'every connection of the round to be gone',
   );
@@ -76,7 +83,7 @@ test(
     try {
       const channels = Array.from({ length: 4 }, () => uniqueChannel('leak'));
       await round(server, sql, channels);
-      await Bun.sleep(500);
+      await waitFor(rssSettled(server), 10_000, 'RSS to settle after the warm-up round');
       const baseline = { rss: server.rss(), fds: openFds(server) };
       console.log(`leak baseline after a warm-up round: rss ${mb(baseline.rss)}, fds ${baseline.fds}`);
 
@@ -122,7 +129,7 @@ test(
       expect(after.rss - baseline.rss).toBeLessThanOrEqual(RSS_TOLERANCE);
       expect(Math.abs(after.fds - baseline.fds)).toBeLessThanOrEqual(FD_TOLERANCE);
       expect(openPeak).toBeGreaterThanOrEqual(baseline.fds + CONNECTIONS_PER_ROUND);
-      expect(await gauge(server, 'pgws_connections')).toBe(1);
+      expect(await metric(server.url, 'pgws_connections')).toBe(1);
       expect(server.process.exitCode).toBeNull();
     } finally {
       await sql.end({ timeout: 1 });

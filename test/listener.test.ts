@@ -16,11 +16,10 @@ beforeAll(async () => {
     reconnectMaxMs: 200,
     probeChannel: probe,
     log: silentLogger,
-    events: {
-      notification: (channel, payload) => received.push([channel, payload]),
-      state: (state) => states.push(state),
-      reconnected: () => {},
-    },
+  });
+  listener.start({
+    notification: (channel, payload) => received.push([channel, payload]),
+    state: (state) => states.push(state),
   });
   await waitFor(() => listener.state === 'up', 10_000, 'the listener to connect');
 });

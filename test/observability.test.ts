@@ -66,7 +66,7 @@ describe('GET /metrics', () => {
     client.socket.send('SELECT 1');
     await client.closed;
     expect(await metric(t.url, 'pgws_closes_total', { reason: 'receive_only' })).toBe(before + 1);
-    const refusedBefore = await metric(t.url, 'pgws_upgrades_refused_total', { reason: 'badName' });
+    const refusedBefore = await metric(t.url, 'pgws_upgrades_refused_total', { reason: 'bad_name' });
     await fetch(`http://${t.url.host}/${'x'.repeat(64)}`, {
       headers: {
         upgrade: 'websocket',
@@ -75,7 +75,7 @@ describe('GET /metrics', () => {
         'sec-websocket-version': '13',
       },
     });
-    expect(await metric(t.url, 'pgws_upgrades_refused_total', { reason: 'badName' })).toBe(refusedBefore + 1);
+    expect(await metric(t.url, 'pgws_upgrades_refused_total', { reason: 'bad_name' })).toBe(refusedBefore + 1);
   });
 
   test('exposes the listener state, canary latency and the notification queue usage', async () => {

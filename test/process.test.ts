@@ -1,6 +1,7 @@
 import { describe, expect, test } from 'bun:test';
-import { existsSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { connect as tcpConnect } from 'node:net';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import postgres from 'postgres';
 import { connect } from './client.ts';
@@ -65,7 +66,16 @@ describe('the server process', () => {
     const ready = server.lines
       .map((line) => JSON.parse(line))
       .find((entry) => String(entry.message).startsWith('ready'));
-    expect(ready).toMatchObject({ level: 'info', scope: 'bridge', url: server.url.href });
+    expect(ready).toMatchObject({ level: 'info', scope: 'bridge', url: server.url.href, host: '127.0.0.1' });
+  });
+
+  test('the ready line names the address it binds, 0.0.0.0, beside the local URL it suggests', async () => {
+    await using server = await spawnServer({ toml: '', env: { ...withDatabase(), HOST: '0.0.0.0' } });
+    const ready = server.lines.map((line) => JSON.parse(line)).find((entry) => entry.message.startsWith('ready'));
+    const { port } = server.url;
+    expect(ready.message).toBe(
+      `ready: listening on 0.0.0.0:${port} (console http://127.0.0.1:${port}/, WebSocket ws://127.0.0.1:${port}/<channel>)`,
+    );
   });
 
   test('fails fast on a config error: exit 2, one precise line on stderr, nothing listening', async () => {
@@ -76,6 +86,38 @@ describe('the server process', () => {
     );
     expect(result.stdout).not.toContain('ready');
   });
+
+  test('a port in use is one line saying what to do, no stack trace, exit 1', async () => {
+    using taken = Bun.listen({ hostname: '127.0.0.1', port: 0, socket: { data() {} } });
+    const result = await run(['--config', 'good.toml'], {
+      ...withDatabase(),
+      HOST: '127.0.0.1',
+      PORT: String(taken.port),
+    });
+    expect(result.code).toBe(1);
+    expect(result.stderr).toBe(
+      `port ${taken.port} on 127.0.0.1 is already in use: stop the other process, or choose another port with PORT or [server] port\n`,
+    );
+  });
+
+  test.if(process.getuid?.() === 0)(
+    'as root, a directory the embedded database cannot enter is one line naming it, no stack trace, exit 1',
+    async () => {
+      const home = mkdtempSync(join(tmpdir(), 'pgws-blocked-'));
+      chmodSync(home, 0o700);
+      writeFileSync(join(home, 'channels.toml'), '');
+      const child = Bun.spawn(['bun', MAIN], {
+        cwd: home,
+        env: { ...process.env, DATABASE_URL: '', PORT: '0' },
+        stdout: 'pipe',
+        stderr: 'pipe',
+      });
+      const [stderr, code] = await Promise.all([new Response(child.stderr).text(), child.exited]);
+      expect(code).toBe(1);
+      expect(stderr.split('\n')).toEqual([expect.stringContaining(`cannot enter ${home}`), '']);
+      expect(stderr).not.toContain('    at ');
+    },
+  );
 
   test('fails fast on a bad LOG_LEVEL with one line naming the choices', async () => {
     const result = await run(['--config', 'good.toml'], { ...withDatabase(), LOG_LEVEL: 'verbose' });

@@ -1,12 +1,12 @@
 import { describe, expect, test } from 'bun:test';
 import postgres from 'postgres';
 import { createBridge } from '../src/bridge.ts';
+import { silentLogger } from '../src/observe/log.ts';
 import { connect, upgradeStatus } from './client.ts';
 import {
   configFrom,
   databaseUrl,
   metric,
-  silentLogger,
   startBridge,
   startOwnDatabase,
   uniqueChannel,
@@ -36,7 +36,7 @@ describe('database outages', () => {
     await t.notify(channel, 'after the reconnect');
     expect(await after.next()).toBe('after the reconnect');
     expect(await metric(t.url, 'pgws_listener_reconnects_total')).toBe(1);
-    expect(await metric(t.url, 'pgws_closes_total', { reason: 'database_restart' })).toBe(1);
+    expect(await metric(t.url, 'pgws_closes_total', { reason: 'database_lost' })).toBe(1);
   });
 
   test('answers 503 while the database is down, refuses upgrades at once, and recovers after a restart', async () => {
@@ -67,7 +67,7 @@ describe('database outages', () => {
     await using t = await startBridge('', {
       databaseUrl: db.url,
       database: 'reconnect_min_ms = 20\nreconnect_max_ms = 200',
-      waitHealthy: false,
+      waitReady: false,
     });
     expect(await health(t.url)).toBe(503);
     await db.start();
@@ -163,7 +163,7 @@ describe('slow and hostile clients', () => {
     await first?.closed;
     await waitFor(async () => (await metric(t.url, 'pgws_connections')) === 19, 5000, 'the slot to free');
     using _again = await connect(t.wsUrl(channel));
-    expect(await metric(t.url, 'pgws_upgrades_refused_total', { reason: 'connectionLimit' })).toBe(1);
+    expect(await metric(t.url, 'pgws_upgrades_refused_total', { reason: 'connection_limit' })).toBe(1);
     for (const c of clients) c.socket.close();
   });
 

@@ -9,20 +9,19 @@ import { basename, dirname, resolve } from 'node:path';
 import { parse as parseToml, TomlError } from 'smol-toml';
 import * as v from 'valibot';
 import { checkChannelName } from '../channels/name.ts';
+import { ConfigError } from '../errors.ts';
 import { buildInlineSchema, SchemaError } from '../schema/compile.ts';
-
-/** A failed config load; `message` is complete and ready to print. */
-export class ConfigError extends Error {
-  override name = 'ConfigError' as const;
-
-  constructor(message: string, options?: ErrorOptions) {
-    // One line whatever the input quoted in it: a key or value with a newline must not split the message.
-    super(
-      message.replace(/[\u0000-\u001f\u007f\u2028\u2029]/g, (c) => JSON.stringify(c).slice(1, -1)),
-      options,
-    );
-  }
-}
+import {
+  ChannelSection,
+  type ChannelSettings,
+  ConfigFile,
+  camelize,
+  type DatabaseConfig,
+  DatabaseSection,
+  isTable,
+  type ServerConfig,
+  ServerSection,
+} from './sections.ts';
 
 /** Any valibot schema: the payload contract of one channel. */
 export type PayloadSchema = v.GenericSchema<unknown, unknown>;
@@ -32,77 +31,20 @@ export type SchemaSource =
   | { readonly kind: 'inline'; readonly definition: Readonly<Record<string, unknown>> }
   | { readonly kind: 'module'; readonly path: string; readonly exportName: string };
 
-/** One declared channel. */
-export interface ChannelConfig {
+/** One declared channel: its settings plus the schema loaded from `schema`. */
+export type ChannelConfig = ChannelSettings & {
   readonly name: string;
-  readonly description: string | undefined;
   readonly schema: PayloadSchema | undefined;
   readonly source: SchemaSource | undefined;
-}
+};
 
-/** The whole, validated configuration. Defaults are documented in channels.toml and the README. */
+/** The whole, validated configuration. Every key and default is in `sections.ts`. */
 export interface Config {
   readonly file: string;
-  readonly server: {
-    readonly host: string;
-    readonly port: number;
-    readonly unknownChannels: 'raw' | 'reject';
-    readonly maxConnections: number;
-    readonly maxChannels: number;
-    readonly maxMessageBytes: number;
-    readonly slowConsumerBytes: number;
-    readonly idleTimeout: number;
-    readonly workers: number;
-  };
-  readonly database: {
-    readonly url: string | undefined;
-    readonly reconnectMinMs: number;
-    readonly reconnectMaxMs: number;
-    readonly canaryIntervalMs: number;
-  };
+  readonly server: ServerConfig;
+  readonly database: DatabaseConfig;
   readonly channels: ReadonlyMap<string, ChannelConfig>;
 }
-
-const int = (min: number, max: number) => v.pipe(v.number(), v.integer(), v.minValue(min), v.maxValue(max));
-
-const ServerSection = v.strictObject({
-  host: v.optional(v.pipe(v.string(), v.nonEmpty()), '0.0.0.0'),
-  port: v.optional(int(0, 65535), 8080),
-  unknown_channels: v.optional(v.picklist(['raw', 'reject']), 'raw'),
-  max_connections: v.optional(int(1, 1_000_000), 50_000),
-  max_channels: v.optional(int(1, 100_000), 1_000),
-  max_message_bytes: v.optional(int(0, 16 * 1024 * 1024), 4096),
-  slow_consumer_bytes: v.optional(int(64 * 1024, 1024 * 1024 * 1024), 1024 * 1024),
-  idle_timeout: v.optional(int(8, 960), 60),
-  workers: v.optional(int(1, 64), 1),
-});
-
-const DatabaseSection = v.strictObject({
-  url: v.optional(v.pipe(v.string(), v.nonEmpty())),
-  reconnect_min_ms: v.optional(int(10, 60_000), 100),
-  reconnect_max_ms: v.optional(int(100, 600_000), 10_000),
-  canary_interval_ms: v.optional(int(100, 600_000), 5_000),
-});
-
-// Not v.record: it skips keys such as "constructor" and "__proto__", which are legal channel names and
-// must reach the unknown-keyword check inside a schema table.
-const isTable = (value: unknown): value is Record<string, unknown> =>
-  typeof value === 'object' && value !== null && !Array.isArray(value) && !(value instanceof Date);
-const Table = v.custom<Record<string, unknown>>(
-  isTable,
-  (issue) => `Invalid type: Expected a table but received ${v._stringify(issue.input)}`,
-);
-
-const ChannelSection = v.strictObject({
-  description: v.optional(v.string()),
-  schema: v.optional(v.union([v.pipe(v.string(), v.nonEmpty()), Table])),
-});
-
-const ConfigFile = v.strictObject({
-  server: v.optional(ServerSection, {}),
-  database: v.optional(DatabaseSection, {}),
-  channels: v.optional(Table, {}),
-});
 
 // valibot's strictObject also skips "constructor" and friends, so unknown keys are found here first.
 const ALLOWED: Readonly<Record<string, readonly string[]>> = {
@@ -115,8 +57,9 @@ const ALLOWED: Readonly<Record<string, readonly string[]>> = {
 function unknownKey(label: string, table: Record<string, unknown>, section: string, path: readonly PathKey[]): void {
   const allowed = ALLOWED[section] ?? [];
   const key = Object.keys(table).find((name) => !allowed.includes(name));
-  if (key !== undefined)
+  if (key !== undefined) {
     throw new ConfigError(`${label}: ${formatPath([...path, key])}: unknown key (allowed here: ${allowed.join(', ')})`);
+  }
 }
 
 /** Loads a config from its text. `file` is used in messages and to resolve schema modules. */
@@ -163,27 +106,13 @@ export async function parseConfig(text: string, file: string): Promise<Config> {
     const checked = checkChannelName(name);
     if (!checked.ok) throw new ConfigError(`${at([])}: ${checked.reason}`);
     const loaded = await loadSchema(section.schema, dirname(resolve(file)), at);
-    declared.set(name, { name, description: section.description, ...loaded });
+    const { schema: _, ...settings } = section;
+    declared.set(name, { ...camelize(settings), name, ...loaded });
   }
   return {
     file,
-    server: {
-      host: server.host,
-      port: server.port,
-      unknownChannels: server.unknown_channels,
-      maxConnections: server.max_connections,
-      maxChannels: server.max_channels,
-      maxMessageBytes: server.max_message_bytes,
-      slowConsumerBytes: server.slow_consumer_bytes,
-      idleTimeout: server.idle_timeout,
-      workers: server.workers,
-    },
-    database: {
-      url: database.url,
-      reconnectMinMs: database.reconnect_min_ms,
-      reconnectMaxMs: database.reconnect_max_ms,
-      canaryIntervalMs: database.canary_interval_ms,
-    },
+    server: camelize(server),
+    database: camelize(database),
     channels: declared,
   };
 }

@@ -6,7 +6,10 @@
  * No I/O of its own: the sender is passed in and the listener hands probe notifications to `receive`.
  */
 
-/** What /readyz reports. `ready` means a round trip succeeded within the last three intervals. */
+/**
+ * What /readyz reports. `ready` means a round trip succeeded on the current LISTEN connection within the
+ * last three intervals.
+ */
 export interface CanaryStatus {
   readonly ready: boolean;
   readonly latencyMs: number | undefined;
@@ -15,21 +18,36 @@ export interface CanaryStatus {
   readonly consecutiveFailures: number;
 }
 
-/** Options for {@link createCanary}. `send` issues the NOTIFY and resolves to the queue usage. */
+/**
+ * Options for {@link createCanary}. `send` issues the NOTIFY and resolves to the queue usage; it must use a
+ * connection other than the LISTEN one: behind a transaction-mode pooler a NOTIFY sent on the listening
+ * session comes back to that session and hides the fault.
+ */
 export interface CanaryOptions {
   intervalMs: number;
   send: (token: string) => Promise<number>;
-  onResult?: (ok: boolean, status: CanaryStatus) => void;
+  /**
+   * Called once per failing episode (the first probe that does not come back, until one does again).
+   * `everOk` is false when no round trip has come back since the last `restart`: then notifications are
+   * not arriving on this connection at all.
+   */
+  onFailing?: (status: CanaryStatus, everOk: boolean) => void;
   now?: () => number;
 }
 
-/** A probe loop; `start` runs one probe at once, then one every interval. */
+/** A probe loop; `restart` forgets past round trips and probes at once, then every interval. */
 export interface Canary {
   receive(token: string): void;
   status(): CanaryStatus;
   probe(): void;
-  start(): void;
+  /** For a new LISTEN connection: only round trips through it count from now on. */
+  restart(): void;
   stop(): void;
+  /**
+   * Resolves true once a round trip has come back since the last restart (at once if one has), false
+   * when none does within `timeoutMs` or the canary is stopped first.
+   */
+  verified(timeoutMs: number): Promise<boolean>;
 }
 
 /** Creates the canary. Tokens are unique per probe, so a late echo is never mistaken for a new one. */
@@ -42,6 +60,13 @@ export function createCanary(options: CanaryOptions): Canary {
   let consecutiveFailures = 0;
   let sequence = 0;
   let timer: Timer | undefined;
+  let failing = false;
+  let waiters: Array<(ok: boolean) => void> = [];
+  const settle = (ok: boolean) => {
+    const current = waiters;
+    waiters = [];
+    for (const resolve of current) resolve(ok);
+  };
 
   const status = (): CanaryStatus => {
     const ago = lastOkAt === undefined ? undefined : now() - lastOkAt;
@@ -56,7 +81,9 @@ export function createCanary(options: CanaryOptions): Canary {
   const fail = () => {
     pending = undefined;
     consecutiveFailures += 1;
-    options.onResult?.(false, status());
+    if (failing) return;
+    failing = true;
+    options.onFailing?.(status(), lastOkAt !== undefined);
   };
 
   const probe = () => {
@@ -81,18 +108,44 @@ export function createCanary(options: CanaryOptions): Canary {
       lastOkAt = now();
       pending = undefined;
       consecutiveFailures = 0;
-      options.onResult?.(true, status());
+      failing = false;
+      settle(true);
     },
     status,
     probe,
-    start() {
-      if (timer !== undefined) return;
+    restart() {
+      clearInterval(timer);
+      pending = undefined;
+      lastOkAt = undefined;
+      latencyMs = undefined;
+      consecutiveFailures = 0;
+      failing = false;
       probe();
       timer = setInterval(probe, options.intervalMs);
     },
     stop() {
       clearInterval(timer);
       timer = undefined;
+      pending = undefined;
+      lastOkAt = undefined;
+      settle(false);
+    },
+    verified(timeoutMs) {
+      if (lastOkAt !== undefined) return Promise.resolve(true);
+      const { promise, resolve } = Promise.withResolvers<boolean>();
+      // setTimeout takes a non-finite delay as 0, so "forever" gets no timer at all.
+      const timeout = Number.isFinite(timeoutMs)
+        ? setTimeout(() => {
+            waiters = waiters.filter((waiter) => waiter !== done);
+            resolve(false);
+          }, timeoutMs)
+        : undefined;
+      const done = (ok: boolean) => {
+        clearTimeout(timeout);
+        resolve(ok);
+      };
+      waiters.push(done);
+      return promise;
     },
   };
 }

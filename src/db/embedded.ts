@@ -5,12 +5,11 @@
  */
 import { chmodSync, existsSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
+import { StartupError } from '../errors.ts';
 
 /** A running embedded server. `stop` shuts it down (and deletes it unless persistent). */
 export interface EmbeddedDatabase {
   readonly url: string;
-  readonly port: number;
-  readonly dataDir: string;
   stop(): Promise<void>;
   /** Starts it again after `stop` (persistent ones only); for outage tests. */
   start(): Promise<void>;
@@ -58,8 +57,6 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<E
   };
   return {
     url: `postgres://${USER}:${PASSWORD}@127.0.0.1:${port}/postgres`,
-    port,
-    dataDir: options.dataDir,
     stop,
     async start() {
       if (running) return;
@@ -122,7 +119,7 @@ export function grantTraversal(dataDir: string): string[] {
 function assertReachable(dataDir: string): void {
   const blocked = blockedDirectories(dataDir);
   if (blocked.length === 0) return;
-  throw new Error(
+  throw new StartupError(
     `the embedded PostgreSQL runs as the "postgres" user when started as root, and it cannot enter ${blocked.join(', ')}: run as a normal user, or allow it with chmod o+x on those directories, or set DATABASE_URL`,
   );
 }

@@ -18,10 +18,11 @@ export type ListenerState = 'connecting' | 'up' | 'down' | 'stopped';
 export interface ListenerEvents {
   /** Every notification on a channel someone listens to, in commit order. */
   notification(channel: string, payload: string): void;
-  /** The state changed; called once per change. */
+  /**
+   * The state changed; called once per change. `down` is sent the moment the connection is lost, so
+   * clients can be told then, not when it comes back. Each `up` starts a new {@link Listener.generation}.
+   */
   state(state: ListenerState): void;
-  /** The connection came back: these channels may have missed notifications while it was down. */
-  reconnected(channels: readonly string[]): void;
 }
 
 /** Options for {@link createListener}. */
@@ -31,13 +32,18 @@ export interface ListenerOptions {
   reconnectMaxMs: number;
   /** A private channel that is always listened to (the readiness canary's). */
   probeChannel: string;
-  events: ListenerEvents;
   log: Logger;
 }
 
 /** The LISTEN side of the bridge, reference-counted per channel. */
 export interface Listener {
   readonly state: ListenerState;
+  /** Counts successful (re)connects: a notification stream is continuous only within one generation. */
+  readonly generation: number;
+  /** Times the connection was restored after a loss. */
+  readonly reconnects: number;
+  /** Connects and keeps reconnecting, reporting to `events`; nothing happens before this is called. */
+  start(events: ListenerEvents): void;
   /** Channels with at least one subscriber (each costs one LISTEN). */
   readonly channelCount: number;
   has(channel: string): boolean;
@@ -58,15 +64,19 @@ const ACQUIRE_TIMEOUT_MS = 5000;
 /** PG: identifiers are quoted by doubling `"`; names never reach SQL any other way. */
 const quote = (name: string) => `"${name.replaceAll('"', '""')}"`;
 
-/** Opens the LISTEN connection now (so /healthz reflects the database from the start). */
+/**
+ * Creates the listener without connecting: {@link Listener.start} connects, once everything its events
+ * reach exists, so no callback can run against a half-built bridge.
+ */
 export function createListener(options: ListenerOptions): Listener {
-  const { events, log } = options;
+  const { log } = options;
+  let events: ListenerEvents | undefined;
   const refs = new Map<string, { count: number; ready: Promise<void> }>();
   let state: ListenerState = 'connecting';
   let failures = 0;
   let retry: Timer | undefined;
   let attempting = false;
-  let everUp = false;
+  let generation = 0;
 
   const common = { fetch_types: false, onnotice: () => {}, connection: { application_name: 'pg-notify-ws' } } as const;
   const listenOptions: postgres.Options<Record<string, never>> & {
@@ -79,7 +89,7 @@ export function createListener(options: ListenerOptions): Listener {
     connect_timeout: 10,
     // Seconds; finds a peer that vanished without a FIN (a partition) instead of waiting hours.
     keep_alive: 10,
-    onnotify: (channel, payload) => events.notification(channel, payload),
+    onnotify: (channel, payload) => events?.notification(channel, payload),
     onclose: () => lost(),
   };
   // `onnotify` is the hook postgres.js's own `sql.listen` is built on (parseOptions passes it to every
@@ -90,7 +100,7 @@ export function createListener(options: ListenerOptions): Listener {
   const setState = (next: ListenerState) => {
     if (state === next) return;
     state = next;
-    events.state(next);
+    events?.state(next);
   };
 
   function lost(): void {
@@ -128,15 +138,11 @@ export function createListener(options: ListenerOptions): Listener {
     }
     attempting = false;
     if (state === 'stopped') return;
-    log.info(everUp ? 'database connection restored' : 'database connected', { retries: failures });
-    const boundary = everUp;
-    everUp = true;
+    log.info(generation > 0 ? 'database connection restored' : 'database connected', { retries: failures });
+    generation += 1;
     failures = 0;
     setState('up');
-    if (boundary && channels.length > 0) events.reconnected(channels);
   }
-
-  void attempt();
 
   function release(channel: string): void {
     const entry = refs.get(channel);
@@ -155,6 +161,17 @@ export function createListener(options: ListenerOptions): Listener {
   return {
     get state() {
       return state;
+    },
+    get generation() {
+      return generation;
+    },
+    get reconnects() {
+      return Math.max(0, generation - 1);
+    },
+    start(listenerEvents) {
+      if (events !== undefined) return;
+      events = listenerEvents;
+      void attempt();
     },
     get channelCount() {
       return refs.size;

@@ -3,14 +3,15 @@
  * Pure, so every refusal is tested without a database or a socket.
  */
 import type { ChannelName } from '../channels/name.ts';
-import { Refusal, type RefusalReason } from './wire.ts';
+import { type RefusalLabel, Refusals } from './wire.ts';
 
 /** Everything the decision depends on, read by the server at the moment of the request. */
 export interface AdmissionInput {
   readonly channel: ChannelName;
   readonly allowed: (name: string) => boolean;
   readonly stopping: boolean;
-  readonly databaseUp: boolean;
+  /** The LISTEN connection was lost and is not back (not merely still connecting at startup). */
+  readonly databaseDown: boolean;
   readonly connections: number;
   readonly maxConnections: number;
   readonly listening: (name: string) => boolean;
@@ -21,12 +22,12 @@ export interface AdmissionInput {
 /** The decision; a refusal carries its HTTP status and a message safe to send to the client. */
 export type Admission =
   | { readonly ok: true; readonly channel: string }
-  | { readonly ok: false; readonly reason: RefusalReason; readonly status: number; readonly message: string };
+  | { readonly ok: false; readonly reason: RefusalLabel; readonly status: number; readonly message: string };
 
-const refuse = (reason: RefusalReason, message: string): Admission => ({
+const refuse = (reason: RefusalLabel, message: string): Admission => ({
   ok: false,
   reason,
-  status: Refusal[reason],
+  status: Refusals[reason].status,
   message,
 });
 
@@ -35,17 +36,17 @@ const refuse = (reason: RefusalReason, message: string): Admission => ({
  * the server is full; a channel that is already listened to costs no new LISTEN and passes the cap.
  */
 export function admit(input: AdmissionInput): Admission {
-  if (input.stopping) return refuse('shuttingDown', 'server is shutting down');
-  if (!input.channel.ok) return refuse('badName', input.channel.reason);
+  if (input.stopping) return refuse('shutting_down', 'server is shutting down');
+  if (!input.channel.ok) return refuse('bad_name', input.channel.reason);
   const name = input.channel.name;
   if (!input.allowed(name))
-    return refuse('unknownChannel', `channel "${name}" is not declared and unknown channels are rejected`);
-  if (!input.databaseUp) return refuse('databaseDown', 'database connection is down; retry shortly');
+    return refuse('unknown_channel', `channel "${name}" is not declared and unknown channels are rejected`);
+  if (input.databaseDown) return refuse('database_down', 'database connection is down; retry shortly');
   if (input.connections >= input.maxConnections) {
-    return refuse('connectionLimit', `connection limit reached (${input.maxConnections})`);
+    return refuse('connection_limit', `connection limit reached (${input.maxConnections})`);
   }
   if (!input.listening(name) && input.channels >= input.maxChannels) {
-    return refuse('channelLimit', `channel limit reached (${input.maxChannels} distinct channels)`);
+    return refuse('channel_limit', `channel limit reached (${input.maxChannels} distinct channels)`);
   }
   return { ok: true, channel: name };
 }

@@ -9,43 +9,63 @@ import type { Server, ServerWebSocket } from 'bun';
 import type { Catalog } from '../channels/catalog.ts';
 import { channelFromPath } from '../channels/name.ts';
 import type { Config } from '../config/load.ts';
+import type { Canary } from '../db/canary.ts';
 import type { Listener } from '../db/listener.ts';
+import { StartupError } from '../errors.ts';
 import type { Logger } from '../observe/log.ts';
-import type { CloseReason, Stats } from '../observe/stats.ts';
+import type { Stats } from '../observe/stats.ts';
 import { admit } from './admission.ts';
-import { Close, type CloseCode, CloseReason as CloseText, type Frame, Refusal } from './wire.ts';
+import type { Routes } from './routes.ts';
+import {
+  type CloseLabel,
+  type CloseMetricLabel,
+  Closes,
+  type Frame,
+  type RefusalLabel,
+  Refusals,
+  refusalHeaders,
+} from './wire.ts';
 
 interface SocketData {
   readonly channel: string;
-  closedBy: CloseReason | undefined;
+  /** The listener generation the socket was admitted under; a socket from an older one missed notifications. */
+  readonly generation: number;
+  closedBy: CloseLabel | undefined;
 }
 
 type Socket = ServerWebSocket<SocketData>;
-
-/** Plain HTTP routes by exact path (GET only); the server answers 404/405 for the rest. */
-export type Routes = Readonly<Record<string, (request: Request) => Response | Promise<Response>>>;
 
 /** Options for {@link createServer}; `listener` is used only to acquire and release channels. */
 export interface ServerOptions {
   config: Config;
   catalog: Catalog;
-  listener: Pick<Listener, 'acquire' | 'release' | 'has' | 'channelCount' | 'state'>;
+  listener: Pick<Listener, 'acquire' | 'release' | 'has' | 'channelCount' | 'state' | 'generation'>;
+  /** Upgrades wait (up to one canary interval) for a round trip through the current LISTEN connection. */
+  canary: Pick<Canary, 'verified'>;
   stats: Stats;
   routes: Routes;
   log: Logger;
+  /** Share the port with sibling worker processes (`[server] workers`). */
+  reusePort: boolean;
   /** Called when a channel loses its last subscriber. */
   onChannelEmpty?: (channel: string) => void;
 }
 
-/** The running HTTP/WebSocket server. */
-export interface BridgeServer {
+/** Where the server listens: the address it bound, and a URL a local client can use. */
+export interface Bound {
+  readonly host: string;
+  readonly port: number;
   readonly url: URL;
+}
+
+/** The HTTP/WebSocket server; nothing is bound until `listen`. */
+export interface BridgeServer {
+  /** Binds the port. Throws if it is taken. */
+  listen(): Bound;
   /** Sends one frame to every subscriber of a channel; returns how many subscribers it went to. */
   publish(channel: string, frame: Frame): number;
-  /** Closes every socket on these channels with the given code (e.g. 1012 after a reconnect). */
-  closeChannels(channels: readonly string[], code: CloseCode, reason: CloseReason): void;
-  readonly connections: number;
-  subscribers(): ReadonlyMap<string, number>;
+  /** Closes every socket with the given cause (e.g. `database_lost` the moment the LISTEN connection goes). */
+  closeAll(cause: CloseLabel): void;
   /** Stops accepting, closes every socket with 1001, waits up to `graceMs` for them to go. */
   stop(graceMs?: number): Promise<void>;
 }
@@ -53,136 +73,165 @@ export interface BridgeServer {
 // The hard cap lets a close frame queue behind the backlog; the sweep closes at the soft bound first.
 const HARD_CAP_HEADROOM = 64 * 1024;
 
-/** Starts listening at once; `reusePort` lets several worker processes share the port. */
-export function createServer(options: ServerOptions, reusePort = false): BridgeServer {
-  const { config, catalog, listener, stats, routes, log } = options;
+/** Creates the server; `listen` binds it. */
+export function createServer(options: ServerOptions): BridgeServer {
+  const { config, catalog, listener, canary, stats, routes, log } = options;
   const limits = config.server;
   const sockets = new Map<string, Set<Socket>>();
   const sweeps = new Set<string>();
-  let admitted = 0;
   let stopping = false;
+  let server: Server<SocketData> | undefined;
 
-  const close = (ws: Socket, code: CloseCode, reason: CloseReason) => {
+  const close = (ws: Socket, cause: CloseLabel) => {
     if (ws.data.closedBy !== undefined) return;
-    ws.data.closedBy = reason;
-    ws.close(code, CloseText[code]);
+    ws.data.closedBy = cause;
+    ws.close(Closes[cause].code, Closes[cause].text);
   };
 
   // Runs after the current batch of notifications: closes whoever fell past the bound.
   const sweep = (channel: string) => {
     sweeps.delete(channel);
     for (const ws of sockets.get(channel) ?? []) {
-      if (ws.getBufferedAmount() > limits.slowConsumerBytes) close(ws, Close.slowConsumer, 'slow_consumer');
+      if (ws.getBufferedAmount() > limits.slowConsumerBytes) close(ws, 'slow_consumer');
     }
   };
 
-  async function upgrade(
-    request: Request,
-    server: Server<SocketData>,
-    pathname: string,
-  ): Promise<Response | undefined> {
+  const refuse = (label: RefusalLabel, message: string) => {
+    stats.refuse(label);
+    return new Response(`${message}\n`, { status: Refusals[label].status, headers: refusalHeaders(label) });
+  };
+
+  async function upgrade(request: Request, bun: Server<SocketData>, pathname: string): Promise<Response | undefined> {
     const decision = admit({
       channel: channelFromPath(pathname),
       allowed: catalog.allows,
       stopping,
-      databaseUp: listener.state === 'up',
-      connections: admitted,
+      databaseDown: listener.state === 'down',
+      connections: stats.connections,
       maxConnections: limits.maxConnections,
       listening: listener.has,
       channels: listener.channelCount,
       maxChannels: limits.maxChannels,
     });
-    if (!decision.ok) {
-      stats.refuse(decision.reason);
-      return new Response(`${decision.message}\n`, { status: decision.status, headers: retryAfter(decision.status) });
-    }
+    if (!decision.ok) return refuse(decision.reason, decision.message);
     const channel = decision.channel;
-    admitted += 1;
+    stats.connections += 1;
+    // Accept no client that cannot be served: behind a transaction-mode pooler LISTEN succeeds and
+    // nothing is ever delivered, so only a round trip through the current connection proves it works.
+    // At startup this also waits out the first connect.
+    if (!(await canary.verified(config.database.canaryIntervalMs))) {
+      stats.connections -= 1;
+      if (listener.state !== 'up') return refuse('database_down', 'database connection is down; retry shortly');
+      return refuse('not_ready', 'notifications are not arriving from the database yet; retry shortly');
+    }
+    const generation = listener.generation;
     try {
       await listener.acquire(channel);
     } catch (error) {
-      admitted -= 1;
-      stats.refuse('databaseDown');
+      stats.connections -= 1;
       log.warn('LISTEN failed; upgrade refused', { channel, error });
-      return new Response('could not LISTEN on the channel; retry shortly\n', {
-        status: Refusal.databaseDown,
-        headers: retryAfter(Refusal.databaseDown),
-      });
+      return refuse('database_down', 'could not LISTEN on the channel; retry shortly');
     }
     // The LISTEN is in place before the socket opens: every NOTIFY committed after open reaches it.
-    if (!stopping && server.upgrade(request, { data: { channel, closedBy: undefined } })) return undefined;
-    admitted -= 1;
+    if (!stopping && bun.upgrade(request, { data: { channel, generation, closedBy: undefined } })) return undefined;
+    stats.connections -= 1;
     listener.release(channel);
-    return new Response(stopping ? 'server is shutting down\n' : 'WebSocket upgrade failed\n', {
-      status: stopping ? Refusal.shuttingDown : Refusal.upgradeFailed,
+    return stopping
+      ? refuse('shutting_down', 'server is shutting down')
+      : refuse('upgrade_failed', 'WebSocket upgrade failed');
+  }
+
+  function fetch(request: Request, bun: Server<SocketData>) {
+    const pathname = new URL(request.url).pathname;
+    if (request.headers.get('upgrade')?.toLowerCase() === 'websocket') return upgrade(request, bun, pathname);
+    const route = Object.hasOwn(routes, pathname) ? routes[pathname] : undefined;
+    if (route !== undefined) {
+      if (request.method !== 'GET' && request.method !== 'HEAD') {
+        return new Response('method not allowed\n', { status: 405 });
+      }
+      return route(request);
+    }
+    if (channelFromPath(pathname).ok) {
+      stats.refuse('not_websocket');
+      return new Response('connect with a WebSocket to receive this channel\n', {
+        status: Refusals.not_websocket.status,
+        headers: { upgrade: 'websocket' },
+      });
+    }
+    return new Response('not found\n', { status: 404 });
+  }
+
+  function listen(): Bound {
+    try {
+      server = serve();
+    } catch (error) {
+      if ((error as { code?: unknown }).code !== 'EADDRINUSE') throw error;
+      throw new StartupError(
+        `port ${limits.port} on ${limits.host} is already in use: stop the other process, or choose another port with PORT or [server] port`,
+        { cause: error },
+      );
+    }
+    const host = limits.host;
+    const port = server.port ?? limits.port;
+    const local = host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '[::1]' : host;
+    return { host, port, url: new URL(`http://${local}:${port}/`) };
+  }
+
+  function serve(): Server<SocketData> {
+    return Bun.serve<SocketData>({
+      hostname: limits.host,
+      port: limits.port,
+      reusePort: options.reusePort,
+      fetch,
+      error(error) {
+        log.error('request handler failed', { error });
+        return new Response('internal server error\n', { status: 500 });
+      },
+      websocket: {
+        maxPayloadLength: limits.maxMessageBytes,
+        backpressureLimit: limits.slowConsumerBytes * 2 + HARD_CAP_HEADROOM,
+        closeOnBackpressureLimit: true,
+        idleTimeout: limits.idleTimeout,
+        sendPings: true,
+        open(ws) {
+          const { channel } = ws.data;
+          let set = sockets.get(channel);
+          if (set === undefined) {
+            set = new Set();
+            sockets.set(channel, set);
+          }
+          set.add(ws);
+          stats.channel(channel).subscribers += 1;
+          ws.subscribe(channel);
+          if (stopping) close(ws, 'shutdown');
+          // The connection was lost (and perhaps restored) between the LISTEN and this open.
+          else if (listener.generation !== ws.data.generation || listener.state !== 'up') close(ws, 'database_lost');
+        },
+        message(ws) {
+          close(ws, 'receive_only');
+        },
+        close(ws, code, reason) {
+          const { channel } = ws.data;
+          const set = sockets.get(channel);
+          set?.delete(ws);
+          stats.channel(channel).subscribers -= 1;
+          if (set?.size === 0) {
+            sockets.delete(channel);
+            options.onChannelEmpty?.(channel);
+          }
+          stats.connections -= 1;
+          listener.release(channel);
+          stats.close(ws.data.closedBy ?? closeLabelOf(code, reason));
+        },
+      },
     });
   }
 
-  const server: Server<SocketData> = Bun.serve<SocketData>({
-    hostname: limits.host,
-    port: limits.port,
-    reusePort,
-    async fetch(request, server) {
-      const pathname = new URL(request.url).pathname;
-      if (request.headers.get('upgrade')?.toLowerCase() === 'websocket') return upgrade(request, server, pathname);
-      const route = Object.hasOwn(routes, pathname) ? routes[pathname] : undefined;
-      if (route !== undefined) {
-        if (request.method !== 'GET' && request.method !== 'HEAD')
-          return new Response('method not allowed\n', { status: 405 });
-        return route(request);
-      }
-      const named = channelFromPath(pathname);
-      if (named.ok)
-        return new Response('connect with a WebSocket to receive this channel\n', {
-          status: Refusal.notWebSocket,
-          headers: { upgrade: 'websocket' },
-        });
-      return new Response('not found\n', { status: 404 });
-    },
-    error(error) {
-      log.error('request handler failed', { error });
-      return new Response('internal server error\n', { status: 500 });
-    },
-    websocket: {
-      maxPayloadLength: limits.maxMessageBytes,
-      backpressureLimit: limits.slowConsumerBytes * 2 + HARD_CAP_HEADROOM,
-      closeOnBackpressureLimit: true,
-      idleTimeout: limits.idleTimeout,
-      sendPings: true,
-      open(ws) {
-        const { channel } = ws.data;
-        let set = sockets.get(channel);
-        if (set === undefined) {
-          set = new Set();
-          sockets.set(channel, set);
-        }
-        set.add(ws);
-        ws.subscribe(channel);
-        if (stopping) close(ws, Close.goingAway, 'shutdown');
-      },
-      message(ws) {
-        close(ws, Close.receiveOnly, 'receive_only');
-      },
-      close(ws, code, reason) {
-        const { channel } = ws.data;
-        const set = sockets.get(channel);
-        set?.delete(ws);
-        if (set?.size === 0) {
-          sockets.delete(channel);
-          options.onChannelEmpty?.(channel);
-        }
-        admitted -= 1;
-        listener.release(channel);
-        stats.close(ws.data.closedBy ?? closeReasonOf(code, reason));
-      },
-    },
-  });
-
   return {
-    url: new URL(`http://${limits.host === '0.0.0.0' ? '127.0.0.1' : limits.host}:${server.port}/`),
+    listen,
     publish(channel, frame) {
       const set = sockets.get(channel);
-      if (set === undefined) return 0;
+      if (set === undefined || server === undefined) return 0;
       // -1: someone is backpressured, 0: someone dropped it (and was closed at the hard cap).
       if (server.publish(channel, frame) <= 0 && !sweeps.has(channel)) {
         sweeps.add(channel);
@@ -190,16 +239,13 @@ export function createServer(options: ServerOptions, reusePort = false): BridgeS
       }
       return set.size;
     },
-    closeChannels(channels, code, reason) {
-      for (const channel of channels) for (const ws of sockets.get(channel) ?? []) close(ws, code, reason);
+    closeAll(cause) {
+      for (const set of sockets.values()) for (const ws of set) close(ws, cause);
     },
-    get connections() {
-      return admitted;
-    },
-    subscribers: () => new Map([...sockets].map(([channel, set]) => [channel, set.size])),
     async stop(graceMs = 2000) {
       stopping = true;
-      for (const set of sockets.values()) for (const ws of set) close(ws, Close.goingAway, 'shutdown');
+      for (const set of sockets.values()) for (const ws of set) close(ws, 'shutdown');
+      if (server === undefined) return;
       const closed = server.stop(false);
       const timeout = Bun.sleep(graceMs).then(() => 'timeout' as const);
       if ((await Promise.race([closed, timeout])) === 'timeout') await server.stop(true);
@@ -209,11 +255,8 @@ export function createServer(options: ServerOptions, reusePort = false): BridgeS
 
 // uWebSockets sends the client 1009 for an oversized frame but reports it to this handler as 1006 with
 // its own reason text, so both are read.
-function closeReasonOf(code: number, reason: string): CloseReason {
-  if (code === Close.tooBig || reason === 'Received too big message') return 'too_big';
+function closeLabelOf(code: number, reason: string): CloseMetricLabel {
+  if (code === Closes.too_big.code || reason === 'Received too big message') return 'too_big';
+  if (code === Closes.invalid_utf8.code) return 'invalid_utf8';
   return code === 1006 ? 'abnormal' : 'client';
-}
-
-function retryAfter(status: number): Record<string, string> {
-  return status === 503 ? { 'retry-after': '1' } : {};
 }

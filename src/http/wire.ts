@@ -1,46 +1,147 @@
 /**
- * What a client can see of the bridge: WebSocket close codes and HTTP statuses.
+ * Everything a client can see of the bridge's refusals and closes, in one table per concept: the number
+ * (close code or HTTP status), the text sent, the metric label, and what the client should do.
  *
- * One table, so the README, the console and the tests agree on every number. Close codes follow
- * RFC 6455 §7.4.1 and the IANA registry (1012 "service restart", 1013 "try again later").
+ * Every other place derives from these tables: the server sends `code` and `text`, /metrics labels by the
+ * key (snake_case, one style for every label), and the README's tables are checked against them by
+ * `test/readme.test.ts`. Close codes follow RFC 6455 §7.4.1 and the IANA registry (1012 "service restart").
  */
-export const Close = {
-  /** The server is shutting down (SIGINT/SIGTERM). Reconnect to another instance or later. */
-  goingAway: 1001,
-  /** The client sent a data frame: plain channel sockets are receive-only. */
-  receiveOnly: 1003,
-  /** The client fell more than `slow_consumer_bytes` behind; closed rather than silently dropped. */
-  slowConsumer: 1008,
-  /** The client sent a frame over `max_message_bytes` (uWebSockets closes these itself). */
-  tooBig: 1009,
-  /** The database connection was lost and restored: notifications may have been missed. */
-  databaseRestart: 1012,
-} as const;
 
-export type CloseCode = (typeof Close)[keyof typeof Close];
+/** One way a socket ends, as the client sees it. */
+export interface CloseCause {
+  /** The WebSocket close code the client receives. */
+  readonly code: number;
+  /** The close frame's reason text (RFC 6455 §5.5.1: at most 123 bytes), or what the peer sees instead. */
+  readonly text: string;
+  /** Whether the bridge itself sends this code; otherwise it is what the client observes (1006, 1007). */
+  readonly sent: boolean;
+  readonly when: string;
+  readonly advice: string;
+}
 
-/** Close reasons sent in the close frame (RFC 6455 §5.5.1: at most 123 bytes). */
-export const CloseReason: Readonly<Record<CloseCode, string>> = {
-  [Close.goingAway]: 'server shutting down',
-  [Close.receiveOnly]: 'channel sockets are receive-only',
-  [Close.slowConsumer]: 'slow consumer: too much unsent data',
-  [Close.tooBig]: 'message too big',
-  [Close.databaseRestart]: 'database connection restored: notifications may have been missed',
-};
+/** Close causes by metric label. */
+export const Closes = {
+  shutdown: {
+    code: 1001,
+    text: 'server shutting down',
+    sent: true,
+    when: 'server shutting down (SIGINT/SIGTERM)',
+    advice: 'reconnect with backoff (to another instance)',
+  },
+  receive_only: {
+    code: 1003,
+    text: 'channel sockets are receive-only',
+    sent: true,
+    when: 'the client sent a data frame on a plain channel socket (they are receive-only)',
+    advice: 'stop sending; reconnect',
+  },
+  abnormal: {
+    code: 1006,
+    text: '(no close frame)',
+    sent: false,
+    when: 'no close frame: the peer vanished, or did not answer pings within `idle_timeout`',
+    advice: 'reconnect with backoff',
+  },
+  invalid_utf8: {
+    code: 1007,
+    text: 'Invalid UTF-8',
+    sent: true,
+    when: 'the client sent a text frame that is not UTF-8',
+    advice: 'fix the client',
+  },
+  slow_consumer: {
+    code: 1008,
+    text: 'slow consumer: too much unsent data',
+    sent: true,
+    when: 'slow consumer: more than `slow_consumer_bytes` unsent; frames before the close were delivered, later ones not',
+    advice: 'reconnect and resynchronise; read faster',
+  },
+  too_big: {
+    code: 1009,
+    text: 'message too big',
+    sent: true,
+    when: 'the client sent a frame over `max_message_bytes`',
+    advice: 'fix the client',
+  },
+  database_lost: {
+    code: 1012,
+    text: 'database connection lost: notifications may be missed',
+    sent: true,
+    when: 'the LISTEN connection was lost (sent at the moment of the loss): notifications sent until it is back are gone',
+    advice: 'reconnect with backoff (503 until the database is back), then resynchronise (re-read state)',
+  },
+} as const satisfies Readonly<Record<string, CloseCause>>;
 
-/** Why an upgrade was refused, with the HTTP status the client sees. */
-export const Refusal = {
-  badName: 400,
-  notWebSocket: 426,
-  upgradeFailed: 400,
-  unknownChannel: 404,
-  databaseDown: 503,
-  connectionLimit: 503,
-  channelLimit: 503,
-  shuttingDown: 503,
-} as const;
+/** A close the bridge (or its WebSocket layer) causes, named by its metric label. */
+export type CloseLabel = keyof typeof Closes;
 
-export type RefusalReason = keyof typeof Refusal;
+/** Every label `pgws_closes_total` uses: the causes above plus `client`, a close the client started. */
+export type CloseMetricLabel = CloseLabel | 'client';
+
+/** One reason an upgrade is refused, as the client sees it. */
+export interface RefusalCause {
+  /** The HTTP status; 503s carry `Retry-After: 1`. */
+  readonly status: number;
+  readonly when: string;
+  readonly advice: string;
+}
+
+/** Refusal causes by metric label. */
+export const Refusals = {
+  bad_name: {
+    status: 400,
+    when: 'channel name empty, over 63 bytes of UTF-8, not one path segment, or bad percent-encoding',
+    advice: 'fix the URL; do not retry',
+  },
+  upgrade_failed: {
+    status: 400,
+    when: 'the WebSocket handshake itself was malformed',
+    advice: 'fix the client; do not retry',
+  },
+  unknown_channel: {
+    status: 404,
+    when: 'channel not declared and `unknown_channels = "reject"`',
+    advice: 'fix the channel; do not retry',
+  },
+  not_websocket: {
+    status: 426,
+    when: 'a plain HTTP GET on a channel path',
+    advice: 'connect with a WebSocket',
+  },
+  database_down: {
+    status: 503,
+    when: 'the LISTEN connection is down, or a LISTEN timed out (5 s)',
+    advice: 'retry with backoff',
+  },
+  not_ready: {
+    status: 503,
+    when: 'no NOTIFY round trip has come back on the current LISTEN connection yet (after start or a reconnect)',
+    advice: 'retry with backoff',
+  },
+  connection_limit: {
+    status: 503,
+    when: '`max_connections` reached',
+    advice: 'retry with backoff (to another instance)',
+  },
+  channel_limit: {
+    status: 503,
+    when: '`max_channels` distinct channels already LISTENed',
+    advice: 'retry with backoff',
+  },
+  shutting_down: {
+    status: 503,
+    when: 'the server is shutting down',
+    advice: 'retry with backoff (to another instance)',
+  },
+} as const satisfies Readonly<Record<string, RefusalCause>>;
+
+/** Why an upgrade was refused, named by its metric label. */
+export type RefusalLabel = keyof typeof Refusals;
+
+/** The headers a refusal carries: `Retry-After` on every 503, so clients back off instead of hammering. */
+export function refusalHeaders(label: RefusalLabel): Record<string, string> {
+  return Refusals[label].status === 503 ? { 'retry-after': '1' } : {};
+}
 
 /** Text frames are all the bridge sends; this is the one place that says how a payload is framed. */
 export type Frame = string;

@@ -1,20 +1,19 @@
 /**
  * GET /metrics in the Prometheus text format, rendered by prom-client (the well-kept exposition
- * library; it runs unchanged on Bun). Every metric is filled at scrape time from the plain counters in
- * {@link Stats}, so the notification hot path never touches prom-client's label hashing.
+ * library; it runs unchanged on Bun). Every metric is one row of a table, filled at scrape time from the
+ * plain counters in {@link Stats}, so the notification hot path never touches prom-client's label hashing.
  */
 import { Counter, Gauge, Registry } from 'prom-client';
-import type { CanaryStatus } from '../db/canary.ts';
-import type { Stats } from './stats.ts';
+import type { Canary } from '../db/canary.ts';
+import type { Listener } from '../db/listener.ts';
+import { Closes, Refusals } from '../http/wire.ts';
+import type { ChannelStats, Stats } from './stats.ts';
 
 /** Where the figures come from, read on each scrape. */
 export interface MetricsSource {
   stats: Stats;
-  connections: () => number;
-  subscribers: () => ReadonlyMap<string, number>;
-  listenerUp: () => boolean;
-  listenChannels: () => number;
-  canary: () => CanaryStatus;
+  listener: Pick<Listener, 'state' | 'channelCount' | 'reconnects'>;
+  canary: Pick<Canary, 'status'>;
 }
 
 /** A registry bound to one bridge; `render` produces the exposition text. */
@@ -23,136 +22,146 @@ export interface Metrics {
   render(): Promise<string>;
 }
 
-/** Metric names share the `pgws_` prefix; see the README for each one's meaning. */
-export function createMetrics(source: MetricsSource): Metrics {
-  const registry = new Registry();
-  const registers = [registry];
-  const { stats } = source;
+type Labels = Record<string, string>;
+/** One sample: a bare number, or labelled values. `undefined` leaves the series out (nothing measured yet). */
+type Reading = number | undefined | Iterable<readonly [Labels, number]>;
 
-  const perChannel = (
-    name: string,
-    help: string,
-    pick: (s: Stats['channels'] extends Map<string, infer C> ? C : never) => number,
-  ) =>
-    new Counter({
-      name,
-      help,
-      labelNames: ['channel'],
-      registers,
-      collect() {
+/** One metric: its name, kind, help text and how to read it. The README's table lists the same rows. */
+export interface MetricDefinition {
+  readonly name: string;
+  readonly type: 'counter' | 'gauge';
+  readonly help: string;
+  readonly labels: readonly string[];
+  read(source: MetricsSource): Reading;
+}
+
+const perChannel = (pick: (counters: ChannelStats) => number) => (source: MetricsSource) =>
+  [...source.stats.channels].map(([channel, counters]) => [{ channel }, pick(counters)] as const);
+
+const labelled = <K extends string>(counts: ReadonlyMap<K, number>) =>
+  [...counts].map(([reason, count]) => [{ reason }, count] as const);
+
+/** Every metric the bridge exports, all with the `pgws_` prefix. */
+export const METRICS: readonly MetricDefinition[] = [
+  {
+    name: 'pgws_connections',
+    type: 'gauge',
+    help: 'Open WebSocket connections (including upgrades in progress).',
+    labels: [],
+    read: (s) => s.stats.connections,
+  },
+  {
+    name: 'pgws_channel_subscribers',
+    type: 'gauge',
+    help: 'Open sockets per channel.',
+    labels: ['channel'],
+    read: (s) =>
+      [...s.stats.channels].filter(([, c]) => c.subscribers > 0).map(([channel, c]) => [{ channel }, c.subscribers]),
+  },
+  {
+    name: 'pgws_notifications_received_total',
+    type: 'counter',
+    help: 'Notifications received from PostgreSQL.',
+    labels: ['channel'],
+    read: perChannel((c) => c.received),
+  },
+  {
+    name: 'pgws_frames_delivered_total',
+    type: 'counter',
+    help: 'Frames sent to subscribers (one per subscriber per notification).',
+    labels: ['channel'],
+    read: perChannel((c) => c.delivered),
+  },
+  {
+    name: 'pgws_notifications_invalid_total',
+    type: 'counter',
+    help: 'Notifications dropped as invalid, by reason (json: not JSON; schema: failed the channel schema).',
+    labels: ['channel', 'reason'],
+    read: (s) =>
+      [...s.stats.channels].flatMap(([channel, c]) => [
+        [{ channel, reason: 'json' }, c.invalidJson] as const,
+        [{ channel, reason: 'schema' }, c.invalidSchema] as const,
+      ]),
+  },
+  {
+    name: 'pgws_closes_total',
+    type: 'counter',
+    help: `Sockets closed, by reason (${[...Object.keys(Closes), 'client'].join(', ')}).`,
+    labels: ['reason'],
+    read: (s) => labelled(s.stats.closes),
+  },
+  {
+    name: 'pgws_upgrades_refused_total',
+    type: 'counter',
+    help: `WebSocket upgrades refused, by reason (${Object.keys(Refusals).join(', ')}).`,
+    labels: ['reason'],
+    read: (s) => labelled(s.stats.refusals),
+  },
+  {
+    name: 'pgws_listener_reconnects_total',
+    type: 'counter',
+    help: 'Times the LISTEN connection was restored after a loss.',
+    labels: [],
+    read: (s) => s.listener.reconnects,
+  },
+  {
+    name: 'pgws_listen_channels',
+    type: 'gauge',
+    help: 'Channels the LISTEN connection is listening to for clients (each has at least one subscriber).',
+    labels: [],
+    read: (s) => s.listener.channelCount,
+  },
+  {
+    name: 'pgws_listener_up',
+    type: 'gauge',
+    help: '1 when the LISTEN connection is established.',
+    labels: [],
+    read: (s) => (s.listener.state === 'up' ? 1 : 0),
+  },
+  {
+    name: 'pgws_canary_ready',
+    type: 'gauge',
+    help: '1 when a NOTIFY round trip on the current LISTEN connection succeeded within the last three canary intervals.',
+    labels: [],
+    read: (s) => (s.canary.status().ready ? 1 : 0),
+  },
+  {
+    name: 'pgws_canary_latency_seconds',
+    type: 'gauge',
+    help: 'Latency of the last successful canary NOTIFY round trip.',
+    labels: [],
+    read: (s) => {
+      const latency = s.canary.status().latencyMs;
+      return latency === undefined ? undefined : latency / 1000;
+    },
+  },
+  {
+    name: 'pgws_notification_queue_usage',
+    type: 'gauge',
+    help: "PostgreSQL's pg_notification_queue_usage(), sampled with each canary (0 to 1).",
+    labels: [],
+    read: (s) => s.canary.status().queueUsage,
+  },
+];
+
+/** Builds the registry from {@link METRICS} (plus any extra rows) bound to one bridge's sources. */
+export function createMetrics(source: MetricsSource, extra: readonly MetricDefinition[] = []): Metrics {
+  const registry = new Registry();
+  for (const definition of [...METRICS, ...extra]) {
+    const Metric = definition.type === 'counter' ? Counter : Gauge;
+    new Metric({
+      name: definition.name,
+      help: definition.help,
+      labelNames: [...definition.labels],
+      registers: [registry],
+      collect(this: Counter | Gauge) {
         this.reset();
-        for (const [channel, counters] of stats.channels) this.inc({ channel }, pick(counters));
+        const reading = definition.read(source);
+        if (reading === undefined) return;
+        if (typeof reading === 'number') return void this.inc(reading);
+        for (const [labels, value] of reading) this.inc(labels, value);
       },
     });
-
-  new Gauge({
-    name: 'pgws_connections',
-    help: 'Open WebSocket connections (including upgrades in progress).',
-    registers,
-    collect() {
-      this.set(source.connections());
-    },
-  });
-  new Gauge({
-    name: 'pgws_channel_subscribers',
-    help: 'Open sockets per channel.',
-    labelNames: ['channel'],
-    registers,
-    collect() {
-      this.reset();
-      for (const [channel, count] of source.subscribers()) this.set({ channel }, count);
-    },
-  });
-  perChannel('pgws_notifications_received_total', 'Notifications received from PostgreSQL.', (c) => c.received);
-  perChannel(
-    'pgws_frames_delivered_total',
-    'Frames sent to subscribers (one per subscriber per notification).',
-    (c) => c.delivered,
-  );
-  new Counter({
-    name: 'pgws_notifications_invalid_total',
-    help: 'Notifications dropped as invalid, by reason (json: not JSON; schema: failed the channel schema).',
-    labelNames: ['channel', 'reason'],
-    registers,
-    collect() {
-      this.reset();
-      for (const [channel, c] of stats.channels) {
-        this.inc({ channel, reason: 'json' }, c.invalidJson);
-        this.inc({ channel, reason: 'schema' }, c.invalidSchema);
-      }
-    },
-  });
-  new Counter({
-    name: 'pgws_closes_total',
-    help: 'Sockets closed, by reason (slow_consumer, receive_only, too_big, database_restart, shutdown, client, abnormal).',
-    labelNames: ['reason'],
-    registers,
-    collect() {
-      this.reset();
-      for (const [reason, count] of stats.closes) this.inc({ reason }, count);
-    },
-  });
-  new Counter({
-    name: 'pgws_upgrades_refused_total',
-    help: 'WebSocket upgrades refused, by reason.',
-    labelNames: ['reason'],
-    registers,
-    collect() {
-      this.reset();
-      for (const [reason, count] of stats.refusals) this.inc({ reason }, count);
-    },
-  });
-  new Counter({
-    name: 'pgws_listener_reconnects_total',
-    help: 'Times the LISTEN connection was restored after a loss.',
-    registers,
-    collect() {
-      this.reset();
-      this.inc(stats.listenerReconnects);
-    },
-  });
-  new Gauge({
-    name: 'pgws_listen_channels',
-    help: 'Channels the LISTEN connection is listening to for clients (each has at least one subscriber).',
-    registers,
-    collect() {
-      this.set(source.listenChannels());
-    },
-  });
-  new Gauge({
-    name: 'pgws_listener_up',
-    help: '1 when the LISTEN connection is established.',
-    registers,
-    collect() {
-      this.set(source.listenerUp() ? 1 : 0);
-    },
-  });
-  new Gauge({
-    name: 'pgws_canary_ready',
-    help: '1 when a NOTIFY round trip succeeded within the last three canary intervals.',
-    registers,
-    collect() {
-      this.set(source.canary().ready ? 1 : 0);
-    },
-  });
-  new Gauge({
-    name: 'pgws_canary_latency_seconds',
-    help: 'Latency of the last successful canary NOTIFY round trip.',
-    registers,
-    collect() {
-      const latency = source.canary().latencyMs;
-      if (latency !== undefined) this.set(latency / 1000);
-    },
-  });
-  new Gauge({
-    name: 'pgws_notification_queue_usage',
-    help: "PostgreSQL's pg_notification_queue_usage(), sampled with each canary (0 to 1).",
-    registers,
-    collect() {
-      const usage = source.canary().queueUsage;
-      if (usage !== undefined) this.set(usage);
-    },
-  });
-
+  }
   return { contentType: registry.contentType, render: () => registry.metrics() };
 }

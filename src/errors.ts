@@ -1,0 +1,22 @@
+/**
+ * The errors a user can fix, each printed by `main.ts` as one line without a stack: the message says
+ * what failed and what to do. Anything else is a bug and keeps its stack.
+ */
+
+/** A failed config load (exit 2); `message` is complete and ready to print. */
+export class ConfigError extends Error {
+  override name = 'ConfigError' as const;
+
+  constructor(message: string, options?: ErrorOptions) {
+    // One line whatever the input quoted in it: a key or value with a newline must not split the message.
+    super(
+      message.replace(/[\u0000-\u001f\u007f\u2028\u2029]/g, (c) => JSON.stringify(c).slice(1, -1)),
+      options,
+    );
+  }
+}
+
+/** A start that cannot proceed for a reason outside the config file (exit 1): a port in use, a blocked directory. */
+export class StartupError extends Error {
+  override name = 'StartupError' as const;
+}

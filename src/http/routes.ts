@@ -1,0 +1,50 @@
+/**
+ * The plain HTTP endpoints: the console, health, readiness, metrics and the channel catalog. Each reads
+ * the bridge's state at request time; none of them touches a socket.
+ */
+import type { Canary } from '../db/canary.ts';
+import type { Listener } from '../db/listener.ts';
+import type { Metrics } from '../observe/metrics.ts';
+
+/** Plain HTTP routes by exact path (GET and HEAD only); the server answers 404/405/426 for the rest. */
+export type Routes = Readonly<Record<string, (request: Request) => Response | Promise<Response>>>;
+
+/** What the routes read. */
+export interface RouteOptions {
+  listener: Pick<Listener, 'state'>;
+  canary: Pick<Canary, 'status'>;
+  metrics: Metrics;
+  /** The /channels document, serialised once at startup. */
+  channelsDocument: string;
+  /** The console page served at `/`. */
+  consoleHtml: string | undefined;
+}
+
+const json = (body: unknown, status = 200) => Response.json(body, { status, headers: { 'cache-control': 'no-store' } });
+
+/** Builds the route table. */
+export function createRoutes(options: RouteOptions): Routes {
+  const { listener, canary, metrics } = options;
+  const consoleHtml = options.consoleHtml ?? 'console.html not found\n';
+  return {
+    '/': () => new Response(consoleHtml, { headers: { 'content-type': 'text/html; charset=utf-8' } }),
+    // Browsers ask for it on every page load; without this route it would be taken for a channel (426).
+    '/favicon.ico': () => new Response(null, { status: 404 }),
+    // The LISTEN connection only: is the process connected to its database.
+    '/healthz': () => {
+      const up = listener.state === 'up';
+      return json({ status: up ? 'ok' : 'unavailable', database: listener.state, pid: process.pid }, up ? 200 : 503);
+    },
+    // The connection and a recent NOTIFY round trip through it: will a subscriber get its notifications.
+    '/readyz': () => {
+      const status = canary.status();
+      const ready = listener.state === 'up' && status.ready;
+      return json({ ...status, ready, database: listener.state }, ready ? 200 : 503);
+    },
+    '/metrics': async () => new Response(await metrics.render(), { headers: { 'content-type': metrics.contentType } }),
+    '/channels': () =>
+      new Response(options.channelsDocument, {
+        headers: { 'content-type': 'application/json', 'cache-control': 'no-store' },
+      }),
+  };
+}

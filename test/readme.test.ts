@@ -1,0 +1,30 @@
+/**
+ * The README's reference tables are derived from the code's tables (close codes, refusals, metrics): these
+ * tests fail when one changes without the other, so the documentation cannot drift.
+ */
+import { describe, expect, test } from 'bun:test';
+import { join } from 'node:path';
+import { Closes, Refusals } from '../src/http/wire.ts';
+import { METRICS } from '../src/observe/metrics.ts';
+
+const readme = await Bun.file(join(import.meta.dir, '..', 'README.md')).text();
+const rows = readme.split('\n').filter((line) => line.startsWith('| '));
+
+describe('README tables follow the code', () => {
+  test.each(Object.entries(Closes))('close cause %s has its row: code, label, meaning, advice', (label, cause) => {
+    expect(rows).toContain(`| ${cause.code} | \`${label}\` | ${cause.when} | ${cause.advice} |`);
+  });
+
+  test.each(Object.entries(Refusals))('refusal %s has its row: status, label, meaning, advice', (label, cause) => {
+    expect(rows).toContain(`| ${cause.status} | \`${label}\` | ${cause.when} | ${cause.advice} |`);
+  });
+
+  test.each(METRICS.map((m) => [m.name, m] as const))('metric %s has its row with its type', (name, metric) => {
+    expect(rows.some((row) => row.startsWith(`| \`${name}\` | ${metric.type} |`))).toBe(true);
+  });
+
+  test('every metric the README lists exists', () => {
+    const listed = rows.flatMap((row) => /^\| `(pgws_\w+)` \|/.exec(row)?.[1] ?? []);
+    expect(listed.filter((name) => !METRICS.some((m) => m.name === name))).toEqual([]);
+  });
+});
