@@ -53,14 +53,6 @@ export async function stopAllTargets(): Promise<void> {
   await Promise.all([...live].map((target) => target.stop()));
 }
 
-/** A free TCP port on 0.0.0.0. */
-export async function freePort(): Promise<number> {
-  const probe = Bun.listen({ hostname: '0.0.0.0', port: 0, socket: { data() {} } });
-  const { port } = probe;
-  probe.stop(true);
-  return port;
-}
-
 const fresh = { headers: { connection: 'close' } };
 
 /** Spawns the server and waits until it is healthy; throws {@link ConfigRefusedError} on exit code 2. */
