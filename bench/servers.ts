@@ -49,7 +49,7 @@ export interface OursOptions {
   readonly healthyInARow?: number;
 }
 
-/** Starts our server; throws ConfigRefusedError (bench/target.ts) when it exits with code 2. */
+/** Starts our server and returns it once healthy; throws with its stderr if it exits first. */
 export async function startOurs(options: OursOptions): Promise<Target> {
   const dir = mkdtempSync(join(tmpdir(), 'pgws-bench-ours-'));
   const port = await freePort('0.0.0.0');
