@@ -46,8 +46,6 @@ export interface Tracker {
   arm(command: ArmCommand): void;
   receive(client: Client, frame: string, nowMs: number): void;
   report(): GeneratorReport;
-  readonly size: number;
-  readonly open: number;
 }
 
 /** `onProgress(count)`: every open client has now received at least `count` notifications of the run. */
@@ -62,7 +60,6 @@ export function createTracker(onProgress: (run: number, count: number) => void):
   let level = 0;
   let stray = 0;
   let closes: Record<string, number> = {};
-  let firstReceiveMs = 0;
   let lastReceiveMs = 0;
   let latency: Histogram = createHistogram();
   let open = 0;
@@ -112,7 +109,6 @@ export function createTracker(onProgress: (run: number, count: number) => void):
       level = 0;
       stray = 0;
       closes = {};
-      firstReceiveMs = 0;
       lastReceiveMs = 0;
       latency = createHistogram();
       for (const client of clients) reset(client);
@@ -136,7 +132,6 @@ export function createTracker(onProgress: (run: number, count: number) => void):
         stray += 1;
         return;
       }
-      if (firstReceiveMs === 0) firstReceiveMs = nowMs;
       lastReceiveMs = nowMs;
       record(latency, nowMs - numberAt(frame, tAt + 4));
       const byte = seq >>> 3;
@@ -158,24 +153,15 @@ export function createTracker(onProgress: (run: number, count: number) => void):
     },
     report() {
       return {
-        clients: clients.length,
-        open,
         unique: clients.map((c) => c.unique),
         duplicated: clients.map((c) => c.duplicated),
         reordered: clients.map((c) => c.reordered),
         stray,
         closes,
-        firstReceiveMs,
         lastReceiveMs,
         latency: toPairs(latency),
         maxLatencyMs: latency.maxMs,
       };
-    },
-    get size() {
-      return clients.length;
-    },
-    get open() {
-      return open;
     },
   };
 }
