@@ -57,9 +57,8 @@ export interface GeneratorReport {
   /** Close codes seen during the case (e.g. 1008 slow consumer), by code. */
   readonly closes: Readonly<Record<string, number>>;
   readonly lastReceiveMs: number;
-  /** Latency histogram buckets as [index, count] pairs (bench/histogram.ts). */
-  readonly latency: readonly (readonly [number, number])[];
-  readonly maxLatencyMs: number;
+  /** Every frame's latency, as an encoded HdrHistogram (bench/histogram.ts). */
+  readonly latency: string;
 }
 
 /** How a connect went: sockets opened and failed, and how long the slowest generator took. */

@@ -1,11 +1,11 @@
 /**
  * What every client of one generator received in the current case: unique, duplicated and reordered
- * frames (against a bitset of seen sequence numbers), receive times, a latency histogram, and the
+ * frames (against a bitset of seen sequence numbers), receive times, every frame's latency, and the
  * notifier's credit (bench/notifier.ts): the count every open client has reached, in steps.
  *
- * The hot path is `receive`: two indexOf calls on the frame's prefix, a bit test, a histogram bump.
+ * The hot path is `receive`: two indexOf calls on the frame's prefix, a bit test, a typed-array store.
  */
-import { createHistogram, type Histogram, record, toPairs } from './histogram.ts';
+import { createSamples, encodeHistogram } from './histogram.ts';
 import type { ArmCommand, GeneratorReport } from './protocol.ts';
 
 /** One client's counters; opaque to callers, who hand it back on every frame. */
@@ -61,7 +61,7 @@ export function createTracker(onProgress: (run: number, count: number) => void):
   let stray = 0;
   let closes: Record<string, number> = {};
   let lastReceiveMs = 0;
-  let latency: Histogram = createHistogram();
+  let latency = createSamples(0);
   let open = 0;
 
   const reset = (client: Client) => {
@@ -110,7 +110,7 @@ export function createTracker(onProgress: (run: number, count: number) => void):
       stray = 0;
       closes = {};
       lastReceiveMs = 0;
-      latency = createHistogram();
+      latency = createSamples(expected * clients.length);
       for (const client of clients) reset(client);
     },
     clear() {
@@ -133,7 +133,7 @@ export function createTracker(onProgress: (run: number, count: number) => void):
         return;
       }
       lastReceiveMs = nowMs;
-      record(latency, nowMs - numberAt(frame, tAt + 4));
+      latency.add(nowMs - numberAt(frame, tAt + 4));
       const byte = seq >>> 3;
       const bit = 1 << (seq & 7);
       if ((client.seen[byte]! & bit) !== 0) {
@@ -159,8 +159,7 @@ export function createTracker(onProgress: (run: number, count: number) => void):
         stray,
         closes,
         lastReceiveMs,
-        latency: toPairs(latency),
-        maxLatencyMs: latency.maxMs,
+        latency: encodeHistogram(latency.histogram()),
       };
     },
   };
