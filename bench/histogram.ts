@@ -1,86 +1,70 @@
 /**
- * A latency histogram that generators fill per frame and the orchestrator merges: log-linear buckets
- * over microseconds (exact below 64 µs, then 32 buckets per power of two, so within ~3 %), the
- * HdrHistogram idea in a few lines. Recording is a couple of integer operations, no allocation.
+ * Latency histograms: HdrHistogram (hdr-histogram-js, its pure-JS build) over whole microseconds with
+ * 3 significant digits, so a percentile is within 0.1 % of the recorded values; read in milliseconds.
+ * Generators send theirs to the orchestrator in HdrHistogram's compressed encoding, to be added up there.
+ *
+ * Generators do not record per frame: recordValue costs about 40 ns in pure JS (a typed-array store
+ * about 2), and from 100 clients up the generators are this machine's bottleneck, so a per-frame cost
+ * there would lower every frames/s figure. Each frame's latency goes into a typed array, and into the
+ * histogram when the report is asked for, after the measured window.
  */
+import { build, decodeFromCompressedBase64, encodeIntoCompressedBase64, type Histogram } from 'hdr-histogram-js';
 
-const LINEAR = 64;
-const SUB_BITS = 5;
-const SUB = 1 << SUB_BITS;
-// Values are clamped to 2^31 - 1 µs (35 minutes): Math.clz32 works on 32-bit integers.
+export type { Histogram };
+
+const BUCKET_BITS = 32;
+const US_PER_MS = 1000;
+// The typed array holds int32 microseconds (35 minutes).
 const MAX_US = 2 ** 31 - 1;
-const BUCKETS = LINEAR + (31 - 6) * SUB;
 
-/** Mergeable latency counts. */
-export interface Histogram {
-  readonly counts: Float64Array;
-  count: number;
-  maxMs: number;
+/** An empty histogram; it grows to whatever latency is recorded. */
+export const createHistogram = (): Histogram =>
+  // The WebAssembly build would need an asynchronous init first; the pure-JS one just works on Bun.
+  build({ bitBucketSize: BUCKET_BITS, numberOfSignificantValueDigits: 3, autoResize: true, useWebAssembly: false });
+
+/** The q-quantile (0..1) in milliseconds, never above the largest value; undefined when empty. */
+export function quantileMs(histogram: Histogram, q: number): number | undefined {
+  if (histogram.totalCount === 0) return undefined;
+  // HdrHistogram answers with the top of the value's bucket, which may lie just above the largest value.
+  return Math.min(histogram.getValueAtPercentile(q * 100), histogram.maxValue) / US_PER_MS;
 }
 
-/** An empty histogram. */
-export function createHistogram(): Histogram {
-  return { counts: new Float64Array(BUCKETS), count: 0, maxMs: 0 };
+/** The largest latency in milliseconds; undefined when empty. */
+export const maxLatencyMs = (histogram: Histogram): number | undefined =>
+  histogram.totalCount === 0 ? undefined : histogram.maxValue / US_PER_MS;
+
+/** A histogram as text for IPC (HdrHistogram's compressed base64 encoding). */
+export const encodeHistogram = (histogram: Histogram): string => encodeIntoCompressedBase64(histogram);
+
+/** The histogram {@link encodeHistogram} encoded. */
+export const decodeHistogram = (text: string): Histogram => decodeFromCompressedBase64(text, BUCKET_BITS, false);
+
+/** One case's latencies in one generator, kept raw until {@link LatencySamples.histogram} is asked for. */
+export interface LatencySamples {
+  /** Adds one latency in milliseconds (rounded to whole µs; negative ones, from clock skew, count as 0). */
+  add(ms: number): void;
+  /** A histogram of every latency added so far. */
+  histogram(): Histogram;
 }
 
-function indexOf(us: number): number {
-  if (us < LINEAR) return us;
-  const exponent = 31 - Math.clz32(us);
-  return LINEAR + (exponent - 6) * SUB + ((us >>> (exponent - SUB_BITS)) & (SUB - 1));
-}
-
-/** The middle of a bucket, in microseconds. */
-function bucketValue(index: number): number {
-  if (index < LINEAR) return index;
-  const exponent = Math.floor((index - LINEAR) / SUB) + 6;
-  const sub = (index - LINEAR) % SUB;
-  const width = 2 ** (exponent - SUB_BITS);
-  return (SUB + sub) * width + width / 2;
-}
-
-/** Records one latency in milliseconds (negative values, from clock skew, count as 0). */
-export function record(histogram: Histogram, ms: number): void {
-  const us = Math.min(MAX_US, Math.max(0, Math.round(ms * 1000)));
-  histogram.counts[indexOf(us)]! += 1;
-  histogram.count += 1;
-  if (ms > histogram.maxMs) histogram.maxMs = ms;
-}
-
-/** Non-empty buckets as [index, count] pairs, for IPC. */
-export function toPairs(histogram: Histogram): [number, number][] {
-  const pairs: [number, number][] = [];
-  histogram.counts.forEach((count, index) => {
-    if (count > 0) pairs.push([index, count]);
-  });
-  return pairs;
-}
-
-/** Adds buckets (from {@link toPairs}) into `into`. */
-export function mergePairs(into: Histogram, pairs: readonly (readonly [number, number])[], maxMs: number): void {
-  for (const [index, count] of pairs) {
-    into.counts[index]! += count;
-    into.count += count;
-  }
-  if (maxMs > into.maxMs) into.maxMs = maxMs;
-}
-
-/** Adds every count of `from` into `into`. */
-export function merge(into: Histogram, from: Histogram): void {
-  from.counts.forEach((count, index) => {
-    into.counts[index]! += count;
-  });
-  into.count += from.count;
-  if (from.maxMs > into.maxMs) into.maxMs = from.maxMs;
-}
-
-/** The q-quantile (0..1) in milliseconds; undefined for an empty histogram. */
-export function quantile(histogram: Histogram, q: number): number | undefined {
-  if (histogram.count === 0) return undefined;
-  const rank = Math.max(1, Math.ceil(q * histogram.count));
-  let seen = 0;
-  for (let index = 0; index < BUCKETS; index++) {
-    seen += histogram.counts[index] ?? 0;
-    if (seen >= rank) return Math.min(bucketValue(index) / 1000, histogram.maxMs);
-  }
-  return histogram.maxMs;
+/** Room for `expected` latencies up front (allocated now, outside the measured window); grows past it. */
+export function createSamples(expected: number): LatencySamples {
+  let values = new Int32Array(Math.max(16, expected));
+  let count = 0;
+  return {
+    add(ms) {
+      if (count === values.length) {
+        const grown = new Int32Array(count * 2);
+        grown.set(values);
+        values = grown;
+      }
+      values[count] = Math.min(MAX_US, Math.max(0, Math.round(ms * US_PER_MS)));
+      count += 1;
+    },
+    histogram() {
+      const histogram = createHistogram();
+      for (let i = 0; i < count; i++) histogram.recordValue(values[i]!);
+      return histogram;
+    },
+  };
 }

@@ -5,7 +5,7 @@
  * the client's own event loop. Bare bridge, ours on a raw channel and ours on the schema channel
  * take turns each round, so none gets the quieter machine; p99 is over all rounds' frames pooled.
  */
-import { createHistogram, merge, quantile } from './histogram.ts';
+import { createHistogram, maxLatencyMs, quantileMs } from './histogram.ts';
 import { anomalies, type Context, clean, type Outcome } from './scenario.ts';
 import { SCHEMA_CHANNEL, startBare, startOurs } from './servers.ts';
 import { check, ms, num, ratio, times } from './stats.ts';
@@ -62,8 +62,8 @@ export async function latency(context: Context): Promise<Outcome> {
   }
   const pooled = (results: readonly TrialResult[]) => {
     const all = createHistogram();
-    for (const r of results) merge(all, r.latency);
-    return { p50: quantile(all, 0.5), p99: quantile(all, 0.99), max: all.count === 0 ? undefined : all.maxMs };
+    for (const r of results) all.add(r.latency);
+    return { p50: quantileMs(all, 0.5), p99: quantileMs(all, 0.99), max: maxLatencyMs(all) };
   };
   const [bare, raw, schema] = variants.map((v) => pooled(v.results));
   const sum = (results: readonly TrialResult[], pick: (r: TrialResult) => number) =>

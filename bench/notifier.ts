@@ -42,15 +42,12 @@ export interface PacedPlan {
 export interface Sent {
   readonly sent: number;
   readonly firstSendMs: number;
-  readonly lastSendMs: number;
   readonly openLoop: boolean;
 }
 
 /** The producer connections. */
 export interface Notifier {
   readonly producers: number;
-  /** Notifications in flight allowed for a payload size (at least one batch per producer). */
-  window(size: number, windowBytes: number): number;
   /** The credit step generators report in: a quarter of the window. */
   step(size: number, windowBytes: number): number;
   burst(plan: BurstPlan): Promise<Sent>;
@@ -86,12 +83,12 @@ export async function startNotifier(url: string, producers: number): Promise<Not
     sql`SELECT count(pg_notify(${plan.channel}, rpad('{"r":' || ${plan.run}::int || ',"seq":' || s || ',"t":' || ${clock().toFixed(3)}::text || ',"p":"', ${plan.size - 2}::int, 'x') || '"}'))
         FROM generate_series(${start}::int, ${end}::int, ${step}::int) AS s`;
 
+  // Notifications in flight allowed for a payload size (at least one batch per producer).
   const window = (size: number, windowBytes: number) => Math.max(producers, Math.floor(windowBytes / size));
   const batchFor = (w: number) => Math.max(1, Math.min(MAX_BATCH, Math.floor(w / producers / 2)));
 
   return {
     producers,
-    window,
     step: (size, windowBytes) => Math.max(1, Math.floor(window(size, windowBytes) / 4)),
     async burst(plan) {
       const w = window(plan.size, plan.windowBytes);
@@ -123,7 +120,7 @@ export async function startNotifier(url: string, producers: number): Promise<Not
         }
       };
       await Promise.all(connections.map((sql, p) => produce(sql, p)));
-      return { sent: Math.min(issued, plan.count), firstSendMs, lastSendMs: clock(), openLoop };
+      return { sent: Math.min(issued, plan.count), firstSendMs, openLoop };
     },
     async paced(plan) {
       const sql = connections[0];
@@ -135,7 +132,7 @@ export async function startNotifier(url: string, producers: number): Promise<Not
         if (due > 0) await Bun.sleep(due);
         await send(sql, plan, i, i, 1);
       }
-      return { sent: plan.count, firstSendMs, lastSendMs: clock(), openLoop: false };
+      return { sent: plan.count, firstSendMs, openLoop: false };
     },
     end: async () => {
       await Promise.all(connections.map((sql) => sql.end({ timeout: 2 })));

@@ -49,8 +49,6 @@ export type Command = (
 
 /** What one generator saw in one case; arrays are per client, in the generator's client order. */
 export interface GeneratorReport {
-  readonly clients: number;
-  readonly open: number;
   readonly unique: readonly number[];
   readonly duplicated: readonly number[];
   readonly reordered: readonly number[];
@@ -58,11 +56,9 @@ export interface GeneratorReport {
   readonly stray: number;
   /** Close codes seen during the case (e.g. 1008 slow consumer), by code. */
   readonly closes: Readonly<Record<string, number>>;
-  readonly firstReceiveMs: number;
   readonly lastReceiveMs: number;
-  /** Latency histogram buckets as [index, count] pairs (bench/histogram.ts). */
-  readonly latency: readonly (readonly [number, number])[];
-  readonly maxLatencyMs: number;
+  /** Every frame's latency, as an encoded HdrHistogram (bench/histogram.ts). */
+  readonly latency: string;
 }
 
 /** How a connect went: sockets opened and failed, and how long the slowest generator took. */

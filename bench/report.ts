@@ -73,7 +73,7 @@ export function renderReport(info: RunInfo, sections: readonly Section[], target
     '- Clients are Bun `WebSocket`s in the generator processes (bench/clients.ts), spread round-robin over the generators and destination addresses; raw LISTEN clients are postgres.js `sql.listen` connections in the same processes.',
     "- CPU: utime + stime (+ reaped children) from /proc/<pid>/stat before and after the send-and-drain phase, as % of one core (200 % = this whole machine). srv = the server process tree, pg = the postmaster and all its children, gen = the generator processes, notif = the orchestrator (notifier) process, other = the machine's busy time (/proc/stat) not in those four: kernel threads and anything else running on the machine (a high value means the trial was disturbed). RSS = VmRSS of the server tree.",
     "- Two cores hold everything: from 100 clients up the generators use about three quarters of the machine and the frames/s ceiling is the machine's, so the ratios compare the servers under the same load rather than each server's own limit.",
-    '- Latency = client receive time − send stamp, in a log-linear histogram (±3 %); p50/p99 over all frames of all clients.',
+    "- Latency = client receive time − send stamp, in an HdrHistogram (hdr-histogram-js, 3 significant digits: within 0.1 %), filled from each frame's stored latency after the measured window; p50/p99 over all frames of all clients.",
     '',
   ].join('\n');
 }

@@ -6,7 +6,8 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort, launch, type Target } from './target.ts';
+import { freePort } from '../src/db/embedded.ts';
+import { launch, type Target } from './target.ts';
 
 /** The declared channel with an inline schema: "every feature on". Other channels pass through raw. */
 export const SCHEMA_CHANNEL = 'bench_schema';
@@ -48,10 +49,10 @@ export interface OursOptions {
   readonly healthyInARow?: number;
 }
 
-/** Starts our server; throws ConfigRefusedError (bench/target.ts) when it exits with code 2. */
+/** Starts our server and returns it once healthy; throws with its stderr if it exits first. */
 export async function startOurs(options: OursOptions): Promise<Target> {
   const dir = mkdtempSync(join(tmpdir(), 'pgws-bench-ours-'));
-  const port = await freePort();
+  const port = await freePort('0.0.0.0');
   const extra = Object.entries(options.server ?? {}).map(([key, value]) => `${key} = ${JSON.stringify(value)}`);
   const file = join(dir, 'channels.toml');
   writeFileSync(file, ['[server]', 'host = "0.0.0.0"', `port = ${port}`, ...extra, SCHEMA_TOML].join('\n'));
@@ -77,7 +78,7 @@ export async function startBare(databaseUrl: string): Promise<Target> {
     argv,
     env: { DATABASE_URL: databaseUrl, HOST: '0.0.0.0' },
     dir,
-    port: await freePort(),
+    port: await freePort('0.0.0.0'),
     metrics: false,
   });
 }

@@ -7,11 +7,6 @@ import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { listeningSockets, processTree, treeRssKb } from './procstat.ts';
 
-/** Our server's config refused (exit code 2): e.g. a key that is not implemented yet. */
-export class ConfigRefusedError extends Error {
-  override name = 'ConfigRefusedError' as const;
-}
-
 /** A running server under test. */
 export interface Target {
   readonly label: string;
@@ -53,17 +48,9 @@ export async function stopAllTargets(): Promise<void> {
   await Promise.all([...live].map((target) => target.stop()));
 }
 
-/** A free TCP port on 0.0.0.0. */
-export async function freePort(): Promise<number> {
-  const probe = Bun.listen({ hostname: '0.0.0.0', port: 0, socket: { data() {} } });
-  const { port } = probe;
-  probe.stop(true);
-  return port;
-}
-
 const fresh = { headers: { connection: 'close' } };
 
-/** Spawns the server and waits until it is healthy; throws {@link ConfigRefusedError} on exit code 2. */
+/** Spawns the server and waits until it is healthy; throws with its stderr if it exits first. */
 export async function launch(spec: Spawn): Promise<Target> {
   const errors = join(spec.dir, 'stderr.log');
   const child = Bun.spawn([...spec.argv], {
@@ -88,9 +75,7 @@ export async function launch(spec: Spawn): Promise<Target> {
     let healthy = 0;
     while (healthy < inARow) {
       if (child.exitCode !== null) {
-        const text = stderrText();
-        if (child.exitCode === 2) throw new ConfigRefusedError(text || 'config refused (exit code 2)');
-        throw new Error(`${spec.label} exited with ${child.exitCode} before it was healthy: ${text}`);
+        throw new Error(`${spec.label} exited with ${child.exitCode} before it was healthy: ${stderrText()}`);
       }
       const status = await fetch(`${base}/healthz`, fresh).then(
         (r) => r.status,

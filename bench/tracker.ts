@@ -1,11 +1,11 @@
 /**
  * What every client of one generator received in the current case: unique, duplicated and reordered
- * frames (against a bitset of seen sequence numbers), receive times, a latency histogram, and the
+ * frames (against a bitset of seen sequence numbers), receive times, every frame's latency, and the
  * notifier's credit (bench/notifier.ts): the count every open client has reached, in steps.
  *
- * The hot path is `receive`: two indexOf calls on the frame's prefix, a bit test, a histogram bump.
+ * The hot path is `receive`: two indexOf calls on the frame's prefix, a bit test, a typed-array store.
  */
-import { createHistogram, type Histogram, record, toPairs } from './histogram.ts';
+import { createSamples, encodeHistogram } from './histogram.ts';
 import type { ArmCommand, GeneratorReport } from './protocol.ts';
 
 /** One client's counters; opaque to callers, who hand it back on every frame. */
@@ -46,8 +46,6 @@ export interface Tracker {
   arm(command: ArmCommand): void;
   receive(client: Client, frame: string, nowMs: number): void;
   report(): GeneratorReport;
-  readonly size: number;
-  readonly open: number;
 }
 
 /** `onProgress(count)`: every open client has now received at least `count` notifications of the run. */
@@ -62,9 +60,8 @@ export function createTracker(onProgress: (run: number, count: number) => void):
   let level = 0;
   let stray = 0;
   let closes: Record<string, number> = {};
-  let firstReceiveMs = 0;
   let lastReceiveMs = 0;
-  let latency: Histogram = createHistogram();
+  let latency = createSamples(0);
   let open = 0;
 
   const reset = (client: Client) => {
@@ -112,9 +109,8 @@ export function createTracker(onProgress: (run: number, count: number) => void):
       level = 0;
       stray = 0;
       closes = {};
-      firstReceiveMs = 0;
       lastReceiveMs = 0;
-      latency = createHistogram();
+      latency = createSamples(expected * clients.length);
       for (const client of clients) reset(client);
     },
     clear() {
@@ -136,9 +132,8 @@ export function createTracker(onProgress: (run: number, count: number) => void):
         stray += 1;
         return;
       }
-      if (firstReceiveMs === 0) firstReceiveMs = nowMs;
       lastReceiveMs = nowMs;
-      record(latency, nowMs - numberAt(frame, tAt + 4));
+      latency.add(nowMs - numberAt(frame, tAt + 4));
       const byte = seq >>> 3;
       const bit = 1 << (seq & 7);
       if ((client.seen[byte]! & bit) !== 0) {
@@ -158,24 +153,14 @@ export function createTracker(onProgress: (run: number, count: number) => void):
     },
     report() {
       return {
-        clients: clients.length,
-        open,
         unique: clients.map((c) => c.unique),
         duplicated: clients.map((c) => c.duplicated),
         reordered: clients.map((c) => c.reordered),
         stray,
         closes,
-        firstReceiveMs,
         lastReceiveMs,
-        latency: toPairs(latency),
-        maxLatencyMs: latency.maxMs,
+        latency: encodeHistogram(latency.histogram()),
       };
-    },
-    get size() {
-      return clients.length;
-    },
-    get open() {
-      return open;
     },
   };
 }

@@ -5,7 +5,7 @@
  */
 import type { BenchDatabase } from './database.ts';
 import type { Fleet } from './fleet.ts';
-import { createHistogram, type Histogram, mergePairs, quantile } from './histogram.ts';
+import { createHistogram, decodeHistogram, type Histogram, maxLatencyMs, quantileMs } from './histogram.ts';
 import type { Notifier, Sent } from './notifier.ts';
 import { cpuMeter, machineBusySeconds } from './procstat.ts';
 import type { ClientKind, GeneratorReport } from './protocol.ts';
@@ -164,7 +164,7 @@ function summarize(
   const histogram = createHistogram();
   const closes: Record<string, number> = {};
   for (const report of reports) {
-    mergePairs(histogram, report.latency, report.maxLatencyMs);
+    histogram.add(decodeHistogram(report.latency));
     for (const [code, n] of Object.entries(report.closes)) closes[code] = (closes[code] ?? 0) + n;
   }
   const received = sum(reports.map((r) => sum(r.unique)));
@@ -193,9 +193,9 @@ function summarize(
     diagnosis: extra.diagnosis,
     durationMs,
     framesPerSecond: durationMs > 0 ? received / (durationMs / 1000) : 0,
-    p50Ms: quantile(histogram, 0.5),
-    p99Ms: quantile(histogram, 0.99),
-    maxMs: histogram.count === 0 ? undefined : histogram.maxMs,
+    p50Ms: quantileMs(histogram, 0.5),
+    p99Ms: quantileMs(histogram, 0.99),
+    maxMs: maxLatencyMs(histogram),
     cpu,
     latency: histogram,
     rssEmptyKb: extra.rssEmptyKb,

@@ -134,8 +134,9 @@ async function portIsFree(port: number): Promise<boolean> {
   }
 }
 
-async function freePort(): Promise<number> {
-  const probe = Bun.listen({ hostname: '127.0.0.1', port: 0, socket: { data() {} } });
+/** A TCP port the kernel calls free on `hostname` (default 127.0.0.1) now; nothing holds it until it is bound. */
+export async function freePort(hostname = '127.0.0.1'): Promise<number> {
+  const probe = Bun.listen({ hostname, port: 0, socket: { data() {} } });
   const { port } = probe;
   probe.stop(true);
   return port;
