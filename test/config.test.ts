@@ -103,8 +103,8 @@ describe('a config that loads', () => {
     expect(v.parse(events?.schema ?? v.never(), { id: 7 })).toEqual({ id: 7, status: 'new' });
     expect(config.channels.get('plain')).toEqual({
       name: 'plain',
-      history: 0,
-      publish: false,
+      history: 10,
+      publish: true,
       schema: undefined,
       source: undefined,
     });

@@ -22,7 +22,12 @@ export function describeConfig(config: Config): string {
           ? 'inline schema'
           : `schema module ${source.path}#${source.exportName}`;
     const description = channel.description === undefined ? '' : ` - ${channel.description}`;
-    lines.push(`  ${formatPath([channel.name])}: ${schema}${description}`);
+    const extras = [
+      ...(channel.history > 0 ? [`history ${channel.history}`] : []),
+      ...(channel.publish ? ['clients may publish'] : []),
+    ];
+    const traits = [schema, ...extras].join(', ');
+    lines.push(`  ${formatPath([channel.name])}: ${traits}${description}`);
   }
   return `${lines.join('\n')}\n`;
 }
