@@ -5,6 +5,7 @@
  * network makes hard to force (a LISTEN still on its way, a replay paused for a drain).
  */
 import { describe, expect, test } from 'bun:test';
+import { createAccess } from '../src/auth/access.ts';
 import { createCatalog } from '../src/channels/catalog.ts';
 import type { ListenerState } from '../src/db/listener.ts';
 import type { CloseLabel } from '../src/http/wire.ts';
@@ -94,6 +95,7 @@ function fakePeer(): FakePeer {
     subscribe: (topic: string) => void topics.add(topic),
     unsubscribe: (topic: string) => void topics.delete(topic),
     close: (cause: CloseLabel) => void closes.push(cause),
+    expireAt() {},
   };
   return peer;
 }
@@ -111,6 +113,7 @@ async function engine(limits: Partial<{ maxSubscriptions: number; maxChannels: n
     listener,
     limits: { maxSubscriptions: 3, maxChannels: 10, publishRate: 5, replayBudgetBytes: 200, ...limits },
     stats,
+    access: createAccess({ auth: undefined, verifier: undefined, isPublic: catalog.isPublic }),
     log: silentLogger,
   });
   const topicsPublished: Array<[string, string]> = [];
@@ -120,7 +123,7 @@ async function engine(limits: Partial<{ maxSubscriptions: number; maxChannels: n
 
 function open(sessions: Sessions) {
   const peer = fakePeer();
-  const state: SessionState = sessions.open(peer);
+  const state: SessionState = sessions.open(peer, undefined);
   const send = (frame: unknown) => sessions.message(peer, state, JSON.stringify(frame));
   return { peer, state, send };
 }
