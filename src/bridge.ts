@@ -16,6 +16,8 @@ import { type Bound, createServer } from './http/server.ts';
 import type { Logger } from './observe/log.ts';
 import { createMetrics } from './observe/metrics.ts';
 import { createStats } from './observe/stats.ts';
+import { createHub } from './protocol/hub.ts';
+import { createSessions } from './protocol/session.ts';
 
 /** What {@link createBridge} needs; everything is passed in, nothing is read from globals. */
 export interface BridgeOptions {
@@ -61,13 +63,20 @@ export async function createBridge(options: BridgeOptions): Promise<Bridge> {
   const probe = probeChannel();
   const payloadLog = log.child('payload');
   const canaryLog = log.child('canary');
+  // PROTOCOL.md: a channel with history is LISTENed from startup, with or without subscribers.
+  const pinned = [...config.channels.values()].filter((channel) => channel.history > 0).map((channel) => channel.name);
 
   const listener = createListener({
     url: options.databaseUrl,
     reconnectMinMs: config.database.reconnectMinMs,
     reconnectMaxMs: config.database.reconnectMaxMs,
     probeChannel: probe,
+    pinned,
     log: log.child('listener'),
+    onUnlisten(channel) {
+      // Bounded memory: counters of undeclared channels go when their last subscriber does.
+      if (!catalog.declared(channel)) stats.channels.delete(channel);
+    },
   });
   const canary = createCanary({
     intervalMs: config.database.canaryIntervalMs,
@@ -85,7 +94,23 @@ export async function createBridge(options: BridgeOptions): Promise<Bridge> {
       );
     },
   });
-  const metrics = createMetrics({ stats, listener, canary });
+  const hub = createHub({ history: catalog.history });
+  for (const channel of pinned) hub.pin(channel);
+  const sessions = createSessions({
+    catalog,
+    hub,
+    listener,
+    limits: {
+      maxSubscriptions: config.server.maxSubscriptions,
+      maxChannels: config.server.maxChannels,
+      publishRate: config.server.publishRate,
+      // Half the slow-consumer bound: a replay never makes its own client look slow.
+      replayBudgetBytes: config.server.slowConsumerBytes / 2,
+    },
+    stats,
+    log: log.child('session'),
+  });
+  const metrics = createMetrics({ stats, listener, canary, hub });
   const routes = createRoutes({
     listener,
     canary,
@@ -101,11 +126,8 @@ export async function createBridge(options: BridgeOptions): Promise<Bridge> {
     stats,
     routes,
     log: log.child('server'),
+    sessions,
     reusePort: options.reusePort ?? false,
-    onChannelEmpty(channel) {
-      // Bounded memory: counters of undeclared channels go when their last subscriber does.
-      if (!catalog.declared(channel)) stats.channels.delete(channel);
-    },
   });
 
   const databaseUp = Promise.withResolvers<void>();
@@ -118,6 +140,14 @@ export async function createBridge(options: BridgeOptions): Promise<Bridge> {
       const encoded = catalog.encode(channel, payload);
       if (encoded.ok) {
         counters.delivered += server.publish(channel, encoded.frame);
+        // Multiplexed frames carry the payload as JSON: the parsed value, or the raw text as a string.
+        if (hub.has(channel)) {
+          counters.delivered += hub.deliver(
+            channel,
+            catalog.hasSchema(channel) ? encoded.frame : JSON.stringify(encoded.frame),
+            server.publish,
+          );
+        }
         return;
       }
       if (encoded.reason === 'json') counters.invalidJson += 1;
@@ -137,8 +167,10 @@ export async function createBridge(options: BridgeOptions): Promise<Bridge> {
         return;
       }
       canary.stop();
+      if (state !== 'down') return;
       // Tell clients now, not when the database is back: until then they would wait in silence.
-      if (state === 'down') server.closeAll('database_lost');
+      server.closePlain('database_lost');
+      stats.gaps += hub.broken(server.publish);
     },
   });
 

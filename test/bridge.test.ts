@@ -139,7 +139,7 @@ describe('raw channels', () => {
 
   test('closes a client that sends a frame over max_message_bytes with 1009', async () => {
     using client = await connect(t.wsUrl(uniqueChannel()));
-    client.socket.send('x'.repeat(4097));
+    client.socket.send('x'.repeat(65_537));
     expect((await client.closed).code).toBe(1009);
   });
 });

@@ -14,11 +14,11 @@ describe('a config that fails', () => {
     ['top-level.toml', 'top-level.toml: sever: unknown key (allowed here: server, database, channels)'],
     [
       'unknown-key.toml',
-      'unknown-key.toml: server.max_conections: unknown key (allowed here: host, port, unknown_channels, max_connections, max_channels, max_message_bytes, slow_consumer_bytes, idle_timeout, workers)',
+      'unknown-key.toml: server.max_conections: unknown key (allowed here: host, port, unknown_channels, max_connections, max_channels, max_message_bytes, slow_consumer_bytes, idle_timeout, workers, publish_rate, max_subscriptions)',
     ],
     [
       'channel-key.toml',
-      'channel-key.toml: channels.orders.descripton: unknown key (allowed here: description, schema)',
+      'channel-key.toml: channels.orders.descripton: unknown key (allowed here: description, history, publish, schema)',
     ],
     ['wrong-type.toml', 'wrong-type.toml: server.port: Invalid type: Expected number but received "eighty"'],
     ['out-of-range.toml', 'out-of-range.toml: server.port: Invalid value: Expected <=65535 but received 70000'],
@@ -75,10 +75,12 @@ describe('a config that loads', () => {
       unknownChannels: 'raw',
       maxConnections: 50_000,
       maxChannels: 1000,
-      maxMessageBytes: 4096,
+      maxMessageBytes: 65_536,
       slowConsumerBytes: 1024 * 1024,
       idleTimeout: 60,
       workers: 1,
+      publishRate: 20,
+      maxSubscriptions: 100,
     });
     expect(config.database).toEqual({
       url: undefined,
@@ -101,7 +103,8 @@ describe('a config that loads', () => {
     expect(v.parse(events?.schema ?? v.never(), { id: 7 })).toEqual({ id: 7, status: 'new' });
     expect(config.channels.get('plain')).toEqual({
       name: 'plain',
-      description: undefined,
+      history: 0,
+      publish: false,
       schema: undefined,
       source: undefined,
     });

@@ -20,6 +20,11 @@ export type Encoded =
   | { readonly ok: true; readonly frame: Frame }
   | { readonly ok: false; readonly reason: 'json' | 'schema'; readonly issues: readonly PayloadIssue[] };
 
+/** A value checked against a channel's schema: the JSON text of its parsed output, or what is wrong. */
+export type Validated =
+  | { readonly ok: true; readonly json: string }
+  | { readonly ok: false; readonly issues: readonly PayloadIssue[] };
+
 /** How many issues a rejection keeps: enough to fix the sender, bounded so logs stay small. */
 export const MAX_ISSUES = 3;
 
@@ -29,8 +34,16 @@ export interface Catalog {
   allows(channel: string): boolean;
   /** Whether the channel is declared in the config. */
   declared(channel: string): boolean;
+  /** Whether the channel has a schema: its payloads are JSON, and filters apply to them. */
+  hasSchema(channel: string): boolean;
+  /** Whether clients may publish on the channel (`[channels.NAME] publish = true`; undeclared never). */
+  publishable(channel: string): boolean;
+  /** How many messages of the channel are kept for resume (`[channels.NAME] history`; 0 = none). */
+  history(channel: string): number;
   /** Turns one notification payload into the frame every subscriber gets. */
   encode(channel: string, payload: string): Encoded;
+  /** Checks an already-parsed value (a client's publish) against a schema channel's schema. */
+  validate(channel: string, value: unknown): Validated;
 }
 
 /** Builds the catalog; channels without a schema pass the payload through byte-exact. */
@@ -43,9 +56,16 @@ export function createCatalog(config: Pick<Config, 'channels' | 'server'>): Cata
   return {
     allows: (channel) => !rejectUnknown || config.channels.has(channel),
     declared: (channel) => config.channels.has(channel),
+    hasSchema: (channel) => schemas.has(channel),
+    publishable: (channel) => config.channels.get(channel)?.publish === true,
+    history: (channel) => config.channels.get(channel)?.history ?? 0,
     encode(channel, payload) {
       const schema = schemas.get(channel);
       return schema === undefined ? { ok: true, frame: payload } : encodeWith(schema, payload);
+    },
+    validate(channel, value) {
+      const schema = schemas.get(channel);
+      return schema === undefined ? { ok: true, json: JSON.stringify(value) } : validateWith(schema, value);
     },
   };
 }
@@ -63,23 +83,28 @@ function encodeWith(schema: PayloadSchema, payload: string): Encoded {
     const message = `number ${inexact.length > 40 ? `${inexact.slice(0, 40)}…` : inexact} cannot be held exactly (beyond ±2^53 or out of range); send it as a string`;
     return { ok: false, reason: 'json', issues: [{ path: '', message }] };
   }
+  const validated = validateWith(schema, input);
+  return validated.ok ? { ok: true, frame: validated.json } : { ok: false, reason: 'schema', issues: validated.issues };
+}
+
+function validateWith(schema: PayloadSchema, input: unknown): Validated {
   // A module schema's transform may throw or yield something JSON cannot hold (a BigInt, a cycle):
   // that is one bad payload, never a crash.
   let result: v.SafeParseResult<PayloadSchema>;
   try {
     result = v.safeParse(schema, input);
     if (result.success) {
-      const frame: string | undefined = JSON.stringify(result.output);
-      if (frame !== undefined) return { ok: true, frame };
-      return { ok: false, reason: 'schema', issues: [{ path: '', message: 'schema output is not a JSON value' }] };
+      const json: string | undefined = JSON.stringify(result.output);
+      if (json !== undefined) return { ok: true, json };
+      return { ok: false, issues: [{ path: '', message: 'schema output is not a JSON value' }] };
     }
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
-    return { ok: false, reason: 'schema', issues: [{ path: '', message: `schema failed: ${message}` }] };
+    return { ok: false, issues: [{ path: '', message: `schema failed: ${message}` }] };
   }
   const issues = result.issues.slice(0, MAX_ISSUES).map((issue) => ({
     path: v.getDotPath(issue) ?? '',
     message: issue.message,
   }));
-  return { ok: false, reason: 'schema', issues };
+  return { ok: false, issues };
 }

@@ -14,10 +14,13 @@ export const ServerSection = v.strictObject({
   unknown_channels: v.optional(v.picklist(['raw', 'reject']), 'raw'),
   max_connections: v.optional(int(1, 1_000_000), 50_000),
   max_channels: v.optional(int(1, 100_000), 1_000),
-  max_message_bytes: v.optional(int(0, 16 * 1024 * 1024), 4096),
+  // 65536: a multiplexed publish of a 7999-byte payload, escaped in JSON, or a large token, must fit.
+  max_message_bytes: v.optional(int(0, 16 * 1024 * 1024), 65_536),
   slow_consumer_bytes: v.optional(int(64 * 1024, 1024 * 1024 * 1024), 1024 * 1024),
   idle_timeout: v.optional(int(8, 960), 60),
   workers: v.optional(int(1, 64), 1),
+  publish_rate: v.optional(int(1, 100_000), 20),
+  max_subscriptions: v.optional(int(1, 100_000), 100),
 });
 
 /** `[database]`: the LISTEN connection. */
@@ -41,6 +44,8 @@ const Table = v.custom<Record<string, unknown>>(
 /** `[channels.NAME]`: one declared channel. `schema` is loaded separately (inline table or module path). */
 export const ChannelSection = v.strictObject({
   description: v.optional(v.string()),
+  history: v.optional(int(0, 1_000_000), 0),
+  publish: v.optional(v.boolean(), false),
   schema: v.optional(v.union([v.pipe(v.string(), v.nonEmpty()), Table])),
 });
 

@@ -32,6 +32,10 @@ export interface ListenerOptions {
   reconnectMaxMs: number;
   /** A private channel that is always listened to (the readiness canary's). */
   probeChannel: string;
+  /** Channels LISTENed from the first connect on, with or without subscribers (those keeping history). */
+  pinned?: readonly string[];
+  /** Called when a channel's last reference goes (it is UNLISTENed). */
+  onUnlisten?: (channel: string) => void;
   log: Logger;
 }
 
@@ -55,6 +59,11 @@ export interface Listener {
   listening(): Promise<string[]>;
   /** Sends `pg_notify(channel, payload)` from the query connection; resolves to the queue usage (0..1). */
   notify(channel: string, payload: string): Promise<number>;
+  /**
+   * A client's publish: `pg_notify($1, $2)` with bound parameters (never SQL text) on the query
+   * connection, resolved once PostgreSQL has returned.
+   */
+  publish(channel: string, payload: string): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -72,6 +81,8 @@ export function createListener(options: ListenerOptions): Listener {
   const { log } = options;
   let events: ListenerEvents | undefined;
   const refs = new Map<string, { count: number; ready: Promise<void> }>();
+  // A pinned channel holds one reference that is never released, so it is re-LISTENed on every connect.
+  for (const channel of options.pinned ?? []) refs.set(channel, { count: 1, ready: Promise.resolve() });
   let state: ListenerState = 'connecting';
   let failures = 0;
   let retry: Timer | undefined;
@@ -150,6 +161,7 @@ export function createListener(options: ListenerOptions): Listener {
     entry.count -= 1;
     if (entry.count > 0) return;
     refs.delete(channel);
+    options.onUnlisten?.(channel);
     // A LISTEN that follows is pipelined after this on the same connection, so order holds.
     if (state === 'up') {
       sql
@@ -210,6 +222,9 @@ export function createListener(options: ListenerOptions): Listener {
     async notify(channel, payload) {
       const [row] = await queries`SELECT pg_notify(${channel}, ${payload}), pg_notification_queue_usage() AS usage`;
       return Number(row?.['usage'] ?? 0);
+    },
+    async publish(channel, payload) {
+      await queries`SELECT pg_notify(${channel}, ${payload})`;
     },
     async stop() {
       setState('stopped');

@@ -50,3 +50,25 @@ export function admit(input: AdmissionInput): Admission {
   }
   return { ok: true, channel: name };
 }
+
+/** Everything a multiplexed upgrade (on `/`) depends on: it names no channel, so only the socket counts. */
+export interface MultiplexedInput {
+  readonly offered: boolean;
+  readonly stopping: boolean;
+  readonly databaseDown: boolean;
+  readonly connections: number;
+  readonly maxConnections: number;
+}
+
+/** Decides a multiplexed upgrade: one socket toward `max_connections`, whatever its subscriptions. */
+export function admitMultiplexed(input: MultiplexedInput): Admission {
+  if (input.stopping) return refuse('shutting_down', 'server is shutting down');
+  if (!input.offered) {
+    return refuse('no_subprotocol', 'offer the subprotocol pgws.v1 on /, or connect to /<channel> for plain mode');
+  }
+  if (input.databaseDown) return refuse('database_down', 'database connection is down; retry shortly');
+  if (input.connections >= input.maxConnections) {
+    return refuse('connection_limit', `connection limit reached (${input.maxConnections})`);
+  }
+  return { ok: true, channel: '' };
+}

@@ -1,9 +1,10 @@
 /**
- * The one file that touches `Bun.serve` and `ServerWebSocket`: upgrades, fan-out through Bun's topics,
- * slow-consumer enforcement, and the HTTP routes it is handed.
+ * The one file that touches `Bun.serve` and `ServerWebSocket`: upgrades in both modes, fan-out through
+ * Bun's topics, slow-consumer enforcement, and the HTTP routes it is handed.
  *
- * Fan-out is `server.publish(channel, frame)`: uWebSockets writes the same frame to every subscriber
- * in native code, so a notification is encoded once whatever the number of clients.
+ * Fan-out is `server.publish(topic, frame)`: uWebSockets writes the same frame to every subscriber in
+ * native code. Plain sockets subscribe to the topic named after their channel; multiplexed ones to the
+ * hub's topics (one per channel and filter), and everything they send goes through `protocol/session.ts`.
  */
 import type { Server, ServerWebSocket } from 'bun';
 import type { Catalog } from '../channels/catalog.ts';
@@ -14,25 +15,29 @@ import type { Listener } from '../db/listener.ts';
 import { StartupError } from '../errors.ts';
 import type { Logger } from '../observe/log.ts';
 import type { Stats } from '../observe/stats.ts';
-import { admit } from './admission.ts';
+import type { Peer, SessionState, Sessions } from '../protocol/session.ts';
+import { readOffer, SUBPROTOCOL } from '../protocol/subprotocol.ts';
+import { type Admission, admit, admitMultiplexed } from './admission.ts';
 import type { Routes } from './routes.ts';
-import {
-  type CloseLabel,
-  type CloseMetricLabel,
-  Closes,
-  type Frame,
-  type RefusalLabel,
-  Refusals,
-  refusalHeaders,
-} from './wire.ts';
+import { type CloseLabel, type CloseMetricLabel, Closes, type RefusalLabel, Refusals, refusalHeaders } from './wire.ts';
 
-interface SocketData {
+interface Common {
+  closedBy: CloseLabel | undefined;
+  /** The topics this socket joined, so a sweep can find it and its close can leave them. */
+  readonly topics: Set<string>;
+}
+interface PlainData extends Common {
+  readonly mode: 'plain';
   readonly channel: string;
   /** The listener generation the socket was admitted under; a socket from an older one missed notifications. */
   readonly generation: number;
-  closedBy: CloseLabel | undefined;
 }
-
+interface MultiplexedData extends Common {
+  readonly mode: 'multiplexed';
+  peer: Peer | undefined;
+  session: SessionState | undefined;
+}
+type SocketData = PlainData | MultiplexedData;
 type Socket = ServerWebSocket<SocketData>;
 
 /** Options for {@link createServer}; `listener` is used only to acquire and release channels. */
@@ -42,13 +47,12 @@ export interface ServerOptions {
   listener: Pick<Listener, 'acquire' | 'release' | 'has' | 'channelCount' | 'state' | 'generation'>;
   /** Upgrades wait (up to one canary interval) for a round trip through the current LISTEN connection. */
   canary: Pick<Canary, 'verified'>;
+  sessions: Sessions;
   stats: Stats;
   routes: Routes;
   log: Logger;
   /** Share the port with sibling worker processes (`[server] workers`). */
   reusePort: boolean;
-  /** Called when a channel loses its last subscriber. */
-  onChannelEmpty?: (channel: string) => void;
 }
 
 /** Where the server listens: the address it bound, and a URL a local client can use. */
@@ -60,12 +64,14 @@ export interface Bound {
 
 /** The HTTP/WebSocket server; nothing is bound until `listen`. */
 export interface BridgeServer {
-  /** Binds the port. Throws if it is taken. */
+  /** Binds the port. Throws a StartupError if it is taken. */
   listen(): Bound;
-  /** Sends one frame to every subscriber of a channel; returns how many subscribers it went to. */
-  publish(channel: string, frame: Frame): number;
-  /** Closes every socket with the given cause (e.g. `database_lost` the moment the LISTEN connection goes). */
-  closeAll(cause: CloseLabel): void;
+  /** Sends one frame to every socket on a topic; returns how many sockets joined it. */
+  publish(topic: string, frame: string): number;
+  /** Closes every plain socket with the given cause (e.g. `database_lost` the moment the LISTEN connection goes). */
+  closePlain(cause: CloseLabel): void;
+  /** Plain sockets open now. */
+  readonly plainSockets: number;
   /** Stops accepting, closes every socket with 1001, waits up to `graceMs` for them to go. */
   stop(graceMs?: number): Promise<void>;
 }
@@ -75,9 +81,11 @@ const HARD_CAP_HEADROOM = 64 * 1024;
 
 /** Creates the server; `listen` binds it. */
 export function createServer(options: ServerOptions): BridgeServer {
-  const { config, catalog, listener, canary, stats, routes, log } = options;
+  const { config, catalog, listener, canary, sessions, stats, routes, log } = options;
   const limits = config.server;
-  const sockets = new Map<string, Set<Socket>>();
+  const members = new Map<string, Set<Socket>>();
+  const plain = new Set<Socket>();
+  const multiplexed = new Set<Socket>();
   const sweeps = new Set<string>();
   let stopping = false;
   let server: Server<SocketData> | undefined;
@@ -87,11 +95,37 @@ export function createServer(options: ServerOptions): BridgeServer {
     ws.data.closedBy = cause;
     ws.close(Closes[cause].code, Closes[cause].text);
   };
+  const join = (ws: Socket, topic: string) => {
+    let set = members.get(topic);
+    if (set === undefined) {
+      set = new Set();
+      members.set(topic, set);
+    }
+    set.add(ws);
+    ws.data.topics.add(topic);
+    ws.subscribe(topic);
+  };
+  const leave = (ws: Socket, topic: string) => {
+    const set = members.get(topic);
+    set?.delete(ws);
+    if (set?.size === 0) members.delete(topic);
+    ws.data.topics.delete(topic);
+  };
+  const peerOf = (ws: Socket): Peer => ({
+    send: (text) => ws.send(text),
+    buffered: () => ws.getBufferedAmount(),
+    subscribe: (topic) => join(ws, topic),
+    unsubscribe(topic) {
+      ws.unsubscribe(topic);
+      leave(ws, topic);
+    },
+    close: (cause) => close(ws, cause),
+  });
 
   // Runs after the current batch of notifications: closes whoever fell past the bound.
-  const sweep = (channel: string) => {
-    sweeps.delete(channel);
-    for (const ws of sockets.get(channel) ?? []) {
+  const sweep = (topic: string) => {
+    sweeps.delete(topic);
+    for (const ws of members.get(topic) ?? []) {
       if (ws.getBufferedAmount() > limits.slowConsumerBytes) close(ws, 'slow_consumer');
     }
   };
@@ -101,28 +135,24 @@ export function createServer(options: ServerOptions): BridgeServer {
     return new Response(`${message}\n`, { status: Refusals[label].status, headers: refusalHeaders(label) });
   };
 
-  async function upgrade(request: Request, bun: Server<SocketData>, pathname: string): Promise<Response | undefined> {
-    const decision = admit({
-      channel: channelFromPath(pathname),
-      allowed: catalog.allows,
-      stopping,
-      databaseDown: listener.state === 'down',
-      connections: stats.connections,
-      maxConnections: limits.maxConnections,
-      listening: listener.has,
-      channels: listener.channelCount,
-      maxChannels: limits.maxChannels,
-    });
-    if (!decision.ok) return refuse(decision.reason, decision.message);
-    const channel = decision.channel;
-    stats.connections += 1;
+  /** Holds a connection slot while the canary proves notifications arrive; undefined once it has. */
+  async function ready(): Promise<Response | undefined> {
     // Accept no client that cannot be served: behind a transaction-mode pooler LISTEN succeeds and
     // nothing is ever delivered, so only a round trip through the current connection proves it works.
     // At startup this also waits out the first connect.
-    if (!(await canary.verified(config.database.canaryIntervalMs))) {
+    if (await canary.verified(config.database.canaryIntervalMs)) return undefined;
+    if (listener.state !== 'up') return refuse('database_down', 'database connection is down; retry shortly');
+    return refuse('not_ready', 'notifications are not arriving from the database yet; retry shortly');
+  }
+
+  async function upgradePlain(request: Request, bun: Server<SocketData>, decision: Admission) {
+    if (!decision.ok) return refuse(decision.reason, decision.message);
+    const channel = decision.channel;
+    stats.connections += 1;
+    const unready = await ready();
+    if (unready !== undefined) {
       stats.connections -= 1;
-      if (listener.state !== 'up') return refuse('database_down', 'database connection is down; retry shortly');
-      return refuse('not_ready', 'notifications are not arriving from the database yet; retry shortly');
+      return unready;
     }
     const generation = listener.generation;
     try {
@@ -133,17 +163,62 @@ export function createServer(options: ServerOptions): BridgeServer {
       return refuse('database_down', 'could not LISTEN on the channel; retry shortly');
     }
     // The LISTEN is in place before the socket opens: every NOTIFY committed after open reaches it.
-    if (!stopping && bun.upgrade(request, { data: { channel, generation, closedBy: undefined } })) return undefined;
+    const data: PlainData = { mode: 'plain', channel, generation, closedBy: undefined, topics: new Set() };
+    if (!stopping && bun.upgrade(request, { data })) return undefined;
     stats.connections -= 1;
     listener.release(channel);
-    return stopping
-      ? refuse('shutting_down', 'server is shutting down')
-      : refuse('upgrade_failed', 'WebSocket upgrade failed');
+    return stopping ? refuse('shutting_down', 'server is shutting down') : refuse('upgrade_failed', 'upgrade failed');
+  }
+
+  async function upgradeMultiplexed(request: Request, bun: Server<SocketData>) {
+    const decision = admitMultiplexed({
+      offered: readOffer(request.headers.get('sec-websocket-protocol')).multiplexed,
+      stopping,
+      databaseDown: listener.state === 'down',
+      connections: stats.connections,
+      maxConnections: limits.maxConnections,
+    });
+    if (!decision.ok) return refuse(decision.reason, decision.message);
+    stats.connections += 1;
+    const unready = await ready();
+    if (unready !== undefined) {
+      stats.connections -= 1;
+      return unready;
+    }
+    const data: MultiplexedData = {
+      mode: 'multiplexed',
+      peer: undefined,
+      session: undefined,
+      closedBy: undefined,
+      topics: new Set(),
+    };
+    // Set explicitly: Bun would otherwise echo the first value offered, which may be a bearer token.
+    const headers = { 'sec-websocket-protocol': SUBPROTOCOL };
+    if (!stopping && bun.upgrade(request, { data, headers })) return undefined;
+    stats.connections -= 1;
+    return stopping ? refuse('shutting_down', 'server is shutting down') : refuse('upgrade_failed', 'upgrade failed');
   }
 
   function fetch(request: Request, bun: Server<SocketData>) {
     const pathname = new URL(request.url).pathname;
-    if (request.headers.get('upgrade')?.toLowerCase() === 'websocket') return upgrade(request, bun, pathname);
+    if (request.headers.get('upgrade')?.toLowerCase() === 'websocket') {
+      if (pathname === '/') return upgradeMultiplexed(request, bun);
+      return upgradePlain(
+        request,
+        bun,
+        admit({
+          channel: channelFromPath(pathname),
+          allowed: catalog.allows,
+          stopping,
+          databaseDown: listener.state === 'down',
+          connections: stats.connections,
+          maxConnections: limits.maxConnections,
+          listening: listener.has,
+          channels: listener.channelCount,
+          maxChannels: limits.maxChannels,
+        }),
+      );
+    }
     const route = Object.hasOwn(routes, pathname) ? routes[pathname] : undefined;
     if (route !== undefined) {
       if (request.method !== 'GET' && request.method !== 'HEAD') {
@@ -159,22 +234,6 @@ export function createServer(options: ServerOptions): BridgeServer {
       });
     }
     return new Response('not found\n', { status: 404 });
-  }
-
-  function listen(): Bound {
-    try {
-      server = serve();
-    } catch (error) {
-      if ((error as { code?: unknown }).code !== 'EADDRINUSE') throw error;
-      throw new StartupError(
-        `port ${limits.port} on ${limits.host} is already in use: stop the other process, or choose another port with PORT or [server] port`,
-        { cause: error },
-      );
-    }
-    const host = limits.host;
-    const port = server.port ?? limits.port;
-    const local = host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '[::1]' : host;
-    return { host, port, url: new URL(`http://${local}:${port}/`) };
   }
 
   function serve(): Server<SocketData> {
@@ -194,57 +253,87 @@ export function createServer(options: ServerOptions): BridgeServer {
         idleTimeout: limits.idleTimeout,
         sendPings: true,
         open(ws) {
-          const { channel } = ws.data;
-          let set = sockets.get(channel);
-          if (set === undefined) {
-            set = new Set();
-            sockets.set(channel, set);
+          const { data } = ws;
+          if (data.mode === 'multiplexed') {
+            multiplexed.add(ws);
+            data.peer = peerOf(ws);
+            data.session = sessions.open(data.peer);
+            if (stopping) close(ws, 'shutdown');
+            return;
           }
-          set.add(ws);
-          stats.channel(channel).subscribers += 1;
-          ws.subscribe(channel);
+          plain.add(ws);
+          stats.channel(data.channel).subscribers += 1;
+          join(ws, data.channel);
           if (stopping) close(ws, 'shutdown');
           // The connection was lost (and perhaps restored) between the LISTEN and this open.
-          else if (listener.generation !== ws.data.generation || listener.state !== 'up') close(ws, 'database_lost');
+          else if (listener.generation !== data.generation || listener.state !== 'up') close(ws, 'database_lost');
         },
-        message(ws) {
-          close(ws, 'receive_only');
+        message(ws, message) {
+          const { data } = ws;
+          if (data.mode === 'plain') return close(ws, 'receive_only');
+          if (typeof message !== 'string') return close(ws, 'binary_frame');
+          if (data.peer !== undefined && data.session !== undefined) sessions.message(data.peer, data.session, message);
+        },
+        drain(ws) {
+          const { data } = ws;
+          if (data.mode === 'multiplexed' && data.peer !== undefined && data.session !== undefined) {
+            sessions.drain(data.peer, data.session);
+          }
         },
         close(ws, code, reason) {
-          const { channel } = ws.data;
-          const set = sockets.get(channel);
-          set?.delete(ws);
-          stats.channel(channel).subscribers -= 1;
-          if (set?.size === 0) {
-            sockets.delete(channel);
-            options.onChannelEmpty?.(channel);
-          }
+          const { data } = ws;
+          for (const topic of [...data.topics]) leave(ws, topic);
           stats.connections -= 1;
-          listener.release(channel);
-          stats.close(ws.data.closedBy ?? closeLabelOf(code, reason));
+          stats.close(data.closedBy ?? closeLabelOf(code, reason));
+          if (data.mode === 'multiplexed') {
+            multiplexed.delete(ws);
+            if (data.session !== undefined) sessions.close(data.session);
+            return;
+          }
+          plain.delete(ws);
+          stats.channel(data.channel).subscribers -= 1;
+          listener.release(data.channel);
         },
       },
     });
   }
 
   return {
-    listen,
-    publish(channel, frame) {
-      const set = sockets.get(channel);
+    listen() {
+      try {
+        server = serve();
+      } catch (error) {
+        if ((error as { code?: unknown }).code !== 'EADDRINUSE') throw error;
+        throw new StartupError(
+          `port ${limits.port} on ${limits.host} is already in use: stop the other process, or choose another port with PORT or [server] port`,
+          { cause: error },
+        );
+      }
+      const host = limits.host;
+      const port = server.port ?? limits.port;
+      const local = host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '[::1]' : host;
+      return { host, port, url: new URL(`http://${local}:${port}/`) };
+    },
+    publish(topic, frame) {
+      const set = members.get(topic);
       if (set === undefined || server === undefined) return 0;
       // -1: someone is backpressured, 0: someone dropped it (and was closed at the hard cap).
-      if (server.publish(channel, frame) <= 0 && !sweeps.has(channel)) {
-        sweeps.add(channel);
-        queueMicrotask(() => sweep(channel));
+      if (server.publish(topic, frame) <= 0 && !sweeps.has(topic)) {
+        sweeps.add(topic);
+        queueMicrotask(() => sweep(topic));
       }
       return set.size;
     },
-    closeAll(cause) {
-      for (const set of sockets.values()) for (const ws of set) close(ws, cause);
+    closePlain(cause) {
+      for (const ws of plain) close(ws, cause);
+    },
+    get plainSockets() {
+      return plain.size;
     },
     async stop(graceMs = 2000) {
       stopping = true;
-      for (const set of sockets.values()) for (const ws of set) close(ws, 'shutdown');
+      for (const ws of plain) close(ws, 'shutdown');
+      for (const ws of multiplexed) close(ws, 'shutdown');
       if (server === undefined) return;
       const closed = server.stop(false);
       const timeout = Bun.sleep(graceMs).then(() => 'timeout' as const);

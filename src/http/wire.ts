@@ -35,6 +35,13 @@ export const Closes = {
     when: 'the client sent a data frame on a plain channel socket (they are receive-only)',
     advice: 'stop sending; reconnect',
   },
+  binary_frame: {
+    code: 1003,
+    text: 'pgws.v1 frames are JSON text',
+    sent: true,
+    when: 'the client sent a binary frame on a multiplexed socket',
+    advice: 'send text frames; reconnect',
+  },
   abnormal: {
     code: 1006,
     text: '(no close frame)',
@@ -92,6 +99,11 @@ export const Refusals = {
     status: 400,
     when: 'channel name empty, over 63 bytes of UTF-8, not one path segment, or bad percent-encoding',
     advice: 'fix the URL; do not retry',
+  },
+  no_subprotocol: {
+    status: 400,
+    when: 'an upgrade on `/` that does not offer the subprotocol `pgws.v1`',
+    advice: 'offer `pgws.v1` in `Sec-WebSocket-Protocol`, or connect to `/<channel>` for plain mode',
   },
   upgrade_failed: {
     status: 400,

@@ -7,6 +7,7 @@ import { Counter, Gauge, Registry } from 'prom-client';
 import type { Canary } from '../db/canary.ts';
 import type { Listener } from '../db/listener.ts';
 import { Closes, Refusals } from '../http/wire.ts';
+import type { Hub } from '../protocol/hub.ts';
 import type { ChannelStats, Stats } from './stats.ts';
 
 /** Where the figures come from, read on each scrape. */
@@ -14,6 +15,7 @@ export interface MetricsSource {
   stats: Stats;
   listener: Pick<Listener, 'state' | 'channelCount' | 'reconnects'>;
   canary: Pick<Canary, 'status'>;
+  hub: Pick<Hub, 'subscriptions' | 'filterTopics' | 'held'>;
 }
 
 /** A registry bound to one bridge; `render` produces the exposition text. */
@@ -57,6 +59,61 @@ export const METRICS: readonly MetricDefinition[] = [
     labels: ['channel'],
     read: (s) =>
       [...s.stats.channels].filter(([, c]) => c.subscribers > 0).map(([channel, c]) => [{ channel }, c.subscribers]),
+  },
+  {
+    name: 'pgws_subscriptions',
+    type: 'gauge',
+    help: 'Subscriptions by mode: plain sockets, and channels subscribed on multiplexed sockets.',
+    labels: ['mode'],
+    read: (s) => [
+      [{ mode: 'plain' }, [...s.stats.channels.values()].reduce((sum, c) => sum + c.subscribers, 0)],
+      [{ mode: 'multiplexed' }, s.hub.subscriptions],
+    ],
+  },
+  {
+    name: 'pgws_filter_topics',
+    type: 'gauge',
+    help: 'Distinct (channel, filter) topics of multiplexed subscriptions; each costs one filter test per notification.',
+    labels: [],
+    read: (s) => s.hub.filterTopics,
+  },
+  {
+    name: 'pgws_history_messages',
+    type: 'gauge',
+    help: 'Messages held for resume, per channel (at most its `history`).',
+    labels: ['channel'],
+    read: (s) => s.hub.held().map((h) => [{ channel: h.channel }, h.messages]),
+  },
+  {
+    name: 'pgws_history_bytes',
+    type: 'gauge',
+    help: 'Payload text held for resume, per channel, in UTF-16 code units (about the bytes it occupies).',
+    labels: ['channel'],
+    read: (s) => s.hub.held().map((h) => [{ channel: h.channel }, h.bytes]),
+  },
+  {
+    name: 'pgws_replays_total',
+    type: 'counter',
+    help: 'Subscribes with `since`, by whether the missed messages were replayed (recovered) or not.',
+    labels: ['recovered'],
+    read: (s) => [
+      [{ recovered: 'true' }, s.stats.replays.recovered],
+      [{ recovered: 'false' }, s.stats.replays.notRecovered],
+    ],
+  },
+  {
+    name: 'pgws_gaps_total',
+    type: 'counter',
+    help: '`gap` frames sent to multiplexed subscriptions (continuity broken: the LISTEN connection was lost).',
+    labels: [],
+    read: (s) => s.stats.gaps,
+  },
+  {
+    name: 'pgws_publishes_total',
+    type: 'counter',
+    help: 'Multiplexed publish frames, by outcome (published, invalid, forbidden, rate_limited, too_large, unavailable).',
+    labels: ['outcome'],
+    read: (s) => [...s.stats.publishes].map(([outcome, count]) => [{ outcome }, count]),
   },
   {
     name: 'pgws_notifications_received_total',

@@ -3,6 +3,7 @@
  * them on scrape; nothing here formats or exports anything. Labels come from the tables in `http/wire.ts`.
  */
 import type { CloseMetricLabel, RefusalLabel } from '../http/wire.ts';
+import type { PublishOutcome } from '../protocol/session.ts';
 
 /** Per-channel counters, plus the channel's open sockets (a gauge the server keeps). */
 export interface ChannelStats {
@@ -18,12 +19,18 @@ export interface Stats {
   readonly channels: Map<string, ChannelStats>;
   readonly closes: Map<CloseMetricLabel, number>;
   readonly refusals: Map<RefusalLabel, number>;
+  readonly publishes: Map<PublishOutcome, number>;
+  /** Resumes (subscribes with `since`) answered, by whether they were recovered. */
+  readonly replays: { recovered: number; notRecovered: number };
   /** Open sockets, upgrades in progress included. */
   connections: number;
+  /** `gap` frames sent (one per multiplexed subscription per broken stream). */
+  gaps: number;
   /** The counters of a channel, created on first use. */
   channel(name: string): ChannelStats;
   close(label: CloseMetricLabel): void;
   refuse(label: RefusalLabel): void;
+  publish(outcome: PublishOutcome): void;
 }
 
 /** Creates an empty set of counters. */
@@ -31,11 +38,16 @@ export function createStats(): Stats {
   const channels = new Map<string, ChannelStats>();
   const closes = new Map<CloseMetricLabel, number>();
   const refusals = new Map<RefusalLabel, number>();
+  const publishes = new Map<PublishOutcome, number>();
+  const count = <K>(map: Map<K, number>, key: K) => map.set(key, (map.get(key) ?? 0) + 1);
   return {
     channels,
     closes,
     refusals,
+    publishes,
+    replays: { recovered: 0, notRecovered: 0 },
     connections: 0,
+    gaps: 0,
     channel(name) {
       let stats = channels.get(name);
       if (stats === undefined) {
@@ -44,7 +56,8 @@ export function createStats(): Stats {
       }
       return stats;
     },
-    close: (label) => closes.set(label, (closes.get(label) ?? 0) + 1),
-    refuse: (label) => refusals.set(label, (refusals.get(label) ?? 0) + 1),
+    close: (label) => count(closes, label),
+    refuse: (label) => count(refusals, label),
+    publish: (outcome) => count(publishes, outcome),
   };
 }
