@@ -34,11 +34,14 @@ async function historyChannel(history: number, count: number) {
   };
 }
 
-/** The messages on `channel` after the subscribe answer, up to and including a live one sent now. */
-async function replayThenLive(client: MuxClient, notify: (payload: string) => Promise<void>, channel: string) {
-  await notify('live');
+/**
+ * The messages on `channel` after the subscribe answer, up to and including a live one that `notify`
+ * sends now and that arrives as `live`.
+ */
+async function replayThenLive(client: MuxClient, channel: string, notify: () => Promise<void>, live: unknown = 'live') {
+  await notify();
   await client.until(
-    (frames) => frames.some((f) => f.type === 'message' && f.channel === channel && f.payload === 'live'),
+    (frames) => frames.some((f) => f.type === 'message' && f.channel === channel && Bun.deepEquals(f.payload, live)),
     5000,
     'the live message',
   );
@@ -76,10 +79,9 @@ describe('seq', () => {
     expect(await again.subscribe(channel, { since: { epoch: epoch ?? '', seq: base } })).toMatchObject({
       recovered: true,
     });
-    expect(await replayThenLive(again, (p) => t.notify(channel, `{"id":4,"p":"${p}"}`), channel)).toEqual([
-      ...want,
-      { type: 'message', channel, seq: base + 4, payload: { id: 4, p: 'live' } },
-    ]);
+    expect(
+      await replayThenLive(again, channel, () => t.notify(channel, '{"id":4,"p":"live"}'), { id: 4, p: 'live' }),
+    ).toEqual([...want, { type: 'message', channel, seq: base + 4, payload: { id: 4, p: 'live' } }]);
   });
 });
 
@@ -103,7 +105,7 @@ describe('resume', () => {
       seq: last,
       recovered: true,
     });
-    const after = await replayThenLive(back, (p) => h.t.notify(h.channel, p), h.channel);
+    const after = await replayThenLive(back, h.channel, () => h.t.notify(h.channel, 'live'));
     expect(after.map((m) => [m.seq, m.payload])).toEqual([
       ...range(3, 6).map((i) => [h.base + i, `m${i}`]),
       [h.base + 7, 'live'],
@@ -165,7 +167,7 @@ describe('resume', () => {
     const recovered = replayed !== false;
     const seq = recovered ? position.seq : h.head;
     expect(answer).toMatchObject({ type: 'subscribed', channel: h.channel, epoch: h.epoch, seq, recovered });
-    const after = await replayThenLive(client, (p) => h.t.notify(h.channel, p), h.channel);
+    const after = await replayThenLive(client, h.channel, () => h.t.notify(h.channel, 'live'));
     const want = [...(replayed || []).map((i) => [h.base + i, `m${i}`]), [h.head + 1, 'live']];
     expect(after.map((m) => [m.seq, m.payload])).toEqual(want);
   });
@@ -190,7 +192,7 @@ describe('resume', () => {
     using client = await connectMux(t.url);
     const answer = await client.subscribe(channel, { since: { epoch: head.epoch ?? '', seq: 0 } });
     expect(answer).toMatchObject({ epoch: head.epoch, seq: 0, recovered: true });
-    const after = await replayThenLive(client, (p) => t.notify(channel, p), channel);
+    const after = await replayThenLive(client, channel, () => t.notify(channel, 'live'));
     expect(after.map((m) => [m.seq, m.payload])).toEqual([
       [1, 'a'],
       [2, 'b'],
