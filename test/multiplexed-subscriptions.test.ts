@@ -64,6 +64,21 @@ describe('subscriptions on one socket', () => {
     expect(client.messages(channel)).toHaveLength(3);
   });
 
+  test('a subscribe cancelled by an unsubscribe before its LISTEN is done is still answered, before the unsubscribe', async () => {
+    await using t = await startBridge();
+    using client = await connectMux(t.url);
+    const channel = uniqueChannel('cancelled');
+    // Sent together: the unsubscribe arrives while the LISTEN of a new channel is on its way to PostgreSQL.
+    client.send({ type: 'subscribe', id: 'sub', channel });
+    client.send({ type: 'unsubscribe', id: 'unsub', channel });
+    const [subscribed, unsubscribed] = await Promise.all([client.answer('sub'), client.answer('unsub')]);
+    // Either reading: subscribed then unsubscribed, or the subscribe refused and the unsubscribe not_subscribed.
+    if (subscribed.type === 'subscribed')
+      expect(unsubscribed).toMatchObject({ type: 'unsubscribed', reason: 'client' });
+    else expect([subscribed.type, unsubscribed.code]).toEqual(['error', 'not_subscribed']);
+    expect(client.frames.indexOf(subscribed)).toBeLessThan(client.frames.indexOf(unsubscribed));
+  });
+
   test('unsubscribing from a channel the socket is not subscribed to is not_subscribed', async () => {
     await using t = await startBridge();
     using client = await connectMux(t.url);
