@@ -6,7 +6,7 @@
  * watcher socket to receive what was sent: only then is the head where the test says it is.
  */
 import { describe, expect, test } from 'bun:test';
-import { startBridge, uniqueChannel, waitFor } from './harness.ts';
+import { metric, startBridge, uniqueChannel, waitFor } from './harness.ts';
 import { connectMux, type Frame, type MuxClient, type Position } from './mux.ts';
 
 const range = (from: number, to: number) => Array.from({ length: Math.max(0, to - from + 1) }, (_, i) => from + i);
@@ -145,6 +145,24 @@ describe('resume', () => {
     );
   });
 
+  test('a replay far larger than the socket buffer arrives whole and in order while live messages keep coming', async () => {
+    await using h = await historyChannel(5000, 0);
+    // 3,000 payloads of 7,900 bytes (24 MB): far more than the kernel's socket buffers and the part of a
+    // replay written before a drain. Sent in batches the watcher reads before the next, so it never falls behind.
+    for (let start = 1; start <= 3000; start += 100) {
+      await h.t.sql`SELECT pg_notify(${h.channel}, lpad(i::text, 7900, '.')) FROM generate_series(${start}::int, ${start + 99}::int) i`;
+      await h.watcher.received(h.channel, start + 99, 20_000);
+    }
+    using client = await connectMux(h.t.url);
+    const answer = await client.subscribe(h.channel, { since: { epoch: h.epoch, seq: h.base } });
+    expect(answer).toMatchObject({ recovered: true, seq: h.base });
+    for (let i = 3001; i <= 3300; i++) await h.t.notify(h.channel, String(i).padStart(7900, '.'));
+    const got = await client.received(h.channel, 3300, 30_000);
+    expect(got.map((m) => m.seq)).toEqual(range(h.base + 1, h.base + 3300));
+    expect(got.map((m) => Number(String(m.payload).replaceAll('.', '')))).toEqual(range(1, 3300));
+    expect(client.socket.readyState).toBe(WebSocket.OPEN);
+  });
+
   test.each<[string, (h: { epoch: string; head: number }) => Position, number[] | false]>([
     ['at the head is recovered with nothing replayed', (h) => ({ epoch: h.epoch, seq: h.head }), []],
     [
@@ -199,6 +217,21 @@ describe('resume', () => {
       [3, 'c'],
       [4, 'live'],
     ]);
+  });
+});
+
+describe('metrics', () => {
+  test('report the history held per channel and count replays by whether they recovered', async () => {
+    await using h = await historyChannel(3, 5);
+    const labels = { channel: h.channel };
+    expect(await metric(h.t.url, 'pgws_history_messages', labels)).toBe(3);
+    expect(await metric(h.t.url, 'pgws_history_bytes', labels)).toBeGreaterThan(0);
+    using client = await connectMux(h.t.url);
+    await client.subscribe(h.channel, { since: { epoch: h.epoch, seq: h.head - 1 } });
+    await client.request({ type: 'unsubscribe', channel: h.channel });
+    await client.subscribe(h.channel, { since: { epoch: h.epoch, seq: 0 } });
+    const replays = (recovered: string) => metric(h.t.url, 'pgws_replays_total', { recovered });
+    expect([await replays('true'), await replays('false')]).toEqual([1, 1]);
   });
 });
 

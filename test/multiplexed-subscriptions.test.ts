@@ -29,6 +29,20 @@ describe('subscriptions on one socket', () => {
     }
   });
 
+  test('a raw channel carries the exact NOTIFY text as a JSON string, a schema channel the parsed value', async () => {
+    const schema = uniqueChannel('parsed');
+    await using t = await startBridge(`[channels."${schema}".schema]\ntype = "object"\n`);
+    using client = await connectMux(t.url);
+    const raw = uniqueChannel('raw');
+    await client.subscribe(raw);
+    await client.subscribe(schema);
+    const texts = ['{"a": 1}', ' 5 ', 'null', '"quoted"', 'line\u2028sep é🚀', ''];
+    for (const text of texts) await t.notify(raw, text);
+    await t.notify(schema, '{ "a" : [1, 2.50, "x"] }');
+    expect((await client.received(raw, texts.length)).map((m) => m.payload)).toEqual(texts);
+    expect((await client.received(schema, 1))[0]?.payload).toEqual({ a: [1, 2.5, 'x'] });
+  });
+
   test('a subscribe without since answers without a recovered field', async () => {
     await using t = await startBridge();
     using client = await connectMux(t.url);
