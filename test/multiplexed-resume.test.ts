@@ -150,7 +150,8 @@ describe('resume', () => {
     // 3,000 payloads of 7,900 bytes (24 MB): far more than the kernel's socket buffers and the part of a
     // replay written before a drain. Sent in batches the watcher reads before the next, so it never falls behind.
     for (let start = 1; start <= 3000; start += 100) {
-      await h.t.sql`SELECT pg_notify(${h.channel}, lpad(i::text, 7900, '.')) FROM generate_series(${start}::int, ${start + 99}::int) i`;
+      await h.t
+        .sql`SELECT pg_notify(${h.channel}, lpad(i::text, 7900, '.')) FROM generate_series(${start}::int, ${start + 99}::int) i`;
       await h.watcher.received(h.channel, start + 99, 20_000);
     }
     using client = await connectMux(h.t.url);
