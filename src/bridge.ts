@@ -6,6 +6,8 @@
  * Wiring order is declaration order: every piece is built before anything that calls it, and nothing
  * runs until `listener.start`, so no callback can reach a piece that does not exist yet.
  */
+import { createAccess } from './auth/access.ts';
+import { createVerifier, type KeySource } from './auth/tokens.ts';
 import { createCatalog } from './channels/catalog.ts';
 import { describeChannels } from './channels/discovery.ts';
 import type { Config } from './config/load.ts';
@@ -27,6 +29,8 @@ export interface BridgeOptions {
   log: Logger;
   /** The console page served at `/`. */
   consoleHtml?: string;
+  /** `[auth]`'s key material, resolved from the environment and files by `auth/keys.ts`; required with `[auth]`. */
+  authKeys?: KeySource;
   /** Share the port with sibling worker processes (`[server] workers`). */
   reusePort?: boolean;
   /**
@@ -60,6 +64,16 @@ export async function createBridge(options: BridgeOptions): Promise<Bridge> {
   const { config, log } = options;
   const stats = createStats();
   const catalog = createCatalog(config);
+  if (config.auth !== undefined && options.authKeys === undefined)
+    throw new Error('[auth] is set but no keys were resolved');
+  const access = createAccess({
+    auth: config.auth,
+    verifier:
+      options.authKeys === undefined
+        ? undefined
+        : createVerifier({ keys: options.authKeys, audience: config.auth?.audience, issuer: config.auth?.issuer }),
+    isPublic: catalog.isPublic,
+  });
   const probe = probeChannel();
   const payloadLog = log.child('payload');
   const canaryLog = log.child('canary');
@@ -108,6 +122,7 @@ export async function createBridge(options: BridgeOptions): Promise<Bridge> {
       replayBudgetBytes: config.server.slowConsumerBytes / 2,
     },
     stats,
+    access,
     log: log.child('session'),
   });
   const metrics = createMetrics({ stats, listener, canary, hub });
@@ -127,6 +142,7 @@ export async function createBridge(options: BridgeOptions): Promise<Bridge> {
     routes,
     log: log.child('server'),
     sessions,
+    access,
     reusePort: options.reusePort ?? false,
   });
 

@@ -4,8 +4,9 @@
  * The only file that reads argv, the environment, files and signals. Everything else is passed down.
  * Exit codes: 0 after a clean shutdown or a good check, 2 for a config or usage error, 1 otherwise.
  */
-import { join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { resolveKeys } from './auth/keys.ts';
 import { createBridge } from './bridge.ts';
 import { type Config, parseConfig } from './config/load.ts';
 import { describeConfig } from './config/summary.ts';
@@ -35,9 +36,18 @@ async function main(): Promise<number> {
     .catch(() => undefined);
   if (text === undefined) throw new ConfigError(`${values.config}: cannot read the config file (use --config FILE)`);
   const config = withEnvironment(await parseConfig(text, file), env);
+  const auth =
+    config.auth === undefined
+      ? undefined
+      : await resolveKeys(config.auth, {
+          label: basename(file),
+          directory: dirname(file),
+          env,
+          readText: (path) => Bun.file(path).text(),
+        });
 
   if (values.check) {
-    process.stdout.write(describeConfig(config));
+    process.stdout.write(describeConfig(config, auth?.description));
     return 0;
   }
 
@@ -59,6 +69,7 @@ async function main(): Promise<number> {
     log: workerLog,
     reusePort: config.server.workers > 1,
     listenAfterDatabase: worker !== undefined,
+    ...(auth === undefined ? {} : { authKeys: auth.keys }),
     ...(consoleHtml === undefined ? {} : { consoleHtml }),
   });
   const workers =

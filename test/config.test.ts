@@ -11,14 +11,14 @@ const load = (name: string) => parseConfig(readFileSync(fixture(name), 'utf8'), 
 describe('a config that fails', () => {
   test.each([
     ['syntax.toml', 'syntax.toml:3:16: Invalid TOML document: control characters are not allowed in strings'],
-    ['top-level.toml', 'top-level.toml: sever: unknown key (allowed here: server, database, channels)'],
+    ['top-level.toml', 'top-level.toml: sever: unknown key (allowed here: server, database, auth, channels)'],
     [
       'unknown-key.toml',
-      'unknown-key.toml: server.max_conections: unknown key (allowed here: host, port, unknown_channels, max_connections, max_channels, max_message_bytes, slow_consumer_bytes, idle_timeout, workers, publish_rate, max_subscriptions)',
+      'unknown-key.toml: server.max_conections: unknown key (allowed here: host, port, unknown_channels, max_connections, max_channels, max_message_bytes, slow_consumer_bytes, idle_timeout, workers, publish_rate, max_subscriptions, allowed_origins)',
     ],
     [
       'channel-key.toml',
-      'channel-key.toml: channels.orders.descripton: unknown key (allowed here: description, history, publish, schema)',
+      'channel-key.toml: channels.orders.descripton: unknown key (allowed here: description, history, publish, public, schema)',
     ],
     ['wrong-type.toml', 'wrong-type.toml: server.port: Invalid type: Expected number but received "eighty"'],
     ['out-of-range.toml', 'out-of-range.toml: server.port: Invalid value: Expected <=65535 but received 70000'],
@@ -81,6 +81,7 @@ describe('a config that loads', () => {
       workers: 1,
       publishRate: 20,
       maxSubscriptions: 100,
+      allowedOrigins: [],
     });
     expect(config.database).toEqual({
       url: undefined,
@@ -103,8 +104,9 @@ describe('a config that loads', () => {
     expect(v.parse(events?.schema ?? v.never(), { id: 7 })).toEqual({ id: 7, status: 'new' });
     expect(config.channels.get('plain')).toEqual({
       name: 'plain',
-      history: 0,
-      publish: false,
+      history: 10,
+      publish: true,
+      public: false,
       schema: undefined,
       source: undefined,
     });

@@ -110,7 +110,7 @@ describe('payload encoding (no database)', () => {
     const channels = new Map(
       Object.entries({ throwing, bigint, nothing }).map(([name, schema]) => [
         name,
-        { name, history: 0, publish: false, schema, source: undefined },
+        { name, history: 0, publish: false, public: false, schema, source: undefined },
       ]),
     );
     const catalog = createCatalog({ ...config, channels });

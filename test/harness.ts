@@ -4,8 +4,9 @@
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import postgres from 'postgres';
+import { resolveKeys } from '../src/auth/keys.ts';
 import { type Bridge, createBridge } from '../src/bridge.ts';
 import { parseConfig } from '../src/config/load.ts';
 import { startEmbeddedPostgres } from '../src/db/embedded.ts';
@@ -67,6 +68,8 @@ export async function startBridge(
     database?: string;
     log?: Logger;
     waitReady?: boolean;
+    /** Extra environment for `[auth] secret_env`. */
+    env?: Record<string, string>;
   } = {},
 ): Promise<TestBridge> {
   const text = `[server]\nhost = "127.0.0.1"\nport = 0\n${options.server ?? ''}\n[database]\n${options.database ?? ''}\n${toml}`;
@@ -74,7 +77,23 @@ export async function startBridge(
   const logs: string[] = [];
   const log = options.log ?? createLogger({ level: 'debug', write: (line) => logs.push(line) });
   const consoleHtml = await Bun.file(join(import.meta.dir, '..', 'console.html')).text();
-  const bridge = await createBridge({ config, databaseUrl: options.databaseUrl ?? databaseUrl(), log, consoleHtml });
+  // [auth] keys are resolved as main.ts does: from the environment (plus the test's) and files beside the config.
+  const auth =
+    config.auth === undefined
+      ? undefined
+      : await resolveKeys(config.auth, {
+          label: 'channels.toml',
+          directory: dirname(config.file),
+          env: { ...process.env, ...options.env },
+          readText: (path) => Bun.file(path).text(),
+        });
+  const bridge = await createBridge({
+    config,
+    databaseUrl: options.databaseUrl ?? databaseUrl(),
+    log,
+    consoleHtml,
+    ...(auth === undefined ? {} : { authKeys: auth.keys }),
+  });
   const sql = postgres(databaseUrl(), { max: 2, onnotice: () => {} });
   if (options.waitReady !== false) await within(bridge.ready, 10_000, 'the bridge to become ready');
   const stop = async () => {

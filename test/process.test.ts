@@ -154,7 +154,7 @@ describe('bun run check', () => {
     expect(result.stdout).toContain('good.toml: OK');
     expect(result.stdout).toContain('orders: schema module');
     expect(result.stdout).toContain('"Order Events": inline schema - inline schema');
-    expect(result.stdout).toContain('plain: raw text');
+    expect(result.stdout).toContain('plain: raw text, history 10, clients may publish');
   });
 
   test('exits 2 with the same precise message as startup', async () => {

@@ -22,13 +22,22 @@ export interface RawClient extends Disposable {
   sendFrame(opcode: number, payload: Uint8Array): void;
 }
 
-/** Opens a TCP connection, performs the upgrade on `path`, and pauses reading. */
-export async function rawClient(host: string, port: number, path: string): Promise<RawClient> {
+/** Opens a TCP connection, performs the upgrade on `path` (with `headers`, e.g. a subprotocol), and pauses reading. */
+export async function rawClient(
+  host: string,
+  port: number,
+  path: string,
+  headers: Record<string, string> = {},
+): Promise<RawClient> {
   const socket = tcpConnect(port, host);
   await within(new Promise((resolve) => socket.once('connect', resolve)), 5000, 'TCP connect');
   socket.write(
     `GET ${path} HTTP/1.1\r\nHost: ${host}:${port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
-      'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n',
+      'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n' +
+      Object.entries(headers)
+        .map(([name, value]) => `${name}: ${value}\r\n`)
+        .join('') +
+      '\r\n',
   );
   let buffered = Buffer.alloc(0);
   await within(

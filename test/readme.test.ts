@@ -6,6 +6,7 @@ import { describe, expect, test } from 'bun:test';
 import { join } from 'node:path';
 import { Closes, Refusals } from '../src/http/wire.ts';
 import { METRICS } from '../src/observe/metrics.ts';
+import { ErrorCode } from '../src/protocol/replies.ts';
 
 const readme = await Bun.file(join(import.meta.dir, '..', 'README.md')).text();
 const rows = readme.split('\n').filter((line) => line.startsWith('| '));
@@ -17,6 +18,10 @@ describe('README tables follow the code', () => {
 
   test.each(Object.entries(Refusals))('refusal %s has its row: status, label, meaning, advice', (label, cause) => {
     expect(rows).toContain(`| ${cause.status} | \`${label}\` | ${cause.when} | ${cause.advice} |`);
+  });
+
+  test.each(Object.entries(ErrorCode))('protocol error code %s has its row with its meaning', (code, meaning) => {
+    expect(rows).toContain(`| \`${code}\` | ${meaning} |`);
   });
 
   test.each(METRICS.map((m) => [m.name, m] as const))('metric %s has its row with its type', (name, metric) => {

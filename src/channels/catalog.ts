@@ -38,6 +38,8 @@ export interface Catalog {
   hasSchema(channel: string): boolean;
   /** Whether clients may publish on the channel (`[channels.NAME] publish = true`; undeclared never). */
   publishable(channel: string): boolean;
+  /** Whether anyone may read the channel without a token (`[channels.NAME] public`; matters with `[auth]`). */
+  isPublic(channel: string): boolean;
   /** How many messages of the channel are kept for resume (`[channels.NAME] history`; 0 = none). */
   history(channel: string): number;
   /** Turns one notification payload into the frame every subscriber gets. */
@@ -59,6 +61,7 @@ export function createCatalog(config: Pick<Config, 'channels' | 'server'>): Cata
     hasSchema: (channel) => schemas.has(channel),
     publishable: (channel) => config.channels.get(channel)?.publish === true,
     history: (channel) => config.channels.get(channel)?.history ?? 0,
+    isPublic: (channel) => config.channels.get(channel)?.public === true,
     encode(channel, payload) {
       const schema = schemas.get(channel);
       return schema === undefined ? { ok: true, frame: payload } : encodeWith(schema, payload);

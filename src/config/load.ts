@@ -12,6 +12,8 @@ import { checkChannelName } from '../channels/name.ts';
 import { ConfigError } from '../errors.ts';
 import { buildInlineSchema, SchemaError } from '../schema/compile.ts';
 import {
+  type AuthConfig,
+  AuthSection,
   ChannelSection,
   type ChannelSettings,
   ConfigFile,
@@ -43,6 +45,8 @@ export interface Config {
   readonly file: string;
   readonly server: ServerConfig;
   readonly database: DatabaseConfig;
+  /** Absent without an `[auth]` section: then anyone may subscribe, as without authorization. */
+  readonly auth: AuthConfig | undefined;
   readonly channels: ReadonlyMap<string, ChannelConfig>;
 }
 
@@ -51,6 +55,7 @@ const ALLOWED: Readonly<Record<string, readonly string[]>> = {
   top: Object.keys(ConfigFile.entries),
   server: Object.keys(ServerSection.entries),
   database: Object.keys(DatabaseSection.entries),
+  auth: Object.keys(AuthSection.entries),
   channel: Object.keys(ChannelSection.entries),
 };
 
@@ -80,7 +85,7 @@ export async function parseConfig(text: string, file: string): Promise<Config> {
   };
   const top = raw as Record<string, unknown>;
   unknownKey(label, top, 'top', []);
-  for (const section of ['server', 'database'] as const)
+  for (const section of ['server', 'database', 'auth'] as const)
     if (isTable(top[section])) unknownKey(label, top[section], section, [section]);
   const table = top['channels'];
   if (isTable(table))
@@ -113,8 +118,21 @@ export async function parseConfig(text: string, file: string): Promise<Config> {
     file,
     server: camelize(server),
     database: camelize(database),
+    auth: result.output.auth === undefined ? undefined : checkAuth(label, camelize(result.output.auth)),
     channels: declared,
   };
+}
+
+/** One key source, named: the rest of `[auth]` is checked against the environment at startup. */
+function checkAuth(label: string, auth: AuthConfig): AuthConfig {
+  const sources = (['secretEnv', 'jwksFile', 'jwksUrl'] as const).filter((key) => auth[key] !== undefined);
+  if (sources.length === 0) {
+    throw new ConfigError(`${label}: auth: no key source: set one of secret_env, jwks_file or jwks_url`);
+  }
+  if (sources.length > 1) {
+    throw new ConfigError(`${label}: auth: set exactly one of secret_env, jwks_file or jwks_url, not several`);
+  }
+  return auth;
 }
 
 type PathKey = string | number;

@@ -21,6 +21,7 @@ export const ServerSection = v.strictObject({
   workers: v.optional(int(1, 64), 1),
   publish_rate: v.optional(int(1, 100_000), 20),
   max_subscriptions: v.optional(int(1, 100_000), 100),
+  allowed_origins: v.optional(v.array(v.pipe(v.string(), v.nonEmpty())), []),
 });
 
 /** `[database]`: the LISTEN connection. */
@@ -29,6 +30,21 @@ export const DatabaseSection = v.strictObject({
   reconnect_min_ms: v.optional(int(10, 60_000), 100),
   reconnect_max_ms: v.optional(int(100, 600_000), 10_000),
   canary_interval_ms: v.optional(int(100, 600_000), 5_000),
+});
+
+/**
+ * `[auth]`: JWTs checked with jose. Exactly one key source; the checks that need the environment or the
+ * file system (an unset variable, a short secret, an unreadable file) run in `auth/keys.ts` at startup.
+ */
+export const AuthSection = v.strictObject({
+  secret_env: v.optional(
+    v.pipe(v.string(), v.regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'expected an environment variable name')),
+  ),
+  jwks_file: v.optional(v.pipe(v.string(), v.nonEmpty())),
+  jwks_url: v.optional(v.pipe(v.string(), v.url('expected an absolute URL'))),
+  audience: v.optional(v.union([v.pipe(v.string(), v.nonEmpty()), v.pipe(v.array(v.string()), v.minLength(1))])),
+  issuer: v.optional(v.pipe(v.string(), v.nonEmpty())),
+  query_token: v.optional(v.boolean(), false),
 });
 
 // Not v.record: it skips keys such as "constructor" and "__proto__", which are legal channel names and
@@ -46,6 +62,7 @@ export const ChannelSection = v.strictObject({
   description: v.optional(v.string()),
   history: v.optional(int(0, 1_000_000), 0),
   publish: v.optional(v.boolean(), false),
+  public: v.optional(v.boolean(), false),
   schema: v.optional(v.union([v.pipe(v.string(), v.nonEmpty()), Table])),
 });
 
@@ -53,6 +70,7 @@ export const ChannelSection = v.strictObject({
 export const ConfigFile = v.strictObject({
   server: v.optional(ServerSection, {}),
   database: v.optional(DatabaseSection, {}),
+  auth: v.optional(AuthSection),
   channels: v.optional(Table, {}),
 });
 
@@ -72,6 +90,8 @@ export function camelize<T extends Record<string, unknown>>(section: T): Cameliz
 
 /** The `[server]` settings in force. */
 export type ServerConfig = Camelized<v.InferOutput<typeof ServerSection>>;
+/** The `[auth]` settings, when the section is present. */
+export type AuthConfig = Camelized<v.InferOutput<typeof AuthSection>>;
 /** The `[database]` settings in force. */
 export type DatabaseConfig = Camelized<v.InferOutput<typeof DatabaseSection>>;
 /** The plain keys of a `[channels.NAME]` table (its schema is loaded into {@link ChannelConfig} instead). */

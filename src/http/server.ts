@@ -7,6 +7,8 @@
  * hub's topics (one per channel and filter), and everything they send goes through `protocol/session.ts`.
  */
 import type { Server, ServerWebSocket } from 'bun';
+import type { Access } from '../auth/access.ts';
+import { CLOCK_TOLERANCE_SECONDS, type Identity } from '../auth/tokens.ts';
 import type { Catalog } from '../channels/catalog.ts';
 import { channelFromPath } from '../channels/name.ts';
 import type { Config } from '../config/load.ts';
@@ -23,6 +25,8 @@ import { type CloseLabel, type CloseMetricLabel, Closes, type RefusalLabel, Refu
 
 interface Common {
   closedBy: CloseLabel | undefined;
+  /** Closes the socket when its token expires; one timer per socket, reset on refresh, cleared on close. */
+  expiry: Timer | undefined;
   /** The topics this socket joined, so a sweep can find it and its close can leave them. */
   readonly topics: Set<string>;
 }
@@ -31,9 +35,13 @@ interface PlainData extends Common {
   readonly channel: string;
   /** The listener generation the socket was admitted under; a socket from an older one missed notifications. */
   readonly generation: number;
+  /** The token's `exp` (plain sockets cannot refresh: they are closed then). */
+  readonly expires: number | undefined;
 }
 interface MultiplexedData extends Common {
   readonly mode: 'multiplexed';
+  /** The upgrade's token: verified (an identity), refused (closed with 4401 on open), or none (anonymous). */
+  readonly offered: { identity: Identity } | { refused: 'token_invalid' | 'token_expired' } | undefined;
   peer: Peer | undefined;
   session: SessionState | undefined;
 }
@@ -48,6 +56,7 @@ export interface ServerOptions {
   /** Upgrades wait (up to one canary interval) for a round trip through the current LISTEN connection. */
   canary: Pick<Canary, 'verified'>;
   sessions: Sessions;
+  access: Access;
   stats: Stats;
   routes: Routes;
   log: Logger;
@@ -78,10 +87,12 @@ export interface BridgeServer {
 
 // The hard cap lets a close frame queue behind the backlog; the sweep closes at the soft bound first.
 const HARD_CAP_HEADROOM = 64 * 1024;
+// setTimeout takes at most a signed 32-bit delay; a later expiry is re-armed in steps.
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** Creates the server; `listen` binds it. */
 export function createServer(options: ServerOptions): BridgeServer {
-  const { config, catalog, listener, canary, sessions, stats, routes, log } = options;
+  const { config, catalog, listener, canary, sessions, access, stats, routes, log } = options;
   const limits = config.server;
   const members = new Map<string, Set<Socket>>();
   const plain = new Set<Socket>();
@@ -94,6 +105,20 @@ export function createServer(options: ServerOptions): BridgeServer {
     if (ws.data.closedBy !== undefined) return;
     ws.data.closedBy = cause;
     ws.close(Closes[cause].code, Closes[cause].text);
+  };
+  const expireAt = (ws: Socket, expires: number | undefined) => {
+    clearTimeout(ws.data.expiry);
+    ws.data.expiry = undefined;
+    if (expires === undefined) return;
+    const at = (expires + CLOCK_TOLERANCE_SECONDS) * 1000;
+    const arm = () => {
+      const wait = at - Date.now();
+      ws.data.expiry = setTimeout(
+        wait > MAX_TIMER_MS ? arm : () => close(ws, 'token_expired'),
+        Math.min(wait, MAX_TIMER_MS),
+      );
+    };
+    arm();
   };
   const join = (ws: Socket, topic: string) => {
     let set = members.get(topic);
@@ -120,6 +145,7 @@ export function createServer(options: ServerOptions): BridgeServer {
       leave(ws, topic);
     },
     close: (cause) => close(ws, cause),
+    expireAt: (expires) => expireAt(ws, expires),
   });
 
   // Runs after the current batch of notifications: closes whoever fell past the bound.
@@ -145,9 +171,31 @@ export function createServer(options: ServerOptions): BridgeServer {
     return refuse('not_ready', 'notifications are not arriving from the database yet; retry shortly');
   }
 
+  /** Plain mode with `[auth]`: a channel that is not public needs a token granting `r` on it. */
+  async function authorizePlain(request: Request, channel: string): Promise<Response | Identity | undefined> {
+    if (!access.enabled || access.permits(undefined, channel, 'r')) return undefined;
+    const token = access.tokenFrom(request, 'plain');
+    if (token === undefined) {
+      stats.authFailure('missing');
+      return refuse('token_missing', 'a token is required for this channel');
+    }
+    const verified = await access.verify(token);
+    if (!verified.ok) {
+      stats.authFailure(verified.reason);
+      return refuse('token_invalid', verified.message);
+    }
+    if (!access.permits(verified.identity, channel, 'r')) {
+      stats.authFailure('forbidden');
+      return refuse('forbidden', `the token does not grant reading "${channel}"`);
+    }
+    return verified.identity;
+  }
+
   async function upgradePlain(request: Request, bun: Server<SocketData>, decision: Admission) {
     if (!decision.ok) return refuse(decision.reason, decision.message);
     const channel = decision.channel;
+    const authorized = await authorizePlain(request, channel);
+    if (authorized instanceof Response) return authorized;
     stats.connections += 1;
     const unready = await ready();
     if (unready !== undefined) {
@@ -163,7 +211,15 @@ export function createServer(options: ServerOptions): BridgeServer {
       return refuse('database_down', 'could not LISTEN on the channel; retry shortly');
     }
     // The LISTEN is in place before the socket opens: every NOTIFY committed after open reaches it.
-    const data: PlainData = { mode: 'plain', channel, generation, closedBy: undefined, topics: new Set() };
+    const data: PlainData = {
+      mode: 'plain',
+      channel,
+      generation,
+      expires: authorized?.expires,
+      closedBy: undefined,
+      expiry: undefined,
+      topics: new Set(),
+    };
     if (!stopping && bun.upgrade(request, { data })) return undefined;
     stats.connections -= 1;
     listener.release(channel);
@@ -185,11 +241,22 @@ export function createServer(options: ServerOptions): BridgeServer {
       stats.connections -= 1;
       return unready;
     }
+    // A browser sees close codes, not statuses: a bad token still opens the socket, to close it with 4401.
+    const token = access.tokenFrom(request, 'multiplexed');
+    const verified = token === undefined ? undefined : await access.verify(token);
+    if (verified?.ok === false) stats.authFailure(verified.reason);
     const data: MultiplexedData = {
       mode: 'multiplexed',
+      offered:
+        verified === undefined
+          ? undefined
+          : verified.ok
+            ? { identity: verified.identity }
+            : { refused: verified.reason === 'expired' ? 'token_expired' : 'token_invalid' },
       peer: undefined,
       session: undefined,
       closedBy: undefined,
+      expiry: undefined,
       topics: new Set(),
     };
     // Set explicitly: Bun would otherwise echo the first value offered, which may be a bearer token.
@@ -202,6 +269,12 @@ export function createServer(options: ServerOptions): BridgeServer {
   function fetch(request: Request, bun: Server<SocketData>) {
     const pathname = new URL(request.url).pathname;
     if (request.headers.get('upgrade')?.toLowerCase() === 'websocket') {
+      // Cross-site WebSocket hijacking: a page on another origin must not ride the user's network position.
+      const origin = request.headers.get('origin');
+      if (origin !== null && limits.allowedOrigins.length > 0 && !limits.allowedOrigins.includes(origin)) {
+        stats.authFailure('origin');
+        return refuse('origin_not_allowed', 'this Origin is not allowed');
+      }
       if (pathname === '/') return upgradeMultiplexed(request, bun);
       return upgradePlain(
         request,
@@ -256,11 +329,13 @@ export function createServer(options: ServerOptions): BridgeServer {
           const { data } = ws;
           if (data.mode === 'multiplexed') {
             multiplexed.add(ws);
+            if (data.offered !== undefined && 'refused' in data.offered) return close(ws, data.offered.refused);
             data.peer = peerOf(ws);
-            data.session = sessions.open(data.peer);
+            data.session = sessions.open(data.peer, data.offered?.identity);
             if (stopping) close(ws, 'shutdown');
             return;
           }
+          expireAt(ws, data.expires);
           plain.add(ws);
           stats.channel(data.channel).subscribers += 1;
           join(ws, data.channel);
@@ -282,6 +357,7 @@ export function createServer(options: ServerOptions): BridgeServer {
         },
         close(ws, code, reason) {
           const { data } = ws;
+          clearTimeout(data.expiry);
           for (const topic of [...data.topics]) leave(ws, topic);
           stats.connections -= 1;
           stats.close(data.closedBy ?? closeLabelOf(code, reason));

@@ -77,6 +77,27 @@ export const Closes = {
     when: 'the LISTEN connection was lost (sent at the moment of the loss): notifications sent until it is back are gone',
     advice: 'reconnect with backoff (503 until the database is back), then resynchronise (re-read state)',
   },
+  token_invalid: {
+    code: 4401,
+    text: 'invalid token',
+    sent: true,
+    when: 'the token offered at the upgrade or in an `auth` frame is invalid (multiplexed), or not yet valid',
+    advice: 'get a fresh token, then reconnect',
+  },
+  token_expired: {
+    code: 4401,
+    text: 'token expired',
+    sent: true,
+    when: "the socket's token reached `exp` (plus 5 s of tolerance) without being refreshed",
+    advice: 'get a fresh token, then reconnect (refresh with an `auth` frame before `exp` to stay connected)',
+  },
+  token_subject: {
+    code: 4401,
+    text: 'token for another subject',
+    sent: true,
+    when: "an `auth` frame carried a token for another `sub` than the socket's",
+    advice: 'get a fresh token, then reconnect',
+  },
 } as const satisfies Readonly<Record<string, CloseCause>>;
 
 /** A close the bridge (or its WebSocket layer) causes, named by its metric label. */
@@ -109,6 +130,26 @@ export const Refusals = {
     status: 400,
     when: 'the WebSocket handshake itself was malformed',
     advice: 'fix the client; do not retry',
+  },
+  token_missing: {
+    status: 401,
+    when: 'plain mode with `[auth]`: no token offered for a channel that is not `public`',
+    advice: 'send `Authorization: Bearer <token>` (or `?token=` where `query_token` is on)',
+  },
+  token_invalid: {
+    status: 401,
+    when: 'plain mode with `[auth]`: the token is invalid or expired',
+    advice: 'get a fresh token; do not retry with this one',
+  },
+  forbidden: {
+    status: 403,
+    when: 'plain mode with `[auth]`: the token does not grant `r` on the channel',
+    advice: 'use a token that grants the channel; do not retry',
+  },
+  origin_not_allowed: {
+    status: 403,
+    when: 'the `Origin` header is not in `[server] allowed_origins` (requests without `Origin` are not refused for this)',
+    advice: 'serve the page from an allowed origin; do not retry',
   },
   unknown_channel: {
     status: 404,

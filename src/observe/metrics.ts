@@ -116,6 +116,13 @@ export const METRICS: readonly MetricDefinition[] = [
     read: (s) => [...s.stats.publishes].map(([outcome, count]) => [{ outcome }, count]),
   },
   {
+    name: 'pgws_auth_failures_total',
+    type: 'counter',
+    help: 'Refused tokens and origins, by reason (missing, invalid, expired, forbidden, origin).',
+    labels: ['reason'],
+    read: (s) => labelled(s.stats.authFailures),
+  },
+  {
     name: 'pgws_notifications_received_total',
     type: 'counter',
     help: 'Notifications received from PostgreSQL.',

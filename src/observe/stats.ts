@@ -20,6 +20,7 @@ export interface Stats {
   readonly closes: Map<CloseMetricLabel, number>;
   readonly refusals: Map<RefusalLabel, number>;
   readonly publishes: Map<PublishOutcome, number>;
+  readonly authFailures: Map<AuthFailure, number>;
   /** Resumes (subscribes with `since`) answered, by whether they were recovered. */
   readonly replays: { recovered: number; notRecovered: number };
   /** Open sockets, upgrades in progress included. */
@@ -31,7 +32,11 @@ export interface Stats {
   close(label: CloseMetricLabel): void;
   refuse(label: RefusalLabel): void;
   publish(outcome: PublishOutcome): void;
+  authFailure(reason: AuthFailure): void;
 }
+
+/** Why a token or an origin was refused, as counted in `pgws_auth_failures_total`. */
+export type AuthFailure = 'missing' | 'invalid' | 'expired' | 'forbidden' | 'origin';
 
 /** Creates an empty set of counters. */
 export function createStats(): Stats {
@@ -39,12 +44,14 @@ export function createStats(): Stats {
   const closes = new Map<CloseMetricLabel, number>();
   const refusals = new Map<RefusalLabel, number>();
   const publishes = new Map<PublishOutcome, number>();
+  const authFailures = new Map<AuthFailure, number>();
   const count = <K>(map: Map<K, number>, key: K) => map.set(key, (map.get(key) ?? 0) + 1);
   return {
     channels,
     closes,
     refusals,
     publishes,
+    authFailures,
     replays: { recovered: 0, notRecovered: 0 },
     connections: 0,
     gaps: 0,
@@ -59,5 +66,6 @@ export function createStats(): Stats {
     close: (label) => count(closes, label),
     refuse: (label) => count(refusals, label),
     publish: (outcome) => count(publishes, outcome),
+    authFailure: (reason) => count(authFailures, reason),
   };
 }

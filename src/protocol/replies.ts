@@ -27,7 +27,7 @@ export const ErrorCode = {
   payload_too_large: 'the published payload is over the NOTIFY limit (PostgreSQL: under 8000 bytes by default)',
   rate_limited: 'more publish frames than [server] publish_rate allows; this one was dropped, not queued',
   too_many_subscriptions: 'this socket already has [server] max_subscriptions subscriptions',
-  unavailable: 'the database is unreachable; retry later',
+  unavailable: 'the database is unreachable, or the server is at max_channels; retry later',
 } as const satisfies Record<string, string>;
 
 /** One of the keys of the `ErrorCode` table. */

@@ -12,6 +12,8 @@
  * the same step as the part that reaches the head. If the history moves past what the client has read,
  * the client is a slow consumer (1008); if the stream broke meanwhile, it gets the `gap`.
  */
+import type { Access } from '../auth/access.ts';
+import type { Identity } from '../auth/tokens.ts';
 import type { Catalog } from '../channels/catalog.ts';
 import type { Listener } from '../db/listener.ts';
 import type { CloseLabel } from '../http/wire.ts';
@@ -19,7 +21,13 @@ import type { Logger } from '../observe/log.ts';
 import type { Stats } from '../observe/stats.ts';
 import { inexactNumber } from '../schema/json-numbers.ts';
 import { compileFilter } from './filter.ts';
-import { type ClientFrame, type PublishFrame, parseClientFrame, type SubscribeFrame } from './frames.ts';
+import {
+  type AuthFrame,
+  type ClientFrame,
+  type PublishFrame,
+  parseClientFrame,
+  type SubscribeFrame,
+} from './frames.ts';
 import type { Hub, Membership, TopicFilter } from './hub.ts';
 import { createBucket } from './rate.ts';
 import {
@@ -43,6 +51,8 @@ export interface Peer {
   subscribe(topic: string): void;
   unsubscribe(topic: string): void;
   close(cause: CloseLabel): void;
+  /** Closes the socket with 4401 at `expires` (Unix seconds) plus the clock tolerance, unless called again. */
+  expireAt(expires: number | undefined): void;
 }
 
 /** A resume whose replay did not fit the send budget at once: the next seq to send, after each drain. */
@@ -61,7 +71,8 @@ type Entry = Membership | { readonly pending: object } | { readonly replay: Repl
 export interface SessionState {
   readonly subscriptions: Map<string, Entry>;
   readonly bucket: { take(): boolean };
-  subject: string | null;
+  /** The socket's verified token; undefined while anonymous (public channels only, with `[auth]`). */
+  identity: Identity | undefined;
   closed: boolean;
 }
 
@@ -82,14 +93,17 @@ export interface SessionOptions {
   };
   stats: Stats;
   log: Logger;
-  /** The one permission check every subscribe (`r`) and publish (`w`) passes; authorization plugs in here. */
-  permits?: (state: SessionState, channel: string, mode: 'r' | 'w') => boolean;
+  /** The one permission check every subscribe (`r`) and publish (`w`) passes. */
+  access: Access;
 }
 
 /** The protocol engine for every multiplexed socket of one bridge. */
 export interface Sessions {
-  /** A socket opened: its initial state; the `ready` frame is sent. */
-  open(peer: Peer): SessionState;
+  /**
+   * A socket opened with the identity its upgrade established (undefined: anonymous): its initial
+   * state; the `ready` frame is sent.
+   */
+  open(peer: Peer, identity: Identity | undefined): SessionState;
   /** A text frame arrived. Never throws: every problem is answered with an `error` frame. */
   message(peer: Peer, state: SessionState, text: string): void;
   /** The socket wrote out its backlog: paused replays go on. */
@@ -107,7 +121,9 @@ const membershipOf = (entry: Entry): Membership | undefined =>
 /** Creates the engine. */
 export function createSessions(options: SessionOptions): Sessions {
   const { catalog, hub, listener, limits, stats } = options;
-  const permits = options.permits ?? (() => true);
+  const { access } = options;
+  const permits = (state: SessionState, channel: string, mode: 'r' | 'w') =>
+    access.permits(state.identity, channel, mode);
 
   const fail = (peer: Peer, reply: ErrorReply): void => void peer.send(encodeError(reply));
   // A bug must cost one frame its answer, never the process.
@@ -128,7 +144,10 @@ export function createSessions(options: SessionOptions): Sessions {
     if (!catalog.allows(channel)) {
       return refuse('unknown_channel', `channel "${channel}" is not declared and unknown channels are rejected`);
     }
-    if (!permits(state, channel, 'r')) return refuse('forbidden', `not allowed to read "${channel}"`);
+    if (!permits(state, channel, 'r')) {
+      stats.authFailure('forbidden');
+      return refuse('forbidden', `not allowed to read "${channel}"`);
+    }
     let filter: TopicFilter | undefined;
     if (frame.filter !== undefined) {
       if (!catalog.hasSchema(channel)) return refuse('bad_request', 'filters apply only to channels with a schema');
@@ -149,8 +168,13 @@ export function createSessions(options: SessionOptions): Sessions {
       if (!state.closed) refuse('unavailable', 'could not LISTEN on the channel; retry shortly');
       return;
     }
-    // Closed, or unsubscribed (and perhaps subscribed again) while the LISTEN was on its way.
+    // Closed, unsubscribed (and perhaps subscribed again), or narrowed by a refresh while the LISTEN was on its way.
     if (state.closed || state.subscriptions.get(channel) !== pending) return listener.release(channel);
+    if (!permits(state, channel, 'r')) {
+      state.subscriptions.delete(channel);
+      listener.release(channel);
+      return refuse('forbidden', `not allowed to read "${channel}"`);
+    }
     const membership = hub.join(channel, filter);
     const { epoch, seq: head } = hub.position(channel);
     if (frame.since === undefined) {
@@ -227,8 +251,12 @@ export function createSessions(options: SessionOptions): Sessions {
         message: `more than ${limits.publishRate} publishes a second`,
       });
     }
-    if (!catalog.publishable(channel) || !permits(state, channel, 'w')) {
+    if (!catalog.publishable(channel)) {
       return refuse('forbidden', { code: 'forbidden', message: `publishing on "${channel}" is not allowed` });
+    }
+    if (!permits(state, channel, 'w')) {
+      stats.authFailure('forbidden');
+      return refuse('forbidden', { code: 'forbidden', message: `not allowed to publish on "${channel}"` });
     }
     let payload: string;
     if (catalog.hasSchema(channel)) {
@@ -265,13 +293,46 @@ export function createSessions(options: SessionOptions): Sessions {
     if (!state.closed) peer.send(encodePublished(channel, id));
   }
 
+  /** An `auth` frame: present or refresh a token. Whatever does not verify closes the socket with 4401. */
+  async function authenticate(peer: Peer, state: SessionState, frame: AuthFrame): Promise<void> {
+    const verified = await access.verify(frame.token);
+    if (state.closed) return;
+    if (!verified.ok) {
+      stats.authFailure(verified.reason);
+      return peer.close(verified.reason === 'expired' ? 'token_expired' : 'token_invalid');
+    }
+    const { identity } = verified;
+    if (state.identity !== undefined && state.identity.subject !== identity.subject) {
+      stats.authFailure('invalid');
+      return peer.close('token_subject');
+    }
+    state.identity = identity;
+    peer.expireAt(identity.expires);
+    peer.send(encodeReady(identity.subject, identity.expires));
+    // A refreshed token that grants less takes away what it no longer grants, and says so.
+    for (const [channel, entry] of [...state.subscriptions]) {
+      if (permits(state, channel, 'r')) continue;
+      state.subscriptions.delete(channel);
+      const membership = membershipOf(entry);
+      if (membership !== undefined) {
+        if (!('replay' in entry)) peer.unsubscribe(membership.topic);
+        release(channel, membership);
+      }
+      peer.send(encodeUnsubscribed(channel, 'forbidden'));
+    }
+  }
+
   function handle(peer: Peer, state: SessionState, frame: ClientFrame, text: string): void {
     switch (frame.type) {
       case 'ping':
         peer.send(encodePong(frame.id));
         return;
       case 'auth':
-        fail(peer, { id: frame.id, code: 'bad_request', message: 'authorization is not configured on this server' });
+        if (!access.enabled) {
+          fail(peer, { id: frame.id, code: 'bad_request', message: 'authorization is not configured on this server' });
+          return;
+        }
+        authenticate(peer, state, frame).catch(crashed);
         return;
       case 'subscribe':
         subscribe(peer, state, frame).catch(crashed);
@@ -286,14 +347,15 @@ export function createSessions(options: SessionOptions): Sessions {
   }
 
   return {
-    open(peer) {
+    open(peer, identity) {
       const state: SessionState = {
         subscriptions: new Map(),
         bucket: createBucket(limits.publishRate),
-        subject: null,
+        identity,
         closed: false,
       };
-      peer.send(encodeReady(null, null));
+      peer.expireAt(identity?.expires);
+      peer.send(encodeReady(identity?.subject ?? null, identity?.expires ?? null));
       return state;
     },
     message(peer, state, text) {

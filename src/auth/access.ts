@@ -1,0 +1,65 @@
+/**
+ * The one permission check: every plain upgrade, multiplexed subscribe and publish asks here. Without
+ * `[auth]` everything is allowed (the bridge as it was). With it, a channel is readable by a token that
+ * grants `r` on it, or by anyone when it is `public`; writable only by a token that grants `w` (and only if
+ * the channel has `publish = true`, which the catalog checks). Authorization happens at subscribe time and
+ * on refresh, never per notification.
+ */
+import type { AuthConfig } from '../config/sections.ts';
+import { readOffer } from '../protocol/subprotocol.ts';
+import type { Mode } from './grants.ts';
+import type { Identity, Verified, Verifier } from './tokens.ts';
+
+/** Authorization for one bridge. */
+export interface Access {
+  /** Whether `[auth]` is configured. */
+  readonly enabled: boolean;
+  /**
+   * The token an upgrade offers, by precedence: `Authorization: Bearer`, then (multiplexed only) the
+   * `bearer.` subprotocol, then `?token=` when `query_token` is on. Only the first found is used.
+   */
+  tokenFrom(request: Request, mode: 'plain' | 'multiplexed'): string | undefined;
+  verify(token: string): Promise<Verified>;
+  /** Whether `identity` (undefined: anonymous) may read or write `channel`. */
+  permits(identity: Identity | undefined, channel: string, mode: Mode): boolean;
+}
+
+/** Options of {@link createAccess}. */
+export interface AccessOptions {
+  readonly auth: AuthConfig | undefined;
+  readonly verifier: Verifier | undefined;
+  readonly isPublic: (channel: string) => boolean;
+}
+
+const BEARER = /^Bearer +(\S+) *$/i;
+
+/** Creates the access check. */
+export function createAccess(options: AccessOptions): Access {
+  const { auth, verifier } = options;
+  if (auth === undefined || verifier === undefined) {
+    return {
+      enabled: false,
+      tokenFrom: () => undefined,
+      verify: async () => ({ ok: false, reason: 'invalid', message: 'authorization is not configured' }),
+      permits: () => true,
+    };
+  }
+  return {
+    enabled: true,
+    tokenFrom(request, mode) {
+      const header = BEARER.exec(request.headers.get('authorization') ?? '')?.[1];
+      if (header !== undefined) return header;
+      if (mode === 'multiplexed') {
+        const offered = readOffer(request.headers.get('sec-websocket-protocol')).token;
+        if (offered !== undefined) return offered;
+      }
+      if (!auth.queryToken) return undefined;
+      return new URL(request.url).searchParams.get('token') ?? undefined;
+    },
+    verify: (token) => verifier.verify(token),
+    permits(identity, channel, mode) {
+      if (mode === 'r' && options.isPublic(channel)) return true;
+      return identity?.grants.permits(channel, mode) ?? false;
+    },
+  };
+}
