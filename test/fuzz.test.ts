@@ -21,8 +21,9 @@ import { expectedChannel, randomChannelPath } from './fuzz/paths.ts';
 import { randomPayload, SCHEMA_CASES } from './fuzz/payloads.ts';
 import { rngFor, SCALE, SEED, scaled, Tally } from './fuzz/random.ts';
 import { databaseUrl, metric, startBridge, uniqueChannel, waitFor, within } from './harness.ts';
-import { connectMux, SUBPROTOCOL, serverFrameProblem } from './mux.ts';
+import { connectMux, SUBPROTOCOL } from './mux.ts';
 import { spawnServer } from './process.ts';
+import { serverFrameProblem } from './server-frames.ts';
 
 console.log(`fuzz seed ${SEED} (replay with FUZZ_SEED=${SEED}), scale ${SCALE}`);
 

@@ -75,6 +75,7 @@ describe('gaps', () => {
       id: 'pub',
       code: 'unavailable',
     });
+    expect(await metric(t.url, 'pgws_publishes_total', { outcome: 'unavailable' })).toBe(1);
     await db.start();
     await waitFor(async () => (await health(t.url)) === 200, 15_000, 'health to turn 200');
     await mux.subscribe(other);
