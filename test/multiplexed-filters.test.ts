@@ -6,9 +6,12 @@
  * To show that a payload does NOT arrive, every case sends the five payloads twice: the first match of
  * the second round arrives after everything of the first, so once it is in, the first round is complete.
  */
-import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
+import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from 'bun:test';
 import { metric, startBridge, type TestBridge, uniqueChannel } from './harness.ts';
 import { connectMux, type MuxClient } from './mux.ts';
+
+// Here, not only in test/setup.ts: bun:test's setDefaultTimeout is per file, and the preload's reaches only the first.
+setDefaultTimeout(60_000);
 
 const PAYLOADS = [
   { id: 1, status: 'paid', total: 120, customer: { id: 7, tier: 'gold' }, tags: ['a', 'b'], name: 'apple' },

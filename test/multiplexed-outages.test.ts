@@ -3,11 +3,14 @@
  * reconnects at once) and the database stopped (it stays down for a while). Multiplexed sockets stay
  * open and learn of the break through `gap`; plain sockets are closed with 1012 at the same moment.
  */
-import { describe, expect, test } from 'bun:test';
+import { describe, expect, setDefaultTimeout, test } from 'bun:test';
 import postgres from 'postgres';
 import { connect } from './client.ts';
 import { databaseUrl, metric, startBridge, startOwnDatabase, uniqueChannel, waitFor, within } from './harness.ts';
 import { connectMux } from './mux.ts';
+
+// Here, not only in test/setup.ts: bun:test's setDefaultTimeout is per file, and the preload's reaches only the first.
+setDefaultTimeout(60_000);
 
 const health = async (base: URL) => (await fetch(new URL('/healthz', base))).status;
 

@@ -2,9 +2,12 @@
  * Acceptance tests of the multiplexed protocol `pgws.v1` over real sockets: the handshake, frames the
  * server cannot honour, subscriptions on one socket, and how such a socket counts and closes.
  */
-import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
+import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from 'bun:test';
 import { startBridge, type TestBridge, uniqueChannel, within } from './harness.ts';
 import { connectMux, handshake, SUBPROTOCOL } from './mux.ts';
+
+// Here, not only in test/setup.ts: bun:test's setDefaultTimeout is per file, and the preload's reaches only the first.
+setDefaultTimeout(60_000);
 
 describe('the handshake', () => {
   let t: TestBridge;

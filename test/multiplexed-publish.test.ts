@@ -2,10 +2,13 @@
  * Acceptance tests of `pgws.v1` publish over real sockets: what is published travels through
  * PostgreSQL to every subscriber (the publisher included), and what is refused, with which code.
  */
-import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
+import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from 'bun:test';
 import { connect } from './client.ts';
 import { metric, startBridge, type TestBridge, uniqueChannel } from './harness.ts';
 import { connectMux } from './mux.ts';
+
+// Here, not only in test/setup.ts: bun:test's setDefaultTimeout is per file, and the preload's reaches only the first.
+setDefaultTimeout(60_000);
 
 const [orders, notes, closed] = [uniqueChannel('pub_orders'), uniqueChannel('pub_notes'), uniqueChannel('pub_closed')];
 const CHANNELS = `

@@ -3,10 +3,13 @@
  * answers to subscribe and unsubscribe, the per-socket and per-server limits, and how a multiplexed
  * socket counts toward connections and closes at shutdown.
  */
-import { describe, expect, test } from 'bun:test';
+import { describe, expect, setDefaultTimeout, test } from 'bun:test';
 import { connect } from './client.ts';
 import { metric, startBridge, uniqueChannel, waitFor, within } from './harness.ts';
 import { connectMux, handshake, SUBPROTOCOL } from './mux.ts';
+
+// Here, not only in test/setup.ts: bun:test's setDefaultTimeout is per file, and the preload's reaches only the first.
+setDefaultTimeout(60_000);
 
 describe('subscriptions on one socket', () => {
   test('delivers notifications of many channels on one socket, each message naming its channel', async () => {

@@ -3,11 +3,14 @@
  * a server instance, not to one of its worker processes"): real server processes sharing one port, so
  * the kernel spreads connections among them at random.
  */
-import { describe, expect, test } from 'bun:test';
+import { describe, expect, setDefaultTimeout, test } from 'bun:test';
 import postgres from 'postgres';
 import { databaseUrl, uniqueChannel, waitFor } from './harness.ts';
 import { connectMux, type MuxClient } from './mux.ts';
 import { freshGet, spawnServer } from './process.ts';
+
+// Here, not only in test/setup.ts: bun:test's setDefaultTimeout is per file, and the preload's reaches only the first.
+setDefaultTimeout(60_000);
 
 const SOCKETS = 12;
 
