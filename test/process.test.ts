@@ -1,4 +1,4 @@
-import { describe, expect, test } from 'bun:test';
+import { describe, expect, setDefaultTimeout, test } from 'bun:test';
 import { chmodSync, existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -6,6 +6,9 @@ import postgres from 'postgres';
 import { connect } from './client.ts';
 import { databaseUrl, uniqueChannel, waitFor, within } from './harness.ts';
 import { freshGet, spawnServer } from './process.ts';
+
+// Per file: bun:test's default timeout is per file, so test/setup.ts's call reaches only the first one.
+setDefaultTimeout(60_000);
 
 const MAIN = join(import.meta.dir, '..', 'src', 'main.ts');
 const withDatabase = () => ({ DATABASE_URL: databaseUrl() });
