@@ -1,6 +1,7 @@
 /**
  * The one file that talks to PostgreSQL: a single dedicated LISTEN connection for every channel and
- * every client, plus one small query connection for the readiness probe.
+ * every client, plus one small query connection for the readiness probe and publishes. Also the
+ * command-line tools' short-lived connection.
  *
  * Why not postgres.js `sql.listen`: on a lost connection it re-LISTENs once and swallows the error,
  * so a database that stays down for longer than one connect attempt leaves it listening on nothing
@@ -231,5 +232,30 @@ export function createListener(options: ListenerOptions): Listener {
       clearTimeout(retry);
       await Promise.allSettled([sql.end({ timeout: 2 }), queries.end({ timeout: 2 })]);
     },
+  };
+}
+
+/** A short-lived connection for the command-line tools (`bun run trigger`), not for the bridge. */
+export interface AdminConnection {
+  /** One statement with bound parameters (`$1`, ...); its rows. */
+  rows(text: string, parameters?: readonly string[]): Promise<Record<string, unknown>[]>;
+  /** SQL text run as one simple-protocol query: several statements, one implicit transaction. */
+  script(text: string): Promise<void>;
+  end(): Promise<void>;
+}
+
+/** Opens an {@link AdminConnection}; the first query connects. */
+export function connectAdmin(url: string): AdminConnection {
+  const sql = postgres(url, {
+    max: 1,
+    fetch_types: false,
+    onnotice: () => {},
+    connect_timeout: 10,
+    connection: { application_name: 'pg-notify-ws' },
+  });
+  return {
+    rows: async (text, parameters = []) => [...(await sql.unsafe(text, [...parameters]))],
+    script: async (text) => void (await sql.unsafe(text).simple()),
+    end: () => sql.end({ timeout: 2 }),
   };
 }
