@@ -1,7 +1,7 @@
 /**
  * The one file that talks to PostgreSQL: a single dedicated LISTEN connection for every channel and
- * every client, plus one small query connection for the readiness probe and publishes. Also the
- * command-line tools' short-lived connection.
+ * every client, plus one small query connection for the readiness probe, publishes, and the stored
+ * payloads of `pgws.notify` (fetch, sweep). Also the command-line tools' short-lived connection.
  *
  * Why not postgres.js `sql.listen`: on a lost connection it re-LISTENs once and swallows the error,
  * so a database that stays down for longer than one connect attempt leaves it listening on nothing
@@ -9,6 +9,7 @@
  * `onclose` hooks we own, and reconnection retries forever with capped exponential backoff and jitter.
  */
 import postgres from 'postgres';
+import type { Fetched } from '../channels/reference.ts';
 import type { Logger } from '../observe/log.ts';
 import { backoffDelay } from './backoff.ts';
 
@@ -65,8 +66,29 @@ export interface Listener {
    * connection, resolved once PostgreSQL has returned.
    */
   publish(channel: string, payload: string): Promise<void>;
+  /**
+   * The stored payload a reference names, only if it belongs to `channel` and is at most `maxBytes`
+   * (checked in the query, so an oversized row is never pulled). Never rejects.
+   */
+  fetchPayload(id: string, channel: string, maxBytes: number): Promise<Fetched>;
+  /** Round trips made for stored payloads so far (fetches, plus a check per unresolved one). */
+  readonly payloadRoundTrips: number;
+  /** Deletes stored payloads older than `ttlSeconds`, in small batches so fetches are not held up. */
+  sweepPayloads(ttlSeconds: number): Promise<Swept>;
   stop(): Promise<void>;
 }
+
+/** What a sweep did: rows deleted, or why it could not run (`missing`: pgws is not installed). */
+export type Swept =
+  | { readonly ok: true; readonly deleted: number }
+  | { readonly ok: false; readonly reason: 'missing' | 'forbidden' | 'failed'; readonly error: unknown };
+
+// PG SQLSTATEs: pgws (or a part of it) is not installed; the role lacks a privilege.
+const NOT_INSTALLED = new Set(['3F000', '42P01', '42883']);
+const FORBIDDEN = '42501';
+const sqlState = (error: unknown) => (error as { code?: unknown } | undefined)?.code;
+// A batch deletes in tens of milliseconds even for large rows, so a fetch queued behind it waits little.
+const SWEEP_BATCH = 100;
 
 // A LISTEN that takes longer means a hung connection; the client is refused rather than left waiting.
 const ACQUIRE_TIMEOUT_MS = 5000;
@@ -89,6 +111,7 @@ export function createListener(options: ListenerOptions): Listener {
   let retry: Timer | undefined;
   let attempting = false;
   let generation = 0;
+  let roundTrips = 0;
 
   const common = { fetch_types: false, onnotice: () => {}, connection: { application_name: 'pg-notify-ws' } } as const;
   const listenOptions: postgres.Options<Record<string, never>> & {
@@ -226,6 +249,48 @@ export function createListener(options: ListenerOptions): Listener {
     },
     async publish(channel, payload) {
       await queries`SELECT pg_notify(${channel}, ${payload})`;
+    },
+    get payloadRoundTrips() {
+      return roundTrips;
+    },
+    async fetchPayload(id, channel, maxBytes) {
+      try {
+        roundTrips += 1;
+        const [row] = await queries`
+          SELECT octet_length(payload) AS bytes, CASE WHEN octet_length(payload) <= ${maxBytes}::int THEN payload END AS payload
+          FROM pgws.payloads WHERE id = ${id}::uuid AND channel = ${channel}`;
+        if (row !== undefined) {
+          const payload: unknown = row['payload'];
+          if (typeof payload === 'string') return { ok: true, payload };
+          return { ok: false, reason: 'too_large', bytes: Number(row['bytes']) };
+        }
+        // Rare (a forged or expired reference): a second round trip tells which.
+        roundTrips += 1;
+        const [other] = await queries`SELECT 1 FROM pgws.payloads WHERE id = ${id}::uuid`;
+        return { ok: false, reason: other === undefined ? 'reference_missing' : 'reference_forged' };
+      } catch (error) {
+        // Without pgws there is no row a reference could name.
+        if (NOT_INSTALLED.has(String(sqlState(error)))) return { ok: false, reason: 'reference_missing' };
+        return { ok: false, reason: 'reference_failed', error };
+      }
+    },
+    async sweepPayloads(ttlSeconds) {
+      let deleted = 0;
+      try {
+        for (;;) {
+          // SKIP LOCKED: several bridges (workers, instances) sweep side by side without waiting on each other.
+          const result = await queries`
+            DELETE FROM pgws.payloads WHERE id IN (
+              SELECT id FROM pgws.payloads WHERE created_at < clock_timestamp() - make_interval(secs => ${ttlSeconds}::int)
+              LIMIT ${SWEEP_BATCH}::int FOR UPDATE SKIP LOCKED)`;
+          deleted += result.count;
+          if (result.count < SWEEP_BATCH || state === 'stopped') return { ok: true, deleted };
+        }
+      } catch (error) {
+        const code = String(sqlState(error));
+        const reason = NOT_INSTALLED.has(code) ? 'missing' : code === FORBIDDEN ? 'forbidden' : 'failed';
+        return { ok: false, reason, error };
+      }
     },
     async stop() {
       setState('stopped');
