@@ -112,6 +112,7 @@ export async function createBridge(options: BridgeOptions): Promise<Bridge> {
       publishRate: config.server.publishRate,
       // Half the slow-consumer bound: a replay never makes its own client look slow.
       replayBudgetBytes: config.server.slowConsumerBytes / 2,
+      maxPayloadBytes: config.server.maxPayloadBytes,
     },
     stats,
     log: log.child('session'),

@@ -146,6 +146,15 @@ describe('large payloads through pgws.notify', () => {
     await large(channel, `${MARKER}not a reference`);
     expect(await client.next()).toBe(`${MARKER}not a reference`);
   });
+
+  test('a multiplexed publish over 7999 bytes goes through pgws.notify and comes back to the publisher', async () => {
+    using mux = await connectMux(t.url.host);
+    await mux.subscribe(PUBLISH);
+    const payload = 'p'.repeat(20_000);
+    mux.send({ type: 'publish', id: 1, channel: PUBLISH, payload });
+    expect(await mux.next('published')).toEqual({ type: 'published', id: 1, channel: PUBLISH });
+    expect((await mux.next('message'))['payload']).toBe(payload);
+  });
 });
 
 describe('large payloads on a database of their own', () => {
@@ -167,5 +176,33 @@ describe('large payloads on a database of their own', () => {
     await db.sql`SELECT pg_notify(${channel}, 'after')`;
     expect(await client.next()).toBe('after');
     expect(await metric(t.url, 'pgws_notifications_invalid_total', { channel, reason: 'reference_missing' })).toBe(1);
+  });
+
+  test('a multiplexed publish over 7999 bytes is payload_too_large without pgws and above max_payload_bytes', async () => {
+    await using db = await scratchDatabase();
+    const channel = uniqueChannel('pub');
+    await using t = await startBridge(`[channels.${channel}]\npublish = true\n`, {
+      databaseUrl: db.url,
+      server: 'max_payload_bytes = 30000',
+    });
+    using mux = await connectMux(t.url.host);
+    await mux.subscribe(channel);
+    const publish = async (id: number, bytes: number) => {
+      mux.send({ type: 'publish', id, channel, payload: 'q'.repeat(bytes) });
+      const answer = await mux.next(['published', 'error']);
+      return [answer['type'] === 'error' ? answer['code'] : answer['type'], answer['message']];
+    };
+    expect(await publish(1, 7999)).toEqual(['published', undefined]);
+    const [code, message] = await publish(2, 20_000);
+    expect(code).toBe('payload_too_large');
+    expect(message).toContain('pgws.notify');
+    expect(await publish(3, 40_000)).toEqual([
+      'payload_too_large',
+      'the payload is 40000 bytes; this server takes at most 30000 (max_payload_bytes)',
+    ]);
+    await installPgws(db.url);
+    expect(await publish(4, 20_000)).toEqual(['published', undefined]);
+    const delivered = [await mux.next('message'), await mux.next('message')];
+    expect(delivered.map((m) => String(m['payload']).length)).toEqual([7999, 20_000]);
   });
 });

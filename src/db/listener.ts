@@ -67,6 +67,11 @@ export interface Listener {
    */
   publish(channel: string, payload: string): Promise<void>;
   /**
+   * A client's publish over NOTIFY's limit: `pgws.notify($1, $2)`. Resolves false (nothing sent) when
+   * the function is not installed or the bridge's role may not execute it.
+   */
+  publishLarge(channel: string, payload: string): Promise<boolean>;
+  /**
    * The stored payload a reference names, only if it belongs to `channel` and is at most `maxBytes`
    * (checked in the query, so an oversized row is never pulled). Never rejects.
    */
@@ -249,6 +254,16 @@ export function createListener(options: ListenerOptions): Listener {
     },
     async publish(channel, payload) {
       await queries`SELECT pg_notify(${channel}, ${payload})`;
+    },
+    async publishLarge(channel, payload) {
+      try {
+        await queries`SELECT pgws.notify(${channel}, ${payload})`;
+        return true;
+      } catch (error) {
+        const state = sqlState(error);
+        if (state === FORBIDDEN || NOT_INSTALLED.has(String(state))) return false;
+        throw error;
+      }
     },
     get payloadRoundTrips() {
       return roundTrips;

@@ -72,13 +72,15 @@ export type PublishOutcome = 'published' | 'invalid' | 'forbidden' | 'rate_limit
 export interface SessionOptions {
   catalog: Pick<Catalog, 'allows' | 'hasSchema' | 'publishable' | 'validate'>;
   hub: Hub;
-  listener: Pick<Listener, 'acquire' | 'release' | 'has' | 'channelCount' | 'state' | 'publish'>;
+  listener: Pick<Listener, 'acquire' | 'release' | 'has' | 'channelCount' | 'state' | 'publish' | 'publishLarge'>;
   limits: {
     readonly maxSubscriptions: number;
     readonly maxChannels: number;
     readonly publishRate: number;
     /** A replay pauses for a drain once this many bytes wait to be written to the client. */
     readonly replayBudgetBytes: number;
+    /** The largest payload a publish may carry (`[server] max_payload_bytes`); over NOTIFY's limit it goes through pgws.notify. */
+    readonly maxPayloadBytes: number;
   };
   stats: Stats;
   log: Logger;
@@ -248,15 +250,19 @@ export function createSessions(options: SessionOptions): Sessions {
       return refuse('invalid', { code: 'invalid_payload', message, issues: [{ path: '', message }] });
     }
     const bytes = Buffer.byteLength(payload);
-    if (bytes > MAX_NOTIFY_BYTES) {
-      const message = `the payload is ${bytes} bytes; PostgreSQL's NOTIFY takes at most ${MAX_NOTIFY_BYTES}`;
+    if (bytes > limits.maxPayloadBytes) {
+      const message = `the payload is ${bytes} bytes; this server takes at most ${limits.maxPayloadBytes} (max_payload_bytes)`;
       return refuse('too_large', { code: 'payload_too_large', message });
     }
     if (listener.state !== 'up') {
       return refuse('unavailable', { code: 'unavailable', message: 'database connection is down; retry shortly' });
     }
     try {
-      await listener.publish(channel, payload);
+      if (bytes <= MAX_NOTIFY_BYTES) await listener.publish(channel, payload);
+      else if (!(await listener.publishLarge(channel, payload))) {
+        const message = `the payload is ${bytes} bytes; PostgreSQL's NOTIFY takes at most ${MAX_NOTIFY_BYTES}, and pgws.notify (bun run sql) is not installed`;
+        return refuse('too_large', { code: 'payload_too_large', message });
+      }
     } catch (error) {
       options.log.warn('publish failed', { channel, error });
       return refuse('unavailable', { code: 'unavailable', message: 'the database did not take the publish; retry' });
