@@ -204,6 +204,9 @@ describe('the generated trigger on a real table', () => {
   });
 
   describe('bun run trigger', () => {
+    beforeAll(async () => {
+      await sql.unsafe(`CREATE TABLE ${quoteIdent(schema)}."Checked" (id int, "Note" text)`);
+    });
     const run = (args: string[], env: Record<string, string> = {}) => {
       const { PATH, HOME } = process.env;
       const result = Bun.spawnSync([process.execPath, 'src/cli/trigger.ts', ...args], {
@@ -220,19 +223,19 @@ describe('the generated trigger on a real table', () => {
     });
 
     test.each([
-      ['no --table', ['--channel', 'c'], {}, '--table is required'],
-      ['an unknown flag', ['--table', 't', '--channel', 'c', '--nope'], {}, "Unknown option '--nope'"],
-      ['--apply without DATABASE_URL', ['--table', 't', '--channel', 'c', '--apply'], {}, 'needs DATABASE_URL'],
+      ['no --table', ['--channel', 'c'], false, '--table is required'],
+      ['an unknown flag', ['--table', 't', '--channel', 'c', '--nope'], false, "Unknown option '--nope'"],
+      ['--apply without DATABASE_URL', ['--table', 't', '--channel', 'c', '--apply'], false, 'needs DATABASE_URL'],
       [
         'a table that does not exist',
         ['--table', 'Nope', '--channel', 'c'],
-        'db',
+        true,
         'table "public"."Nope" does not exist',
       ],
-      ['a column that does not exist', ['--table', 'Twice', '--columns', 'id,nope'], 'db', 'has no column "nope"'],
-    ] as const)('exits 2 with one line for %s', (_, args, env, message) => {
-      const withSchema = env === 'db' && args[1] === 'Twice' ? [...args, '--channel', 'c', '--schema', schema] : args;
-      const result = run([...withSchema], env === 'db' ? { DATABASE_URL: databaseUrl() } : {});
+      ['a column that does not exist', ['--table', 'Checked', '--columns', 'id,nope'], true, 'has no column "nope"'],
+    ] as const)('exits 2 with one line for %s', (_, args, withDatabase, message) => {
+      const extra = args[1] === 'Checked' ? ['--channel', 'c', '--schema', schema] : [];
+      const result = run([...args, ...extra], withDatabase ? { DATABASE_URL: databaseUrl() } : {});
       expect(result.code).toBe(2);
       expect(result.stderr).toContain(message);
       expect(result.stderr.trim().split('\n').length).toBe(1);
