@@ -2,12 +2,15 @@
  * Payloads beyond NOTIFY's 8000 bytes, end to end: pgws.notify (the real install script) stores them,
  * a real bridge fetches each once and delivers it like any other, in order, in both modes.
  */
-import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
+import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from 'bun:test';
 import { MARKER } from '../src/channels/reference.ts';
 import { EVENTS, quoteIdent, triggerSql } from '../src/db/trigger.ts';
 import { connect } from './client.ts';
 import { metric, startBridge, type TestBridge, uniqueChannel, waitFor } from './harness.ts';
 import { connectMux, installPgws, scratchDatabase } from './pgws.ts';
+
+// Here, not only in test/setup.ts: bun:test's setDefaultTimeout is per file, and the preload's reaches only the first.
+setDefaultTimeout(60_000);
 
 const MiB = 1024 * 1024;
 const WIDE = uniqueChannel('wide');

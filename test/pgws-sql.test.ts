@@ -2,13 +2,16 @@
  * The install script of pgws.notify against a real PostgreSQL: idempotent, safe to run concurrently,
  * installable without superuser, and the 8000-byte boundary counted in bytes. `bun run sql` prints it.
  */
-import { describe, expect, test } from 'bun:test';
+import { describe, expect, setDefaultTimeout, test } from 'bun:test';
 import { join } from 'node:path';
 import postgres from 'postgres';
 import { MARKER, referenceId } from '../src/channels/reference.ts';
 import { INSTALL_SQL } from '../src/db/script.ts';
 import { databaseUrl, uniqueChannel, within } from './harness.ts';
 import { installPgws, scratchDatabase } from './pgws.ts';
+
+// Here, not only in test/setup.ts: bun:test's setDefaultTimeout is per file, and the preload's reaches only the first.
+setDefaultTimeout(60_000);
 
 const root = join(import.meta.dir, '..');
 

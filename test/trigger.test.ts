@@ -2,7 +2,7 @@
  * The trigger generator: quoting and names without a database, then the generated SQL on real tables
  * with awkward names (quotes, spaces, uppercase, unicode) for every event, and `bun run trigger` itself.
  */
-import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
+import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from 'bun:test';
 import { join } from 'node:path';
 import postgres from 'postgres';
 import {
@@ -19,6 +19,9 @@ import {
 import { UsageError } from '../src/errors.ts';
 import { databaseUrl, uniqueChannel, within } from './harness.ts';
 import { installPgws } from './pgws.ts';
+
+// Here, not only in test/setup.ts: bun:test's setDefaultTimeout is per file, and the preload's reaches only the first.
+setDefaultTimeout(60_000);
 
 const root = join(import.meta.dir, '..');
 const spec = (extra: Partial<TriggerSpec> = {}): TriggerSpec => ({
