@@ -18,9 +18,13 @@ export interface Credit {
   nextProgress(ms: number): Promise<void>;
 }
 
+/** What sends each notification: `pg_notify`, or `pgws.notify` (payloads beyond 8000 bytes, bench/large.ts). */
+export type NotifyFunction = 'pg_notify' | 'pgws.notify';
+
 /** One as-fast-as-possible burst: notifications 0..count-1 of `run` on `channel`, `size` bytes each. */
 export interface BurstPlan {
   readonly channel: string;
+  readonly via?: NotifyFunction | undefined;
   readonly run: number;
   readonly count: number;
   readonly size: number;
@@ -32,6 +36,7 @@ export interface BurstPlan {
 /** A fixed-rate stream from one producer: `rate` notifications per second for `count` notifications. */
 export interface PacedPlan {
   readonly channel: string;
+  readonly via?: NotifyFunction | undefined;
   readonly run: number;
   readonly count: number;
   readonly size: number;
@@ -75,12 +80,12 @@ export async function startNotifier(url: string, producers: number): Promise<Not
   // distinct, and rpad pads to the exact size (the prefix is always shorter than 100 bytes).
   const send = (
     sql: postgres.Sql,
-    plan: { channel: string; run: number; size: number },
+    plan: { channel: string; run: number; size: number; via?: NotifyFunction | undefined },
     start: number,
     end: number,
     step: number,
   ) =>
-    sql`SELECT count(pg_notify(${plan.channel}, rpad('{"r":' || ${plan.run}::int || ',"seq":' || s || ',"t":' || ${clock().toFixed(3)}::text || ',"p":"', ${plan.size - 2}::int, 'x') || '"}'))
+    sql`SELECT count(${sql(plan.via ?? 'pg_notify')}(${plan.channel}, rpad('{"r":' || ${plan.run}::int || ',"seq":' || s || ',"t":' || ${clock().toFixed(3)}::text || ',"p":"', ${plan.size - 2}::int, 'x') || '"}'))
         FROM generate_series(${start}::int, ${end}::int, ${step}::int) AS s`;
 
   // Notifications in flight allowed for a payload size (at least one batch per producer).

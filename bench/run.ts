@@ -18,6 +18,7 @@ import { type BenchDatabase, startDatabase } from './database.ts';
 import { fanout } from './fanout.ts';
 import { fdLimit } from './fdlimit.ts';
 import { type Fleet, startFleet } from './fleet.ts';
+import { large } from './large.ts';
 import { latency } from './latency.ts';
 import { type Notifier, startNotifier } from './notifier.ts';
 import { renderReport } from './report.ts';
@@ -31,6 +32,7 @@ const SCENARIOS: readonly (readonly [string, Scenario])[] = [
   ['fanout', fanout],
   ['latency', latency],
   ['workers', workers],
+  ['large', large],
   ['fdlimit', fdLimit],
 ];
 const NAMES = new Set([...SCENARIOS.map(([name]) => name), 'schema']);

@@ -6,7 +6,7 @@
 import type { BenchDatabase } from './database.ts';
 import type { Fleet } from './fleet.ts';
 import { createHistogram, decodeHistogram, type Histogram, maxLatencyMs, quantileMs } from './histogram.ts';
-import type { Notifier, Sent } from './notifier.ts';
+import type { Notifier, NotifyFunction, Sent } from './notifier.ts';
 import { cpuMeter, machineBusySeconds } from './procstat.ts';
 import type { ClientKind, GeneratorReport } from './protocol.ts';
 import type { Target } from './target.ts';
@@ -18,6 +18,8 @@ export interface TrialSpec {
   readonly channel: string;
   readonly clients: number;
   readonly size: number;
+  /** `pg_notify` unless given. */
+  readonly via?: NotifyFunction;
   readonly send:
     | { readonly kind: 'burst'; readonly count: number }
     | { readonly kind: 'paced'; readonly count: number; readonly rate: number };
@@ -112,7 +114,7 @@ export async function runTrial(rig: Rig, spec: TrialSpec): Promise<TrialResult> 
     };
     const machineStart = machineBusySeconds();
     const wallStart = performance.now();
-    const base = { channel: spec.channel, run, count, size: spec.size };
+    const base = { channel: spec.channel, run, count, size: spec.size, via: spec.via };
     const sent: Sent =
       spec.send.kind === 'paced'
         ? await notifier.paced({ ...base, rate: spec.send.rate })

@@ -1,6 +1,6 @@
 /**
- * The payload of the `orders` channel, as sent by the README's trigger recipe:
- * `json_build_object('table', TG_TABLE_NAME, 'type', TG_OP, 'row', row_to_json(rec))`.
+ * The payload of the `orders` channel, as sent by the trigger `bun run trigger --table orders --channel orders`
+ * generates: `{"table", "schema", "type", "row"}`.
  *
  * The server validates and parses every notification with it; a consumer can import the same module
  * for its TypeScript types: `import type { OrderEventOutput } from './schemas/order.ts'`.
@@ -16,6 +16,7 @@ const Order = v.object({
 /** One row change on the orders table. */
 export const OrderEvent = v.object({
   table: v.string(),
+  schema: v.string(),
   type: v.picklist(['INSERT', 'UPDATE', 'DELETE']),
   row: Order,
 });

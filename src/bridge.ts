@@ -10,9 +10,12 @@ import { createAccess } from './auth/access.ts';
 import { createVerifier, type KeySource } from './auth/tokens.ts';
 import { createCatalog } from './channels/catalog.ts';
 import { describeChannels } from './channels/discovery.ts';
+import { MARKER_CODE } from './channels/reference.ts';
+import { createResolver } from './channels/resolver.ts';
 import type { Config } from './config/load.ts';
 import { createCanary } from './db/canary.ts';
 import { createListener } from './db/listener.ts';
+import { createSweeper } from './db/sweeper.ts';
 import { createRoutes } from './http/routes.ts';
 import { type Bound, createServer } from './http/server.ts';
 import type { Logger } from './observe/log.ts';
@@ -57,6 +60,9 @@ export interface Bridge {
   stop(): Promise<void>;
   [Symbol.asyncDispose](): Promise<void>;
 }
+
+// A stored payload not fetched by then is dropped as reference_failed, so one channel never stalls.
+const FETCH_TIMEOUT_MS = 10_000;
 
 // PG: the probe channel is private to this process; clients never learn its name.
 const probeChannel = () => `pgws.canary.${process.pid}.${crypto.randomUUID().slice(0, 8)}`;
@@ -122,6 +128,7 @@ export async function createBridge(options: BridgeOptions): Promise<Bridge> {
       publishRate: config.server.publishRate,
       // Half the slow-consumer bound: a replay never makes its own client look slow.
       replayBudgetBytes: config.server.slowConsumerBytes / 2,
+      maxPayloadBytes: config.server.maxPayloadBytes,
     },
     stats,
     access,
@@ -149,6 +156,50 @@ export async function createBridge(options: BridgeOptions): Promise<Bridge> {
     reusePort: options.reusePort ?? false,
   });
 
+  /** One notification with its payload in hand, as clients get it: encoded once, then fanned out. */
+  const deliver = (channel: string, payload: string, counters = stats.channel(channel)) => {
+    const encoded = catalog.encode(channel, payload);
+    if (encoded.ok) {
+      counters.delivered += server.publish(channel, encoded.frame);
+      // Multiplexed frames carry the payload as JSON: the parsed value, or the raw text as a string.
+      if (hub.has(channel)) {
+        counters.delivered += hub.deliver(
+          channel,
+          catalog.hasSchema(channel) ? encoded.frame : JSON.stringify(encoded.frame),
+          server.publish,
+        );
+      }
+      return;
+    }
+    if (encoded.reason === 'json') counters.invalidJson += 1;
+    else counters.invalidSchema += 1;
+    payloadLog.warn('invalid payload dropped', {
+      channel,
+      reason: encoded.reason,
+      issues: encoded.issues,
+      prefix: payload.slice(0, 64),
+    });
+  };
+  const references = createResolver({
+    fetch: (id, channel) => listener.fetchPayload(id, channel, config.server.maxPayloadBytes),
+    deliver,
+    drop(channel, reason, detail) {
+      stats.channel(channel).invalidReference[reason] += 1;
+      // Never the content: a reference's row may hold what the channel's clients alone should see.
+      payloadLog.warn('reference dropped', { channel, reason, ...detail });
+    },
+    failed: (error) => payloadLog.error('delivery failed', { error }),
+    timeoutMs: FETCH_TIMEOUT_MS,
+  });
+  const sweeper = createSweeper({
+    ttlSeconds: config.database.largePayloadTtl,
+    sweep: listener.sweepPayloads,
+    onExpired: (count) => {
+      stats.payloadsExpired += count;
+    },
+    log: log.child('sweeper'),
+  });
+
   const databaseUp = Promise.withResolvers<void>();
   const ready = Promise.withResolvers<void>();
   listener.start({
@@ -156,27 +207,9 @@ export async function createBridge(options: BridgeOptions): Promise<Bridge> {
       if (channel === probe) return canary.receive(payload);
       const counters = stats.channel(channel);
       counters.received += 1;
-      const encoded = catalog.encode(channel, payload);
-      if (encoded.ok) {
-        counters.delivered += server.publish(channel, encoded.frame);
-        // Multiplexed frames carry the payload as JSON: the parsed value, or the raw text as a string.
-        if (hub.has(channel)) {
-          counters.delivered += hub.deliver(
-            channel,
-            catalog.hasSchema(channel) ? encoded.frame : JSON.stringify(encoded.frame),
-            server.publish,
-          );
-        }
-        return;
-      }
-      if (encoded.reason === 'json') counters.invalidJson += 1;
-      else counters.invalidSchema += 1;
-      payloadLog.warn('invalid payload dropped', {
-        channel,
-        reason: encoded.reason,
-        issues: encoded.issues,
-        prefix: payload.slice(0, 64),
-      });
+      // The hot path: one test of the first character, unless some channel is waiting for a fetch.
+      if (payload.charCodeAt(0) === MARKER_CODE || references.busy !== 0) return references.accept(channel, payload);
+      deliver(channel, payload, counters);
     },
     state(state) {
       if (state === 'up') {
@@ -187,6 +220,7 @@ export async function createBridge(options: BridgeOptions): Promise<Bridge> {
       }
       canary.stop();
       if (state !== 'down') return;
+      references.reset();
       // Tell clients now, not when the database is back: until then they would wait in silence.
       server.closePlain('database_lost');
       stats.gaps += hub.broken(server.publish);
@@ -195,11 +229,13 @@ export async function createBridge(options: BridgeOptions): Promise<Bridge> {
 
   if (options.listenAfterDatabase) await databaseUp.promise;
   const bound = server.listen();
+  sweeper.start();
 
   let stopped: Promise<void> | undefined;
   const stop = () => {
     stopped ??= (async () => {
       canary.stop();
+      sweeper.stop();
       await server.stop();
       await listener.stop();
     })();

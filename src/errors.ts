@@ -20,3 +20,8 @@ export class ConfigError extends Error {
 export class StartupError extends Error {
   override name = 'StartupError' as const;
 }
+
+/** A command line that cannot run as given (exit 2): a missing flag, a bad name, a table that does not exist. */
+export class UsageError extends Error {
+  override name = 'UsageError' as const;
+}

@@ -17,7 +17,7 @@ describe('a config that fails', () => {
     ['top-level.toml', 'top-level.toml: sever: unknown key (allowed here: server, database, auth, channels)'],
     [
       'unknown-key.toml',
-      'unknown-key.toml: server.max_conections: unknown key (allowed here: host, port, unknown_channels, max_connections, max_channels, max_message_bytes, slow_consumer_bytes, idle_timeout, workers, publish_rate, max_subscriptions, allowed_origins)',
+      'unknown-key.toml: server.max_conections: unknown key (allowed here: host, port, unknown_channels, max_connections, max_channels, max_message_bytes, max_payload_bytes, slow_consumer_bytes, idle_timeout, workers, publish_rate, max_subscriptions, allowed_origins)',
     ],
     [
       'channel-key.toml',
@@ -79,6 +79,7 @@ describe('a config that loads', () => {
       maxConnections: 50_000,
       maxChannels: 1000,
       maxMessageBytes: 65_536,
+      maxPayloadBytes: 1024 * 1024,
       slowConsumerBytes: 1024 * 1024,
       idleTimeout: 60,
       workers: 1,
@@ -91,6 +92,7 @@ describe('a config that loads', () => {
       reconnectMinMs: 100,
       reconnectMaxMs: 10_000,
       canaryIntervalMs: 5000,
+      largePayloadTtl: 60,
     });
     expect(config.channels.size).toBe(0);
   });

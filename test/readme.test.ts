@@ -4,6 +4,8 @@
  */
 import { describe, expect, setDefaultTimeout, test } from 'bun:test';
 import { join } from 'node:path';
+import { ReferenceProblems } from '../src/channels/reference.ts';
+import { EVENTS, triggerSql } from '../src/db/trigger.ts';
 import { Closes, Refusals } from '../src/http/wire.ts';
 import { METRICS } from '../src/observe/metrics.ts';
 import { ErrorCode } from '../src/protocol/replies.ts';
@@ -29,6 +31,18 @@ describe('README tables follow the code', () => {
 
   test.each(METRICS.map((m) => [m.name, m] as const))('metric %s has its row with its type', (name, metric) => {
     expect(rows.some((row) => row.startsWith(`| \`${name}\` | ${metric.type} |`))).toBe(true);
+  });
+
+  test.each(Object.entries(ReferenceProblems))(
+    'reference reason %s has its row with its meaning',
+    (reason, meaning) => {
+      expect(rows).toContain(`| \`${reason}\` | ${meaning} |`);
+    },
+  );
+
+  test('the trigger SQL shown is what `bun run trigger --table orders --channel orders` prints', () => {
+    const shown = triggerSql({ schema: 'public', table: 'orders', channel: 'orders', events: EVENTS });
+    expect(readme).toContain(`\`\`\`sql\n${shown}\`\`\``);
   });
 
   test('every metric the README lists exists', () => {

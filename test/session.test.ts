@@ -43,6 +43,8 @@ function fakeListener() {
   return {
     state: 'up' as ListenerState,
     published,
+    /** Whether pgws.notify is installed, for publishes over NOTIFY's limit. */
+    pgws: false,
     refs,
     acquire(channel: string) {
       refs.set(channel, (refs.get(channel) ?? 0) + 1);
@@ -61,6 +63,10 @@ function fakeListener() {
     },
     async publish(channel: string, payload: string) {
       published.push([channel, payload]);
+    },
+    async publishLarge(channel: string, payload: string) {
+      if (this.pgws) published.push([channel, `pgws.notify: ${Buffer.byteLength(payload)} bytes`]);
+      return this.pgws;
     },
     /** Completes the LISTEN of `channel` (a microtask later, as postgres.js would). */
     async settle(channel: string) {
@@ -103,7 +109,9 @@ function fakePeer(): FakePeer {
   return peer;
 }
 
-async function engine(limits: Partial<{ maxSubscriptions: number; maxChannels: number; publishRate: number }> = {}) {
+async function engine(
+  limits: Partial<{ maxSubscriptions: number; maxChannels: number; publishRate: number; maxPayloadBytes: number }> = {},
+) {
   const config = await configFrom(TOML);
   const catalog = createCatalog(config);
   const listener = fakeListener();
@@ -114,7 +122,14 @@ async function engine(limits: Partial<{ maxSubscriptions: number; maxChannels: n
     catalog,
     hub,
     listener,
-    limits: { maxSubscriptions: 3, maxChannels: 10, publishRate: 5, replayBudgetBytes: 200, ...limits },
+    limits: {
+      maxSubscriptions: 3,
+      maxChannels: 10,
+      publishRate: 5,
+      replayBudgetBytes: 200,
+      maxPayloadBytes: 1024 * 1024,
+      ...limits,
+    },
     stats,
     access: createAccess({ auth: undefined, verifier: undefined, isPublic: catalog.isPublic }),
     log: silentLogger,
@@ -298,12 +313,31 @@ describe('publish (no socket, no database)', () => {
     expect(Object.fromEntries(stats.publishes)).toEqual({ invalid: 1, forbidden: 1, rate_limited: 1, published: 1 });
   });
 
-  test('refuses a payload over 7999 bytes and a non-string on a raw channel', async () => {
+  test('refuses a payload over 7999 bytes without pgws.notify, and a non-string on a raw channel', async () => {
     const { sessions } = await engine();
     const { peer, send } = open(sessions);
     send({ type: 'publish', channel: 'raw', payload: 'é'.repeat(4000) });
     send({ type: 'publish', channel: 'raw', payload: 42 });
-    expect(peer.sent.slice(1).map((f) => f['code'])).toEqual(['payload_too_large', 'invalid_payload']);
+    await Bun.sleep(0);
+    expect(peer.sent.slice(1).map((f) => f['code'])).toEqual(['invalid_payload', 'payload_too_large']);
+  });
+
+  test('sends a payload over 7999 bytes through pgws.notify, and refuses one over max_payload_bytes', async () => {
+    const { sessions, listener } = await engine({ maxPayloadBytes: 10_000 });
+    listener.pgws = true;
+    const { peer, send } = open(sessions);
+    send({ type: 'publish', id: 1, channel: 'raw', payload: 'x'.repeat(7999) });
+    send({ type: 'publish', id: 2, channel: 'raw', payload: 'é'.repeat(4000) });
+    send({ type: 'publish', id: 3, channel: 'raw', payload: 'x'.repeat(10_001) });
+    await Bun.sleep(0);
+    const answers = peer.sent.slice(1).map((f) => [f['id'], f['type'] === 'error' ? f['code'] : f['type']]);
+    expect(answers).toEqual([
+      [3, 'payload_too_large'],
+      [1, 'published'],
+      [2, 'published'],
+    ]);
+    const sent = listener.published.map(([, text]) => (text.startsWith('pgws.notify') ? text : text.length));
+    expect(sent).toEqual([7999, 'pgws.notify: 8000 bytes']);
   });
 });
 

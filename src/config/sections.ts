@@ -16,6 +16,9 @@ export const ServerSection = v.strictObject({
   max_channels: v.optional(int(1, 100_000), 1_000),
   // 65536: a multiplexed publish of a 7999-byte payload, escaped in JSON, or a large token, must fit.
   max_message_bytes: v.optional(int(0, 16 * 1024 * 1024), 65_536),
+  // At least 8000: every direct NOTIFY payload fits, so only fetched (pgws.notify) payloads are measured.
+  // Down to 1: a value under 8000 keeps every payload within what NOTIFY itself carries.
+  max_payload_bytes: v.optional(int(1, 256 * 1024 * 1024), 1024 * 1024),
   slow_consumer_bytes: v.optional(int(64 * 1024, 1024 * 1024 * 1024), 1024 * 1024),
   idle_timeout: v.optional(int(8, 960), 60),
   workers: v.optional(int(1, 64), 1),
@@ -30,6 +33,7 @@ export const DatabaseSection = v.strictObject({
   reconnect_min_ms: v.optional(int(10, 60_000), 100),
   reconnect_max_ms: v.optional(int(100, 600_000), 10_000),
   canary_interval_ms: v.optional(int(100, 600_000), 5_000),
+  large_payload_ttl: v.optional(int(1, 86_400), 60),
 });
 
 /**

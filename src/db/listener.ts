@@ -1,6 +1,7 @@
 /**
  * The one file that talks to PostgreSQL: a single dedicated LISTEN connection for every channel and
- * every client, plus one small query connection for the readiness probe.
+ * every client, plus one small query connection for the readiness probe, publishes, and the stored
+ * payloads of `pgws.notify` (fetch, sweep). Also the command-line tools' short-lived connection.
  *
  * Why not postgres.js `sql.listen`: on a lost connection it re-LISTENs once and swallows the error,
  * so a database that stays down for longer than one connect attempt leaves it listening on nothing
@@ -8,6 +9,7 @@
  * `onclose` hooks we own, and reconnection retries forever with capped exponential backoff and jitter.
  */
 import postgres from 'postgres';
+import type { Fetched } from '../channels/reference.ts';
 import type { Logger } from '../observe/log.ts';
 import { backoffDelay } from './backoff.ts';
 
@@ -64,8 +66,34 @@ export interface Listener {
    * connection, resolved once PostgreSQL has returned.
    */
   publish(channel: string, payload: string): Promise<void>;
+  /**
+   * A client's publish over NOTIFY's limit: `pgws.notify($1, $2)`. Resolves false (nothing sent) when
+   * the function is not installed or the bridge's role may not execute it.
+   */
+  publishLarge(channel: string, payload: string): Promise<boolean>;
+  /**
+   * The stored payload a reference names, only if it belongs to `channel` and is at most `maxBytes`
+   * (checked in the query, so an oversized row is never pulled). Never rejects.
+   */
+  fetchPayload(id: string, channel: string, maxBytes: number): Promise<Fetched>;
+  /** Round trips made for stored payloads so far (fetches, plus a check per unresolved one). */
+  readonly payloadRoundTrips: number;
+  /** Deletes stored payloads older than `ttlSeconds`, in small batches so fetches are not held up. */
+  sweepPayloads(ttlSeconds: number): Promise<Swept>;
   stop(): Promise<void>;
 }
+
+/** What a sweep did: rows deleted, or why it could not run (`missing`: pgws is not installed). */
+export type Swept =
+  | { readonly ok: true; readonly deleted: number }
+  | { readonly ok: false; readonly reason: 'missing' | 'forbidden' | 'failed'; readonly error: unknown };
+
+// PG SQLSTATEs: pgws (or a part of it) is not installed; the role lacks a privilege.
+const NOT_INSTALLED = new Set(['3F000', '42P01', '42883']);
+const FORBIDDEN = '42501';
+const sqlState = (error: unknown) => (error as { code?: unknown } | undefined)?.code;
+// A batch deletes in tens of milliseconds even for large rows, so a fetch queued behind it waits little.
+const SWEEP_BATCH = 100;
 
 // A LISTEN that takes longer means a hung connection; the client is refused rather than left waiting.
 const ACQUIRE_TIMEOUT_MS = 5000;
@@ -88,6 +116,7 @@ export function createListener(options: ListenerOptions): Listener {
   let retry: Timer | undefined;
   let attempting = false;
   let generation = 0;
+  let roundTrips = 0;
 
   const common = { fetch_types: false, onnotice: () => {}, connection: { application_name: 'pg-notify-ws' } } as const;
   const listenOptions: postgres.Options<Record<string, never>> & {
@@ -226,10 +255,87 @@ export function createListener(options: ListenerOptions): Listener {
     async publish(channel, payload) {
       await queries`SELECT pg_notify(${channel}, ${payload})`;
     },
+    async publishLarge(channel, payload) {
+      try {
+        await queries`SELECT pgws.notify(${channel}, ${payload})`;
+        return true;
+      } catch (error) {
+        const state = sqlState(error);
+        if (state === FORBIDDEN || NOT_INSTALLED.has(String(state))) return false;
+        throw error;
+      }
+    },
+    get payloadRoundTrips() {
+      return roundTrips;
+    },
+    async fetchPayload(id, channel, maxBytes) {
+      try {
+        roundTrips += 1;
+        const [row] = await queries`
+          SELECT octet_length(payload) AS bytes, CASE WHEN octet_length(payload) <= ${maxBytes}::int THEN payload END AS payload
+          FROM pgws.payloads WHERE id = ${id}::uuid AND channel = ${channel}`;
+        if (row !== undefined) {
+          const payload: unknown = row['payload'];
+          if (typeof payload === 'string') return { ok: true, payload };
+          return { ok: false, reason: 'too_large', bytes: Number(row['bytes']) };
+        }
+        // Rare (a forged or expired reference): a second round trip tells which.
+        roundTrips += 1;
+        const [other] = await queries`SELECT 1 FROM pgws.payloads WHERE id = ${id}::uuid`;
+        return { ok: false, reason: other === undefined ? 'reference_missing' : 'reference_forged' };
+      } catch (error) {
+        // Without pgws there is no row a reference could name.
+        if (NOT_INSTALLED.has(String(sqlState(error)))) return { ok: false, reason: 'reference_missing' };
+        return { ok: false, reason: 'reference_failed', error };
+      }
+    },
+    async sweepPayloads(ttlSeconds) {
+      let deleted = 0;
+      try {
+        for (;;) {
+          // SKIP LOCKED: several bridges (workers, instances) sweep side by side without waiting on each other.
+          const result = await queries`
+            DELETE FROM pgws.payloads WHERE id IN (
+              SELECT id FROM pgws.payloads WHERE created_at < clock_timestamp() - make_interval(secs => ${ttlSeconds}::int)
+              LIMIT ${SWEEP_BATCH}::int FOR UPDATE SKIP LOCKED)`;
+          deleted += result.count;
+          if (result.count < SWEEP_BATCH || state === 'stopped') return { ok: true, deleted };
+        }
+      } catch (error) {
+        const code = String(sqlState(error));
+        const reason = NOT_INSTALLED.has(code) ? 'missing' : code === FORBIDDEN ? 'forbidden' : 'failed';
+        return { ok: false, reason, error };
+      }
+    },
     async stop() {
       setState('stopped');
       clearTimeout(retry);
       await Promise.allSettled([sql.end({ timeout: 2 }), queries.end({ timeout: 2 })]);
     },
+  };
+}
+
+/** A short-lived connection for the command-line tools (`bun run trigger`), not for the bridge. */
+export interface AdminConnection {
+  /** One statement with bound parameters (`$1`, ...); its rows. */
+  rows(text: string, parameters?: readonly string[]): Promise<Record<string, unknown>[]>;
+  /** SQL text run as one simple-protocol query: several statements, one implicit transaction. */
+  script(text: string): Promise<void>;
+  end(): Promise<void>;
+}
+
+/** Opens an {@link AdminConnection}; the first query connects. */
+export function connectAdmin(url: string): AdminConnection {
+  const sql = postgres(url, {
+    max: 1,
+    fetch_types: false,
+    onnotice: () => {},
+    connect_timeout: 10,
+    connection: { application_name: 'pg-notify-ws' },
+  });
+  return {
+    rows: async (text, parameters = []) => [...(await sql.unsafe(text, [...parameters]))],
+    script: async (text) => void (await sql.unsafe(text).simple()),
+    end: () => sql.end({ timeout: 2 }),
   };
 }

@@ -4,6 +4,7 @@
  * plain counters in {@link Stats}, so the notification hot path never touches prom-client's label hashing.
  */
 import { Counter, Gauge, Registry } from 'prom-client';
+import { ReferenceProblems } from '../channels/reference.ts';
 import type { Canary } from '../db/canary.ts';
 import type { Listener } from '../db/listener.ts';
 import { Closes, Refusals } from '../http/wire.ts';
@@ -13,7 +14,7 @@ import type { ChannelStats, Stats } from './stats.ts';
 /** Where the figures come from, read on each scrape. */
 export interface MetricsSource {
   stats: Stats;
-  listener: Pick<Listener, 'state' | 'channelCount' | 'reconnects'>;
+  listener: Pick<Listener, 'state' | 'channelCount' | 'reconnects' | 'payloadRoundTrips'>;
   canary: Pick<Canary, 'status'>;
   hub: Pick<Hub, 'subscriptions' | 'filterTopics' | 'held'>;
 }
@@ -139,13 +140,35 @@ export const METRICS: readonly MetricDefinition[] = [
   {
     name: 'pgws_notifications_invalid_total',
     type: 'counter',
-    help: 'Notifications dropped as invalid, by reason (json: not JSON; schema: failed the channel schema).',
+    help: `Notifications dropped as invalid, by reason (json: not JSON; schema: failed the channel schema; ${Object.entries(
+      ReferenceProblems,
+    )
+      .map(([reason, meaning]) => `${reason}: ${meaning}`)
+      .join('; ')}).`,
     labels: ['channel', 'reason'],
     read: (s) =>
       [...s.stats.channels].flatMap(([channel, c]) => [
         [{ channel, reason: 'json' }, c.invalidJson] as const,
         [{ channel, reason: 'schema' }, c.invalidSchema] as const,
+        // Only those that happened: most deployments never see a bad reference.
+        ...Object.entries(c.invalidReference)
+          .filter(([, count]) => count > 0)
+          .map(([reason, count]) => [{ channel, reason }, count] as const),
       ]),
+  },
+  {
+    name: 'pgws_payload_fetches_total',
+    type: 'counter',
+    help: 'Database round trips for payloads stored by pgws.notify: one per reference (never per client), plus one to tell a forged reference from an expired one.',
+    labels: [],
+    read: (s) => s.listener.payloadRoundTrips,
+  },
+  {
+    name: 'pgws_payloads_expired_total',
+    type: 'counter',
+    help: 'Stored payloads deleted from pgws.payloads after [database] large_payload_ttl seconds.',
+    labels: [],
+    read: (s) => s.stats.payloadsExpired,
   },
   {
     name: 'pgws_closes_total',

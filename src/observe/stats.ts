@@ -2,6 +2,7 @@
  * The bridge's counters and gauges, kept as plain numbers so the hot path is an increment. /metrics reads
  * them on scrape; nothing here formats or exports anything. Labels come from the tables in `http/wire.ts`.
  */
+import type { ReferenceProblem } from '../channels/reference.ts';
 import type { CloseMetricLabel, RefusalLabel } from '../http/wire.ts';
 import type { PublishOutcome } from '../protocol/publish.ts';
 
@@ -11,6 +12,8 @@ export interface ChannelStats {
   delivered: number;
   invalidJson: number;
   invalidSchema: number;
+  /** References dropped (large payloads that could not be fetched, or too large), by reason. */
+  invalidReference: Record<ReferenceProblem, number>;
   subscribers: number;
 }
 
@@ -27,6 +30,8 @@ export interface Stats {
   connections: number;
   /** `gap` frames sent (one per multiplexed subscription per broken stream). */
   gaps: number;
+  /** Stored payloads (pgws.payloads) deleted by the TTL sweep. */
+  payloadsExpired: number;
   /** The counters of a channel, created on first use. */
   channel(name: string): ChannelStats;
   close(label: CloseMetricLabel): void;
@@ -37,6 +42,14 @@ export interface Stats {
 
 /** Why a token or an origin was refused, as counted in `pgws_auth_failures_total`. */
 export type AuthFailure = 'missing' | 'invalid' | 'expired' | 'forbidden' | 'origin';
+
+const noReferences = (): Record<ReferenceProblem, number> => ({
+  reference_malformed: 0,
+  reference_forged: 0,
+  reference_missing: 0,
+  too_large: 0,
+  reference_failed: 0,
+});
 
 /** Creates an empty set of counters. */
 export function createStats(): Stats {
@@ -55,10 +68,18 @@ export function createStats(): Stats {
     replays: { recovered: 0, notRecovered: 0 },
     connections: 0,
     gaps: 0,
+    payloadsExpired: 0,
     channel(name) {
       let stats = channels.get(name);
       if (stats === undefined) {
-        stats = { received: 0, delivered: 0, invalidJson: 0, invalidSchema: 0, subscribers: 0 };
+        stats = {
+          received: 0,
+          delivered: 0,
+          invalidJson: 0,
+          invalidSchema: 0,
+          invalidReference: noReferences(),
+          subscribers: 0,
+        };
         channels.set(name, stats);
       }
       return stats;

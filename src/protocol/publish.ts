@@ -13,7 +13,8 @@ export type PublishOutcome = 'published' | 'invalid' | 'forbidden' | 'rate_limit
 
 /** The decision: the exact text to notify, or why not (the outcome to count and the error to send). */
 export type PublishDecision =
-  | { readonly ok: true; readonly payload: string }
+  /** `large`: over NOTIFY's limit, so it goes through `pgws.notify` (stored, a reference notified). */
+  | { readonly ok: true; readonly payload: string; readonly large: boolean }
   | {
       readonly ok: false;
       readonly outcome: Exclude<PublishOutcome, 'published'>;
@@ -28,6 +29,8 @@ export interface PublishInput {
   /** Took a token from the socket's rate bucket (refused frames count too). */
   readonly withinRate: boolean;
   readonly publishRate: number;
+  /** `[server] max_payload_bytes`: the most the bridge fetches and sends. */
+  readonly maxPayloadBytes: number;
   readonly mayWrite: boolean;
   readonly frame: PublishFrame;
   /** The frame's text, to check the payload's numbers for exactness. */
@@ -76,9 +79,9 @@ export function decidePublish(input: PublishInput): PublishDecision {
     };
   }
   const bytes = Buffer.byteLength(payload);
-  if (bytes > MAX_NOTIFY_BYTES) {
-    const message = `the payload is ${bytes} bytes; PostgreSQL's NOTIFY takes at most ${MAX_NOTIFY_BYTES}`;
+  if (bytes > input.maxPayloadBytes) {
+    const message = `the payload is ${bytes} bytes; this server takes at most ${input.maxPayloadBytes} (max_payload_bytes)`;
     return { ok: false, outcome: 'too_large', reply: { code: 'payload_too_large', message } };
   }
-  return { ok: true, payload };
+  return { ok: true, payload, large: bytes > MAX_NOTIFY_BYTES };
 }

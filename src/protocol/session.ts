@@ -15,7 +15,7 @@ import type { Logger } from '../observe/log.ts';
 import type { Stats } from '../observe/stats.ts';
 import { type AuthFrame, type ClientFrame, type PublishFrame, parseClientFrame } from './frames.ts';
 import type { Hub } from './hub.ts';
-import { decidePublish, type PublishOutcome } from './publish.ts';
+import { decidePublish, MAX_NOTIFY_BYTES, type PublishOutcome } from './publish.ts';
 import { createBucket } from './rate.ts';
 import { type ErrorReply, encodeError, encodePong, encodePublished, encodeReady } from './replies.ts';
 import { createSubscriptions, type Entry } from './subscriptions.ts';
@@ -45,13 +45,15 @@ export interface SessionState {
 export interface SessionOptions {
   catalog: Pick<Catalog, 'allows' | 'hasSchema' | 'publishable' | 'validate'>;
   hub: Hub;
-  listener: Pick<Listener, 'acquire' | 'release' | 'has' | 'channelCount' | 'state' | 'publish'>;
+  listener: Pick<Listener, 'acquire' | 'release' | 'has' | 'channelCount' | 'state' | 'publish' | 'publishLarge'>;
   limits: {
     readonly maxSubscriptions: number;
     readonly maxChannels: number;
     readonly publishRate: number;
     /** A replay pauses for a drain once this many bytes wait to be written to the client. */
     readonly replayBudgetBytes: number;
+    /** The largest payload a publish may carry (`[server] max_payload_bytes`); over NOTIFY's limit it goes through pgws.notify. */
+    readonly maxPayloadBytes: number;
   };
   stats: Stats;
   log: Logger;
@@ -99,6 +101,7 @@ export function createSessions(options: SessionOptions): Sessions {
       catalog,
       withinRate: state.bucket.take(),
       publishRate: limits.publishRate,
+      maxPayloadBytes: limits.maxPayloadBytes,
       mayWrite: permits(state, channel, 'w'),
       frame,
       text,
@@ -115,7 +118,11 @@ export function createSessions(options: SessionOptions): Sessions {
       return refuse('unavailable', { code: 'unavailable', message: 'database connection is down; retry shortly' });
     }
     try {
-      await listener.publish(channel, decision.payload);
+      if (!decision.large) await listener.publish(channel, decision.payload);
+      else if (!(await listener.publishLarge(channel, decision.payload))) {
+        const message = `the payload is ${Buffer.byteLength(decision.payload)} bytes; PostgreSQL's NOTIFY takes at most ${MAX_NOTIFY_BYTES}, and pgws.notify (bun run sql) is not installed`;
+        return refuse('too_large', { code: 'payload_too_large', message });
+      }
     } catch (error) {
       options.log.warn('publish failed', { channel, error });
       return refuse('unavailable', { code: 'unavailable', message: 'the database did not take the publish; retry' });

@@ -1,0 +1,49 @@
+/**
+ * Large payloads: what a reference is. `pgws.notify` (src/db/script.ts) stores a payload that NOTIFY
+ * cannot carry in `pgws.payloads` and notifies `MARKER + id` on the same channel instead; the bridge
+ * fetches the row once per notification and treats its payload like any other.
+ *
+ * The marker starts with U+001E (RECORD SEPARATOR): JSON cannot start with a raw control character and
+ * text practically never does, so a payload that is not a reference is recognised with one
+ * `charCodeAt(0)` and passes through untouched. Pure: no database.
+ */
+
+/** Starts every reference; the id follows it. */
+export const MARKER = '\u001Epgws:';
+
+/** The first UTF-16 unit of {@link MARKER}: the one test every notification pays for. */
+export const MARKER_CODE = 0x1e;
+
+/** Why a notification that carries a reference is dropped: the `reason` in `pgws_notifications_invalid_total`. */
+export const ReferenceProblems = {
+  reference_malformed: 'a payload starting with the reference marker whose id is not a UUID',
+  reference_forged: 'a reference to a stored payload of another channel (sent with pg_notify on the wrong channel)',
+  reference_missing: 'a reference to a stored payload that does not exist, or expired (large_payload_ttl)',
+  too_large: 'a stored payload over [server] max_payload_bytes (never fetched)',
+  reference_failed: 'the fetch of a stored payload failed, or did not answer within 10 s (database trouble)',
+} as const;
+
+/** One of {@link ReferenceProblems}. */
+export type ReferenceProblem = keyof typeof ReferenceProblems;
+
+/** What a fetch of a stored payload found; `bytes` is its size when it was too large. */
+export type Fetched =
+  | { readonly ok: true; readonly payload: string }
+  | {
+      readonly ok: false;
+      readonly reason: Exclude<ReferenceProblem, 'reference_malformed'>;
+      readonly bytes?: number;
+      readonly error?: unknown;
+    };
+
+// gen_random_uuid()::text: lowercase, hyphenated.
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/** Whether a payload is a reference (well-formed or not): it starts with the whole marker. */
+export const isReference = (payload: string): boolean => payload.startsWith(MARKER);
+
+/** The id a reference names, or undefined when what follows the marker is not one. */
+export function referenceId(payload: string): string | undefined {
+  const id = payload.slice(MARKER.length);
+  return UUID.test(id) ? id : undefined;
+}
