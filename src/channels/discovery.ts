@@ -1,6 +1,7 @@
 /**
  * GET /channels: what each declared channel delivers, as JSON Schema, so a consumer in any language
- * can generate types without reading the server's config.
+ * can generate types without reading the server's config, and what a client may do there (publish,
+ * resume from history, read without a token), so a UI such as the console offers only what works.
  *
  * Inline schemas are already JSON Schema and are published as written (a round trip through valibot
  * would lose keywords such as `format` details). Module schemas are converted with
@@ -17,6 +18,12 @@ export interface ChannelDescription {
   readonly name: string;
   readonly description: string | null;
   readonly schema: Record<string, unknown> | null;
+  /** Multiplexed clients may publish here (`[channels.NAME] publish`); with `[auth]` a `w` grant is needed too. */
+  readonly publish: boolean;
+  /** Messages kept for resume (`[channels.NAME] history`); 0 keeps none, so a resume that missed messages is not recovered. */
+  readonly history: number;
+  /** Readable without a token when `[auth]` is on (`[channels.NAME] public`). */
+  readonly public: boolean;
 }
 
 /** The whole /channels document. */
@@ -32,7 +39,14 @@ export function describeChannels(config: Pick<Config, 'channels' | 'server'>): C
     let schema: Record<string, unknown> | null = null;
     if (source?.kind === 'inline') schema = { $schema: DIALECT, ...source.definition };
     if (source?.kind === 'module' && channel.schema !== undefined) schema = fromModule(channel.schema);
-    return { name: channel.name, description: channel.description ?? null, schema };
+    return {
+      name: channel.name,
+      description: channel.description ?? null,
+      schema,
+      publish: channel.publish,
+      history: channel.history,
+      public: channel.public,
+    };
   });
   return { unknown_channels: config.server.unknownChannels, channels };
 }
