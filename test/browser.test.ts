@@ -160,6 +160,22 @@ describe.skipIf(!chromiumInstalled)('the console in Chromium', () => {
     await c.shot('publish-valid');
   });
 
+  test('shows a channel’s schemas on demand: what subscribers receive and what a publish must send', async () => {
+    await using t = await startBridge(TOML);
+    await using c = await browser.open(t.url);
+    const stock = c.page.locator(`#channels > li[data-channel="${STOCK}"]`);
+    const details = stock.locator('details');
+    expect(await details.getAttribute('open')).toBeNull();
+    await details.locator('summary').click();
+    // The default makes the two differ: `warehouse` is always in what subscribers receive.
+    const [output, input] = await details.locator('pre').allTextContents();
+    expect(JSON.parse(output ?? '')).toMatchObject({ required: ['sku', 'quantity', 'warehouse'] });
+    expect(JSON.parse(input ?? '')).toMatchObject({ required: ['sku', 'quantity'] });
+    await c.page.locator('#pub-schema summary').click();
+    expect(JSON.parse((await c.page.locator('#pub-schema pre').textContent()) ?? '')).toEqual(JSON.parse(input ?? ''));
+    await c.shot('schemas');
+  });
+
   test('shows per channel how many payloads the bridge dropped as invalid, and why', async () => {
     await using t = await startBridge(TOML);
     await using c = await browser.open(t.url, { channels: [ORDERS] });
