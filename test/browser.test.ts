@@ -242,10 +242,15 @@ describe.skipIf(!chromiumInstalled)('the console in Chromium', () => {
       await c.sub(ORDERS).getByText('database down: nothing arrives until it is back').waitFor(WAIT);
       // The socket itself stays open through the outage: the pill for the database is what turns red.
       expect(await c.page.locator('#conn').textContent()).toBe('connected');
+      // A subscribe made now is refused as `unavailable`, and the client retries it by itself.
+      await c.page.getByLabel('Subscribe by name').fill(CHAT);
+      await c.page.getByLabel('Subscribe by name').press('Enter');
+      await c.sub(CHAT).and(c.page.locator('[data-state="retrying"]')).waitFor(WAIT);
       await c.shot('database-down');
 
       await db.start();
       await c.page.locator('#db', { hasText: 'database up · ready' }).waitFor({ timeout: 30_000 });
+      await c.sub(CHAT).and(c.page.locator('[data-state="live"]')).waitFor(WAIT);
       const again = postgres(db.url, { max: 1, onnotice: () => {} });
       await again`SELECT pg_notify(${ORDERS}, ${JSON.stringify({ id: 3, status: 'shipped' })})`;
       await again.end({ timeout: 1 });
