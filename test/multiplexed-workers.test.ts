@@ -15,7 +15,9 @@ setDefaultTimeout(60_000);
 const SOCKETS = 12;
 
 describe('workers', () => {
-  test('every worker agrees on a channel epoch, seq and history, so a resume landing on any worker is recovered', async () => {
+  // Today each worker has its own LISTEN connection and so its own positions (README: Positions). Issue 14
+  // makes positions per instance; `bun test --todo` runs this to see where that stands.
+  test.todo('every worker agrees on a channel epoch, seq and history, so a resume landing on any worker is recovered', async () => {
     const channel = uniqueChannel('workers');
     await using server = await spawnServer({
       toml: `[server]\nworkers = 2\n[channels."${channel}"]\nhistory = 100\n`,
