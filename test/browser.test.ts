@@ -3,11 +3,15 @@
  * what a person sees when they subscribe, publish, filter, pause, and when the bridge or its database
  * goes away. Every test saves screenshots in `.screenshots/` to be looked at, not only asserted on.
  */
-import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
+import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from 'bun:test';
 import postgres from 'postgres';
 import { type Browser, chromiumInstalled, launchBrowser } from './browser.ts';
 import { databaseUrl, startBridge, startOwnDatabase } from './harness.ts';
 import { spawnServer } from './process.ts';
+
+// Here, not only in test/setup.ts: bun:test's setDefaultTimeout is per file, and the preload's reaches only
+// the first file of a run (whichever the directory lists first). A restart or an outage takes seconds.
+setDefaultTimeout(60_000);
 
 // Other suites (and other checkouts) may share the database: names of our own, still readable on screen.
 const tag = Math.random().toString(36).slice(2, 6);
@@ -184,6 +188,9 @@ describe.skipIf(!chromiumInstalled)('the console in Chromium', () => {
     await t.notify(ORDERS, JSON.stringify({ id: 'seven', status: 'lost' }));
     await t.notify(ORDERS, JSON.stringify({ id: 8, status: 'new' }));
     await c.sub(ORDERS).getByText('dropped as invalid: 1 schema, 1 not JSON').waitFor(WAIT);
+    // The row updates at once; the stream a moment later, with the next batch.
+    await c.events('failed the schema').waitFor(WAIT);
+    await c.events('not JSON').waitFor(WAIT);
     expect(await c.events('failed the schema').count()).toBe(1);
     expect(await c.events('not JSON').count()).toBe(1);
     expect(await c.messages(ORDERS).count()).toBe(1);
