@@ -308,6 +308,44 @@ describe.skipIf(!chromiumInstalled)('the console in Chromium', () => {
     expect(await c.messages().last().getAttribute('data-seq')).toBe(String(1500 + 201));
   });
 
+  test('is usable from the keyboard: labelled controls in reading order, Enter submits', async () => {
+    await using t = await startBridge(TOML);
+    await using c = await browser.open(t.url);
+    const focused = () =>
+      c.page.evaluate(
+        "(e => e.getAttribute('aria-label') || (e.labels && e.labels[0] && e.labels[0].textContent) || e.textContent)(document.activeElement)",
+      );
+    const order: unknown[] = [];
+    for (let i = 0; i < 12; i++) {
+      await c.page.keyboard.press('Tab');
+      order.push(await focused());
+    }
+    expect(order).toEqual([
+      `Subscribe to "${ORDERS}"`,
+      'Schema',
+      `Subscribe to "${STOCK}"`,
+      'Schema',
+      'Subscribe by name (exact: spaces and case count)',
+      'Subscribe',
+      'Show all channels',
+      'Pause',
+      'Clear',
+      'Channel',
+      'Payload (JSON)',
+      'Publish',
+    ]);
+    // Enter on a focused button subscribes; the new row's controls come next in the order.
+    await c.page.getByRole('button', { name: `Subscribe to "${ORDERS}"` }).focus();
+    await c.page.keyboard.press('Enter');
+    await c.sub(ORDERS).and(c.page.locator('[data-state="live"]')).waitFor(WAIT);
+    await c
+      .sub(ORDERS)
+      .getByRole('button', { name: `Unsubscribe from "${ORDERS}"` })
+      .focus();
+    await c.page.keyboard.press('Tab');
+    expect(await focused()).toBe('Filter (JSON, checked by the server)');
+  });
+
   test('is readable on a phone: one column at 375 px, nothing wider than the screen', async () => {
     await using t = await startBridge(TOML);
     await using c = await browser.open(t.url, { channels: [ORDERS, CHAT], width: 375, height: 740 });
