@@ -8,6 +8,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { resolveKeys } from './auth/keys.ts';
 import { createBridge } from './bridge.ts';
+import { readConfigFile } from './cli/entry.ts';
 import { bundleClient } from './client/bundle.ts';
 import { type Config, parseConfig } from './config/load.ts';
 import { describeConfig } from './config/summary.ts';
@@ -32,10 +33,7 @@ async function main(): Promise<number> {
     write: (line) => process.stdout.write(`${line}\n`),
   });
 
-  const text = await Bun.file(file)
-    .text()
-    .catch(() => undefined);
-  if (text === undefined) throw new ConfigError(`${values.config}: cannot read the config file (use --config FILE)`);
+  const { text } = await readConfigFile(values.config);
   const config = withEnvironment(await parseConfig(text, file), env);
   const auth =
     config.auth === undefined

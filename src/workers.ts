@@ -4,6 +4,7 @@
  * its own LISTEN connection and its own clients, and the kernel spreads new connections among them.
  */
 import type { Subprocess } from 'bun';
+import { backoffDelay } from './db/backoff.ts';
 import type { Logger } from './observe/log.ts';
 
 /** Set in a worker's environment to its index (1..N-1); the primary has none. */
@@ -13,6 +14,8 @@ export const WORKER_ENV = 'PGWS_WORKER';
 export interface Workers {
   /** Forwards the signal and waits for every worker to exit. */
   stop(signal: NodeJS.Signals): Promise<void>;
+  /** The worker processes running now. */
+  pids(): number[];
 }
 
 /** Options: `env` is the primary's environment plus the resolved port and database URL. */
@@ -23,28 +26,53 @@ export interface WorkerOptions {
   log: Logger;
 }
 
-/** Spawns the extra workers. A worker that dies is logged, not restarted: the supervisor owns that. */
+/** A worker that ran this long before dying is restarted at once; one that dies sooner backs off. */
+const STABLE_MS = 10_000;
+const RESTART_MIN_MS = 250;
+const RESTART_MAX_MS = 30_000;
+
+/**
+ * Spawns the extra workers and keeps them running: a worker that dies is logged and started again, with
+ * capped exponential backoff while it keeps dying young, so a crash loop costs little and a one-off crash
+ * costs its clients one reconnect.
+ */
 export function spawnWorkers(options: WorkerOptions): Workers {
-  const children: Subprocess[] = [];
+  const children = new Map<number, Subprocess>();
+  const restarts = new Set<Timer>();
   let stopping = false;
-  for (let index = 1; index < options.count; index++) {
+
+  const start = (index: number, failures: number) => {
+    const startedAt = performance.now();
     const child = Bun.spawn([...options.command], {
       env: { ...options.env, [WORKER_ENV]: String(index) },
       stdin: 'ignore',
       stdout: 'inherit',
       stderr: 'inherit',
     });
+    children.set(index, child);
     void child.exited.then((code) => {
-      if (!stopping) options.log.error('worker exited unexpectedly', { worker: index, code });
+      if (stopping) return;
+      const young = performance.now() - startedAt < STABLE_MS;
+      const next = young ? failures + 1 : 0;
+      const delay = young ? backoffDelay(failures, RESTART_MIN_MS, RESTART_MAX_MS, Math.random) : 0;
+      options.log.error('worker exited unexpectedly; restarting it', { worker: index, code, inMs: delay });
+      const timer = setTimeout(() => {
+        restarts.delete(timer);
+        if (!stopping) start(index, next);
+      }, delay);
+      restarts.add(timer);
     });
-    children.push(child);
-  }
+  };
+  for (let index = 1; index < options.count; index++) start(index, 0);
+
   return {
     async stop(signal) {
       stopping = true;
-      for (const child of children) child.kill(signal);
-      await Promise.all(children.map((child) => child.exited));
+      for (const timer of restarts) clearTimeout(timer);
+      for (const child of children.values()) child.kill(signal);
+      await Promise.all([...children.values()].map((child) => child.exited));
     },
+    pids: () => [...children.values()].map((child) => child.pid),
   };
 }
 

@@ -1,6 +1,9 @@
-import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
+import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from 'bun:test';
 import { connect, upgradeStatus } from './client.ts';
 import { metric, startBridge, type TestBridge, uniqueChannel, waitFor } from './harness.ts';
+
+// Per file: bun:test's default timeout is per file, so test/setup.ts's call reaches only the first one.
+setDefaultTimeout(60_000);
 
 describe('raw channels', () => {
   let t: TestBridge;

@@ -3,11 +3,14 @@
  * server restarts go through the TCP proxy in test/proxy.ts, so the client sees what it would on a real
  * network: its socket dropped, and a server that may or may not remember it.
  */
-import { describe, expect, test } from 'bun:test';
+import { describe, expect, setDefaultTimeout, test } from 'bun:test';
 import { SignJWT } from 'jose';
 import { type Client, type ConnectionState, createClient, type GapInfo, PgwsError } from '../src/client/client.ts';
 import { databaseUrl, metric, startBridge, type TestBridge, uniqueChannel, waitFor, within } from './harness.ts';
 import { startTcpProxy, type TcpProxy } from './proxy.ts';
+
+// Per file: bun:test's default timeout is per file, so test/setup.ts's call reaches only the first one.
+setDefaultTimeout(60_000);
 
 /** What one subscription saw, in order. */
 function recorder() {

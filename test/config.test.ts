@@ -1,9 +1,12 @@
-import { describe, expect, test } from 'bun:test';
+import { describe, expect, setDefaultTimeout, test } from 'bun:test';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as v from 'valibot';
 import { parseConfig } from '../src/config/load.ts';
 import { ConfigError } from '../src/errors.ts';
+
+// Per file: bun:test's default timeout is per file, so test/setup.ts's call reaches only the first one.
+setDefaultTimeout(60_000);
 
 const fixture = (name: string) => join(import.meta.dir, 'fixtures', name);
 const load = (name: string) => parseConfig(readFileSync(fixture(name), 'utf8'), fixture(name));

@@ -1,4 +1,4 @@
-import { describe, expect, test } from 'bun:test';
+import { describe, expect, setDefaultTimeout, test } from 'bun:test';
 import * as v from 'valibot';
 import { createCatalog } from '../src/channels/catalog.ts';
 import { channelFromPath, checkChannelName } from '../src/channels/name.ts';
@@ -6,6 +6,9 @@ import { backoffDelay } from '../src/db/backoff.ts';
 import { createCanary } from '../src/db/canary.ts';
 import { type AdmissionInput, admit } from '../src/http/admission.ts';
 import { configFrom } from './harness.ts';
+
+// Per file: bun:test's default timeout is per file, so test/setup.ts's call reaches only the first one.
+setDefaultTimeout(60_000);
 
 describe('channel names (no database)', () => {
   test.each([

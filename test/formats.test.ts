@@ -1,5 +1,8 @@
-import { describe, expect, test } from 'bun:test';
+import { describe, expect, setDefaultTimeout, test } from 'bun:test';
 import { isDate, isDateTime, isEmail, isUri, isUuid } from '../src/schema/formats.ts';
+
+// Per file: bun:test's default timeout is per file, so test/setup.ts's call reaches only the first one.
+setDefaultTimeout(60_000);
 
 describe('date-time (RFC 3339)', () => {
   test.each([

@@ -3,7 +3,7 @@
  * frames, channel names in upgrade URLs, and mutated configs. The seed is printed; `FUZZ_SEED=<seed>`
  * replays a run and `FUZZ_SCALE=<n>` multiplies every count (`bun run soak`).
  */
-import { describe, expect, test } from 'bun:test';
+import { describe, expect, setDefaultTimeout, test } from 'bun:test';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -24,6 +24,9 @@ import { databaseUrl, metric, startBridge, uniqueChannel, waitFor, within } from
 import { connectMux, SUBPROTOCOL } from './mux.ts';
 import { spawnServer } from './process.ts';
 import { serverFrameProblem } from './server-frames.ts';
+
+// Per file: bun:test's default timeout is per file, so test/setup.ts's call reaches only the first one.
+setDefaultTimeout(60_000);
 
 console.log(`fuzz seed ${SEED} (replay with FUZZ_SEED=${SEED}), scale ${SCALE}`);
 

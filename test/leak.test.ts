@@ -3,7 +3,7 @@
  * rounds of a thousand connections that each get one notification and leave must bring RSS, open file
  * descriptors, the connection gauge and the LISTEN set back to where they started.
  */
-import { expect, test } from 'bun:test';
+import { expect, setDefaultTimeout, test } from 'bun:test';
 import { readdirSync } from 'node:fs';
 import postgres from 'postgres';
 import { connect, type TestClient } from './client.ts';
@@ -11,6 +11,9 @@ import { scaled } from './fuzz/random.ts';
 import { databaseUrl, metric, uniqueChannel, waitFor } from './harness.ts';
 import { type ServerProcess, spawnServer } from './process.ts';
 import { type RawClient, rawClient } from './raw.ts';
+
+// Per file: bun:test's default timeout is per file, so test/setup.ts's call reaches only the first one.
+setDefaultTimeout(60_000);
 
 const MB = 1024 * 1024;
 /** GC is lazy: RSS may stay this far above the warm baseline without anything leaking. */

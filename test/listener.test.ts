@@ -1,8 +1,11 @@
-import { afterAll, beforeAll, expect, test } from 'bun:test';
+import { afterAll, beforeAll, expect, setDefaultTimeout, test } from 'bun:test';
 import postgres from 'postgres';
 import { createListener, type Listener, type ListenerState } from '../src/db/listener.ts';
 import { silentLogger } from '../src/observe/log.ts';
 import { databaseUrl, uniqueChannel, waitFor } from './harness.ts';
+
+// Per file: bun:test's default timeout is per file, so test/setup.ts's call reaches only the first one.
+setDefaultTimeout(60_000);
 
 let listener: Listener;
 const received: Array<[string, string]> = [];

@@ -1,8 +1,11 @@
-import { expect, test } from 'bun:test';
+import { expect, setDefaultTimeout, test } from 'bun:test';
 import postgres from 'postgres';
 import { databaseUrl, metric, uniqueChannel, within } from './harness.ts';
 import { spawnServer } from './process.ts';
 import { closeCode, rawClient } from './raw.ts';
+
+// Per file: bun:test's default timeout is per file, so test/setup.ts's call reaches only the first one.
+setDefaultTimeout(60_000);
 
 /** A multiplexed browser-style client that collects the payloads of `message` frames. */
 async function subscriber(url: URL, channel: string) {

@@ -1,10 +1,13 @@
-import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
+import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from 'bun:test';
 import { join } from 'node:path';
 import Ajv2020 from 'ajv/dist/2020.js';
 import { describeChannels } from '../src/channels/discovery.ts';
 import { createLogger } from '../src/observe/log.ts';
 import { connect } from './client.ts';
 import { configFrom, metric, startBridge, type TestBridge, uniqueChannel } from './harness.ts';
+
+// Per file: bun:test's default timeout is per file, so test/setup.ts's call reaches only the first one.
+setDefaultTimeout(60_000);
 
 // Schema modules resolve their imports (valibot) from where they live, so the fixture stays in the repo.
 const ORDER_MODULE = join(import.meta.dir, 'fixtures', 'schemas', 'order-observed.ts');

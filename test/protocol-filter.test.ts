@@ -1,7 +1,10 @@
-import { describe, expect, test } from 'bun:test';
+import { describe, expect, setDefaultTimeout, test } from 'bun:test';
 import { compileFilter, FILTER_LIMITS } from '../src/protocol/filter.ts';
 import { randomJson } from './fuzz/payloads.ts';
 import { rngFor, SEED, scaled } from './fuzz/random.ts';
+
+// Per file: bun:test's default timeout is per file, so test/setup.ts's call reaches only the first one.
+setDefaultTimeout(60_000);
 
 /** Compiles a filter that must be valid and returns its match function. */
 function matcher(filter: unknown): (payload: unknown) => boolean {

@@ -1,4 +1,4 @@
-import { describe, expect, test } from 'bun:test';
+import { describe, expect, setDefaultTimeout, test } from 'bun:test';
 import { type ClientFrame, parseClientFrame } from '../src/protocol/frames.ts';
 import {
   ErrorCode,
@@ -14,6 +14,9 @@ import {
 import { readOffer, SUBPROTOCOL } from '../src/protocol/subprotocol.ts';
 import { randomJson } from './fuzz/payloads.ts';
 import { rngFor, SEED, scaled } from './fuzz/random.ts';
+
+// Per file: bun:test's default timeout is per file, so test/setup.ts's call reaches only the first one.
+setDefaultTimeout(60_000);
 
 describe('client frames (no database)', () => {
   test.each<[string, ClientFrame]>([

@@ -1,5 +1,8 @@
-import { describe, expect, test } from 'bun:test';
+import { describe, expect, setDefaultTimeout, test } from 'bun:test';
 import { createEpochSource, createStream, processEpochs, type Stream } from '../src/protocol/history.ts';
+
+// Per file: bun:test's default timeout is per file, so test/setup.ts's call reaches only the first one.
+setDefaultTimeout(60_000);
 
 /** A stream with predictable epochs (`e1`, `e2`, …) and `count` messages appended as `{"n":seq}`. */
 function streamWith(capacity: number, count: number, maxBytes?: number): Stream {

@@ -1,7 +1,10 @@
-import { describe, expect, test } from 'bun:test';
+import { describe, expect, setDefaultTimeout, test } from 'bun:test';
 import { connect, upgradeStatus } from './client.ts';
 import { databaseUrl, metric, startBridge, startOwnDatabase, uniqueChannel, waitFor, within } from './harness.ts';
 import { startTcpProxy } from './proxy.ts';
+
+// Per file: bun:test's default timeout is per file, so test/setup.ts's call reaches only the first one.
+setDefaultTimeout(60_000);
 
 const status = async (base: URL, path: string) => (await fetch(new URL(path, base))).status;
 const readyz = async (base: URL) => (await (await fetch(new URL('/readyz', base))).json()) as Record<string, unknown>;

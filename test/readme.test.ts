@@ -2,11 +2,14 @@
  * The README's reference tables are derived from the code's tables (close codes, refusals, metrics): these
  * tests fail when one changes without the other, so the documentation cannot drift.
  */
-import { describe, expect, test } from 'bun:test';
+import { describe, expect, setDefaultTimeout, test } from 'bun:test';
 import { join } from 'node:path';
 import { Closes, Refusals } from '../src/http/wire.ts';
 import { METRICS } from '../src/observe/metrics.ts';
 import { ErrorCode } from '../src/protocol/replies.ts';
+
+// Per file: bun:test's default timeout is per file, so test/setup.ts's call reaches only the first one.
+setDefaultTimeout(60_000);
 
 const readme = await Bun.file(join(import.meta.dir, '..', 'README.md')).text();
 const rows = readme.split('\n').filter((line) => line.startsWith('| '));

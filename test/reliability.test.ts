@@ -1,4 +1,4 @@
-import { describe, expect, test } from 'bun:test';
+import { describe, expect, setDefaultTimeout, test } from 'bun:test';
 import postgres from 'postgres';
 import { createBridge } from '../src/bridge.ts';
 import { silentLogger } from '../src/observe/log.ts';
@@ -15,6 +15,9 @@ import {
 } from './harness.ts';
 import { spawnServer } from './process.ts';
 import { closeCode, rawClient } from './raw.ts';
+
+// Per file: bun:test's default timeout is per file, so test/setup.ts's call reaches only the first one.
+setDefaultTimeout(60_000);
 
 const health = async (base: URL) => (await fetch(new URL('/healthz', base))).status;
 

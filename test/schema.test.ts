@@ -1,7 +1,10 @@
-import { describe, expect, test } from 'bun:test';
+import { describe, expect, setDefaultTimeout, test } from 'bun:test';
 import { parse as parseToml } from 'smol-toml';
 import * as v from 'valibot';
 import { buildInlineSchema, SchemaError } from '../src/schema/compile.ts';
+
+// Per file: bun:test's default timeout is per file, so test/setup.ts's call reaches only the first one.
+setDefaultTimeout(60_000);
 
 /** Every issue of one parse as `dot.path: message` (`(root)` for the value itself). */
 function problems(definition: unknown, input: unknown): string[] {

@@ -4,7 +4,7 @@
  * (test/multiplexed*.test.ts) prove the wiring; these prove the rules, including the orderings a real
  * network makes hard to force (a LISTEN still on its way, a replay paused for a drain).
  */
-import { describe, expect, test } from 'bun:test';
+import { describe, expect, setDefaultTimeout, test } from 'bun:test';
 import { createAccess } from '../src/auth/access.ts';
 import { createCatalog } from '../src/channels/catalog.ts';
 import type { ListenerState } from '../src/db/listener.ts';
@@ -14,6 +14,9 @@ import { createStats } from '../src/observe/stats.ts';
 import { createHub, type Hub } from '../src/protocol/hub.ts';
 import { createSessions, type Peer, type SessionState, type Sessions } from '../src/protocol/session.ts';
 import { configFrom } from './harness.ts';
+
+// Per file: bun:test's default timeout is per file, so test/setup.ts's call reaches only the first one.
+setDefaultTimeout(60_000);
 
 const TOML = `
 [server]

@@ -10,7 +10,9 @@ import postgres from 'postgres';
 import { grantTraversal, startEmbeddedPostgres } from '../src/db/embedded.ts';
 
 // Real databases and real processes on a shared 2-core machine: a generous ceiling per test; every
-// wait inside a test has its own shorter, named timeout (harness.ts `within`).
+// wait inside a test has its own shorter, named timeout (harness.ts `within`). bun:test keeps this default
+// per file (neither this preload nor bunfig's [test] timeout reaches the others), so every test file
+// repeats the call at its top.
 setDefaultTimeout(60_000);
 
 // As root (CI clones into a 0700 temp folder), the embedded PostgreSQL runs as "postgres" and must be

@@ -5,12 +5,13 @@
  *
  * A command-line entry point like `main.ts`: it reads argv, the environment and the config file.
  */
-import { basename, dirname, resolve } from 'node:path';
+import { basename, dirname } from 'node:path';
 import { parseArgs } from 'node:util';
 import { SignJWT } from 'jose';
 import { resolveKeys } from '../auth/keys.ts';
 import { parseConfig } from '../config/load.ts';
 import { ConfigError } from '../errors.ts';
+import { readConfigFile, runTool } from './entry.ts';
 
 const UNITS: Readonly<Record<string, number>> = { s: 1, m: 60, h: 3600, d: 86_400 };
 
@@ -46,11 +47,7 @@ async function main(): Promise<void> {
     },
   });
   if (values.sub === undefined || values.sub === '') throw new ConfigError("--sub: the token's subject is required");
-  const file = resolve(values.config);
-  const text = await Bun.file(file)
-    .text()
-    .catch(() => undefined);
-  if (text === undefined) throw new ConfigError(`${values.config}: cannot read the config file (use --config FILE)`);
+  const { file, text } = await readConfigFile(values.config);
   const config = await parseConfig(text, file);
   if (config.auth?.secretEnv === undefined) {
     throw new ConfigError(`${values.config}: bun run token signs with [auth] secret_env, which is not set`);
@@ -72,12 +69,4 @@ async function main(): Promise<void> {
   process.stdout.write(`${await jwt.sign(keys.secret)}\n`);
 }
 
-if (import.meta.main) {
-  main().then(
-    () => process.exit(0),
-    (error: unknown) => {
-      process.stderr.write(`${error instanceof Error ? error.message : String(error)}\n`);
-      process.exit(error instanceof ConfigError ? 2 : 1);
-    },
-  );
-}
+if (import.meta.main) runTool(main);

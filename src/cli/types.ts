@@ -1,17 +1,8 @@
-/**
- * `bun run types [--config FILE] [--out FILE]`: a `.d.ts` with a `Channels` type mapping every declared
- * channel to the payload its subscribers receive, generated from the channels' output JSON Schemas (the
- * same document as GET /channels) with json-schema-to-typescript. For consumers in other repositories:
- * `createClient<Channels>(...)`. Raw channels are `string`.
- *
- * A command-line entry point like `main.ts`: it reads argv and the config file and writes the output.
- */
-import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { compile } from 'json-schema-to-typescript';
 import { describeChannels } from '../channels/discovery.ts';
 import { parseConfig } from '../config/load.ts';
-import { ConfigError } from '../errors.ts';
+import { readConfigFile, runTool } from './entry.ts';
 
 /** `orders` → `Orders`, `chat room` → `ChatRoom`, `2fa` → `Channel2fa`: one type name per channel. */
 export function typeName(channel: string, taken: Set<string>): string {
@@ -70,22 +61,10 @@ async function main(): Promise<void> {
     args: Bun.argv.slice(2),
     options: { config: { type: 'string', default: 'channels.toml' }, out: { type: 'string' } },
   });
-  const file = resolve(values.config);
-  const text = await Bun.file(file)
-    .text()
-    .catch(() => undefined);
-  if (text === undefined) throw new ConfigError(`${values.config}: cannot read the config file (use --config FILE)`);
+  const { file, text } = await readConfigFile(values.config);
   const output = await generateTypes(text, file);
   if (values.out === undefined) process.stdout.write(output);
   else await Bun.write(values.out, output);
 }
 
-if (import.meta.main) {
-  main().then(
-    () => process.exit(0),
-    (error: unknown) => {
-      process.stderr.write(`${error instanceof Error ? error.message : String(error)}\n`);
-      process.exit(error instanceof ConfigError ? 2 : 1);
-    },
-  );
-}
+if (import.meta.main) runTool(main);

@@ -8,7 +8,7 @@
  */
 import type { Server, ServerWebSocket } from 'bun';
 import type { Access } from '../auth/access.ts';
-import { CLOCK_TOLERANCE_SECONDS, type Identity } from '../auth/tokens.ts';
+import { CLOCK_TOLERANCE_SECONDS } from '../auth/tokens.ts';
 import type { Catalog } from '../channels/catalog.ts';
 import { channelFromPath } from '../channels/name.ts';
 import type { Config } from '../config/load.ts';
@@ -17,35 +17,11 @@ import type { Listener } from '../db/listener.ts';
 import { StartupError } from '../errors.ts';
 import type { Logger } from '../observe/log.ts';
 import type { Stats } from '../observe/stats.ts';
-import type { Peer, SessionState, Sessions } from '../protocol/session.ts';
-import { readOffer, SUBPROTOCOL } from '../protocol/subprotocol.ts';
-import { type Admission, admit, admitMultiplexed } from './admission.ts';
+import type { Peer, Sessions } from '../protocol/session.ts';
 import type { Routes } from './routes.ts';
-import { type CloseLabel, type CloseMetricLabel, Closes, type RefusalLabel, Refusals, refusalHeaders } from './wire.ts';
+import { createUpgrades, type SocketData } from './upgrade.ts';
+import { type CloseLabel, type CloseMetricLabel, Closes, Refusals } from './wire.ts';
 
-interface Common {
-  closedBy: CloseLabel | undefined;
-  /** Closes the socket when its token expires; one timer per socket, reset on refresh, cleared on close. */
-  expiry: Timer | undefined;
-  /** The topics this socket joined, so a sweep can find it and its close can leave them. */
-  readonly topics: Set<string>;
-}
-interface PlainData extends Common {
-  readonly mode: 'plain';
-  readonly channel: string;
-  /** The listener generation the socket was admitted under; a socket from an older one missed notifications. */
-  readonly generation: number;
-  /** The token's `exp` (plain sockets cannot refresh: they are closed then). */
-  readonly expires: number | undefined;
-}
-interface MultiplexedData extends Common {
-  readonly mode: 'multiplexed';
-  /** The upgrade's token: verified (an identity), refused (closed with 4401 on open), or none (anonymous). */
-  readonly offered: { identity: Identity } | { refused: 'token_invalid' | 'token_expired' } | undefined;
-  peer: Peer | undefined;
-  session: SessionState | undefined;
-}
-type SocketData = PlainData | MultiplexedData;
 type Socket = ServerWebSocket<SocketData>;
 
 /** Options for {@link createServer}; `listener` is used only to acquire and release channels. */
@@ -156,142 +132,31 @@ export function createServer(options: ServerOptions): BridgeServer {
     }
   };
 
-  const refuse = (label: RefusalLabel, message: string) => {
-    stats.refuse(label);
-    return new Response(`${message}\n`, { status: Refusals[label].status, headers: refusalHeaders(label) });
-  };
+  const upgrades = createUpgrades({
+    config,
+    catalog,
+    listener,
+    canary,
+    access,
+    stats,
+    log,
+    stopping: () => stopping,
+  });
 
-  /** Holds a connection slot while the canary proves notifications arrive; undefined once it has. */
-  async function ready(): Promise<Response | undefined> {
-    // Accept no client that cannot be served: behind a transaction-mode pooler LISTEN succeeds and
-    // nothing is ever delivered, so only a round trip through the current connection proves it works.
-    // At startup this also waits out the first connect.
-    if (await canary.verified(config.database.canaryIntervalMs)) return undefined;
-    if (listener.state !== 'up') return refuse('database_down', 'database connection is down; retry shortly');
-    return refuse('not_ready', 'notifications are not arriving from the database yet; retry shortly');
-  }
-
-  /** Plain mode with `[auth]`: a channel that is not public needs a token granting `r` on it. */
-  async function authorizePlain(request: Request, channel: string): Promise<Response | Identity | undefined> {
-    if (!access.enabled || access.permits(undefined, channel, 'r')) return undefined;
-    const token = access.tokenFrom(request, 'plain');
-    if (token === undefined) {
-      stats.authFailure('missing');
-      return refuse('token_missing', 'a token is required for this channel');
-    }
-    const verified = await access.verify(token);
-    if (!verified.ok) {
-      stats.authFailure(verified.reason);
-      return refuse('token_invalid', verified.message);
-    }
-    if (!access.permits(verified.identity, channel, 'r')) {
-      stats.authFailure('forbidden');
-      return refuse('forbidden', `the token does not grant reading "${channel}"`);
-    }
-    return verified.identity;
-  }
-
-  async function upgradePlain(request: Request, bun: Server<SocketData>, decision: Admission) {
-    if (!decision.ok) return refuse(decision.reason, decision.message);
-    const channel = decision.channel;
-    const authorized = await authorizePlain(request, channel);
-    if (authorized instanceof Response) return authorized;
-    stats.connections += 1;
-    const unready = await ready();
-    if (unready !== undefined) {
-      stats.connections -= 1;
-      return unready;
-    }
-    const generation = listener.generation;
-    try {
-      await listener.acquire(channel);
-    } catch (error) {
-      stats.connections -= 1;
-      log.warn('LISTEN failed; upgrade refused', { channel, error });
-      return refuse('database_down', 'could not LISTEN on the channel; retry shortly');
-    }
-    // The LISTEN is in place before the socket opens: every NOTIFY committed after open reaches it.
-    const data: PlainData = {
-      mode: 'plain',
-      channel,
-      generation,
-      expires: authorized?.expires,
-      closedBy: undefined,
-      expiry: undefined,
-      topics: new Set(),
-    };
-    if (!stopping && bun.upgrade(request, { data })) return undefined;
-    stats.connections -= 1;
-    listener.release(channel);
-    return stopping ? refuse('shutting_down', 'server is shutting down') : refuse('upgrade_failed', 'upgrade failed');
-  }
-
-  async function upgradeMultiplexed(request: Request, bun: Server<SocketData>) {
-    const decision = admitMultiplexed({
-      offered: readOffer(request.headers.get('sec-websocket-protocol')).multiplexed,
-      stopping,
-      databaseDown: listener.state === 'down',
-      connections: stats.connections,
-      maxConnections: limits.maxConnections,
-    });
-    if (!decision.ok) return refuse(decision.reason, decision.message);
-    stats.connections += 1;
-    const unready = await ready();
-    if (unready !== undefined) {
-      stats.connections -= 1;
-      return unready;
-    }
-    // A browser sees close codes, not statuses: a bad token still opens the socket, to close it with 4401.
-    const token = access.tokenFrom(request, 'multiplexed');
-    const verified = token === undefined ? undefined : await access.verify(token);
-    if (verified?.ok === false) stats.authFailure(verified.reason);
-    const data: MultiplexedData = {
-      mode: 'multiplexed',
-      offered:
-        verified === undefined
-          ? undefined
-          : verified.ok
-            ? { identity: verified.identity }
-            : { refused: verified.reason === 'expired' ? 'token_expired' : 'token_invalid' },
-      peer: undefined,
-      session: undefined,
-      closedBy: undefined,
-      expiry: undefined,
-      topics: new Set(),
-    };
-    // Set explicitly: Bun would otherwise echo the first value offered, which may be a bearer token.
-    const headers = { 'sec-websocket-protocol': SUBPROTOCOL };
-    if (!stopping && bun.upgrade(request, { data, headers })) return undefined;
-    stats.connections -= 1;
-    return stopping ? refuse('shutting_down', 'server is shutting down') : refuse('upgrade_failed', 'upgrade failed');
+  async function upgrade(request: Request, bun: Server<SocketData>, pathname: string) {
+    const decided = await upgrades.decide(request, pathname);
+    if (decided instanceof Response) return decided;
+    const { data, headers } = decided;
+    if (!stopping && bun.upgrade(request, headers === undefined ? { data } : { data, headers })) return undefined;
+    decided.undo();
+    return stopping
+      ? upgrades.refuse('shutting_down', 'server is shutting down')
+      : upgrades.refuse('upgrade_failed', 'upgrade failed');
   }
 
   function fetch(request: Request, bun: Server<SocketData>) {
     const pathname = new URL(request.url).pathname;
-    if (request.headers.get('upgrade')?.toLowerCase() === 'websocket') {
-      // Cross-site WebSocket hijacking: a page on another origin must not ride the user's network position.
-      const origin = request.headers.get('origin');
-      if (origin !== null && limits.allowedOrigins.length > 0 && !limits.allowedOrigins.includes(origin)) {
-        stats.authFailure('origin');
-        return refuse('origin_not_allowed', 'this Origin is not allowed');
-      }
-      if (pathname === '/') return upgradeMultiplexed(request, bun);
-      return upgradePlain(
-        request,
-        bun,
-        admit({
-          channel: channelFromPath(pathname),
-          allowed: catalog.allows,
-          stopping,
-          databaseDown: listener.state === 'down',
-          connections: stats.connections,
-          maxConnections: limits.maxConnections,
-          listening: listener.has,
-          channels: listener.channelCount,
-          maxChannels: limits.maxChannels,
-        }),
-      );
-    }
+    if (request.headers.get('upgrade')?.toLowerCase() === 'websocket') return upgrade(request, bun, pathname);
     const route = Object.hasOwn(routes, pathname) ? routes[pathname] : undefined;
     if (route !== undefined) {
       if (request.method !== 'GET' && request.method !== 'HEAD') {

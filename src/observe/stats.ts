@@ -3,7 +3,7 @@
  * them on scrape; nothing here formats or exports anything. Labels come from the tables in `http/wire.ts`.
  */
 import type { CloseMetricLabel, RefusalLabel } from '../http/wire.ts';
-import type { PublishOutcome } from '../protocol/session.ts';
+import type { PublishOutcome } from '../protocol/publish.ts';
 
 /** Per-channel counters, plus the channel's open sockets (a gauge the server keeps). */
 export interface ChannelStats {

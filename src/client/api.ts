@@ -1,0 +1,83 @@
+/**
+ * The client's public types: its options, callbacks and the error it rejects with. `client.ts` re-exports
+ * them, so consumers import everything from one place (`pg-notify-ws/client`).
+ */
+
+/** What a UI shows: connecting (or reconnecting), open, or closed for good by `close()`. */
+export type ConnectionState = 'connecting' | 'open' | 'closed';
+
+/** Where a message sits in its channel's stream. */
+export interface MessageMeta {
+  readonly seq: number;
+  readonly epoch: string;
+}
+
+/** Continuity broke: reload state. `not_recovered`: a resume could not replay; `gap`: the server lost its database link. */
+export interface GapInfo {
+  readonly channel: string;
+  readonly epoch: string;
+  readonly seq: number;
+  readonly reason: 'not_recovered' | 'gap';
+}
+
+/** An error from the server or the client; `code` is the protocol's error code (or `closed`, `unavailable`). */
+export class PgwsError extends Error {
+  override name = 'PgwsError' as const;
+  readonly code: string;
+  readonly channel: string | undefined;
+  readonly issues: readonly { path: string; message: string }[] | undefined;
+
+  constructor(code: string, message: string, extra: { channel?: string; issues?: PgwsError['issues'] } = {}) {
+    super(message);
+    this.code = code;
+    this.channel = extra.channel;
+    this.issues = extra.issues;
+  }
+}
+
+/** Callbacks of one subscription. */
+export interface SubscribeOptions<Payload> {
+  /** Conditions on the payload (see the README's Filters); only schema channels take one. */
+  readonly filter?: Readonly<Record<string, unknown>>;
+  onMessage(payload: Payload, meta: MessageMeta): void;
+  onGap?(info: GapInfo): void;
+  /** The subscription ended with an error (refused, or no longer allowed); the client's `onError` otherwise. */
+  onError?(error: PgwsError): void;
+}
+
+/** A live subscription. */
+export interface Subscription {
+  unsubscribe(): void;
+}
+
+/** The WebSocket constructor the client uses (the global one by default). */
+export type WebSocketConstructor = new (url: string, protocols?: string | string[]) => WebSocket;
+
+/** Options of {@link createClient}. */
+export interface ClientOptions {
+  /** The multiplexed endpoint, `ws://host:8080/`. */
+  readonly url: string | URL;
+  /** A token, or a function returning one (or a promise of one), called on every connect and before `exp`. */
+  readonly token?: string | (() => string | Promise<string>);
+  /** Reconnect backoff bounds (full jitter); defaults 250 ms to 10 s. */
+  readonly reconnect?: { readonly minMs?: number; readonly maxMs?: number };
+  readonly WebSocket?: WebSocketConstructor;
+  onState?(state: ConnectionState): void;
+  onError?(error: PgwsError): void;
+  /** A `ping` frame after this long without a frame from the server; no answer within it again means reconnect. Default 20 s. */
+  readonly pingIntervalMs?: number;
+}
+
+/** A client bound to one server; `Channels` maps channel names to payload types. */
+export interface Client<Channels extends Record<string, unknown>> {
+  readonly state: ConnectionState;
+  /** Subscribes; throws if this client already has a subscription to the channel. */
+  subscribe<Name extends keyof Channels & string>(
+    channel: Name,
+    options: SubscribeOptions<Channels[Name]>,
+  ): Subscription;
+  /** Publishes through PostgreSQL; resolves on `published`, rejects with a PgwsError. */
+  publish<Name extends keyof Channels & string>(channel: Name, payload: Channels[Name]): Promise<void>;
+  /** Ends the client for good; resolves once the socket has closed. */
+  close(): Promise<void>;
+}

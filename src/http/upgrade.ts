@@ -1,0 +1,217 @@
+/**
+ * Whether a WebSocket upgrade may proceed, and with what socket data: the origin allow-list, then, for
+ * plain mode, the channel's admission and token; for multiplexed mode, the subprotocol and the offered
+ * token; then, for both, a NOTIFY round trip through the current LISTEN connection. A refusal is the
+ * HTTP response to send; an acceptance is what `server.ts` hands to Bun's `upgrade`.
+ */
+import type { Access } from '../auth/access.ts';
+import type { Identity } from '../auth/tokens.ts';
+import type { Catalog } from '../channels/catalog.ts';
+import { channelFromPath } from '../channels/name.ts';
+import type { Config } from '../config/load.ts';
+import type { Canary } from '../db/canary.ts';
+import type { Listener } from '../db/listener.ts';
+import type { Logger } from '../observe/log.ts';
+import type { Stats } from '../observe/stats.ts';
+import type { Peer, SessionState } from '../protocol/session.ts';
+import { readOffer, SUBPROTOCOL } from '../protocol/subprotocol.ts';
+import { admit, admitMultiplexed } from './admission.ts';
+import { type CloseLabel, type RefusalLabel, Refusals, refusalHeaders } from './wire.ts';
+
+/** What every socket carries. */
+export interface Common {
+  closedBy: CloseLabel | undefined;
+  /** Closes the socket when its token expires; one timer per socket, reset on refresh, cleared on close. */
+  expiry: Timer | undefined;
+  /** The topics this socket joined, so a sweep can find it and its close can leave them. */
+  readonly topics: Set<string>;
+}
+/** A plain channel socket. */
+export interface PlainData extends Common {
+  readonly mode: 'plain';
+  readonly channel: string;
+  /** The listener generation the socket was admitted under; a socket from an older one missed notifications. */
+  readonly generation: number;
+  /** The token's `exp` (plain sockets cannot refresh: they are closed then). */
+  readonly expires: number | undefined;
+}
+/** A multiplexed socket. */
+export interface MultiplexedData extends Common {
+  readonly mode: 'multiplexed';
+  /** The upgrade's token: verified (an identity), refused (closed with 4401 on open), or none (anonymous). */
+  readonly offered: { identity: Identity } | { refused: 'token_invalid' | 'token_expired' } | undefined;
+  peer: Peer | undefined;
+  session: SessionState | undefined;
+}
+/** What Bun keeps in `ws.data`. */
+export type SocketData = PlainData | MultiplexedData;
+/** An accepted upgrade: the socket's data, the headers to answer with, and how to undo the admission. */
+export interface Accepted {
+  readonly data: SocketData;
+  readonly headers?: Record<string, string>;
+  /** Gives back what admission took (the connection slot, the LISTEN) when Bun's upgrade itself fails. */
+  undo(): void;
+}
+
+/** What the upgrade decisions read. */
+export interface UpgradeOptions {
+  config: Config;
+  catalog: Catalog;
+  listener: Pick<Listener, 'acquire' | 'release' | 'has' | 'channelCount' | 'state' | 'generation'>;
+  canary: Pick<Canary, 'verified'>;
+  access: Access;
+  stats: Stats;
+  log: Logger;
+  stopping: () => boolean;
+}
+
+/** The upgrade decisions of one server. */
+export interface Upgrades {
+  /** A refusal for `request`, or an acceptance; `pathname` `/` is the multiplexed endpoint. */
+  decide(request: Request, pathname: string): Promise<Response | Accepted>;
+  /** The answer to a refusal made after a decision (Bun's upgrade failed, or the server is stopping). */
+  refuse(label: RefusalLabel, message: string): Response;
+}
+
+/** Creates the decisions. */
+export function createUpgrades(options: UpgradeOptions): Upgrades {
+  const { config, catalog, listener, canary, access, stats, log } = options;
+  const limits = config.server;
+  const common = () => ({ closedBy: undefined, expiry: undefined, topics: new Set<string>() });
+
+  const refuse = (label: RefusalLabel, message: string) => {
+    stats.refuse(label);
+    return new Response(`${message}\n`, { status: Refusals[label].status, headers: refusalHeaders(label) });
+  };
+
+  /** Holds a connection slot while the canary proves notifications arrive; undefined once it has. */
+  async function ready(): Promise<Response | undefined> {
+    // Accept no client that cannot be served: behind a transaction-mode pooler LISTEN succeeds and
+    // nothing is ever delivered, so only a round trip through the current connection proves it works.
+    // At startup this also waits out the first connect.
+    if (await canary.verified(config.database.canaryIntervalMs)) return undefined;
+    if (listener.state !== 'up') return refuse('database_down', 'database connection is down; retry shortly');
+    return refuse('not_ready', 'notifications are not arriving from the database yet; retry shortly');
+  }
+
+  /** Plain mode with `[auth]`: a channel that is not public needs a token granting `r` on it. */
+  async function authorizePlain(request: Request, channel: string): Promise<Response | Identity | undefined> {
+    if (!access.enabled || access.permits(undefined, channel, 'r')) return undefined;
+    const token = access.tokenFrom(request, 'plain');
+    if (token === undefined) {
+      stats.authFailure('missing');
+      return refuse('token_missing', 'a token is required for this channel');
+    }
+    const verified = await access.verify(token);
+    if (!verified.ok) {
+      stats.authFailure(verified.reason);
+      return refuse('token_invalid', verified.message);
+    }
+    if (!access.permits(verified.identity, channel, 'r')) {
+      stats.authFailure('forbidden');
+      return refuse('forbidden', `the token does not grant reading "${channel}"`);
+    }
+    return verified.identity;
+  }
+
+  async function plain(request: Request, pathname: string): Promise<Response | Accepted> {
+    const decision = admit({
+      channel: channelFromPath(pathname),
+      allowed: catalog.allows,
+      stopping: options.stopping(),
+      databaseDown: listener.state === 'down',
+      connections: stats.connections,
+      maxConnections: limits.maxConnections,
+      listening: listener.has,
+      channels: listener.channelCount,
+      maxChannels: limits.maxChannels,
+    });
+    if (!decision.ok) return refuse(decision.reason, decision.message);
+    const channel = decision.channel;
+    const authorized = await authorizePlain(request, channel);
+    if (authorized instanceof Response) return authorized;
+    stats.connections += 1;
+    const unready = await ready();
+    if (unready !== undefined) {
+      stats.connections -= 1;
+      return unready;
+    }
+    const generation = listener.generation;
+    try {
+      await listener.acquire(channel);
+    } catch (error) {
+      stats.connections -= 1;
+      log.warn('LISTEN failed; upgrade refused', { channel, error });
+      return refuse('database_down', 'could not LISTEN on the channel; retry shortly');
+    }
+    // The LISTEN is in place before the socket opens: every NOTIFY committed after open reaches it.
+    const data: PlainData = {
+      mode: 'plain',
+      channel,
+      generation,
+      expires: authorized?.expires,
+      ...common(),
+    };
+    return {
+      data,
+      undo() {
+        stats.connections -= 1;
+        listener.release(channel);
+      },
+    };
+  }
+
+  async function multiplexed(request: Request): Promise<Response | Accepted> {
+    const decision = admitMultiplexed({
+      offered: readOffer(request.headers.get('sec-websocket-protocol')).multiplexed,
+      stopping: options.stopping(),
+      databaseDown: listener.state === 'down',
+      connections: stats.connections,
+      maxConnections: limits.maxConnections,
+    });
+    if (!decision.ok) return refuse(decision.reason, decision.message);
+    stats.connections += 1;
+    const unready = await ready();
+    if (unready !== undefined) {
+      stats.connections -= 1;
+      return unready;
+    }
+    // A browser sees close codes, not statuses: a bad token still opens the socket, to close it with 4401.
+    const token = access.tokenFrom(request, 'multiplexed');
+    const verified = token === undefined ? undefined : await access.verify(token);
+    if (verified?.ok === false) stats.authFailure(verified.reason);
+    const data: MultiplexedData = {
+      mode: 'multiplexed',
+      offered:
+        verified === undefined
+          ? undefined
+          : verified.ok
+            ? { identity: verified.identity }
+            : { refused: verified.reason === 'expired' ? 'token_expired' : 'token_invalid' },
+      peer: undefined,
+      session: undefined,
+      ...common(),
+    };
+    return {
+      data,
+      // Set explicitly: Bun would otherwise echo the first value offered, which may be a bearer token.
+      headers: { 'sec-websocket-protocol': SUBPROTOCOL },
+      undo() {
+        stats.connections -= 1;
+      },
+    };
+  }
+
+  return {
+    refuse,
+    async decide(request, pathname) {
+      // Cross-site WebSocket hijacking: a page on another origin must not ride the user's network position.
+      const origin = request.headers.get('origin');
+      if (origin !== null && limits.allowedOrigins.length > 0 && !limits.allowedOrigins.includes(origin)) {
+        stats.authFailure('origin');
+        return refuse('origin_not_allowed', 'this Origin is not allowed');
+      }
+      return pathname === '/' ? multiplexed(request) : plain(request, pathname);
+    },
+  };
+}

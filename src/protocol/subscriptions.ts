@@ -1,0 +1,249 @@
+/**
+ * A multiplexed socket's subscriptions: subscribe (answered only once the LISTEN is in place), resume with a
+ * replay of history, unsubscribe, narrowing after a token refresh, and release on close.
+ *
+ * Ordering invariant of a subscribe: once its LISTEN is in place, the `subscribed` answer, the replayed
+ * history and the topic subscription happen in one synchronous step. Notifications are dispatched from
+ * the database socket's own events, so none can fall between the replay and the live stream.
+ *
+ * A replay larger than the socket's send budget is sent in parts, one per `drain`: meanwhile new messages
+ * go into the channel's history, the replay reads on from there, and the socket joins the live topic in
+ * the same step as the part that reaches the head. If the history moves past what the client has read,
+ * the client is a slow consumer (1008); if the stream broke meanwhile, it gets the `gap`.
+ */
+import type { Catalog } from '../channels/catalog.ts';
+import type { Listener } from '../db/listener.ts';
+import type { Stats } from '../observe/stats.ts';
+import { compileFilter } from './filter.ts';
+import type { ClientFrame, SubscribeFrame } from './frames.ts';
+import type { Hub, Membership, TopicFilter } from './hub.ts';
+import {
+  type ErrorCode,
+  type ErrorReply,
+  encodeError,
+  encodeGap,
+  encodeMessage,
+  encodeSubscribed,
+  encodeUnsubscribed,
+  type FrameId,
+} from './replies.ts';
+import type { Peer, SessionState } from './session.ts';
+
+/** A resume whose replay did not fit the send budget at once: the next seq to send, after each drain. */
+export interface Replay {
+  readonly channel: string;
+  readonly channelJson: string;
+  readonly membership: Membership;
+  readonly epoch: string;
+  next: number;
+}
+
+/**
+ * A subscribe waiting for its LISTEN. An unsubscribe meanwhile is held in `cancel` and answered after the
+ * subscribe is, so every frame gets its one answer, in order.
+ */
+export interface Pending {
+  readonly pending: true;
+  cancel: { readonly id: FrameId | undefined } | undefined;
+}
+
+/** A subscription: waiting for its LISTEN, replaying history in parts, or live on its topic. */
+export type Entry = Membership | Pending | { readonly replay: Replay };
+
+const membershipOf = (entry: Entry): Membership | undefined =>
+  'pending' in entry ? undefined : 'replay' in entry ? entry.replay.membership : entry;
+
+/** What subscriptions need from the rest of the bridge. */
+export interface SubscriptionOptions {
+  catalog: Pick<Catalog, 'allows' | 'hasSchema'>;
+  hub: Hub;
+  listener: Pick<Listener, 'acquire' | 'release' | 'has' | 'channelCount' | 'state'>;
+  limits: {
+    readonly maxSubscriptions: number;
+    readonly maxChannels: number;
+    /** A replay pauses for a drain once this many bytes wait to be written to the client. */
+    readonly replayBudgetBytes: number;
+  };
+  stats: Stats;
+  /** The permission check for reading a channel (`r`). */
+  mayRead: (state: SessionState, channel: string) => boolean;
+}
+
+/** The subscription side of every multiplexed socket. */
+export interface Subscriptions {
+  subscribe(peer: Peer, state: SessionState, frame: SubscribeFrame): Promise<void>;
+  unsubscribe(peer: Peer, state: SessionState, frame: Extract<ClientFrame, { type: 'unsubscribe' }>): void;
+  /** After a refresh: ends, with `reason: "forbidden"`, every subscription the token no longer allows. */
+  narrow(peer: Peer, state: SessionState): void;
+  /** The socket wrote out its backlog: paused replays go on. */
+  drain(peer: Peer, state: SessionState): void;
+  /** The socket closed: every subscription is released. */
+  releaseAll(state: SessionState): void;
+}
+
+/** Creates the subscription engine. */
+export function createSubscriptions(options: SubscriptionOptions): Subscriptions {
+  const { catalog, hub, listener, limits, stats } = options;
+  const { mayRead } = options;
+  const fail = (peer: Peer, reply: ErrorReply): void => void peer.send(encodeError(reply));
+
+  function release(channel: string, membership: Membership): void {
+    hub.leave(channel, membership);
+    listener.release(channel);
+  }
+
+  async function subscribe(peer: Peer, state: SessionState, frame: SubscribeFrame): Promise<void> {
+    const { id, channel } = frame;
+    const refuse = (code: ErrorCode, message: string) => fail(peer, { id, channel, code, message });
+    if (state.subscriptions.has(channel)) return refuse('already_subscribed', `already subscribed to "${channel}"`);
+    if (state.subscriptions.size >= limits.maxSubscriptions) {
+      return refuse('too_many_subscriptions', `at most ${limits.maxSubscriptions} subscriptions per socket`);
+    }
+    if (!catalog.allows(channel)) {
+      return refuse('unknown_channel', `channel "${channel}" is not declared and unknown channels are rejected`);
+    }
+    if (!mayRead(state, channel)) {
+      stats.authFailure('forbidden');
+      return refuse('forbidden', `not allowed to read "${channel}"`);
+    }
+    let filter: TopicFilter | undefined;
+    if (frame.filter !== undefined) {
+      if (!catalog.hasSchema(channel)) return refuse('bad_request', 'filters apply only to channels with a schema');
+      const compiled = compileFilter(frame.filter);
+      if (!compiled.ok) return refuse('bad_request', compiled.message);
+      filter = { key: compiled.key, match: compiled.match };
+    }
+    if (listener.state !== 'up') return refuse('unavailable', 'database connection is down; retry shortly');
+    if (!listener.has(channel) && listener.channelCount >= limits.maxChannels) {
+      return refuse('unavailable', `channel limit reached (${limits.maxChannels} distinct channels); retry later`);
+    }
+    const pending: Pending = { pending: true, cancel: undefined };
+    state.subscriptions.set(channel, pending);
+    const settled = () => {
+      state.subscriptions.delete(channel);
+      if (pending.cancel !== undefined) peer.send(encodeUnsubscribed(channel, 'client', pending.cancel.id));
+    };
+    try {
+      await listener.acquire(channel);
+    } catch {
+      if (state.closed) return;
+      refuse('unavailable', 'could not LISTEN on the channel; retry shortly');
+      return settled();
+    }
+    if (state.closed) return listener.release(channel);
+    // A refresh may have narrowed the token while the LISTEN was on its way.
+    if (!mayRead(state, channel)) {
+      listener.release(channel);
+      stats.authFailure('forbidden');
+      refuse('forbidden', `not allowed to read "${channel}"`);
+      return settled();
+    }
+    const membership = hub.join(channel, filter);
+    const { epoch, seq: head } = hub.position(channel);
+    if (pending.cancel !== undefined) {
+      peer.send(
+        encodeSubscribed({ id, channel, epoch, seq: head, recovered: frame.since === undefined ? undefined : false }),
+      );
+      release(channel, membership);
+      return settled();
+    }
+    if (frame.since === undefined) {
+      peer.send(encodeSubscribed({ id, channel, epoch, seq: head }));
+      return live(peer, state, channel, membership);
+    }
+    const recovered = hub.resume(channel, frame.since).recovered;
+    stats.replays[recovered ? 'recovered' : 'notRecovered'] += 1;
+    peer.send(encodeSubscribed({ id, channel, epoch, seq: recovered ? frame.since.seq : head, recovered }));
+    if (!recovered) return live(peer, state, channel, membership);
+    const replay = { channel, channelJson: JSON.stringify(channel), membership, epoch, next: frame.since.seq + 1 };
+    state.subscriptions.set(channel, { replay });
+    replayOn(peer, state, replay);
+  }
+
+  function live(peer: Peer, state: SessionState, channel: string, membership: Membership): void {
+    peer.subscribe(membership.topic);
+    state.subscriptions.set(channel, membership);
+  }
+
+  /** Sends held messages from `replay.next` on until the head (then live) or the budget (then a drain). */
+  function replayOn(peer: Peer, state: SessionState, replay: Replay): void {
+    const { channel, membership } = replay;
+    const resumed = hub.resume(channel, { epoch: replay.epoch, seq: replay.next - 1 });
+    if (!resumed.recovered) {
+      const now = hub.position(channel);
+      if (now.epoch !== replay.epoch) {
+        // The stream broke while this replay waited; its gap went to the topic, which we had not joined.
+        peer.send(encodeGap(channel, now.epoch, now.seq));
+        stats.gaps += 1;
+        live(peer, state, channel, membership);
+      } else {
+        peer.close('slow_consumer');
+      }
+      return;
+    }
+    for (const entry of resumed.entries) {
+      if (peer.buffered() > limits.replayBudgetBytes) {
+        replay.next = entry.seq;
+        return;
+      }
+      if (membership.filter === undefined || membership.filter.match(JSON.parse(entry.payloadJson))) {
+        peer.send(encodeMessage(replay.channelJson, entry.seq, entry.payloadJson));
+      }
+    }
+    live(peer, state, channel, membership);
+  }
+
+  function unsubscribe(peer: Peer, state: SessionState, frame: Extract<ClientFrame, { type: 'unsubscribe' }>): void {
+    const { id, channel } = frame;
+    const entry = state.subscriptions.get(channel);
+    if (entry === undefined) {
+      return void fail(peer, { id, channel, code: 'not_subscribed', message: `not subscribed to "${channel}"` });
+    }
+    if ('pending' in entry) {
+      if (entry.cancel !== undefined) {
+        return void fail(peer, { id, channel, code: 'not_subscribed', message: `not subscribed to "${channel}"` });
+      }
+      entry.cancel = { id };
+      return;
+    }
+    state.subscriptions.delete(channel);
+    const membership = membershipOf(entry);
+    if (membership !== undefined) {
+      if (!('replay' in entry)) peer.unsubscribe(membership.topic);
+      release(channel, membership);
+    }
+    peer.send(encodeUnsubscribed(channel, 'client', id));
+  }
+
+  return {
+    subscribe,
+    unsubscribe,
+    narrow(peer, state) {
+      for (const [channel, entry] of [...state.subscriptions]) {
+        // A pending subscribe checks the permission again once its LISTEN is in place.
+        if ('pending' in entry || mayRead(state, channel)) continue;
+        state.subscriptions.delete(channel);
+        const membership = membershipOf(entry);
+        if (membership !== undefined) {
+          if (!('replay' in entry)) peer.unsubscribe(membership.topic);
+          release(channel, membership);
+        }
+        peer.send(encodeUnsubscribed(channel, 'forbidden'));
+      }
+    },
+    drain(peer, state) {
+      for (const entry of state.subscriptions.values()) {
+        if (!('replay' in entry)) continue;
+        replayOn(peer, state, entry.replay);
+        if (peer.buffered() > limits.replayBudgetBytes) return;
+      }
+    },
+    releaseAll(state) {
+      for (const [channel, entry] of state.subscriptions) {
+        const membership = membershipOf(entry);
+        if (membership !== undefined) release(channel, membership);
+      }
+      state.subscriptions.clear();
+    },
+  };
+}
