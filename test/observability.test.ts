@@ -1,9 +1,10 @@
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from 'bun:test';
 import { join } from 'node:path';
 import Ajv2020 from 'ajv/dist/2020.js';
+import { describeChannels } from '../src/channels/discovery.ts';
 import { createLogger } from '../src/observe/log.ts';
 import { connect } from './client.ts';
-import { metric, startBridge, type TestBridge, uniqueChannel } from './harness.ts';
+import { configFrom, metric, startBridge, type TestBridge, uniqueChannel } from './harness.ts';
 
 // Per file: bun:test's default timeout is per file, so test/setup.ts's call reaches only the first one.
 setDefaultTimeout(60_000);
@@ -114,7 +115,13 @@ describe('GET /channels', () => {
   const document = async () =>
     (await (await fetch(new URL('/channels', t.url))).json()) as {
       unknown_channels: string;
-      channels: Array<{ name: string; description: string | null; schema: Record<string, unknown> | null }>;
+      channels: Array<{
+        name: string;
+        description: string | null;
+        schema: Record<string, unknown> | null;
+        publish: boolean;
+        history: number;
+      }>;
     };
 
   test('lists every declared channel with its description and whether unknown channels are allowed', async () => {
@@ -125,6 +132,25 @@ describe('GET /channels', () => {
       ['orders', 'module schema', false],
       ['plain', null, true],
     ]);
+  });
+
+  test('says per channel whether clients may publish, how much history is kept and whether it is public', async () => {
+    const config = await configFrom(
+      '[channels.chat]\npublish = true\nhistory = 50\n[channels.feed]\npublic = true\n[channels.quiet]\n',
+    );
+    expect(
+      describeChannels(config).channels.map(({ name, publish, history, public: open }) => ({
+        name,
+        publish,
+        history,
+        open,
+      })),
+    ).toEqual([
+      { name: 'chat', publish: true, history: 50, open: false },
+      { name: 'feed', publish: false, history: 0, open: true },
+      { name: 'quiet', publish: false, history: 0, open: false },
+    ]);
+    expect((await document()).channels.every((c) => c.publish === false && c.history === 0)).toBe(true);
   });
 
   test.each([
