@@ -221,6 +221,40 @@ describe('the client: publish and close', () => {
     expect(await client.publish(channel, { n: 2 }).catch((e: PgwsError) => e.code)).toBe('closed');
   });
 
+  test('a publish to a channel whose subscribe is unanswered waits for the answer, so the publisher gets its own message', async () => {
+    // A scripted socket: the race (pg_notify committing before the LISTEN is in place) is timing on a real
+    // server, so the rule that prevents it is checked on the frames the client sends.
+    const sent: Array<Record<string, unknown>> = [];
+    let server: FakeSocket | undefined;
+    class FakeSocket extends EventTarget {
+      readyState = 1;
+      onmessage: ((event: { data: string }) => void) | null = null;
+      onclose: ((event: { code: number; reason: string }) => void) | null = null;
+      constructor() {
+        super();
+        server = this;
+      }
+      send(text: string) {
+        sent.push(JSON.parse(text));
+      }
+      close() {}
+      deliver(frame: object) {
+        this.onmessage?.({ data: JSON.stringify(frame) });
+      }
+    }
+    const client = createClient({ url: 'ws://127.0.0.1:1/', WebSocket: FakeSocket as never });
+    client.subscribe('orders', recorder().handlers);
+    const published = client.publish('orders', { n: 1 });
+    await waitFor(() => server !== undefined, 1000, 'the socket');
+    server?.deliver({ type: 'ready', subject: null, expires: null });
+    expect(sent.map((frame) => frame['type'])).toEqual(['subscribe']);
+    server?.deliver({ type: 'subscribed', channel: 'orders', epoch: 'e', seq: 0 });
+    expect(sent.map((frame) => frame['type'])).toEqual(['subscribe', 'publish']);
+    server?.deliver({ type: 'published', id: sent[1]?.['id'], channel: 'orders' });
+    await published;
+    void client.close();
+  });
+
   test('a publish in flight when the connection drops rejects with unavailable and is not re-sent', async () => {
     const channel = uniqueChannel();
     await using t = await startBridge(toml(channel));

@@ -32,6 +32,10 @@ export { PgwsError } from './api.ts';
 
 interface Sub {
   readonly channel: string;
+  /** Answered `subscribed` on the current socket; publishes to the channel wait for it (see `sendPublish`). */
+  live: boolean;
+  /** Publishes made while the subscribe was unanswered, sent once it is. */
+  readonly held: Pending[];
   readonly options: SubscribeOptions<unknown>;
   position: MessageMeta | undefined;
   retry: ReturnType<typeof setTimeout> | undefined;
@@ -127,7 +131,12 @@ export function createClient<Channels extends Record<string, unknown> = Record<s
         new PgwsError('unavailable', 'the connection dropped before the publish was confirmed; not re-sent'),
       );
     }
-    for (const sub of subs.values()) clearTimeout(sub.retry);
+    for (const sub of subs.values()) {
+      clearTimeout(sub.retry);
+      sub.live = false;
+      // Never sent: they go out again once the next socket is open and the channel subscribed.
+      waiting.push(...sub.held.splice(0));
+    }
     if (ended) {
       setState('closed');
       closed.resolve();
@@ -161,6 +170,7 @@ export function createClient<Channels extends Record<string, unknown> = Record<s
   }
 
   function subscribeFrame(sub: Sub): void {
+    sub.live = false;
     send({
       type: 'subscribe',
       channel: sub.channel,
@@ -206,7 +216,9 @@ export function createClient<Channels extends Record<string, unknown> = Record<s
         const seq = Number(frame['seq']);
         const recovered = frame['recovered'];
         sub.position = { epoch, seq };
+        sub.live = true;
         if (recovered === false) sub.options.onGap?.({ channel, epoch, seq, reason: 'not_recovered' });
+        for (const pending of sub.held.splice(0)) sendPublish(pending);
         return;
       }
       case 'message': {
@@ -272,10 +284,18 @@ export function createClient<Channels extends Record<string, unknown> = Record<s
     }
     if (code === 'already_subscribed') return;
     subs.delete(sub.channel);
+    for (const pending of sub.held.splice(0)) sendPublish(pending);
     report(error, sub);
   }
 
+  // A publisher subscribed to the channel gets its own message back: the publish waits until the
+  // subscribe is answered (LISTENed), or pg_notify could commit before the LISTEN and the message be missed.
   function sendPublish(pending: Pending): void {
+    const sub = subs.get(pending.channel);
+    if (sub !== undefined && !sub.live) {
+      sub.held.push(pending);
+      return;
+    }
     const id = nextId++;
     inFlight.set(id, pending);
     send({ type: 'publish', id, channel: pending.channel, payload: pending.payload });
@@ -296,6 +316,8 @@ export function createClient<Channels extends Record<string, unknown> = Record<s
         position: undefined,
         retry: undefined,
         retries: 0,
+        live: false,
+        held: [],
       };
       subs.set(channel, sub);
       if (state === 'open') subscribeFrame(sub);
@@ -305,6 +327,10 @@ export function createClient<Channels extends Record<string, unknown> = Record<s
           subs.delete(channel);
           clearTimeout(sub.retry);
           if (state === 'open') send({ type: 'unsubscribe', channel });
+          for (const pending of sub.held.splice(0)) {
+            if (state === 'open') sendPublish(pending);
+            else waiting.push(pending);
+          }
         },
       };
     },
@@ -330,6 +356,7 @@ export function createClient<Channels extends Record<string, unknown> = Record<s
       for (const sub of subs.values()) clearTimeout(sub.retry);
       const error = new PgwsError('closed', 'the client was closed');
       for (const pending of waiting.splice(0)) pending.reject(error);
+      for (const sub of subs.values()) for (const pending of sub.held.splice(0)) pending.reject(error);
       for (const [id, pending] of inFlight) {
         inFlight.delete(id);
         pending.reject(error);
