@@ -101,5 +101,5 @@ describe('a plain socket whose token expires', () => {
     expect(closed).toMatchObject({ code: 4401, reason: 'token expired' });
     expect(closed.at).toBeGreaterThanOrEqual((exp + 5) * 1000 - 50);
     expect(closed.at).toBeLessThan((exp + 5) * 1000 + 1500);
-  });
+  }, 20_000);
 });

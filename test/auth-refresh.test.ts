@@ -38,7 +38,7 @@ describe('a multiplexed socket whose token is not refreshed', () => {
     expect(closed).toMatchObject({ code: 4401, reason: 'token expired' });
     expect(closed.at).toBeGreaterThanOrEqual(deadlineOf(exp) - 50);
     expect(closed.at).toBeLessThan(deadlineOf(exp) + 1500);
-  });
+  }, 20_000);
 });
 
 describe('a refresh', () => {
@@ -56,7 +56,7 @@ describe('a refresh', () => {
     await t.notify(channel, 'after the old deadline');
     expect(await socket.frame()).toMatchObject({ type: 'message', channel, payload: 'after the old deadline' });
     await stillServes(socket, 'open');
-  });
+  }, 20_000);
 
   test('that grants less unsubscribes exactly what it no longer grants, with reason forbidden', async () => {
     await using t = await startBridge(authToml(), secretEnv);
@@ -122,5 +122,6 @@ describe('a refresh', () => {
       using next = await withToken(t.url, {});
       await stillServes(next, 'server alive');
     },
+    20_000,
   );
 });

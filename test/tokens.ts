@@ -16,16 +16,11 @@ export const authToml = (extra = '') => `[auth]\nsecret_env = "${SECRET_ENV}"\n$
 /** Unix seconds now (what `exp` and `nbf` count in). */
 export const nowSeconds = () => Math.floor(Date.now() / 1000);
 
-/** What a test token says; `exp` is absolute Unix seconds (default: an hour from now). */
-export interface Claims {
-  readonly sub?: string | undefined;
-  readonly exp?: number | undefined;
-  readonly nbf?: number;
-  readonly aud?: string;
-  readonly iss?: string;
-  readonly channels?: unknown;
-  readonly [claim: string]: unknown;
-}
+/**
+ * What a test token says: any claims, of any type (the refusal tests need wrong ones). `sub` defaults
+ * to alice and `exp` (absolute Unix seconds) to an hour from now; a claim set to `undefined` is left out.
+ */
+export type Claims = Readonly<Record<string, unknown>>;
 
 const payloadOf = (claims: Claims): JWTPayload => {
   const payload: Record<string, unknown> = { sub: 'alice', exp: nowSeconds() + 3600, ...claims };
@@ -33,11 +28,14 @@ const payloadOf = (claims: Claims): JWTPayload => {
   return payload;
 };
 
-/** An HS256 token signed with `secret` (default: the test secret). `sub` is alice unless said. */
-export function hs256(claims: Claims = {}, secret: string | Uint8Array = SECRET): Promise<string> {
+/** An HMAC-signed token (`alg` HS256 unless said) with `secret` (default: the test secret). */
+export function hmac(claims: Claims = {}, secret: string | Uint8Array = SECRET, alg = 'HS256'): Promise<string> {
   const key = typeof secret === 'string' ? new TextEncoder().encode(secret) : secret;
-  return new SignJWT(payloadOf(claims)).setProtectedHeader({ alg: 'HS256', typ: 'JWT' }).sign(key);
+  return new SignJWT(payloadOf(claims)).setProtectedHeader({ alg, typ: 'JWT' }).sign(key);
 }
+
+/** An HS256 token signed with `secret` (default: the test secret). */
+export const hs256 = (claims: Claims = {}, secret: string | Uint8Array = SECRET) => hmac(claims, secret);
 
 /** A token with `alg: none` and no signature: the classic bypass, which jose never signs. */
 export function unsecured(claims: Claims = {}): string {
@@ -49,6 +47,8 @@ export function unsecured(claims: Claims = {}): string {
 export interface RsaKey {
   readonly kid: string;
   readonly jwk: JWK;
+  /** The private half, for signing with another RSA algorithm than the published one. */
+  readonly privateJwk: JWK;
   sign(claims?: Claims): Promise<string>;
 }
 
@@ -59,6 +59,7 @@ export async function rsaKey(kid: string): Promise<RsaKey> {
   return {
     kid,
     jwk,
+    privateJwk: await exportJWK(privateKey),
     sign: (claims = {}) =>
       new SignJWT(payloadOf(claims)).setProtectedHeader({ alg: 'RS256', kid, typ: 'JWT' }).sign(privateKey),
   };
