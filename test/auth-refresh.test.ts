@@ -8,7 +8,7 @@
  */
 import { describe, expect, test } from 'bun:test';
 import { type BearerSocket, openMux } from './bearer.ts';
-import { startBridge, uniqueChannel, within } from './harness.ts';
+import { metric, startBridge, uniqueChannel, within } from './harness.ts';
 import { authToml, type Claims, hs256, nowSeconds, secretEnv } from './tokens.ts';
 
 const TOLERANCE_MS = 5000;
@@ -38,6 +38,19 @@ describe('a multiplexed socket whose token is not refreshed', () => {
     expect(closed).toMatchObject({ code: 4401, reason: 'token expired' });
     expect(closed.at).toBeGreaterThanOrEqual(deadlineOf(exp) - 50);
     expect(closed.at).toBeLessThan(deadlineOf(exp) + 1500);
+  }, 20_000);
+  test('closed by the client before its deadline leaves no timer behind: nothing fires later', async () => {
+    await using t = await startBridge(authToml(), secretEnv);
+    const exp = nearlyExpired();
+    const socket = await withToken(t.url, { exp });
+    socket.socket.close(1000);
+    await within(socket.closed, 5000, 'the client close');
+    await untilTime(deadlineOf(exp) + 300);
+    expect(await metric(t.url, 'pgws_closes_total', { reason: 'token_expired' })).toBe(0);
+    expect(await metric(t.url, 'pgws_closes_total', { reason: 'client' })).toBe(1);
+    using next = await withToken(t.url, {});
+    await stillServes(next, 'after the deadline');
+    expect(t.logs.filter((line) => JSON.parse(line).level === 'error')).toEqual([]);
   }, 20_000);
 });
 
@@ -83,15 +96,19 @@ describe('a refresh', () => {
     expect(socket.texts.filter((text) => text.includes(dropped) && text.includes('"message"'))).toEqual([]);
   });
 
-  test('to a token that grants nothing leaves the socket open with no subscriptions', async () => {
-    await using t = await startBridge(authToml(), secretEnv);
+  test('to a token that grants nothing keeps only public channels, and the socket stays open', async () => {
+    await using t = await startBridge(`${authToml()}\n[channels.news]\npublic = true\n`, secretEnv);
     const channel = uniqueChannel();
     using socket = await withToken(t.url, { channels: { [channel]: 'r' } });
-    socket.send({ type: 'subscribe', channel });
-    await socket.until('subscribed');
+    for (const name of ['news', channel]) {
+      socket.send({ type: 'subscribe', channel: name });
+      await socket.until('subscribed');
+    }
     socket.send({ type: 'auth', token: await hs256({ channels: {} }) });
     await socket.until('ready');
     expect(await socket.frame()).toEqual({ type: 'unsubscribed', channel, reason: 'forbidden' });
+    await t.notify('news', 'still public');
+    expect(await socket.frame()).toMatchObject({ type: 'message', channel: 'news', payload: 'still public' });
     socket.send({ type: 'subscribe', id: 1, channel });
     expect(await socket.frame()).toMatchObject({ type: 'error', id: 1, code: 'forbidden' });
   });
