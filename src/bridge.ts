@@ -29,6 +29,8 @@ export interface BridgeOptions {
   log: Logger;
   /** The console page served at `/`. */
   consoleHtml?: string;
+  /** The browser client module served at `/client.js` (see `client/bundle.ts`). */
+  clientJs?: string;
   /** `[auth]`'s key material, resolved from the environment and files by `auth/keys.ts`; required with `[auth]`. */
   authKeys?: KeySource;
   /** Share the port with sibling worker processes (`[server] workers`). */
@@ -132,6 +134,7 @@ export async function createBridge(options: BridgeOptions): Promise<Bridge> {
     metrics,
     channelsDocument: JSON.stringify(describeChannels(config)),
     consoleHtml: options.consoleHtml,
+    clientJs: options.clientJs,
   });
   const server = createServer({
     config,

@@ -8,6 +8,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { resolveKeys } from './auth/keys.ts';
 import { createBridge } from './bridge.ts';
+import { bundleClient } from './client/bundle.ts';
 import { type Config, parseConfig } from './config/load.ts';
 import { describeConfig } from './config/summary.ts';
 import { startEmbeddedPostgres } from './db/embedded.ts';
@@ -71,6 +72,7 @@ async function main(): Promise<number> {
     listenAfterDatabase: worker !== undefined,
     ...(auth === undefined ? {} : { authKeys: auth.keys }),
     ...(consoleHtml === undefined ? {} : { consoleHtml }),
+    clientJs: await bundleClient(),
   });
   const workers =
     worker === undefined && config.server.workers > 1

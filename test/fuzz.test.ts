@@ -15,12 +15,15 @@ import { ConfigError } from '../src/errors.ts';
 import { buildInlineSchema } from '../src/schema/compile.ts';
 import { connect, type TestClient, upgradeStatus } from './client.ts';
 import { exchange, judge, randomScript, upgradeRequest } from './fuzz/frames.ts';
+import { type FuzzMessage, randomMessage } from './fuzz/messages.ts';
 import { mutateConfig } from './fuzz/mutate.ts';
 import { expectedChannel, randomChannelPath } from './fuzz/paths.ts';
 import { randomPayload, SCHEMA_CASES } from './fuzz/payloads.ts';
 import { rngFor, SCALE, SEED, scaled, Tally } from './fuzz/random.ts';
 import { databaseUrl, metric, startBridge, uniqueChannel, waitFor, within } from './harness.ts';
+import { connectMux, SUBPROTOCOL } from './mux.ts';
 import { spawnServer } from './process.ts';
+import { serverFrameProblem } from './server-frames.ts';
 
 console.log(`fuzz seed ${SEED} (replay with FUZZ_SEED=${SEED}), scale ${SCALE}`);
 
@@ -271,6 +274,192 @@ describe('client frame fuzzing', () => {
     expect(await metric(t.url, 'pgws_closes_total', { reason: 'too_big' })).toBe(1);
   });
 });
+
+describe('multiplexed frame fuzzing', () => {
+  /** A bridge process for the multiplexed fuzzers, with one channel of each kind. */
+  async function muxServer() {
+    const channels = {
+      schema: uniqueChannel('fz_mux_schema'),
+      raw: uniqueChannel('fz_mux_raw'),
+      readOnly: uniqueChannel('fz_mux_ro'),
+    };
+    const toml = [
+      // Above the default, so publishes reach validation rather than mostly the rate limit.
+      '[server]\npublish_rate = 200',
+      `[channels."${channels.schema}"]\nhistory = 20\npublish = true`,
+      `[channels."${channels.schema}".schema]\ntype = "object"\nproperties = { id = { type = "integer" }, note = { type = "string" } }`,
+      `[channels."${channels.raw}"]\npublish = true`,
+      `[channels."${channels.readOnly}"]\n`,
+    ].join('\n');
+    const server = await spawnServer({ toml, env: { DATABASE_URL: databaseUrl() } });
+    return Object.assign(server, { channels });
+  }
+
+  /** After a fuzz: the process is alive, logged no handler failure, holds no socket, and serves a fresh one. */
+  async function stillServes(server: Awaited<ReturnType<typeof muxServer>>) {
+    expect(server.process.exitCode).toBeNull();
+    expect(server.lines.filter((line) => line.includes('"level":"error"'))).toEqual([]);
+    await waitFor(
+      async () => (await metric(server.url, 'pgws_connections')) === 0,
+      10_000,
+      'every fuzzed socket to go',
+    );
+    using fresh = await connectMux(server.url);
+    await fresh.subscribe(server.channels.schema);
+    expect(await fresh.request({ type: 'publish', channel: server.channels.schema, payload: { id: 1 } })).toMatchObject(
+      {
+        type: 'published',
+      },
+    );
+    expect(await fresh.next('message')).toMatchObject({ channel: server.channels.schema, payload: { id: 1 } });
+    expect(await fresh.request({ type: 'ping' })).toMatchObject({ type: 'pong' });
+  }
+
+  test(
+    'random and mutated pgws.v1 frames are each answered once with a well-formed frame, or end in a defined close',
+    async () => {
+      const rng = rngFor('mux-messages');
+      await using server = await muxServer();
+      const count = scaled(2000);
+      const answerTypes = new Set(['subscribed', 'unsubscribed', 'published', 'pong', 'error']);
+      // Sessions are made up front, in order, so a seed replays whatever the interleaving.
+      const sessions: { messages: FuzzMessage[]; binary: Uint8Array | undefined }[] = [];
+      for (let serial = 0; serial < count; ) {
+        const messages: FuzzMessage[] = [];
+        for (let i = rng.int(1, 60); i > 0 && serial < count; i--) {
+          const message = randomMessage(rng, server.channels, serial++);
+          messages.push(message);
+          if (message.closes !== undefined) break;
+        }
+        const last = messages.at(-1);
+        const binary = last?.closes === undefined && rng.chance(0.05) ? rng.bytes(rng.int(0, 64)) : undefined;
+        sessions.push({ messages, binary });
+      }
+      const tally = new Tally();
+      const failures: string[] = [];
+      const show = (text: string) => JSON.stringify(text.length > 120 ? `${text.slice(0, 120)}…` : text);
+
+      await inParallel(sessions, 4, async ({ messages, binary }, index) => {
+        using client = await connectMux(server.url);
+        const sentIds = new Set<string>();
+        for (const { text } of messages) {
+          const id = ownId(text);
+          if (id !== undefined) sentIds.add(id);
+          client.sendText(text);
+        }
+        if (binary !== undefined) client.socket.send(binary);
+        const closes = messages.at(-1)?.closes ?? (binary === undefined ? undefined : 1003);
+        const answerable = messages.filter((m) => m.closes === undefined);
+        const answers = () => client.frames.filter((f) => answerTypes.has(f.type));
+        try {
+          if (closes === undefined) {
+            await client.until(
+              (f) => f.filter((x) => answerTypes.has(x.type)).length >= answerable.length,
+              5000,
+              'answers',
+            );
+            // Anything answered twice shows up before the answer to a last ping.
+            expect(await client.request({ type: 'ping', id: 'end' })).toMatchObject({ type: 'pong' });
+          } else {
+            const { code } = await within(client.closed, 10_000, `the ${closes} close`);
+            tally.add(`close ${code}`);
+            if (code !== closes) failures.push(`session ${index}: closed with ${code}, expected ${closes}`);
+          }
+        } catch (error) {
+          const missing = answerable.filter(
+            (m) => m.echoes !== undefined && !client.frames.some((f) => f.id === m.echoes),
+          );
+          // What came after an unanswered frame on its channel (an unsubscribe racing its LISTEN, say).
+          const context = (m: FuzzMessage) => {
+            const channel = JSON.stringify((JSON.parse(m.text) as { channel?: unknown }).channel);
+            const later = messages.slice(messages.indexOf(m) + 1).filter((n) => n.text.includes(channel));
+            return `${show(m.text)} (then on its channel: ${later.map((n) => show(n.text)).join(', ') || 'nothing'})`;
+          };
+          failures.push(
+            `session ${index}: ${error instanceof Error ? error.message : String(error)}; ${answers().length} answers to ${answerable.length} frames; unanswered: ${missing.map(context).join('; ')}`,
+          );
+        }
+        for (const text of client.texts) {
+          const problem = serverFrameProblem(text);
+          if (problem !== undefined) failures.push(`session ${index}: ${problem}: ${show(text)}`);
+        }
+        const got = answers().filter((f) => f.id !== 'end');
+        if (closes === undefined && got.length !== answerable.length)
+          failures.push(`session ${index}: ${got.length} answers to ${answerable.length} frames`);
+        for (const answer of got) {
+          tally.add(answer.type === 'error' ? `error ${answer.code}` : answer.type);
+          if (answer.id !== undefined && !sentIds.has(JSON.stringify(answer.id)))
+            failures.push(`session ${index}: an answer echoes an id no frame carried: ${show(JSON.stringify(answer))}`);
+        }
+        for (const message of messages) {
+          if (message.echoes === undefined) continue;
+          const echoed = got.filter((f) => f.id === message.echoes).length;
+          if (echoed > 1 || (echoed === 0 && closes === undefined))
+            failures.push(`session ${index}: ${echoed} answers echo ${message.echoes}: ${show(message.text)}`);
+        }
+        tally.add('frames sent', messages.length + (binary === undefined ? 0 : 1));
+      });
+
+      expect(failures.slice(0, 20)).toEqual([]);
+      await stillServes(server);
+      console.log(`fuzz multiplexed frames: ${count} frames in ${sessions.length} sockets, ${tally.line()}`);
+    },
+    budget(30_000),
+  );
+
+  test(
+    'random wire frames on multiplexed sockets end in a defined close, and every text the server sends is a well-formed frame',
+    async () => {
+      const rng = rngFor('mux-wire');
+      await using server = await muxServer();
+      const host = '127.0.0.1';
+      const port = Number(server.url.port);
+      const tally = new Tally();
+      const failures: string[] = [];
+      const count = scaled(1000);
+      await inParallel(
+        Array.from({ length: count }, (_, index) => index),
+        8,
+        async (index) => {
+          const { script, shape, clientCloses } = randomScript(rng, '/', `${host}:${port}`, {
+            'Sec-WebSocket-Protocol': SUBPROTOCOL,
+          });
+          const result = await exchange(host, port, script, 5000);
+          const judged = judge(result, clientCloses);
+          // A request on / that is not an upgrade after all (no Connection: Upgrade) gets the console page.
+          const consolePage = shape === 'bad handshake' && result.status === 200;
+          const outcome = consolePage ? 'http 200 (not an upgrade: the console page)' : judged.outcome;
+          tally.add(outcome);
+          if (!judged.ok && !consolePage)
+            failures.push(
+              `#${index} (${shape}): ${outcome}${result.closed ? '' : ', not closed within 5 s after our FIN'}`,
+            );
+          for (const frame of result.frames.filter((f) => f.opcode === 1)) {
+            const problem = serverFrameProblem(frame.payload.toString());
+            if (problem !== undefined)
+              failures.push(`#${index} (${shape}): ${problem}: ${frame.payload.toString().slice(0, 120)}`);
+          }
+        },
+      );
+      expect(failures.slice(0, 20)).toEqual([]);
+      await stillServes(server);
+      console.log(`fuzz multiplexed wire frames: tried ${count} connections, ${tally.line()}`);
+    },
+    budget(30_000),
+  );
+});
+
+/** The id a frame text carries as JSON text, when it parses to an object whose id is a string or a finite number. */
+function ownId(text: string): string | undefined {
+  try {
+    const value: unknown = JSON.parse(text);
+    if (typeof value !== 'object' || value === null || !Object.hasOwn(value, 'id')) return undefined;
+    const id: unknown = Reflect.get(value, 'id');
+    return typeof id === 'string' || (typeof id === 'number' && Number.isFinite(id)) ? JSON.stringify(id) : undefined;
+  } catch {
+    return undefined;
+  }
+}
 
 describe('channel name fuzzing', () => {
   test(

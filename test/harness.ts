@@ -8,6 +8,7 @@ import { dirname, join } from 'node:path';
 import postgres from 'postgres';
 import { resolveKeys } from '../src/auth/keys.ts';
 import { type Bridge, createBridge } from '../src/bridge.ts';
+import { bundleClient } from '../src/client/bundle.ts';
 import { parseConfig } from '../src/config/load.ts';
 import { startEmbeddedPostgres } from '../src/db/embedded.ts';
 import { createLogger, type Logger } from '../src/observe/log.ts';
@@ -19,6 +20,13 @@ export function databaseUrl(): string {
     throw new Error('TEST_DATABASE_URL is not set: run the tests with `bun test` (test/setup.ts sets it)');
   return url;
 }
+
+// Bundled once per test file: every bridge serves the same /client.js.
+let bundled: Promise<string> | undefined;
+const clientJs = () => {
+  bundled ??= bundleClient();
+  return bundled;
+};
 
 let counter = 0;
 /** A channel name no other test uses, so suites can share one database. */
@@ -92,6 +100,7 @@ export async function startBridge(
     databaseUrl: options.databaseUrl ?? databaseUrl(),
     log,
     consoleHtml,
+    clientJs: await clientJs(),
     ...(auth === undefined ? {} : { authKeys: auth.keys }),
   });
   const sql = postgres(databaseUrl(), { max: 2, onnotice: () => {} });

@@ -1,26 +1,14 @@
 import { describe, expect, test } from 'bun:test';
 import { chmodSync, existsSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { connect as tcpConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import postgres from 'postgres';
 import { connect } from './client.ts';
 import { databaseUrl, uniqueChannel, waitFor, within } from './harness.ts';
-import { spawnServer } from './process.ts';
+import { freshGet, spawnServer } from './process.ts';
 
 const MAIN = join(import.meta.dir, '..', 'src', 'main.ts');
 const withDatabase = () => ({ DATABASE_URL: databaseUrl() });
-
-async function freshGet(base: URL, path: string): Promise<string> {
-  const socket = tcpConnect(Number(base.port), base.hostname);
-  let response = '';
-  socket.on('data', (chunk) => {
-    response += chunk.toString();
-  });
-  socket.write(`GET ${path} HTTP/1.1\r\nHost: ${base.host}\r\nConnection: close\r\n\r\n`);
-  await within(new Promise((resolve) => socket.once('close', resolve)), 5000, 'the HTTP response');
-  return response.slice(response.indexOf('\r\n\r\n') + 4);
-}
 
 /** The URL the server logged for its embedded database (the line tells the user to `psql` it). */
 function embeddedUrl(lines: readonly string[]): string {

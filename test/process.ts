@@ -3,6 +3,7 @@
  * codes, the ready line, the embedded start path, and memory that is the server's alone.
  */
 import { chmodSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { connect as tcpConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Subprocess } from 'bun';
@@ -112,4 +113,16 @@ function safeJson(line: string): Record<string, unknown> | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** A GET over a fresh TCP connection (fetch would reuse one), so with workers the kernel may pick any process. */
+export async function freshGet(base: URL, path: string): Promise<string> {
+  const socket = tcpConnect(Number(base.port), base.hostname);
+  let response = '';
+  socket.on('data', (chunk) => {
+    response += chunk.toString();
+  });
+  socket.write(`GET ${path} HTTP/1.1\r\nHost: ${base.host}\r\nConnection: close\r\n\r\n`);
+  await within(new Promise((resolve) => socket.once('close', resolve)), 5000, 'the HTTP response');
+  return response.slice(response.indexOf('\r\n\r\n') + 4);
 }

@@ -14,6 +14,8 @@ export interface TcpProxy extends AsyncDisposable {
   cut(): void;
   /** Rewrites a URL so it points at the proxy. */
   url(target: string): string;
+  /** Sends new connections to another port (a restarted server); open ones keep theirs. */
+  retarget(port: number): void;
 }
 
 /** Rewrites server-to-client bytes; keeps state per connection. */
@@ -32,6 +34,7 @@ export function startTcpProxy(options: {
   dropNotifications?: boolean;
 }): TcpProxy {
   const pairs = new Set<Pair>();
+  const target = { ...options.target };
   const listener: TCPSocketListener<Pair> = Bun.listen<Pair>({
     hostname: '127.0.0.1',
     port: 0,
@@ -46,8 +49,8 @@ export function startTcpProxy(options: {
         client.data = pair;
         pairs.add(pair);
         void Bun.connect<Pair>({
-          hostname: options.target.host,
-          port: options.target.port,
+          hostname: target.host,
+          port: target.port,
           data: pair,
           socket: {
             open(upstream) {
@@ -93,8 +96,11 @@ export function startTcpProxy(options: {
       return pairs.size;
     },
     cut,
-    url(target) {
-      const url = new URL(target);
+    retarget(port) {
+      target.port = port;
+    },
+    url(to) {
+      const url = new URL(to);
       url.hostname = '127.0.0.1';
       url.port = String(listener.port);
       return url.href;

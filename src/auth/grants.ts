@@ -18,7 +18,7 @@ export const GRANT_VALUES = ['r', 'w', 'rw'] as const;
 /** Nothing granted: an anonymous socket, or a token without a `channels` claim. */
 export const NO_GRANTS: Grants = { permits: () => false };
 
-const escape = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+const literal = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
 /** Compiles a validated `channels` claim. Patterns and exact names granting several modes combine. */
 export function compileGrants(claim: Readonly<Record<string, (typeof GRANT_VALUES)[number]>>): Grants {
@@ -26,7 +26,7 @@ export function compileGrants(claim: Readonly<Record<string, (typeof GRANT_VALUE
   const patterns: Array<{ test: RegExp; modes: string }> = [];
   for (const [key, modes] of Object.entries(claim)) {
     if (!key.includes('*')) exact.set(key, (exact.get(key) ?? '') + modes);
-    else patterns.push({ test: new RegExp(`^${key.split('*').map(escape).join('.*')}$`, 's'), modes });
+    else patterns.push({ test: new RegExp(`^${key.split('*').map(literal).join('.*')}$`, 's'), modes });
   }
   return {
     permits(channel, mode) {

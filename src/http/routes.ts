@@ -18,6 +18,8 @@ export interface RouteOptions {
   channelsDocument: string;
   /** The console page served at `/`. */
   consoleHtml: string | undefined;
+  /** The client bundled as a browser ES module, served at `/client.js`. */
+  clientJs: string | undefined;
 }
 
 const json = (body: unknown, status = 200) => Response.json(body, { status, headers: { 'cache-control': 'no-store' } });
@@ -28,6 +30,12 @@ export function createRoutes(options: RouteOptions): Routes {
   const consoleHtml = options.consoleHtml ?? 'console.html not found\n';
   return {
     '/': () => new Response(consoleHtml, { headers: { 'content-type': 'text/html; charset=utf-8' } }),
+    '/client.js': () =>
+      options.clientJs === undefined
+        ? new Response('client.js is not built in this server\n', { status: 404 })
+        : new Response(options.clientJs, {
+            headers: { 'content-type': 'text/javascript; charset=utf-8', 'cache-control': 'no-cache' },
+          }),
     // Browsers ask for it on every page load; without this route it would be taken for a channel (426).
     '/favicon.ico': () => new Response(null, { status: 404 }),
     // The LISTEN connection only: is the process connected to its database.

@@ -19,7 +19,7 @@ import type { Listener } from '../db/listener.ts';
 import type { CloseLabel } from '../http/wire.ts';
 import type { Logger } from '../observe/log.ts';
 import type { Stats } from '../observe/stats.ts';
-import { inexactNumber } from '../schema/json-numbers.ts';
+import { inexactNumberInField } from '../schema/json-numbers.ts';
 import { compileFilter } from './filter.ts';
 import {
   type AuthFrame,
@@ -41,6 +41,7 @@ import {
   encodeReady,
   encodeSubscribed,
   encodeUnsubscribed,
+  type FrameId,
 } from './replies.ts';
 
 /** The socket as the protocol sees it. */
@@ -64,8 +65,17 @@ interface Replay {
   next: number;
 }
 
+/**
+ * A subscribe waiting for its LISTEN. An unsubscribe meanwhile is held in `cancel` and answered after the
+ * subscribe is, so every frame gets its one answer, in order.
+ */
+interface Pending {
+  readonly pending: true;
+  cancel: { readonly id: FrameId | undefined } | undefined;
+}
+
 /** A subscription: waiting for its LISTEN, replaying history in parts, or live on its topic. */
-type Entry = Membership | { readonly pending: object } | { readonly replay: Replay };
+type Entry = Membership | Pending | { readonly replay: Replay };
 
 /** Per-socket state, kept in the socket's data. */
 export interface SessionState {
@@ -159,24 +169,36 @@ export function createSessions(options: SessionOptions): Sessions {
     if (!listener.has(channel) && listener.channelCount >= limits.maxChannels) {
       return refuse('unavailable', `channel limit reached (${limits.maxChannels} distinct channels); retry later`);
     }
-    const pending = { pending: {} };
+    const pending: Pending = { pending: true, cancel: undefined };
     state.subscriptions.set(channel, pending);
+    const settled = () => {
+      state.subscriptions.delete(channel);
+      if (pending.cancel !== undefined) peer.send(encodeUnsubscribed(channel, 'client', pending.cancel.id));
+    };
     try {
       await listener.acquire(channel);
     } catch {
-      if (state.subscriptions.get(channel) === pending) state.subscriptions.delete(channel);
-      if (!state.closed) refuse('unavailable', 'could not LISTEN on the channel; retry shortly');
-      return;
+      if (state.closed) return;
+      refuse('unavailable', 'could not LISTEN on the channel; retry shortly');
+      return settled();
     }
-    // Closed, unsubscribed (and perhaps subscribed again), or narrowed by a refresh while the LISTEN was on its way.
-    if (state.closed || state.subscriptions.get(channel) !== pending) return listener.release(channel);
+    if (state.closed) return listener.release(channel);
+    // A refresh may have narrowed the token while the LISTEN was on its way.
     if (!permits(state, channel, 'r')) {
-      state.subscriptions.delete(channel);
       listener.release(channel);
-      return refuse('forbidden', `not allowed to read "${channel}"`);
+      stats.authFailure('forbidden');
+      refuse('forbidden', `not allowed to read "${channel}"`);
+      return settled();
     }
     const membership = hub.join(channel, filter);
     const { epoch, seq: head } = hub.position(channel);
+    if (pending.cancel !== undefined) {
+      peer.send(
+        encodeSubscribed({ id, channel, epoch, seq: head, recovered: frame.since === undefined ? undefined : false }),
+      );
+      release(channel, membership);
+      return settled();
+    }
     if (frame.since === undefined) {
       peer.send(encodeSubscribed({ id, channel, epoch, seq: head }));
       return live(peer, state, channel, membership);
@@ -229,6 +251,13 @@ export function createSessions(options: SessionOptions): Sessions {
     if (entry === undefined) {
       return void fail(peer, { id, channel, code: 'not_subscribed', message: `not subscribed to "${channel}"` });
     }
+    if ('pending' in entry) {
+      if (entry.cancel !== undefined) {
+        return void fail(peer, { id, channel, code: 'not_subscribed', message: `not subscribed to "${channel}"` });
+      }
+      entry.cancel = { id };
+      return;
+    }
     state.subscriptions.delete(channel);
     const membership = membershipOf(entry);
     if (membership !== undefined) {
@@ -260,7 +289,7 @@ export function createSessions(options: SessionOptions): Sessions {
     }
     let payload: string;
     if (catalog.hasSchema(channel)) {
-      const inexact = inexactNumber(text, frame.payload);
+      const inexact = inexactNumberInField(text, 'payload', frame.payload);
       const validated = catalog.validate(channel, frame.payload);
       if (inexact !== undefined || !validated.ok) {
         const issues = validated.ok
@@ -311,7 +340,8 @@ export function createSessions(options: SessionOptions): Sessions {
     peer.send(encodeReady(identity.subject, identity.expires));
     // A refreshed token that grants less takes away what it no longer grants, and says so.
     for (const [channel, entry] of [...state.subscriptions]) {
-      if (permits(state, channel, 'r')) continue;
+      // A pending subscribe checks the permission again once its LISTEN is in place.
+      if ('pending' in entry || permits(state, channel, 'r')) continue;
       state.subscriptions.delete(channel);
       const membership = membershipOf(entry);
       if (membership !== undefined) {

@@ -59,3 +59,28 @@ function lossy(literal: string): boolean {
   if (/[.eE]/.test(literal)) return false;
   return BigInt(literal) !== BigInt(value);
 }
+
+/**
+ * Like {@link inexactNumber}, for one top-level field of a JSON object text (a publish frame's `payload`):
+ * numbers elsewhere in the text (an `id` past 2^53) do not count. `parsedField` is that field as parsed;
+ * only when it holds a large number is the text parsed again, with a reviver that sees each literal.
+ */
+export function inexactNumberInField(text: string, field: string, parsedField: unknown): string | undefined {
+  if (!hasLargeNumber(parsedField)) return undefined;
+  const lossyLiterals = new Map<object, string>();
+  const parsed: unknown = JSON.parse(text, (_key, value: unknown, context?: { source?: string }) => {
+    if (typeof value !== 'number' || context?.source === undefined || !lossy(context.source)) return value;
+    const marker = {};
+    lossyLiterals.set(marker, context.source);
+    return marker;
+  });
+  const stack: unknown[] = [(parsed as Record<string, unknown>)[field]];
+  while (stack.length > 0) {
+    const value = stack.pop();
+    if (typeof value !== 'object' || value === null) continue;
+    const literal = lossyLiterals.get(value);
+    if (literal !== undefined) return literal;
+    for (const item of Array.isArray(value) ? value : Object.values(value)) stack.push(item);
+  }
+  return undefined;
+}

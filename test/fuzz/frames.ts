@@ -264,9 +264,17 @@ const BAD_HEADERS: readonly Record<string, string | undefined>[] = [
   { Host: undefined },
 ];
 
-/** Mostly a good handshake and one to four random frames; sometimes garbage around it, frames pipelined, or a bad handshake. */
-export function randomScript(rng: Rng, path: string, host: string): FuzzScript {
-  const handshake = Buffer.from(upgradeRequest(path, host));
+/**
+ * Mostly a good handshake and one to four random frames; sometimes garbage around it, frames pipelined, or
+ * a bad handshake. `headers` go into every handshake (`Sec-WebSocket-Protocol: pgws.v1` for a multiplexed socket).
+ */
+export function randomScript(
+  rng: Rng,
+  path: string,
+  host: string,
+  headers: Record<string, string | undefined> = {},
+): FuzzScript {
+  const handshake = Buffer.from(upgradeRequest(path, host, headers));
   const frames = rng.chance(0.2)
     ? fragmentedMessage(rng)
     : Array.from({ length: rng.int(1, 4) }, () => randomFrame(rng));
@@ -285,7 +293,7 @@ export function randomScript(rng: Rng, path: string, host: string): FuzzScript {
       : shape === 'pipelined'
         ? [handshake, ...encoded]
         : shape === 'bad handshake'
-          ? [Buffer.from(upgradeRequest(path, host, rng.pick(BAD_HEADERS)))]
+          ? [Buffer.from(upgradeRequest(path, host, { ...headers, ...rng.pick(BAD_HEADERS) }))]
           : [handshake];
   const after = shape === 'garbage after' ? [...encoded, garbage] : shape === 'frames' ? encoded : [];
   const clientCloses = frames
