@@ -3,7 +3,7 @@
  * naming the key before anything listens, `bun run check` describes the keys without printing a
  * secret, and `bun run token` mints a token the bridge accepts with exactly the grants asked for.
  */
-import { describe, expect, test } from 'bun:test';
+import { describe, expect, setDefaultTimeout, test } from 'bun:test';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,6 +11,9 @@ import { jwtVerify } from 'jose';
 import { openMux } from './bearer.ts';
 import { databaseUrl, startBridge } from './harness.ts';
 import { nowSeconds, SECRET, SECRET_ENV } from './tokens.ts';
+
+// Here, not only in test/setup.ts: bun:test's setDefaultTimeout is per file, and the preload's reaches only the first.
+setDefaultTimeout(60_000);
 
 const ROOT = join(import.meta.dir, '..');
 

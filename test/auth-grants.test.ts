@@ -3,10 +3,13 @@
  * where `*` matches any run of characters (and every other character, regex metacharacters included,
  * matches itself), mapped to `r`, `w` or `rw`. Anything not granted is denied.
  */
-import { describe, expect, test } from 'bun:test';
+import { describe, expect, setDefaultTimeout, test } from 'bun:test';
 import { openMux } from './bearer.ts';
 import { startBridge } from './harness.ts';
 import { authToml, hs256, secretEnv } from './tokens.ts';
+
+// Here, not only in test/setup.ts: bun:test's setDefaultTimeout is per file, and the preload's reaches only the first.
+setDefaultTimeout(60_000);
 
 /** Subscribes to `channel` with a token granting `claim`; the answer's type (subscribed or error code). */
 async function readAnswer(claim: Record<string, string>, channel: string): Promise<string> {

@@ -3,11 +3,14 @@
  * jose's remote key set, here from a `Bun.serve` on 127.0.0.1). The algorithm is the key's: an HS256
  * token keyed with the public key's own bytes, the classic confusion, is refused.
  */
-import { afterEach, describe, expect, setSystemTime, test } from 'bun:test';
+import { afterEach, describe, expect, setDefaultTimeout, setSystemTime, test } from 'bun:test';
 import { exportSPKI, importJWK, SignJWT } from 'jose';
 import { openMux } from './bearer.ts';
 import { startBridge, type TestBridge, within } from './harness.ts';
 import { jwksOf, nowSeconds, type RsaKey, rsaKey, serveJwks } from './tokens.ts';
+
+// Here, not only in test/setup.ts: bun:test's setDefaultTimeout is per file, and the preload's reaches only the first.
+setDefaultTimeout(60_000);
 
 /** What the bridge answers to `token` at the upgrade: the `ready` subject, or the close. */
 async function answerTo(t: TestBridge, token: string): Promise<string> {

@@ -4,11 +4,14 @@
  * `bearer.T` or `Authorization`) or in an `auth` frame at any time; whatever does not verify closes
  * with 4401, because a browser sees close codes, not HTTP statuses.
  */
-import { describe, expect, test } from 'bun:test';
+import { describe, expect, setDefaultTimeout, test } from 'bun:test';
 import { openMux } from './bearer.ts';
 import { startBridge, uniqueChannel, within } from './harness.ts';
 import { rawClient } from './raw.ts';
 import { authToml, hs256, nowSeconds, secretEnv } from './tokens.ts';
+
+// Here, not only in test/setup.ts: bun:test's setDefaultTimeout is per file, and the preload's reaches only the first.
+setDefaultTimeout(60_000);
 
 const PUBLIC = 'news';
 const TOML = `${authToml()}\n[channels.${PUBLIC}]\npublic = true\npublish = true\n`;

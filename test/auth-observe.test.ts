@@ -3,11 +3,14 @@
  * /metrics, each moved by exactly what happened; and no token or secret in any log line at any level
  * (debug included), in /metrics, in refusal bodies or in frames, in process and as a real process.
  */
-import { describe, expect, test } from 'bun:test';
+import { describe, expect, setDefaultTimeout, test } from 'bun:test';
 import { type BearerSocket, openMux, openSocket, refusal } from './bearer.ts';
 import { databaseUrl, metric, startBridge, type TestBridge, uniqueChannel, within } from './harness.ts';
 import { spawnServer } from './process.ts';
 import { authToml, hs256, nowSeconds, SECRET, SECRET_ENV, secretEnv } from './tokens.ts';
+
+// Here, not only in test/setup.ts: bun:test's setDefaultTimeout is per file, and the preload's reaches only the first.
+setDefaultTimeout(60_000);
 
 const BAD_SECRET = 'another-secret-that-is-long-enough-for-hs256';
 const SERVER = 'allowed_origins = ["https://app.example"]';

@@ -3,10 +3,13 @@
  * "Authorization". A refused upgrade is an HTTP status (401 no or bad token, 403 not granted); a socket
  * whose token expires is closed with 4401 at `exp` plus the 5 s tolerance.
  */
-import { describe, expect, test } from 'bun:test';
+import { describe, expect, setDefaultTimeout, test } from 'bun:test';
 import { openSocket, refusal } from './bearer.ts';
 import { startBridge, uniqueChannel, within } from './harness.ts';
 import { authToml, hs256, nowSeconds, secretEnv } from './tokens.ts';
+
+// Here, not only in test/setup.ts: bun:test's setDefaultTimeout is per file, and the preload's reaches only the first.
+setDefaultTimeout(60_000);
 
 const PUBLIC = 'news';
 const TOML = `${authToml()}\n[channels.${PUBLIC}]\npublic = true\n`;

@@ -6,10 +6,13 @@
  * To keep these fast, a token may carry an `exp` 3 s in the past: inside the 5 s tolerance it verifies,
  * and the socket's deadline, (exp + 5) s, is 1–2 s away.
  */
-import { describe, expect, test } from 'bun:test';
+import { describe, expect, setDefaultTimeout, test } from 'bun:test';
 import { type BearerSocket, openMux } from './bearer.ts';
 import { metric, startBridge, uniqueChannel, within } from './harness.ts';
 import { authToml, type Claims, hs256, nowSeconds, secretEnv } from './tokens.ts';
+
+// Here, not only in test/setup.ts: bun:test's setDefaultTimeout is per file, and the preload's reaches only the first.
+setDefaultTimeout(60_000);
 
 const TOLERANCE_MS = 5000;
 const nearlyExpired = () => nowSeconds() - 3;

@@ -4,10 +4,13 @@
  * configured. Then a few hundred garbage and mutated tokens, bounded in time, after which the bridge
  * must still serve and must have logged no error.
  */
-import { describe, expect, test } from 'bun:test';
+import { describe, expect, setDefaultTimeout, test } from 'bun:test';
 import { type BearerSocket, openMux, refusal } from './bearer.ts';
 import { startBridge, type TestBridge, uniqueChannel, within } from './harness.ts';
 import { authToml, type Claims, hmac, hs256, nowSeconds, SECRET, secretEnv, unsecured } from './tokens.ts';
+
+// Here, not only in test/setup.ts: bun:test's setDefaultTimeout is per file, and the preload's reaches only the first.
+setDefaultTimeout(60_000);
 
 const AUDIENCE = 'pgws-test';
 const ISSUER = 'https://issuer.test/';

@@ -4,11 +4,14 @@
  * which beats `?token=`; only the first found is used, valid or not), and the Origin allow-list that
  * stops cross-site WebSocket hijacking in both modes.
  */
-import { describe, expect, test } from 'bun:test';
+import { describe, expect, setDefaultTimeout, test } from 'bun:test';
 import { openMux, openSocket, refusal } from './bearer.ts';
 import { startBridge, uniqueChannel, within } from './harness.ts';
 import { rawClient } from './raw.ts';
 import { authToml, hs256, secretEnv } from './tokens.ts';
+
+// Here, not only in test/setup.ts: bun:test's setDefaultTimeout is per file, and the preload's reaches only the first.
+setDefaultTimeout(60_000);
 
 const BAD_SECRET = 'another-secret-that-is-long-enough-for-hs256';
 const QUERY_ON = authToml('query_token = true');
