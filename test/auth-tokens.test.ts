@@ -5,7 +5,7 @@
  * must still serve and must have logged no error.
  */
 import { describe, expect, setDefaultTimeout, test } from 'bun:test';
-import { type BearerSocket, openMux, refusal } from './bearer.ts';
+import { type BearerSocket, openMux, openSocket, refusal } from './bearer.ts';
 import { startBridge, type TestBridge, uniqueChannel, within } from './harness.ts';
 import { authToml, type Claims, hmac, hs256, nowSeconds, SECRET, secretEnv, unsecured } from './tokens.ts';
 
@@ -75,6 +75,9 @@ describe('a token the bridge must refuse', () => {
     expect(await socket.frame()).toMatchObject({ type: 'ready', subject: 'alice' });
     socket.send({ type: 'subscribe', channel: CHANNEL });
     expect(await socket.frame()).toMatchObject({ type: 'subscribed', channel: CHANNEL });
+    using reader = await openSocket(t.wsUrl(CHANNEL), { headers: { authorization: `Bearer ${token}` } });
+    await t.notify(CHANNEL, 'control');
+    expect(await reader.text()).toBe('control');
   });
 
   test.each(CASES)('with %s: 4401 on an auth frame, 401 on a plain upgrade', async (_, make, reason) => {
