@@ -13,6 +13,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { auth } from './auth.ts';
 import { capacity } from './capacity.ts';
 import { type BenchDatabase, startDatabase } from './database.ts';
 import { fanout } from './fanout.ts';
@@ -34,6 +35,7 @@ const SCENARIOS: readonly (readonly [string, Scenario])[] = [
   ['workers', workers],
   ['large', large],
   ['fdlimit', fdLimit],
+  ['auth', auth],
 ];
 const NAMES = new Set([...SCENARIOS.map(([name]) => name), 'schema']);
 const PRODUCERS = 4;

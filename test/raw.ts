@@ -14,6 +14,8 @@ export interface RawFrame {
 /** A handshaken raw socket. Reading is paused until `readAll` is called. */
 export interface RawClient extends Disposable {
   readonly socket: Socket;
+  /** The server's handshake response: status line and headers, as sent. */
+  readonly response: string;
   /** Resolves once the server has closed the TCP connection. */
   readonly ended: Promise<void>;
   /** Resumes reading and resolves with every frame once the server closes the connection. */
@@ -40,6 +42,7 @@ export async function rawClient(
       '\r\n',
   );
   let buffered = Buffer.alloc(0);
+  let response = '';
   await within(
     new Promise<void>((resolve) => {
       const onData = (chunk: Buffer) => {
@@ -48,6 +51,7 @@ export async function rawClient(
         if (end === -1) return;
         socket.off('data', onData);
         socket.pause();
+        response = buffered.subarray(0, end).toString('latin1');
         buffered = buffered.subarray(end + 4);
         resolve();
       };
@@ -59,6 +63,7 @@ export async function rawClient(
   const ended = new Promise<void>((resolve) => socket.once('close', () => resolve()));
   return {
     socket,
+    response,
     ended,
     async readAll(ms = 20_000) {
       socket.on('data', (chunk: Buffer) => {
