@@ -5,10 +5,9 @@
  * Exit codes: 0 after a clean shutdown or a good check, 2 for a config or usage error, 1 otherwise.
  */
 import { basename, dirname, join, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 import { resolveKeys } from './auth/keys.ts';
 import { createBridge } from './bridge.ts';
-import { readConfigFile } from './cli/entry.ts';
+import { parseArguments, readConfigFile } from './cli/entry.ts';
 import { bundleClient } from './client/bundle.ts';
 import { type Config, parseConfig } from './config/load.ts';
 import { describeConfig } from './config/summary.ts';
@@ -20,9 +19,9 @@ import { exitWithParent, spawnWorkers, WORKER_ENV } from './workers.ts';
 const SHUTDOWN_DEADLINE_MS = 4500;
 
 async function main(): Promise<number> {
-  const { values } = parseArgs({
-    args: Bun.argv.slice(2),
-    options: { config: { type: 'string', default: 'channels.toml' }, check: { type: 'boolean', default: false } },
+  const { values } = parseArguments({
+    config: { type: 'string', default: 'channels.toml' },
+    check: { type: 'boolean', default: false },
   });
   const file = resolve(values.config);
   const env = process.env;

@@ -4,6 +4,7 @@
  * (2 for a config or usage error, 1 otherwise).
  */
 import { resolve } from 'node:path';
+import { type ParseArgsConfig, parseArgs } from 'node:util';
 import { ConfigError } from '../errors.ts';
 
 /** The config file's absolute path and text; a file that cannot be read is a ConfigError naming the option. */
@@ -25,4 +26,13 @@ export function runTool(main: () => Promise<void>): void {
       process.exit(error instanceof ConfigError ? 2 : 1);
     },
   );
+}
+
+/** `node:util`'s parseArgs, with its refusals (an unknown flag, a missing value) as ConfigErrors: exit 2. */
+export function parseArguments<const Options extends ParseArgsConfig['options']>(options: Options) {
+  try {
+    return parseArgs({ args: Bun.argv.slice(2), options, strict: true, allowPositionals: false });
+  } catch (error) {
+    throw new ConfigError(error instanceof Error ? error.message : String(error), { cause: error });
+  }
 }

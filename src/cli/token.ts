@@ -6,12 +6,11 @@
  * A command-line entry point like `main.ts`: it reads argv, the environment and the config file.
  */
 import { basename, dirname } from 'node:path';
-import { parseArgs } from 'node:util';
 import { SignJWT } from 'jose';
 import { resolveKeys } from '../auth/keys.ts';
 import { parseConfig } from '../config/load.ts';
 import { ConfigError } from '../errors.ts';
-import { readConfigFile, runTool } from './entry.ts';
+import { parseArguments, readConfigFile, runTool } from './entry.ts';
 
 const UNITS: Readonly<Record<string, number>> = { s: 1, m: 60, h: 3600, d: 86_400 };
 
@@ -37,14 +36,11 @@ export function parseChannels(text: string): Record<string, 'r' | 'w' | 'rw'> {
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({
-    args: Bun.argv.slice(2),
-    options: {
-      config: { type: 'string', default: 'channels.toml' },
-      sub: { type: 'string' },
-      channels: { type: 'string', default: '' },
-      ttl: { type: 'string', default: '1h' },
-    },
+  const { values } = parseArguments({
+    config: { type: 'string', default: 'channels.toml' },
+    sub: { type: 'string' },
+    channels: { type: 'string', default: '' },
+    ttl: { type: 'string', default: '1h' },
   });
   if (values.sub === undefined || values.sub === '') throw new ConfigError("--sub: the token's subject is required");
   const { file, text } = await readConfigFile(values.config);

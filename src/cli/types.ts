@@ -1,8 +1,7 @@
-import { parseArgs } from 'node:util';
 import { compile } from 'json-schema-to-typescript';
 import { describeChannels } from '../channels/discovery.ts';
 import { parseConfig } from '../config/load.ts';
-import { readConfigFile, runTool } from './entry.ts';
+import { parseArguments, readConfigFile, runTool } from './entry.ts';
 
 /** `orders` → `Orders`, `chat room` → `ChatRoom`, `2fa` → `Channel2fa`: one type name per channel. */
 export function typeName(channel: string, taken: Set<string>): string {
@@ -57,10 +56,7 @@ export async function generateTypes(text: string, file: string): Promise<string>
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({
-    args: Bun.argv.slice(2),
-    options: { config: { type: 'string', default: 'channels.toml' }, out: { type: 'string' } },
-  });
+  const { values } = parseArguments({ config: { type: 'string', default: 'channels.toml' }, out: { type: 'string' } });
   const { file, text } = await readConfigFile(values.config);
   const output = await generateTypes(text, file);
   if (values.out === undefined) process.stdout.write(output);

@@ -14,7 +14,7 @@ import type { Listener } from '../db/listener.ts';
 import type { Logger } from '../observe/log.ts';
 import type { Stats } from '../observe/stats.ts';
 import type { Peer, SessionState } from '../protocol/session.ts';
-import { readOffer, SUBPROTOCOL } from '../protocol/subprotocol.ts';
+import { BEARER_PREFIX, readOffer, SUBPROTOCOL } from '../protocol/subprotocol.ts';
 import { admit, admitMultiplexed } from './admission.ts';
 import { type CloseLabel, type RefusalLabel, Refusals, refusalHeaders } from './wire.ts';
 
@@ -154,6 +154,7 @@ export function createUpgrades(options: UpgradeOptions): Upgrades {
     };
     return {
       data,
+      headers: { 'sec-websocket-protocol': plainProtocol(request.headers.get('sec-websocket-protocol')) },
       undo() {
         stats.connections -= 1;
         listener.release(channel);
@@ -214,4 +215,14 @@ export function createUpgrades(options: UpgradeOptions): Upgrades {
       return pathname === '/' ? multiplexed(request) : plain(request, pathname);
     },
   };
+}
+
+/**
+ * The subprotocol a plain socket answers with: plain mode defines none, so the first one offered that is
+ * not a `bearer.` token, else none at all (an empty value makes Bun leave the header out). Bun's default,
+ * echoing the first value offered, would send a token back in the clear.
+ */
+function plainProtocol(offered: string | null): string {
+  const values = (offered ?? '').split(',').map((value) => value.trim());
+  return values.find((value) => value !== '' && !value.startsWith(BEARER_PREFIX)) ?? '';
 }
