@@ -19,7 +19,7 @@ import { compileGrants, GRANT_VALUES, type Grants, NO_GRANTS } from './grants.ts
 
 /** Where keys come from, resolved at startup by `keys.ts`. */
 export type KeySource =
-  | { readonly kind: 'secret'; readonly secret: Uint8Array }
+  | { readonly kind: 'secret'; readonly secret: Uint8Array<ArrayBuffer> }
   | { readonly kind: 'jwks'; readonly jwks: JSONWebKeySet }
   | { readonly kind: 'remote'; readonly url: URL };
 
@@ -92,10 +92,15 @@ export function createVerifier(options: VerifierOptions): Verifier {
   };
   const check =
     keys.kind === 'secret'
-      ? (token: string) => jwtVerify(token, keys.secret, { ...common, algorithms: ['HS256'] })
+      ? withSecret(keys.secret)
       : keys.kind === 'jwks'
         ? withKeySet(createLocalJWKSet(keys.jwks), algorithmsOf(keys.jwks))
         : withKeySet(createRemoteJWKSet(keys.url), ASYMMETRIC);
+  // Imported once as a CryptoKey: handing jose the raw bytes re-imports the key on every verify (twice the CPU).
+  function withSecret(secret: Uint8Array<ArrayBuffer>) {
+    const key = crypto.subtle.importKey('raw', secret, { name: 'HMAC', hash: 'SHA-256' }, false, ['verify']);
+    return async (token: string) => jwtVerify(token, await key, { ...common, algorithms: ['HS256'] });
+  }
   function withKeySet(keySet: JWTVerifyGetKey, algorithms: string[]) {
     return (token: string) => jwtVerify(token, keySet, { ...common, algorithms });
   }

@@ -65,6 +65,7 @@ export interface BridgeServer {
 const HARD_CAP_HEADROOM = 64 * 1024;
 // setTimeout takes at most a signed 32-bit delay; a later expiry is re-armed in steps.
 const MAX_TIMER_MS = 2 ** 31 - 1;
+const EXPIRY_BATCH = 256;
 
 /** Creates the server; `listen` binds it. */
 export function createServer(options: ServerOptions): BridgeServer {
@@ -82,17 +83,34 @@ export function createServer(options: ServerOptions): BridgeServer {
     ws.data.closedBy = cause;
     ws.close(Closes[cause].code, Closes[cause].text);
   };
+  // Expiries due together (10,000 tokens minted in one second) are closed a batch per macrotask, so pings,
+  // frames and upgrades interleave with them instead of waiting out one long synchronous loop.
+  const expiring: Socket[] = [];
+  let expiringAt = 0;
+  const closeExpired = () => {
+    const end = Math.min(expiring.length, expiringAt + EXPIRY_BATCH);
+    for (; expiringAt < end; expiringAt++) {
+      const ws = expiring[expiringAt]!;
+      // A refresh that landed while this socket waited in the queue moved its deadline: it stays.
+      if (ws.data.deadline !== undefined && Date.now() >= ws.data.deadline) close(ws, 'token_expired');
+    }
+    if (expiringAt < expiring.length) return void setImmediate(closeExpired);
+    expiring.length = 0;
+    expiringAt = 0;
+  };
+  const expire = (ws: Socket) => {
+    if (expiring.push(ws) === 1) setImmediate(closeExpired);
+  };
   const expireAt = (ws: Socket, expires: number | undefined) => {
     clearTimeout(ws.data.expiry);
     ws.data.expiry = undefined;
+    ws.data.deadline = undefined;
     if (expires === undefined) return;
     const at = (expires + CLOCK_TOLERANCE_SECONDS) * 1000;
+    ws.data.deadline = at;
     const arm = () => {
       const wait = at - Date.now();
-      ws.data.expiry = setTimeout(
-        wait > MAX_TIMER_MS ? arm : () => close(ws, 'token_expired'),
-        Math.min(wait, MAX_TIMER_MS),
-      );
+      ws.data.expiry = setTimeout(wait > MAX_TIMER_MS ? arm : () => expire(ws), Math.min(wait, MAX_TIMER_MS));
     };
     arm();
   };

@@ -23,6 +23,8 @@ export interface Common {
   closedBy: CloseLabel | undefined;
   /** Closes the socket when its token expires; one timer per socket, reset on refresh, cleared on close. */
   expiry: Timer | undefined;
+  /** When that is (ms since the epoch), checked again when the close is finally made. */
+  deadline: number | undefined;
   /** The topics this socket joined, so a sweep can find it and its close can leave them. */
   readonly topics: Set<string>;
 }
@@ -77,7 +79,7 @@ export interface Upgrades {
 export function createUpgrades(options: UpgradeOptions): Upgrades {
   const { config, catalog, listener, canary, access, stats, log } = options;
   const limits = config.server;
-  const common = () => ({ closedBy: undefined, expiry: undefined, topics: new Set<string>() });
+  const common = () => ({ closedBy: undefined, expiry: undefined, deadline: undefined, topics: new Set<string>() });
 
   const refuse = (label: RefusalLabel, message: string) => {
     stats.refuse(label);
