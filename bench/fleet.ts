@@ -4,7 +4,7 @@
  * Their combined progress is the notifier's credit.
  */
 import { join } from 'node:path';
-import type { ClientKind, Command, ConnectResult, GeneratorReport, Reply } from './protocol.ts';
+import type { ClientKind, Command, ConnectResult, GeneratorReport, MuxSubscribe, Reply } from './protocol.ts';
 
 /** Distributive Omit, so each command keeps its own fields. */
 type Unsent<C> = C extends unknown ? Omit<C, 'id'> : never;
@@ -15,6 +15,11 @@ export interface ConnectSpec {
   readonly urls: readonly string[];
   readonly channel: string;
   readonly count: number;
+  /** Which share of the notifications client i should get (ConnectCommand.modulus; default 1: all). */
+  readonly modulus?: number;
+  readonly subscribe?: MuxSubscribe;
+  /** Put every client on the first N generators only (default: spread over all). */
+  readonly generators?: number;
   readonly concurrency?: number;
   readonly timeoutMs?: number;
 }
@@ -98,9 +103,10 @@ export async function startFleet(size: number): Promise<Fleet> {
     pids: generators.map((g) => g.process.pid),
     async connect(spec) {
       let first = 0;
+      const spread = Math.max(1, Math.min(size, spec.generators ?? size));
       const results = await Promise.all(
         generators.map((generator, g) => {
-          const count = Math.floor(spec.count / size) + (g < spec.count % size ? 1 : 0);
+          const count = g >= spread ? 0 : Math.floor(spec.count / spread) + (g < spec.count % spread ? 1 : 0);
           const start = first;
           first += count;
           generator.clients = count;
@@ -112,6 +118,8 @@ export async function startFleet(size: number): Promise<Fleet> {
             channel: spec.channel,
             first: start,
             count,
+            modulus: spec.modulus ?? 1,
+            subscribe: spec.subscribe,
             concurrency: spec.concurrency ?? 64,
             timeoutMs: spec.timeoutMs ?? 20_000,
           } as const;
