@@ -24,7 +24,7 @@ const USAGE = `Usage (from the repository root):
     bun run bench                     # full run, about 10 minutes; rewrites bench/RESULTS.md
     bun run bench --quick             # smoke test with smaller counts, about a minute; prints only
     bun run bench --only fanout       # one scenario (repeat --only or use commas): capacity, fanout,
-                                      #   schema, latency, workers, fdlimit
+                                      #   schema, multiplexed, latency, workers, fdlimit
     bun run bench --profile           # also write CPU profiles (.cpuprofile + .md) of our server
     bun run bench --out FILE          # write the report to FILE (partial runs print only by default)
     BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres bun run bench
