@@ -199,6 +199,9 @@ export async function multiplexed(context: Context): Promise<Outcome> {
 }
 
 type Pick = (name: CaseName) => TrialResult | undefined;
+
+/** CPU time per frame received, in ns: what the server (or the generators) spent on each. */
+const perFrameNs = (seconds: number, r: TrialResult) => (r.received > 0 ? (seconds * 1e9) / r.received : undefined);
 type All = (name: CaseName) => readonly TrialResult[];
 
 function fanoutSection(pick: Pick, all: All, repetitions: number, quick: boolean): Outcome['sections'][number] {
@@ -221,6 +224,8 @@ function fanoutSection(pick: Pick, all: All, repetitions: number, quick: boolean
       base === undefined ? '' : `${CASES.find((x) => x.name === c.baseline)?.label}: ${num(base.framesPerSecond)}`,
       base === undefined ? '' : times(ratio(r.framesPerSecond, base.framesPerSecond)),
       c.goal === undefined ? '' : `≥ ${c.goal.min}`,
+      num(perFrameNs(r.cpu.seconds.server, r)),
+      num(perFrameNs(r.cpu.seconds.generators, r)),
       ...tailCells(r),
     ]);
     for (const [i, each] of all(c.name).entries()) notes.push(...anomalies(each, `${c.label}, run ${i + 1}`));
@@ -241,11 +246,13 @@ function fanoutSection(pick: Pick, all: All, repetitions: number, quick: boolean
       'baseline frames/s',
       '× baseline',
       'goal',
+      'srv ns / frame',
+      'gen ns / frame',
       ...TAIL_HEADERS,
     ],
     rows,
     notes: [
-      `Median of ${repetitions} run${repetitions === 1 ? '' : 's'} by frames/s, the five cases taking turns on one server process (limits at defaults; every channel has the benchmark schema). frames/s = frames received by all clients ÷ (last receive − first send), as in the fan-out table. A multiplexed client opens \`ws://127.0.0.x:PORT/\` offering \`pgws.v1\`, waits for \`ready\`, subscribes, and counts \`message\` frames; besides the payload checks (lost, dup, reord), "seq breaks" counts frames whose server \`seq\` is not the previous one + 1 on their channel (with a filter: not above it).`,
+      `Median of ${repetitions} run${repetitions === 1 ? '' : 's'} by frames/s, the five cases taking turns on one server process (limits at defaults; every channel has the benchmark schema). frames/s = frames received by all clients ÷ (last receive − first send), as in the fan-out table. A multiplexed client opens \`ws://127.0.0.x:PORT/\` offering \`pgws.v1\`, waits for \`ready\`, subscribes, and counts \`message\` frames; besides the payload checks (lost, dup, reord), "seq breaks" counts frames whose server \`seq\` is not the previous one + 1 on their channel (with a filter: not above it). ns / frame = CPU time of the server (srv) or of the generator processes (gen) over the send-and-drain phase ÷ frames received: where the machine's time went, which the frames/s ratio alone cannot say while the generators are the bottleneck.`,
       `G = floor(SEQ / 4): the 4 notifications of a group come one from each producer connection, so every channel and every filter takes from all of them (bench/notifier.ts).`,
       `Filters: the keyed channel's payloads carry \`"k": G % ${FILTERS}\` and client i subscribes with \`{"k":{"eq":i % ${FILTERS}}}\`, so each client receives one notification in ${FILTERS}. Normalised by frames delivered: the filtered case sends ${FILTERS}× the notifications (${num(fanout * FILTERS)} vs ${num(fanout)}) so both deliver ${num(fanout * CLIENTS)} frames, and its credit window is ${FILTERS}× larger so each client still has at most 512 KiB of its own frames ahead.`,
       `${CHANNELS} channels: notification SEQ goes to \`${MANY_PREFIX}{G % ${CHANNELS}}\`; the one multiplexed socket subscribes to all ${CHANNELS} (the default max_subscriptions), the ${CHANNELS} plain sockets each open one. Both sides sit in one generator process, as they would in one browser, and have the same notifications in flight (512 KiB).`,

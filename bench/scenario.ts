@@ -101,6 +101,10 @@ export function anomalies(r: TrialResult, name: string): string[] {
     notes.push(
       `${name}: sockets closed during the trial: ${closes.map(([code, n]) => `${num(n)}× code ${code}`).join(', ')}`,
     );
+  if (r.lost > 0)
+    notes.push(
+      `${name}: ${num(r.lost)} of ${num(r.expected)} frames missing at the end, at ${num(r.incomplete)} of ${num(r.connected)} clients (the drain stops after 3 s without progress)`,
+    );
   if (r.openLoop)
     notes.push(`${name}: credit stalled (a client stopped making progress); the rest was sent without flow control`);
   if (r.sent < r.planned)

@@ -54,6 +54,8 @@ export interface TrialResult {
   readonly expected: number;
   readonly received: number;
   readonly lost: number;
+  /** Clients that ended with less than their share (where the lost frames are). */
+  readonly incomplete: number;
   readonly duplicated: number;
   readonly reordered: number;
   readonly stray: number;
@@ -76,6 +78,8 @@ export interface TrialResult {
     readonly generators: number;
     readonly notifier: number;
     readonly other: number;
+    /** CPU seconds over the same phase, for a cost per frame. */
+    readonly seconds: { readonly server: number; readonly generators: number };
   };
   /** All frames' latencies, for pooling rounds. */
   readonly latency: Histogram;
@@ -146,15 +150,22 @@ export async function runTrial(rig: Rig, spec: TrialSpec): Promise<TrialResult> 
         movedAt = performance.now();
       }
     }
-    const groups = {
-      server: meters.server().percent,
-      postgres: meters.postgres().percent,
-      generators: meters.generators().percent,
-      notifier: meters.notifier().percent,
+    const readings = {
+      server: meters.server(),
+      postgres: meters.postgres(),
+      generators: meters.generators(),
+      notifier: meters.notifier(),
     };
+    const groups = {
+      server: readings.server.percent,
+      postgres: readings.postgres.percent,
+      generators: readings.generators.percent,
+      notifier: readings.notifier.percent,
+    };
+    const cpuSeconds = { server: readings.server.seconds, generators: readings.generators.seconds };
     const machine = ((machineBusySeconds() - machineStart) / ((performance.now() - wallStart) / 1000)) * 100;
     const ours = groups.server + groups.postgres + groups.generators + groups.notifier;
-    const cpu = { ...groups, other: Math.max(0, machine - ours) };
+    const cpu = { ...groups, other: Math.max(0, machine - ours), seconds: cpuSeconds };
     const rssAfterKb = spec.target?.rssKb() ?? 0;
     const reports = await fleet.report();
     const troubled = connect.failed > 0 || reports.some((r) => Object.keys(r.closes).some((code) => code !== '1000'));
@@ -205,6 +216,7 @@ function summarize(
     expected,
     received,
     lost: expected - received,
+    incomplete: sum(reports.map((r) => r.unique.filter((n, i) => n < (r.expected[i] ?? 0)).length)),
     duplicated: sum(reports.map((r) => sum(r.duplicated))),
     reordered: sum(reports.map((r) => sum(r.reordered))),
     stray: sum(reports.map((r) => r.stray)),
