@@ -181,6 +181,8 @@ async function handle(command: Command): Promise<void> {
       return void send({ type: 'armed', id: command.id });
     case 'report':
       return void send({ type: 'report', id: command.id, report: tracker.report() });
+    case 'count':
+      return void send({ type: 'counted', id: command.id, received: tracker.received() });
     case 'close':
       return void send({ type: 'closed', id: command.id, ms: await closeAll(command.timeoutMs) });
     case 'exit':

@@ -33,6 +33,8 @@ export interface Fleet {
   progress(): number;
   /** Resolves on the next progress report, or after `ms`. */
   nextProgress(ms: number): Promise<void>;
+  /** Distinct frames of the armed run received so far by all clients (cheaper than a report). */
+  received(): Promise<number>;
   report(): Promise<GeneratorReport[]>;
   close(timeoutMs?: number): Promise<void>;
   stop(): Promise<void>;
@@ -148,6 +150,10 @@ export async function startFleet(size: number): Promise<Fleet> {
       let timer: Timer | undefined;
       await Promise.race([wake.promise, new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)))]);
       clearTimeout(timer);
+    },
+    async received() {
+      const replies = await Promise.all(generators.map((g) => ask(g, { type: 'count' }, 'counted')));
+      return replies.reduce((sum, reply) => sum + reply.received, 0);
     },
     report: () =>
       Promise.all(generators.map((g) => ask(g, { type: 'report' }, 'report').then((reply) => reply.report))),

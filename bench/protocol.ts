@@ -73,6 +73,7 @@ export type Command = (
   | ConnectCommand
   | ArmCommand
   | { readonly type: 'report' }
+  | { readonly type: 'count' }
   | { readonly type: 'close'; readonly timeoutMs: number }
   | { readonly type: 'exit' }
 ) & { readonly id: number };
@@ -114,6 +115,7 @@ export type Reply =
   | { readonly type: 'connected'; readonly id: number; readonly result: ConnectResult }
   | { readonly type: 'armed'; readonly id: number }
   | { readonly type: 'report'; readonly id: number; readonly report: GeneratorReport }
+  | { readonly type: 'counted'; readonly id: number; readonly received: number }
   | { readonly type: 'closed'; readonly id: number; readonly ms: number }
   | { readonly type: 'progress'; readonly id: 0; readonly run: number; readonly count: number };
 

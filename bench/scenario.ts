@@ -103,7 +103,7 @@ export function anomalies(r: TrialResult, name: string): string[] {
     );
   if (r.lost > 0)
     notes.push(
-      `${name}: ${num(r.lost)} of ${num(r.expected)} frames missing at the end, at ${num(r.incomplete)} of ${num(r.connected)} clients (the drain stops after 3 s without progress)`,
+      `${name}: ${num(r.lost)} of ${num(r.expected)} frames missing at the end, at ${num(r.incomplete)} of ${num(r.connected)} clients (the drain stops after 3 s without a frame)`,
     );
   if (r.openLoop)
     notes.push(`${name}: credit stalled (a client stopped making progress); the rest was sent without flow control`);

@@ -84,6 +84,8 @@ export interface Tracker {
   receive(client: Client, frame: string, nowMs: number): void;
   /** A multiplexed frame: a `message` whose `payload` is the payload, or anything else (stray). */
   receiveMessage(client: Client, frame: string, nowMs: number): void;
+  /** Distinct frames of the run received so far, all clients together. */
+  received(): number;
   report(): GeneratorReport;
 }
 
@@ -245,6 +247,7 @@ export function createTracker(onProgress: (run: number, count: number) => void):
       if (payloadAt < 0) return strayFrame(frame);
       count(client, frame, payloadAt + PAYLOAD_KEY.length, nowMs, numberAt(frame, seqAt + SEQ_KEY.length));
     },
+    received: () => clients.reduce((sum, c) => sum + c.unique, 0),
     report() {
       return {
         expected: clients.map((c) => c.expected),
