@@ -12,7 +12,7 @@
  * The baseline is the same 10,000 messages arriving live at the watcher (first NOTIFY sent → last
  * frame): what the database delivers, against which the replay shows what history saves a client.
  */
-import { SUBPROTOCOL } from '../src/protocol/subprotocol.ts';
+import { openSocket, subscribe, within } from './mux-socket.ts';
 import type { Credit } from './notifier.ts';
 import { bytes, type Context, type Outcome } from './scenario.ts';
 import { schemaChannelToml, startOurs } from './servers.ts';
@@ -44,75 +44,6 @@ interface SizeResult {
   readonly held: { readonly messages: number; readonly bytes: number } | undefined;
   readonly replays: readonly Replayed[];
   readonly problem: string | undefined;
-}
-
-/** A `pgws.v1` socket in this process: open once `ready` came; every later frame goes to `onFrame`. */
-interface MuxSocket {
-  send(frame: object): void;
-  onFrame: (text: string) => void;
-  close(): Promise<void>;
-}
-
-/** Rejects after `ms` with what was being waited for; the timer never outlives the wait. */
-async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: Timer | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`replay: no ${what} within ${ms} ms`)), ms);
-  });
-  try {
-    return await Promise.race([promise, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-async function openSocket(url: string): Promise<MuxSocket> {
-  const ready = Promise.withResolvers<void>();
-  const gone = Promise.withResolvers<void>();
-  const ws = new WebSocket(url, [SUBPROTOCOL]);
-  const socket: MuxSocket = {
-    send: (frame) => ws.send(JSON.stringify(frame)),
-    onFrame: () => {},
-    async close() {
-      ws.close(1000);
-      await within(gone.promise, 5000, 'close');
-    },
-  };
-  ws.onmessage = (event: MessageEvent) => {
-    const text = event.data as string;
-    if (text.startsWith('{"type":"ready"')) return ready.resolve();
-    socket.onFrame(text);
-  };
-  ws.onclose = (event: CloseEvent) => {
-    ready.reject(new Error(`replay: socket closed before ready (code ${event.code})`));
-    gone.resolve();
-  };
-  ws.onerror = () => {};
-  try {
-    await within(ready.promise, 10_000, 'ready frame');
-  } catch (error) {
-    ws.close();
-    throw error;
-  }
-  return socket;
-}
-
-/** Subscribes and resolves with the `subscribed` answer; then `count` messages go to `collect`. */
-function subscribe(socket: MuxSocket, frame: object, count: number, collect: string[]) {
-  const answer = Promise.withResolvers<{ epoch: string; seq: number; recovered?: boolean; atMs: number }>();
-  const done = Promise.withResolvers<number>();
-  socket.onFrame = (text) => {
-    if (text.startsWith('{"type":"message"')) {
-      collect.push(text);
-      if (collect.length === count) done.resolve(performance.now());
-      return;
-    }
-    const parsed = JSON.parse(text) as { type: string; epoch: string; seq: number; recovered?: boolean };
-    if (parsed.type === 'subscribed') answer.resolve({ ...parsed, atMs: performance.now() });
-    else answer.reject(new Error(`replay: unexpected frame ${text.slice(0, 200)}`));
-  };
-  socket.send(frame);
-  return { answer: answer.promise, done: done.promise };
 }
 
 /** What /metrics says the channel's history holds, if it answers. */
