@@ -1,7 +1,8 @@
 /**
  * The multiplexed protocol (`pgws.v1`, one socket on `/`, subscriptions in frames) beside plain mode
  * (`/<channel>`) on the same server process, every figure with its baseline from the same run:
- * - fan-out to 1,000 clients on the schema channel, multiplexed vs plain (target ≥ 0.9×);
+ * - fan-out to 1,000 clients on the schema channel, multiplexed vs plain (target ≥ 0.9×), and plain
+ *   with payloads as large as a multiplexed frame, to tell the envelope's bytes from the protocol;
  * - the same 1,000 multiplexed clients spread over 10 filters of a keyed schema channel vs unfiltered
  *   multiplexed, in frames delivered per second (≥ 0.8×);
  * - one multiplexed socket subscribed to 100 channels vs 100 plain sockets, one per channel, both in
@@ -38,7 +39,7 @@ const KEYED_CHANNEL = 'bench_keyed';
 // connection (bench/notifier.ts `Spread`).
 const MANY_PREFIX = 'bench_many_';
 
-type CaseName = 'plain' | 'mux' | 'filtered' | 'plainMany' | 'muxMany';
+type CaseName = 'plain' | 'plainSized' | 'mux' | 'filtered' | 'plainMany' | 'muxMany';
 
 /** One case: how its trial is built, and what it is measured against. */
 interface Case {
@@ -51,6 +52,10 @@ interface Case {
   readonly goal?: { readonly min: number; readonly name: string };
   readonly spec: (target: Target, context: Context) => TrialSpec;
 }
+
+// A multiplexed frame is the payload in an envelope: {"type":"message","channel":"bench_schema","seq":N,"payload":…}
+// is 65 bytes around it with a 4-digit N. Plain frames that large tell the frame's size from the protocol.
+const ENVELOPE = 65;
 
 const manyChannels = Array.from({ length: CHANNELS }, (_, i) => `${MANY_PREFIX}${i}`);
 
@@ -76,6 +81,21 @@ const CASES: readonly Case[] = [
       clients: CLIENTS,
       size: SIZE,
       send: { kind: 'burst', count: notifications(context.quick, 'plain') },
+    }),
+  },
+  {
+    name: 'plainSized',
+    label: `plain, ${bytes(SIZE + ENVELOPE)} payloads`,
+    clients: CLIENTS,
+    perSocket: '1 channel',
+    baseline: 'plain',
+    spec: (target, context) => ({
+      label: 'plain, multiplexed frame size',
+      target,
+      channel: SCHEMA_CHANNEL,
+      clients: CLIENTS,
+      size: SIZE + ENVELOPE,
+      send: { kind: 'burst', count: notifications(context.quick, 'plainSized') },
     }),
   },
   {
@@ -215,7 +235,7 @@ function fanoutSection(pick: Pick, all: All, repetitions: number, quick: boolean
       c.label,
       num(c.clients),
       c.perSocket,
-      bytes(SIZE),
+      bytes(r.size),
       num(r.sent),
       ...integrityCells(r),
       num(r.seqBreaks),
@@ -232,7 +252,7 @@ function fanoutSection(pick: Pick, all: All, repetitions: number, quick: boolean
   }
   const fanout = notifications(quick, 'mux');
   return {
-    title: `Multiplexed (pgws.v1) beside plain mode, as fast as possible, ${bytes(SIZE)} payloads`,
+    title: `Multiplexed (pgws.v1) beside plain mode, as fast as possible`,
     headers: [
       'case',
       'sockets',
@@ -252,7 +272,8 @@ function fanoutSection(pick: Pick, all: All, repetitions: number, quick: boolean
     ],
     rows,
     notes: [
-      `Median of ${repetitions} run${repetitions === 1 ? '' : 's'} by frames/s, the five cases taking turns on one server process (limits at defaults; every channel has the benchmark schema). frames/s = frames received by all clients ÷ (last receive − first send), as in the fan-out table. A multiplexed client opens \`ws://127.0.0.x:PORT/\` offering \`pgws.v1\`, waits for \`ready\`, subscribes, and counts \`message\` frames; besides the payload checks (lost, dup, reord), "seq breaks" counts frames whose server \`seq\` is not the previous one + 1 on their channel (with a filter: not above it). ns / frame = CPU time of the server (srv) or of the generator processes (gen) over the send-and-drain phase ÷ frames received: where the machine's time went, which the frames/s ratio alone cannot say while the generators are the bottleneck.`,
+      `Median of ${repetitions} run${repetitions === 1 ? '' : 's'} by frames/s, the ${CASES.length} cases taking turns on one server process (limits at defaults; every channel has the benchmark schema). frames/s = frames received by all clients ÷ (last receive − first send), as in the fan-out table. A multiplexed client opens \`ws://127.0.0.x:PORT/\` offering \`pgws.v1\`, waits for \`ready\`, subscribes, and counts \`message\` frames; besides the payload checks (lost, dup, reord), "seq breaks" counts frames whose server \`seq\` is not the previous one + 1 on their channel (with a filter: not above it). ns / frame = CPU time of the server (srv) or of the generator processes (gen) over the send-and-drain phase ÷ frames received: where the machine's time went, which the frames/s ratio alone cannot say while the generators are the bottleneck.`,
+      `Plain with ${bytes(SIZE + ENVELOPE)} payloads sends frames as large as the multiplexed ones (the ${bytes(SIZE)} payload in its ${ENVELOPE}-byte envelope): multiplexed beside it is the protocol's cost, beside plain at ${bytes(SIZE)} the envelope's too. The generators are the bottleneck, so larger frames cost frames/s even where the server's ns / frame does not move.`,
       `G = floor(SEQ / 4): the 4 notifications of a group come one from each producer connection, so every channel and every filter takes from all of them (bench/notifier.ts).`,
       `Filters: the keyed channel's payloads carry \`"k": G % ${FILTERS}\` and client i subscribes with \`{"k":{"eq":i % ${FILTERS}}}\`, so each client receives one notification in ${FILTERS}. Normalised by frames delivered: the filtered case sends ${FILTERS}× the notifications (${num(fanout * FILTERS)} vs ${num(fanout)}) so both deliver ${num(fanout * CLIENTS)} frames, and its credit window is ${FILTERS}× larger so each client still has at most 512 KiB of its own frames ahead.`,
       `${CHANNELS} channels: notification SEQ goes to \`${MANY_PREFIX}{G % ${CHANNELS}}\`; the one multiplexed socket subscribes to all ${CHANNELS} (the default max_subscriptions), the ${CHANNELS} plain sockets each open one. Both sides sit in one generator process, as they would in one browser, and have the same notifications in flight (512 KiB).`,
