@@ -1,18 +1,13 @@
 /**
- * A generator process: holds a share of the benchmark's clients (WebSockets, or raw LISTEN connections
- * for the baseline), tracks what each receives, and answers the orchestrator's commands over IPC
- * (bench/protocol.ts). Started only by bench/fleet.ts; it exits when told to or when its parent goes.
+ * A generator process: holds a share of the benchmark's clients (plain or multiplexed WebSockets, or
+ * raw LISTEN connections for the baseline), tracks what each receives, and answers the orchestrator's
+ * commands over IPC (bench/protocol.ts). Started only by bench/fleet.ts; it exits when told to or when
+ * its parent goes.
  */
-import {
-  type ClientKind,
-  type Command,
-  type ConnectCommand,
-  type ConnectResult,
-  clock,
-  type Reply,
-} from './protocol.ts';
+import { SUBPROTOCOL } from '../src/protocol/subprotocol.ts';
+import { type Command, type ConnectCommand, type ConnectResult, clock, type Reply } from './protocol.ts';
 import { openRawListener } from './raw-listen.ts';
-import { type Client, createTracker } from './tracker.ts';
+import { type Client, createTracker, type Share } from './tracker.ts';
 
 interface Handle {
   close(): void;
@@ -24,7 +19,7 @@ const send = (reply: Reply) => process.send?.(reply);
 const tracker = createTracker((run, count) => send({ type: 'progress', id: 0, run, count }));
 const handles: Handle[] = [];
 
-function openWebSocket(url: string, timeoutMs: number): Promise<Handle> {
+function openWebSocket(url: string, timeoutMs: number, share: Share): Promise<Handle> {
   const { promise, resolve, reject } = Promise.withResolvers<Handle>();
   const gone = Promise.withResolvers<void>();
   const ws = new WebSocket(url);
@@ -35,7 +30,7 @@ function openWebSocket(url: string, timeoutMs: number): Promise<Handle> {
   }, timeoutMs);
   ws.onopen = () => {
     clearTimeout(timer);
-    const added = tracker.add();
+    const added = tracker.add(share);
     client = added;
     ws.onmessage = (event: MessageEvent) => tracker.receive(added, event.data as string, clock());
     resolve({ close: () => ws.close(1000), gone: gone.promise });
@@ -51,12 +46,69 @@ function openWebSocket(url: string, timeoutMs: number): Promise<Handle> {
   return promise;
 }
 
-async function openListener(url: string, channel: string): Promise<Handle> {
+/**
+ * A `pgws.v1` socket: waits for `ready`, sends every subscribe at once, and is open once each has been
+ * answered with `subscribed` (whose seq is where that channel's messages must go on from). An `error`
+ * answer, or anything else before the last `subscribed`, fails it.
+ */
+function openMultiplexed(url: string, command: ConnectCommand, index: number): Promise<Handle> {
+  const { promise, resolve, reject } = Promise.withResolvers<Handle>();
+  const gone = Promise.withResolvers<void>();
+  const { channels, filterField } = command.subscribe ?? { channels: [], filterField: undefined };
+  const key = index % command.modulus;
+  const ws = new WebSocket(url, [SUBPROTOCOL]);
+  const heads: number[] = Array.from(channels, () => -1);
+  let answered = 0;
+  let client: Client | undefined;
+  const fail = (why: string) => {
+    clearTimeout(timer);
+    reject(new Error(why));
+    ws.close();
+  };
+  const timer = setTimeout(() => fail(`not open and subscribed within ${command.timeoutMs} ms`), command.timeoutMs);
+  const live = () => {
+    clearTimeout(timer);
+    // Each channel's messages go on from its `subscribed` seq; with a filter they may skip.
+    const added = tracker.add({ modulus: command.modulus, key, lanes: heads, consecutive: filterField === undefined });
+    client = added;
+    ws.onmessage = (event: MessageEvent) => tracker.receiveMessage(added, event.data as string, clock());
+    resolve({ close: () => ws.close(1000), gone: gone.promise });
+  };
+  ws.onmessage = (event: MessageEvent) => {
+    const frame = JSON.parse(event.data as string) as { type?: string; id?: number; seq?: number };
+    if (frame.type === 'ready' && answered === 0) {
+      if (ws.protocol !== SUBPROTOCOL) return fail(`server selected subprotocol "${ws.protocol}"`);
+      if (channels.length === 0) return live();
+      for (const [id, channel] of channels.entries()) {
+        const filter = filterField === undefined ? undefined : { [filterField]: { eq: key } };
+        ws.send(JSON.stringify({ type: 'subscribe', id, channel, filter }));
+      }
+      return;
+    }
+    const id = frame.id ?? -1;
+    if (frame.type !== 'subscribed' || heads[id] !== -1 || typeof frame.seq !== 'number') {
+      return fail(`unexpected answer to subscribe: ${String(event.data).slice(0, 200)}`);
+    }
+    heads[id] = frame.seq;
+    answered += 1;
+    if (answered === channels.length) live();
+  };
+  ws.onclose = (event: CloseEvent) => {
+    clearTimeout(timer);
+    if (client !== undefined) tracker.closed(client, event.code);
+    else reject(new Error(`closed before subscribed (code ${event.code}${event.reason ? `: ${event.reason}` : ''})`));
+    gone.resolve();
+  };
+  ws.onerror = () => {};
+  return promise;
+}
+
+async function openListener(url: string, channel: string, share: Share): Promise<Handle> {
   let client: Client | undefined;
   const listener = await openRawListener(url, channel, (payload) => {
     if (client !== undefined) tracker.receive(client, payload, clock());
   });
-  const added = tracker.add();
+  const added = tracker.add(share);
   client = added;
   const gone = Promise.withResolvers<void>();
   return {
@@ -68,8 +120,18 @@ async function openListener(url: string, channel: string): Promise<Handle> {
   };
 }
 
-function open(kind: ClientKind, url: string, command: ConnectCommand): Promise<Handle> {
-  return kind === 'ws' ? openWebSocket(url, command.timeoutMs) : openListener(url, command.channel);
+/** Opens client `index` of the whole fleet. */
+function open(index: number, command: ConnectCommand): Promise<Handle> {
+  const url = command.urls[index % command.urls.length] ?? '';
+  const share = { modulus: command.modulus, key: index % command.modulus };
+  switch (command.kind) {
+    case 'ws':
+      return openWebSocket(url, command.timeoutMs, share);
+    case 'mux':
+      return openMultiplexed(url, command, index);
+    case 'pg':
+      return openListener(url, command.channel, share);
+  }
 }
 
 async function connect(command: ConnectCommand): Promise<ConnectResult> {
@@ -88,9 +150,8 @@ async function connect(command: ConnectCommand): Promise<ConnectResult> {
         firstError ??= `connect phase past ${command.timeoutMs * 3} ms`;
         continue;
       }
-      const url = command.urls[(command.first + i) % command.urls.length] ?? '';
       try {
-        handles.push(await open(command.kind, url, command));
+        handles.push(await open(command.first + i, command));
         opened += 1;
       } catch (error) {
         failed += 1;
@@ -120,6 +181,8 @@ async function handle(command: Command): Promise<void> {
       return void send({ type: 'armed', id: command.id });
     case 'report':
       return void send({ type: 'report', id: command.id, report: tracker.report() });
+    case 'count':
+      return void send({ type: 'counted', id: command.id, received: tracker.received() });
     case 'close':
       return void send({ type: 'closed', id: command.id, ms: await closeAll(command.timeoutMs) });
     case 'exit':

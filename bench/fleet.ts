@@ -4,7 +4,7 @@
  * Their combined progress is the notifier's credit.
  */
 import { join } from 'node:path';
-import type { ClientKind, Command, ConnectResult, GeneratorReport, Reply } from './protocol.ts';
+import type { ClientKind, Command, ConnectResult, GeneratorReport, MuxSubscribe, Reply } from './protocol.ts';
 
 /** Distributive Omit, so each command keeps its own fields. */
 type Unsent<C> = C extends unknown ? Omit<C, 'id'> : never;
@@ -15,6 +15,11 @@ export interface ConnectSpec {
   readonly urls: readonly string[];
   readonly channel: string;
   readonly count: number;
+  /** Which share of the notifications client i should get (ConnectCommand.modulus; default 1: all). */
+  readonly modulus?: number;
+  readonly subscribe?: MuxSubscribe;
+  /** Put every client on the first N generators only (default: spread over all). */
+  readonly generators?: number;
   readonly concurrency?: number;
   readonly timeoutMs?: number;
 }
@@ -28,6 +33,8 @@ export interface Fleet {
   progress(): number;
   /** Resolves on the next progress report, or after `ms`. */
   nextProgress(ms: number): Promise<void>;
+  /** Distinct frames of the armed run received so far by all clients (cheaper than a report). */
+  received(): Promise<number>;
   report(): Promise<GeneratorReport[]>;
   close(timeoutMs?: number): Promise<void>;
   stop(): Promise<void>;
@@ -98,9 +105,10 @@ export async function startFleet(size: number): Promise<Fleet> {
     pids: generators.map((g) => g.process.pid),
     async connect(spec) {
       let first = 0;
+      const spread = Math.max(1, Math.min(size, spec.generators ?? size));
       const results = await Promise.all(
         generators.map((generator, g) => {
-          const count = Math.floor(spec.count / size) + (g < spec.count % size ? 1 : 0);
+          const count = g >= spread ? 0 : Math.floor(spec.count / spread) + (g < spec.count % spread ? 1 : 0);
           const start = first;
           first += count;
           generator.clients = count;
@@ -112,6 +120,8 @@ export async function startFleet(size: number): Promise<Fleet> {
             channel: spec.channel,
             first: start,
             count,
+            modulus: spec.modulus ?? 1,
+            subscribe: spec.subscribe,
             concurrency: spec.concurrency ?? 64,
             timeoutMs: spec.timeoutMs ?? 20_000,
           } as const;
@@ -140,6 +150,10 @@ export async function startFleet(size: number): Promise<Fleet> {
       let timer: Timer | undefined;
       await Promise.race([wake.promise, new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)))]);
       clearTimeout(timer);
+    },
+    async received() {
+      const replies = await Promise.all(generators.map((g) => ask(g, { type: 'count' }, 'counted')));
+      return replies.reduce((sum, reply) => sum + reply.received, 0);
     },
     report: () =>
       Promise.all(generators.map((g) => ask(g, { type: 'report' }, 'report').then((reply) => reply.report))),

@@ -21,8 +21,22 @@ export interface Credit {
 /** What sends each notification: `pg_notify`, or `pgws.notify` (payloads beyond 8000 bytes, bench/large.ts). */
 export type NotifyFunction = 'pg_notify' | 'pgws.notify';
 
+/**
+ * Where notification SEQ goes and what it carries beyond the common fields. SEQ belongs to group
+ * G = floor(SEQ / P), P being the producer connections sending (1 when paced): with `channels` > 1 it
+ * goes to `${channel}${G % channels}` (round-robin), else to `channel`; with `keys` the payload also
+ * carries `"k":G % keys`, for filters. The P notifications of a group come one from each producer, so
+ * every channel and every filter takes from every producer: a client that gets one share never waits
+ * on one producer alone, which would hold the credit of all of them (with SEQ % 100 and 4 producers,
+ * channel j would be fed by producer j % 4 only).
+ */
+export interface Spread {
+  readonly channels?: number | undefined;
+  readonly keys?: number | undefined;
+}
+
 /** One as-fast-as-possible burst: notifications 0..count-1 of `run` on `channel`, `size` bytes each. */
-export interface BurstPlan {
+export interface BurstPlan extends Spread {
   readonly channel: string;
   readonly via?: NotifyFunction | undefined;
   readonly run: number;
@@ -34,7 +48,7 @@ export interface BurstPlan {
 }
 
 /** A fixed-rate stream from one producer: `rate` notifications per second for `count` notifications. */
-export interface PacedPlan {
+export interface PacedPlan extends Spread {
   readonly channel: string;
   readonly via?: NotifyFunction | undefined;
   readonly run: number;
@@ -77,16 +91,23 @@ export async function startNotifier(url: string, producers: number): Promise<Not
   await Promise.all(connections.map((sql) => sql`SELECT 1`));
 
   // PG: identical payloads in one transaction are folded into one; the sequence number keeps each
-  // distinct, and rpad pads to the exact size (the prefix is always shorter than 100 bytes).
+  // distinct, and rpad pads to the exact size (the prefix is always shorter than 100 bytes). Without a
+  // Spread the statement is the same as it always was.
   const send = (
     sql: postgres.Sql,
-    plan: { channel: string; run: number; size: number; via?: NotifyFunction | undefined },
+    plan: { channel: string; run: number; size: number; via?: NotifyFunction | undefined } & Spread,
     start: number,
     end: number,
     step: number,
-  ) =>
-    sql`SELECT count(${sql(plan.via ?? 'pg_notify')}(${plan.channel}, rpad('{"r":' || ${plan.run}::int || ',"seq":' || s || ',"t":' || ${clock().toFixed(3)}::text || ',"p":"', ${plan.size - 2}::int, 'x') || '"}'))
+  ) => {
+    const channels = plan.channels ?? 1;
+    // PG: s, step and the divisions are int, so s / step is the group (integer division).
+    const channel =
+      channels > 1 ? sql`${plan.channel} || ((s / ${step}::int) % ${channels}::int)::text` : sql`${plan.channel}`;
+    const key = plan.keys === undefined ? sql`` : sql`|| ',"k":' || ((s / ${step}::int) % ${plan.keys}::int)`;
+    return sql`SELECT count(${sql(plan.via ?? 'pg_notify')}(${channel}, rpad('{"r":' || ${plan.run}::int || ',"seq":' || s ${key} || ',"t":' || ${clock().toFixed(3)}::text || ',"p":"', ${plan.size - 2}::int, 'x') || '"}'))
         FROM generate_series(${start}::int, ${end}::int, ${step}::int) AS s`;
+  };
 
   // Notifications in flight allowed for a payload size (at least one batch per producer).
   const window = (size: number, windowBytes: number) => Math.max(producers, Math.floor(windowBytes / size));

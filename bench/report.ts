@@ -24,7 +24,7 @@ const USAGE = `Usage (from the repository root):
     bun run bench                     # full run, about 10 minutes; rewrites bench/RESULTS.md
     bun run bench --quick             # smoke test with smaller counts, about a minute; prints only
     bun run bench --only fanout       # one scenario (repeat --only or use commas): capacity, fanout,
-                                      #   schema, latency, workers, fdlimit
+                                      #   schema, multiplexed, latency, workers, fdlimit
     bun run bench --profile           # also write CPU profiles (.cpuprofile + .md) of our server
     bun run bench --out FILE          # write the report to FILE (partial runs print only by default)
     BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres bun run bench
@@ -71,6 +71,8 @@ export function renderReport(info: RunInfo, sections: readonly Section[], target
     '- Every payload is `{"r":RUN,"seq":SEQ,"t":SEND_MS,"p":"xxx…"}` padded to the exact size; SEND_MS is the notifier\'s `performance.timeOrigin + performance.now()`. Clients parse seq and t from the frame; a bitset per client finds duplicates, and order is checked per producer connection (commit order).',
     '- Notifier: 4 producer connections, each sending batches of `SELECT count(pg_notify(ch, rpad(…))) FROM generate_series(…)` (one transaction per batch), with a credit window of 512 KiB of payload ahead of the slowest open client. The fixed-rate scenario uses one connection and one notification per transaction.',
     '- Clients are Bun `WebSocket`s in the generator processes (bench/clients.ts), spread round-robin over the generators and destination addresses; raw LISTEN clients are postgres.js `sql.listen` connections in the same processes.',
+    "- Multiplexed clients offer `pgws.v1` on `/`, send their subscribes once `ready` arrives and count as open once every `subscribed` answer is in; the tracker reads the payload out of each `message` frame and also checks the server's `seq` per channel. A client meant to get only a share (one channel of 100, one filter of 10) earns credit as unique × share, so the window means the same for every client. The replay is timed in the orchestrator process with its own socket.",
+    '- A trial ends when every client has everything, or when no frame arrived for 3 s (then the rest is reported as lost).',
     "- CPU: utime + stime (+ reaped children) from /proc/<pid>/stat before and after the send-and-drain phase, as % of one core (200 % = this whole machine). srv = the server process tree, pg = the postmaster and all its children, gen = the generator processes, notif = the orchestrator (notifier) process, other = the machine's busy time (/proc/stat) not in those four: kernel threads and anything else running on the machine (a high value means the trial was disturbed). RSS = VmRSS of the server tree.",
     "- Two cores hold everything: from 100 clients up the generators use about three quarters of the machine and the frames/s ceiling is the machine's, so the ratios compare the servers under the same load rather than each server's own limit.",
     "- Latency = client receive time − send stamp, in an HdrHistogram (hdr-histogram-js, 3 significant digits: within 0.1 %), filled from each frame's stored latency after the measured window; p50/p99 over all frames of all clients.",

@@ -2,7 +2,7 @@
  * `bun run bench`: pg-notify-ws under load, beside two baselines measured in the same run (raw
  * postgres.js LISTEN, the database's ceiling; and the ~30-line bare bridge in bench/bare.ts), so every
  * figure is a ratio. Flags: --quick (smaller counts, ~1 min), --only SCENARIO (capacity, fanout,
- * schema, latency, workers, fdlimit; repeatable), --profile, --generators N, --out FILE.
+ * schema, multiplexed, latency, workers, fdlimit; repeatable), --profile, --generators N, --out FILE.
  *
  * Starts a throwaway embedded PostgreSQL (BENCH_DATABASE_URL overrides), generator processes
  * (bench/clients.ts) and each scenario's server processes; all traffic stays on 127.0.0.0/8, every
@@ -21,6 +21,7 @@ import { fdLimit } from './fdlimit.ts';
 import { type Fleet, startFleet } from './fleet.ts';
 import { large } from './large.ts';
 import { latency } from './latency.ts';
+import { multiplexed } from './multiplexed.ts';
 import { type Notifier, startNotifier } from './notifier.ts';
 import { renderReport } from './report.ts';
 import type { Context, Scenario } from './scenario.ts';
@@ -31,6 +32,7 @@ import { workers } from './workers.ts';
 const SCENARIOS: readonly (readonly [string, Scenario])[] = [
   ['capacity', capacity],
   ['fanout', fanout],
+  ['multiplexed', multiplexed],
   ['latency', latency],
   ['workers', workers],
   ['large', large],

@@ -36,9 +36,9 @@ export const bytes = (size: number): string => `${num(size)} B`;
 /** "999,000 / 1,000,000" */
 export const deliveredCell = (r: TrialResult): string => `${num(r.received)} / ${num(r.expected)}`;
 
-/** Whether a trial delivered everything exactly once and in order. */
+/** Whether a trial delivered everything exactly once and in order (multiplexed: in server seq order too). */
 export const clean = (r: TrialResult): boolean =>
-  r.lost === 0 && r.duplicated === 0 && r.reordered === 0 && r.connected === r.clients;
+  r.lost === 0 && r.duplicated === 0 && r.reordered === 0 && r.seqBreaks === 0 && r.connected === r.clients;
 
 /** Latency and CPU columns every throughput table ends with. */
 export const TAIL_HEADERS = [
@@ -101,11 +101,19 @@ export function anomalies(r: TrialResult, name: string): string[] {
     notes.push(
       `${name}: sockets closed during the trial: ${closes.map(([code, n]) => `${num(n)}× code ${code}`).join(', ')}`,
     );
+  if (r.lost > 0)
+    notes.push(
+      `${name}: ${num(r.lost)} of ${num(r.expected)} frames missing at the end, at ${num(r.incomplete)} of ${num(r.connected)} clients (the drain stops after 3 s without a frame)`,
+    );
   if (r.openLoop)
     notes.push(`${name}: credit stalled (a client stopped making progress); the rest was sent without flow control`);
   if (r.sent < r.planned)
     notes.push(`${name}: send deadline reached after ${num(r.sent)} of ${num(r.planned)} notifications`);
-  if (r.stray > 0) notes.push(`${name}: ${num(r.stray)} frames from another run or unparsable`);
+  if (r.stray > 0) {
+    const first = r.firstStray === undefined ? '' : ` (the first: \`${r.firstStray.slice(0, 120)}\`)`;
+    notes.push(`${name}: ${num(r.stray)} frames from another run, unparsable or not meant for the client${first}`);
+  }
+  if (r.seqBreaks > 0) notes.push(`${name}: ${num(r.seqBreaks)} multiplexed frames broke their channel's seq order`);
   if (r.diagnosis !== '') notes.push(`${name}: the server's /metrics: ${r.diagnosis}`);
   return notes.map((note) => `- ${note}`);
 }

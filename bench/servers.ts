@@ -12,31 +12,35 @@ import { launch, type Target } from './target.ts';
 /** The declared channel with an inline schema: "every feature on". Other channels pass through raw. */
 export const SCHEMA_CHANNEL = 'bench_schema';
 
-// The payload's own shape (bench/protocol.ts), as strict as it can be.
-const SCHEMA_TOML = `
-[channels.${SCHEMA_CHANNEL}]
-description = "Benchmark payloads, checked against an inline schema"
+/**
+ * A declared channel whose inline schema is the benchmark payload's own shape (bench/protocol.ts), as
+ * strict as it can be. `keyed` adds the integer `k` the filter cases match on, between `seq` and `t`:
+ * a schema channel re-serialises the payload in the schema's property order, which must stay the
+ * payload's for the generators' parser. `history` keeps that many messages for resume.
+ */
+export function schemaChannelToml(
+  name: string,
+  options: { readonly keyed?: boolean; readonly history?: number; readonly description?: string } = {},
+): string {
+  const table = `channels.${name}`;
+  const property = (key: string, lines: string) => `\n[${table}.schema.properties.${key}]\n${lines}`;
+  return [
+    `\n[${table}]`,
+    `description = ${JSON.stringify(options.description ?? 'Benchmark payloads, checked against an inline schema')}`,
+    ...(options.history === undefined ? [] : [`history = ${options.history}`]),
+    `\n[${table}.schema]`,
+    'type = "object"',
+    `required = ["r", "seq", ${options.keyed ? '"k", ' : ''}"t", "p"]`,
+    'additionalProperties = false',
+    property('r', 'type = "integer"\nminimum = 0'),
+    property('seq', 'type = "integer"\nminimum = 0'),
+    ...(options.keyed ? [property('k', 'type = "integer"\nminimum = 0')] : []),
+    property('t', 'type = "number"'),
+    property('p', 'type = "string"\nmaxLength = 8000'),
+  ].join('\n');
+}
 
-[channels.${SCHEMA_CHANNEL}.schema]
-type = "object"
-required = ["r", "seq", "t", "p"]
-additionalProperties = false
-
-[channels.${SCHEMA_CHANNEL}.schema.properties.r]
-type = "integer"
-minimum = 0
-
-[channels.${SCHEMA_CHANNEL}.schema.properties.seq]
-type = "integer"
-minimum = 0
-
-[channels.${SCHEMA_CHANNEL}.schema.properties.t]
-type = "number"
-
-[channels.${SCHEMA_CHANNEL}.schema.properties.p]
-type = "string"
-maxLength = 8000
-`;
+const SCHEMA_TOML = schemaChannelToml(SCHEMA_CHANNEL);
 
 /** Options for our server; `server` adds `[server]` keys. */
 export interface OursOptions {
@@ -47,6 +51,8 @@ export interface OursOptions {
   readonly profileDir?: string | undefined;
   /** Return after this many healthy /healthz answers in a row (default 20). */
   readonly healthyInARow?: number;
+  /** More `[channels.NAME]` tables (see {@link schemaChannelToml}). */
+  readonly channelsToml?: string;
 }
 
 /** Starts our server and returns it once healthy; throws with its stderr if it exits first. */
@@ -55,7 +61,10 @@ export async function startOurs(options: OursOptions): Promise<Target> {
   const port = await freePort('0.0.0.0');
   const extra = Object.entries(options.server ?? {}).map(([key, value]) => `${key} = ${JSON.stringify(value)}`);
   const file = join(dir, 'channels.toml');
-  writeFileSync(file, ['[server]', 'host = "0.0.0.0"', `port = ${port}`, ...extra, SCHEMA_TOML].join('\n'));
+  writeFileSync(
+    file,
+    ['[server]', 'host = "0.0.0.0"', `port = ${port}`, ...extra, SCHEMA_TOML, options.channelsToml ?? ''].join('\n'),
+  );
   const profile =
     options.profileDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-md', `--cpu-prof-dir=${options.profileDir}`];
   return launch({

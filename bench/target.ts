@@ -14,6 +14,8 @@ export interface Target {
   readonly port: number;
   /** The WebSocket URLs of a channel, one per destination address 127.0.0.1..N. */
   urls(channel: string, addresses: number): string[];
+  /** The multiplexed endpoint `/` (pgws.v1), one URL per destination address 127.0.0.1..N. */
+  rootUrls(addresses: number): string[];
   /**
    * Resolves once `processes` sockets listen on the port (workers bind it one by one) and then 20
    * fresh connections in a row found it healthy.
@@ -95,6 +97,7 @@ export async function launch(spec: Spawn): Promise<Target> {
     port: spec.port,
     urls: (channel, addresses) =>
       Array.from({ length: addresses }, (_, i) => `ws://127.0.0.${i + 1}:${spec.port}/${encodeURIComponent(channel)}`),
+    rootUrls: (addresses) => Array.from({ length: addresses }, (_, i) => `ws://127.0.0.${i + 1}:${spec.port}/`),
     async whenHealthy(processes = 1) {
       const deadline = performance.now() + 30_000;
       while (listeningSockets(spec.port) < processes) {

@@ -3,7 +3,14 @@
  * frames (against a bitset of seen sequence numbers), receive times, every frame's latency, and the
  * notifier's credit (bench/notifier.ts): the count every open client has reached, in steps.
  *
- * The hot path is `receive`: two indexOf calls on the frame's prefix, a bit test, a typed-array store.
+ * A client may be meant to get only a share of the notifications (group floor(SEQ / producers) %
+ * modulus === key: one channel of many, or one filter of several; see bench/notifier.ts `Spread`); its
+ * credit is then counted in notifications, not frames, as `unique × modulus`, so the notifier's window
+ * means the same thing for every client. Multiplexed
+ * clients also check the server's own `seq` per channel ("lane").
+ *
+ * The hot path is `receive`: two indexOf calls on the frame's prefix (two more for a multiplexed
+ * frame's envelope), a bit test, a typed-array store.
  */
 import { createSamples, encodeHistogram } from './histogram.ts';
 import type { ArmCommand, GeneratorReport } from './protocol.ts';
@@ -13,13 +20,50 @@ export interface Client {
   open: boolean;
   /** Set when the generator forgot it (between cases); late events for it are ignored. */
   retired: boolean;
+  /** It should receive the notifications whose group floor(SEQ / producers) % modulus === key. */
+  readonly modulus: number;
+  readonly key: number;
+  /** How many of the armed run's notifications that is. */
+  expected: number;
   unique: number;
   duplicated: number;
   reordered: number;
   seen: Uint8Array;
   /** The last sequence number per producer: each producer's notifications arrive in commit order. */
   last: Int32Array;
+  /** The credit level (see `arm`) this client has reached, and the `unique` count that reaches the next. */
+  level: number;
+  nextAt: number;
+  /**
+   * Multiplexed only: the server `seq` last seen per channel (lane: group % lanes.length), starting at
+   * the `subscribed` answer's; undefined for plain clients.
+   */
+  readonly lanes: Float64Array | undefined;
+  /** Whether each lane's server seqs must be consecutive (no filter) or only increasing. */
+  readonly consecutive: boolean;
 }
+
+/** What a client is meant to receive, and (multiplexed) where its channels' server seqs start. */
+export interface Share {
+  readonly modulus: number;
+  readonly key: number;
+  readonly lanes?: readonly number[];
+  readonly consecutive?: boolean;
+}
+
+// How the server starts a `message` frame (src/protocol/replies.ts); the channel's JSON follows.
+const MESSAGE_PREFIX = '{"type":"message","channel":';
+const SEQ_KEY = ',"seq":';
+const PAYLOAD_KEY = ',"payload":';
+const STRAY_TEXT = 200;
+
+// The 10th character tells a `message` from every other server frame (gap, error, subscribed, …), and
+// the 29th opens the channel's JSON string; cheaper than startsWith(MESSAGE_PREFIX).
+const isMessage = (frame: string) =>
+  frame.charCodeAt(9) === 109 && frame.charCodeAt(MESSAGE_PREFIX.length) === 34 && frame.charCodeAt(0) === 123;
+// `key` (`,"…":`) sits at `i`: its comma and its closing colon are where they should be.
+const at = (frame: string, i: number, key: string) =>
+  frame.charCodeAt(i) === 44 && frame.charCodeAt(i + key.length - 1) === 58;
 
 /** The unsigned decimal (digits, optionally a fraction) at `i`, without slicing; NaN if none. */
 function numberAt(text: string, i: number): number {
@@ -37,14 +81,19 @@ function numberAt(text: string, i: number): number {
 
 /** Tracks the clients of one generator. */
 export interface Tracker {
-  /** Adds a client (already open). */
-  add(): Client;
+  /** Adds a client (already open, and subscribed if multiplexed); by default it gets everything. */
+  add(share?: Share): Client;
   /** A client went away; its close code is counted and it no longer holds the credit back. */
   closed(client: Client, code: number): void;
   /** Forgets every client (after they were closed). */
   clear(): void;
   arm(command: ArmCommand): void;
+  /** A plain frame: the payload itself. */
   receive(client: Client, frame: string, nowMs: number): void;
+  /** A multiplexed frame: a `message` whose `payload` is the payload, or anything else (stray). */
+  receiveMessage(client: Client, frame: string, nowMs: number): void;
+  /** Distinct frames of the run received so far, all clients together. */
+  received(): number;
   report(): GeneratorReport;
 }
 
@@ -55,42 +104,116 @@ export function createTracker(onProgress: (run: number, count: number) => void):
   let expected = 0;
   let producers = 1;
   let step = 1;
-  // reached[k]: open clients whose unique count has reached threshold k (min(k * step, expected)).
+  // reached[k]: open clients that have reached credit level k. Level k means "has everything of its
+  // share up to notification min(k * step, expected)"; the top level, only reached by a complete client.
   let reached = new Int32Array(1);
+  let top = 0;
   let level = 0;
   let stray = 0;
+  let firstStray: string | undefined;
+  let seqBreaks = 0;
   let closes: Record<string, number> = {};
   let lastReceiveMs = 0;
   let latency = createSamples(0);
   let open = 0;
 
+  // Of notifications 0..expected-1, those in groups key, key + modulus, … (a group is `producers` SEQs).
+  const shareOf = (client: Client) => {
+    let share = 0;
+    for (let group = client.key; group * producers < expected; group += client.modulus)
+      share += Math.min(producers, expected - group * producers);
+    return share;
+  };
+  // The level a client's unique count stands for, in notifications (unique × modulus), capped below the
+  // top until it is complete.
+  const levelOf = (client: Client, unique: number) =>
+    unique >= client.expected ? top : Math.min(top - 1, Math.floor((unique * client.modulus) / step));
+  const nextAtOf = (client: Client) =>
+    client.level >= top
+      ? Number.POSITIVE_INFINITY
+      : Math.min(client.expected, Math.ceil(((client.level + 1) * step) / client.modulus));
+  const advance = () => {
+    const before = level;
+    while (level < top && open > 0 && reached[level + 1]! >= open) level += 1;
+    if (level !== before) onProgress(run, Math.min(level * step, expected));
+  };
+  // Off the hot path: only when a client's unique count reaches `nextAt`.
+  const climb = (client: Client) => {
+    const next = levelOf(client, client.unique);
+    for (let k = client.level + 1; k <= next; k++) reached[k]! += 1;
+    client.level = next;
+    client.nextAt = nextAtOf(client);
+    advance();
+  };
   const reset = (client: Client) => {
+    client.expected = shareOf(client);
     client.unique = 0;
     client.duplicated = 0;
     client.reordered = 0;
     client.seen = new Uint8Array(Math.ceil(expected / 8));
     client.last = new Int32Array(producers).fill(-1);
+    client.level = 0;
+    client.nextAt = nextAtOf(client);
+    // A client whose share is empty is complete from the start.
+    if (client.open && client.expected === 0) climb(client);
   };
-  const advance = () => {
-    const before = level;
-    while (level + 1 < reached.length && open > 0 && reached[level + 1]! >= open) level += 1;
-    if (level !== before) onProgress(run, Math.min(level * step, expected));
+  const strayFrame = (frame: string) => {
+    stray += 1;
+    firstStray ??= frame.slice(0, STRAY_TEXT);
+  };
+
+  // The payload starts at `at` with `{"r":`; a schema channel re-serialises it in the same key order.
+  const count = (client: Client, frame: string, at: number, nowMs: number, serverSeq: number) => {
+    const seqAt = frame.indexOf('"seq":', at + 5);
+    const tAt = frame.indexOf('"t":', seqAt);
+    if (seqAt < 0 || tAt < 0 || numberAt(frame, at + 5) !== run) return strayFrame(frame);
+    const seq = numberAt(frame, seqAt + 6);
+    const group = Math.floor(seq / producers);
+    if (!(seq >= 0 && seq < expected) || group % client.modulus !== client.key) return strayFrame(frame);
+    lastReceiveMs = nowMs;
+    latency.add(nowMs - numberAt(frame, tAt + 4));
+    const { lanes } = client;
+    if (lanes !== undefined) {
+      const lane = group % lanes.length;
+      const previous = lanes[lane]!;
+      if (client.consecutive ? serverSeq !== previous + 1 : !(serverSeq > previous)) seqBreaks += 1;
+      lanes[lane] = serverSeq;
+    }
+    const byte = seq >>> 3;
+    const bit = 1 << (seq & 7);
+    if ((client.seen[byte]! & bit) !== 0) {
+      client.duplicated += 1;
+      return;
+    }
+    client.seen[byte]! |= bit;
+    client.unique += 1;
+    const producer = seq % producers;
+    if (seq < client.last[producer]!) client.reordered += 1;
+    else client.last[producer] = seq;
+    if (client.open && client.unique >= client.nextAt) climb(client);
   };
 
   return {
-    add() {
+    add(share = { modulus: 1, key: 0 }) {
       const client: Client = {
         open: true,
         retired: false,
+        modulus: share.modulus,
+        key: share.key,
+        expected: 0,
         unique: 0,
         duplicated: 0,
         reordered: 0,
         seen: new Uint8Array(0),
         last: new Int32Array(0),
+        level: 0,
+        nextAt: 0,
+        lanes: share.lanes === undefined ? undefined : Float64Array.from(share.lanes),
+        consecutive: share.consecutive ?? true,
       };
-      reset(client);
       clients.push(client);
       open += 1;
+      reset(client);
       return client;
     },
     closed(client, code) {
@@ -98,20 +221,23 @@ export function createTracker(onProgress: (run: number, count: number) => void):
       client.open = false;
       open -= 1;
       closes[code] = (closes[code] ?? 0) + 1;
-      // Its thresholds no longer count: take them back, then the others may be complete.
-      const top = client.unique === expected ? reached.length - 1 : Math.floor(client.unique / step);
-      for (let k = 1; k <= top; k++) reached[k]! -= 1;
+      // Its levels no longer count: take them back, then the others may be complete.
+      for (let k = 1; k <= client.level; k++) reached[k]! -= 1;
       advance();
     },
     arm(command) {
       ({ run, expected, producers, step } = command);
-      reached = new Int32Array(Math.ceil(expected / step) + 1);
+      top = Math.ceil(expected / step);
+      reached = new Int32Array(top + 1);
       level = 0;
       stray = 0;
+      firstStray = undefined;
+      seqBreaks = 0;
       closes = {};
       lastReceiveMs = 0;
-      latency = createSamples(expected * clients.length);
+      // Server seqs go on across runs: the lanes are not reset.
       for (const client of clients) reset(client);
+      latency = createSamples(clients.reduce((sum, c) => sum + c.expected, 0));
     },
     clear() {
       for (const client of clients) client.retired = true;
@@ -119,44 +245,34 @@ export function createTracker(onProgress: (run: number, count: number) => void):
       open = 0;
     },
     receive(client, frame, nowMs) {
-      if (client.retired) return;
-      // `{"r":` leads the payload; a schema channel re-serialises it in the same key order.
-      const at = frame.indexOf('"seq":', 5);
-      const tAt = frame.indexOf('"t":', at);
-      if (at < 0 || tAt < 0 || numberAt(frame, 5) !== run) {
-        stray += 1;
-        return;
-      }
-      const seq = numberAt(frame, at + 6);
-      if (!(seq >= 0 && seq < expected)) {
-        stray += 1;
-        return;
-      }
-      lastReceiveMs = nowMs;
-      latency.add(nowMs - numberAt(frame, tAt + 4));
-      const byte = seq >>> 3;
-      const bit = 1 << (seq & 7);
-      if ((client.seen[byte]! & bit) !== 0) {
-        client.duplicated += 1;
-        return;
-      }
-      client.seen[byte]! |= bit;
-      client.unique += 1;
-      const producer = seq % producers;
-      if (seq < client.last[producer]!) client.reordered += 1;
-      else client.last[producer] = seq;
-      if (client.open && (client.unique % step === 0 || client.unique === expected)) {
-        const k = Math.ceil(client.unique / step);
-        reached[k]! += 1;
-        if (k === level + 1) advance();
-      }
+      if (!client.retired) count(client, frame, 0, nowMs, 0);
     },
+    receiveMessage(client, frame, nowMs) {
+      if (client.retired) return;
+      // {"type":"message","channel":"NAME","seq":N,"payload":P}, in this order (src/protocol/replies.ts).
+      // No benchmark channel name needs escaping, so one quote ends NAME, and the rest is stepped over
+      // with character checks: indexOf with a long needle, or startsWith, costs 15-100 ns a frame, and
+      // the generators (~1 µs of CPU a frame in all) are what limits these cases.
+      const quote = isMessage(frame) ? frame.indexOf('"', MESSAGE_PREFIX.length + 1) : -1;
+      const digits = quote + 1 + SEQ_KEY.length;
+      let end = digits;
+      let serverSeq = 0;
+      for (let code = frame.charCodeAt(end); code >= 48 && code <= 57; code = frame.charCodeAt(++end))
+        serverSeq = serverSeq * 10 + (code - 48);
+      if (quote < 0 || end === digits || !at(frame, quote + 1, SEQ_KEY) || !at(frame, end, PAYLOAD_KEY))
+        return strayFrame(frame);
+      count(client, frame, end + PAYLOAD_KEY.length, nowMs, serverSeq);
+    },
+    received: () => clients.reduce((sum, c) => sum + c.unique, 0),
     report() {
       return {
+        expected: clients.map((c) => c.expected),
         unique: clients.map((c) => c.unique),
         duplicated: clients.map((c) => c.duplicated),
         reordered: clients.map((c) => c.reordered),
         stray,
+        firstStray,
+        seqBreaks,
         closes,
         lastReceiveMs,
         latency: encodeHistogram(latency.histogram()),

@@ -6,12 +6,15 @@
 import type { BenchDatabase } from './database.ts';
 import type { Fleet } from './fleet.ts';
 import { createHistogram, decodeHistogram, type Histogram, maxLatencyMs, quantileMs } from './histogram.ts';
-import type { Notifier, NotifyFunction, Sent } from './notifier.ts';
+import type { Notifier, NotifyFunction, Sent, Spread } from './notifier.ts';
 import { cpuMeter, machineBusySeconds } from './procstat.ts';
-import type { ClientKind, GeneratorReport } from './protocol.ts';
+import type { ClientKind, GeneratorReport, MuxSubscribe } from './protocol.ts';
 import type { Target } from './target.ts';
 
-/** What to run. `target` undefined means raw LISTEN clients straight on the database. */
+/**
+ * What to run. `target` undefined means raw LISTEN clients straight on the database. The optional rest
+ * is for the multiplexed cases (bench/multiplexed.ts); left out, a trial is what it always was.
+ */
 export interface TrialSpec {
   readonly label: string;
   readonly target: Target | undefined;
@@ -23,6 +26,18 @@ export interface TrialSpec {
   readonly send:
     | { readonly kind: 'burst'; readonly count: number }
     | { readonly kind: 'paced'; readonly count: number; readonly rate: number };
+  /** Multiplexed clients on the target's `/`, subscribing to this. */
+  readonly mux?: MuxSubscribe;
+  /** Client URLs instead of the target's URLs of `channel` (e.g. one channel per client). */
+  readonly urls?: readonly string[];
+  /** Client i gets only its share of the notifications (ConnectCommand.modulus; default 1: all). */
+  readonly modulus?: number;
+  /** Round-robin channels and filter keys of the notifications (bench/notifier.ts). */
+  readonly spread?: Spread;
+  /** Credit window for this trial instead of the rig's. */
+  readonly windowBytes?: number;
+  /** Put the clients on this many generator processes only. */
+  readonly generators?: number;
 }
 
 /** Everything one trial measured. CPU figures are % of one core over the send-and-drain phase. */
@@ -37,12 +52,18 @@ export interface TrialResult {
   /** Notifications planned and sent (fewer only when the send deadline passed). */
   readonly planned: number;
   readonly sent: number;
+  /** Frames all clients together should receive (each client its share of what was sent). */
   readonly expected: number;
   readonly received: number;
   readonly lost: number;
+  /** Clients that ended with less than their share (where the lost frames are). */
+  readonly incomplete: number;
   readonly duplicated: number;
   readonly reordered: number;
   readonly stray: number;
+  readonly firstStray: string | undefined;
+  /** Multiplexed: frames whose server seq broke their channel's sequence (bench/tracker.ts). */
+  readonly seqBreaks: number;
   readonly closes: Readonly<Record<string, number>>;
   readonly openLoop: boolean;
   /** The server's own account when something went wrong (refusals, closes from its /metrics). */
@@ -59,6 +80,8 @@ export interface TrialResult {
     readonly generators: number;
     readonly notifier: number;
     readonly other: number;
+    /** CPU seconds over the same phase, for a cost per frame. */
+    readonly seconds: { readonly server: number; readonly generators: number };
   };
   /** All frames' latencies, for pooling rounds. */
   readonly latency: Histogram;
@@ -81,31 +104,31 @@ export interface Rig {
 
 let runs = 0;
 const DRAIN_MS = 3000;
+const QUIET_CHECK_MS = 500;
 const SEND_DEADLINE_MS = 120_000;
 
 /** Runs one trial; the clients are closed again whatever happens. */
 export async function runTrial(rig: Rig, spec: TrialSpec): Promise<TrialResult> {
   const { fleet, notifier, db } = rig;
-  const kind: ClientKind = spec.target === undefined ? 'pg' : 'ws';
+  const kind: ClientKind = spec.target === undefined ? 'pg' : spec.mux !== undefined ? 'mux' : 'ws';
   const rssEmptyKb = spec.target?.rssKb() ?? 0;
+  const windowBytes = spec.windowBytes ?? rig.windowBytes;
   try {
     const connect = await fleet.connect({
       kind,
-      urls: spec.target?.urls(spec.channel, rig.addresses) ?? [db.url],
+      urls: spec.urls ?? spec.target?.urls(spec.channel, rig.addresses) ?? [db.url],
       channel: spec.channel,
       count: spec.clients,
+      ...(spec.modulus === undefined ? {} : { modulus: spec.modulus }),
+      ...(spec.mux === undefined ? {} : { subscribe: spec.mux }),
+      ...(spec.generators === undefined ? {} : { generators: spec.generators }),
     });
     await Bun.sleep(250);
     const rssIdleKb = spec.target?.rssKb() ?? 0;
     const run = ++runs;
     const { count } = spec.send;
     const paced = spec.send.kind === 'paced';
-    await fleet.arm(
-      run,
-      count,
-      paced ? 1 : notifier.producers,
-      paced ? count : notifier.step(spec.size, rig.windowBytes),
-    );
+    await fleet.arm(run, count, paced ? 1 : notifier.producers, paced ? count : notifier.step(spec.size, windowBytes));
     const meters = {
       server: cpuMeter(() => spec.target?.processes() ?? []),
       postgres: cpuMeter(() => db.processes()),
@@ -114,31 +137,44 @@ export async function runTrial(rig: Rig, spec: TrialSpec): Promise<TrialResult> 
     };
     const machineStart = machineBusySeconds();
     const wallStart = performance.now();
-    const base = { channel: spec.channel, run, count, size: spec.size, via: spec.via };
+    const base = { channel: spec.channel, run, count, size: spec.size, via: spec.via, ...spec.spread };
     const sent: Sent =
       spec.send.kind === 'paced'
         ? await notifier.paced({ ...base, rate: spec.send.rate })
-        : await notifier.burst({ ...base, windowBytes: rig.windowBytes, credit: fleet, deadlineMs: SEND_DEADLINE_MS });
-    // Drain: until every open client has all, or nothing moves for DRAIN_MS.
+        : await notifier.burst({ ...base, windowBytes, credit: fleet, deadlineMs: SEND_DEADLINE_MS });
+    // Drain: until every open client has all, or nothing arrives for DRAIN_MS. Credit moves in steps
+    // every client of a generator must pass (1,310 notifications × 1,000 clients = 1.3 M frames at
+    // 100 B), which on a loaded machine can take longer than DRAIN_MS, so while credit is quiet the
+    // frames received so far are what says whether anything still moves.
     let last = fleet.progress();
+    let frames = -1;
     let movedAt = performance.now();
+    const drainUntil = movedAt + SEND_DEADLINE_MS;
     while (last < sent.sent && connect.opened > 0 && performance.now() - movedAt < DRAIN_MS) {
-      await fleet.nextProgress(DRAIN_MS);
+      if (performance.now() > drainUntil) break;
+      await fleet.nextProgress(QUIET_CHECK_MS);
       const now = fleet.progress();
-      if (now !== last) {
-        last = now;
-        movedAt = performance.now();
-      }
+      const received = now === last ? await fleet.received() : frames;
+      if (now !== last || received !== frames) movedAt = performance.now();
+      last = now;
+      frames = received;
     }
-    const groups = {
-      server: meters.server().percent,
-      postgres: meters.postgres().percent,
-      generators: meters.generators().percent,
-      notifier: meters.notifier().percent,
+    const readings = {
+      server: meters.server(),
+      postgres: meters.postgres(),
+      generators: meters.generators(),
+      notifier: meters.notifier(),
     };
+    const groups = {
+      server: readings.server.percent,
+      postgres: readings.postgres.percent,
+      generators: readings.generators.percent,
+      notifier: readings.notifier.percent,
+    };
+    const cpuSeconds = { server: readings.server.seconds, generators: readings.generators.seconds };
     const machine = ((machineBusySeconds() - machineStart) / ((performance.now() - wallStart) / 1000)) * 100;
     const ours = groups.server + groups.postgres + groups.generators + groups.notifier;
-    const cpu = { ...groups, other: Math.max(0, machine - ours) };
+    const cpu = { ...groups, other: Math.max(0, machine - ours), seconds: cpuSeconds };
     const rssAfterKb = spec.target?.rssKb() ?? 0;
     const reports = await fleet.report();
     const troubled = connect.failed > 0 || reports.some((r) => Object.keys(r.closes).some((code) => code !== '1000'));
@@ -171,7 +207,9 @@ function summarize(
   }
   const received = sum(reports.map((r) => sum(r.unique)));
   const connected = extra.connect.opened;
-  const expected = sent.sent * connected;
+  // Each client's share of the planned notifications; a send cut short by its deadline scales it.
+  const wanted = sum(reports.map((r) => sum(r.expected)));
+  const expected = sent.sent === spec.send.count ? wanted : Math.round((wanted * sent.sent) / spec.send.count);
   const lastReceive = Math.max(0, ...reports.map((r) => r.lastReceiveMs));
   const durationMs = lastReceive > 0 ? lastReceive - sent.firstSendMs : 0;
   return {
@@ -187,9 +225,12 @@ function summarize(
     expected,
     received,
     lost: expected - received,
+    incomplete: sum(reports.map((r) => r.unique.filter((n, i) => n < (r.expected[i] ?? 0)).length)),
     duplicated: sum(reports.map((r) => sum(r.duplicated))),
     reordered: sum(reports.map((r) => sum(r.reordered))),
     stray: sum(reports.map((r) => r.stray)),
+    firstStray: reports.find((r) => r.firstStray !== undefined)?.firstStray,
+    seqBreaks: sum(reports.map((r) => r.seqBreaks)),
     closes,
     openLoop: sent.openLoop,
     diagnosis: extra.diagnosis,
