@@ -8,7 +8,6 @@
  */
 import type { Server, ServerWebSocket } from 'bun';
 import type { Access } from '../auth/access.ts';
-import { CLOCK_TOLERANCE_SECONDS } from '../auth/tokens.ts';
 import type { Catalog } from '../channels/catalog.ts';
 import { channelFromPath } from '../channels/name.ts';
 import type { Config } from '../config/load.ts';
@@ -18,6 +17,7 @@ import { StartupError } from '../errors.ts';
 import type { Logger } from '../observe/log.ts';
 import type { Stats } from '../observe/stats.ts';
 import type { Peer, Sessions } from '../protocol/session.ts';
+import { createExpiries } from './expiry.ts';
 import type { Routes } from './routes.ts';
 import { createUpgrades, type SocketData } from './upgrade.ts';
 import { type CloseLabel, type CloseMetricLabel, Closes, Refusals } from './wire.ts';
@@ -63,9 +63,6 @@ export interface BridgeServer {
 
 // The hard cap lets a close frame queue behind the backlog; the sweep closes at the soft bound first.
 const HARD_CAP_HEADROOM = 64 * 1024;
-// setTimeout takes at most a signed 32-bit delay; a later expiry is re-armed in steps.
-const MAX_TIMER_MS = 2 ** 31 - 1;
-const EXPIRY_BATCH = 256;
 
 /** Creates the server; `listen` binds it. */
 export function createServer(options: ServerOptions): BridgeServer {
@@ -83,37 +80,11 @@ export function createServer(options: ServerOptions): BridgeServer {
     ws.data.closedBy = cause;
     ws.close(Closes[cause].code, Closes[cause].text);
   };
-  // Expiries due together (10,000 tokens minted in one second) are closed a batch per macrotask, so pings,
-  // frames and upgrades interleave with them instead of waiting out one long synchronous loop.
-  const expiring: Socket[] = [];
-  let expiringAt = 0;
-  const closeExpired = () => {
-    const end = Math.min(expiring.length, expiringAt + EXPIRY_BATCH);
-    for (; expiringAt < end; expiringAt++) {
-      const ws = expiring[expiringAt]!;
-      // A refresh that landed while this socket waited in the queue moved its deadline: it stays.
-      if (ws.data.deadline !== undefined && Date.now() >= ws.data.deadline) close(ws, 'token_expired');
-    }
-    if (expiringAt < expiring.length) return void setImmediate(closeExpired);
-    expiring.length = 0;
-    expiringAt = 0;
-  };
-  const expire = (ws: Socket) => {
-    if (expiring.push(ws) === 1) setImmediate(closeExpired);
-  };
-  const expireAt = (ws: Socket, expires: number | undefined) => {
-    clearTimeout(ws.data.expiry);
-    ws.data.expiry = undefined;
-    ws.data.deadline = undefined;
-    if (expires === undefined) return;
-    const at = (expires + CLOCK_TOLERANCE_SECONDS) * 1000;
-    ws.data.deadline = at;
-    const arm = () => {
-      const wait = at - Date.now();
-      ws.data.expiry = setTimeout(wait > MAX_TIMER_MS ? arm : () => expire(ws), Math.min(wait, MAX_TIMER_MS));
-    };
-    arm();
-  };
+  const expiries = createExpiries<Socket>(
+    (ws) => ws.data,
+    (ws) => close(ws, 'token_expired'),
+  );
+  const expireAt = expiries.expireAt;
   const join = (ws: Socket, topic: string) => {
     let set = members.get(topic);
     if (set === undefined) {
@@ -240,7 +211,7 @@ export function createServer(options: ServerOptions): BridgeServer {
         },
         close(ws, code, reason) {
           const { data } = ws;
-          clearTimeout(data.expiry);
+          expiries.clear(ws);
           for (const topic of [...data.topics]) leave(ws, topic);
           stats.connections -= 1;
           stats.close(data.closedBy ?? closeLabelOf(code, reason));

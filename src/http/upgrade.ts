@@ -21,9 +21,8 @@ import { type CloseLabel, type RefusalLabel, Refusals, refusalHeaders } from './
 /** What every socket carries. */
 export interface Common {
   closedBy: CloseLabel | undefined;
-  /** Closes the socket when its token expires; one timer per socket, reset on refresh, cleared on close. */
+  /** Its token's expiry clock (see `expiry.ts`). */
   expiry: Timer | undefined;
-  /** When that is (ms since the epoch), checked again when the close is finally made. */
   deadline: number | undefined;
   /** The topics this socket joined, so a sweep can find it and its close can leave them. */
   readonly topics: Set<string>;
