@@ -5,6 +5,7 @@
  * Exit codes: 0 after a clean shutdown or a good check, 2 for a config or usage error, 1 otherwise.
  */
 import { basename, dirname, join, resolve } from 'node:path';
+import * as valibot from 'valibot';
 import { resolveKeys } from './auth/keys.ts';
 import { createBridge } from './bridge.ts';
 import { parseArguments, readConfigFile } from './cli/entry.ts';
@@ -18,7 +19,27 @@ import { exitWithParent, spawnWorkers, WORKER_ENV } from './workers.ts';
 
 const SHUTDOWN_DEADLINE_MS = 4500;
 
+// Set by `bun run build` (cli/build.ts) in the single binary, which has no files of its own to read; from
+// source they are undefined, and the console is read and the client bundled at startup instead.
+declare const PGWS_CONSOLE_HTML: string | undefined;
+declare const PGWS_CLIENT_JS: string | undefined;
+declare const PGWS_BINARY: boolean | undefined;
+
+/**
+ * In the single binary there is no node_modules: a module schema's `import ... from 'valibot'` is served
+ * the binary's own valibot, so schema modules load at runtime from beside the config with nothing installed.
+ */
+function provideValibot(): void {
+  Bun.plugin({
+    name: 'valibot from the binary',
+    setup(build) {
+      build.module('valibot', () => ({ exports: valibot, loader: 'object' }));
+    },
+  });
+}
+
 async function main(): Promise<number> {
+  if (typeof PGWS_BINARY === 'boolean' && PGWS_BINARY) provideValibot();
   const { values } = parseArguments({
     config: { type: 'string', default: 'channels.toml' },
     check: { type: 'boolean', default: false },
@@ -57,9 +78,12 @@ async function main(): Promise<number> {
   const worker = env[WORKER_ENV];
   const embedded = config.database.url === undefined ? await startDevelopmentDatabase(log) : undefined;
   const databaseUrl = config.database.url ?? embedded?.url ?? '';
-  const consoleHtml = await Bun.file(join(import.meta.dir, '..', 'console.html'))
-    .text()
-    .catch(() => undefined);
+  const consoleHtml =
+    typeof PGWS_CONSOLE_HTML === 'string'
+      ? PGWS_CONSOLE_HTML
+      : await Bun.file(join(import.meta.dir, '..', 'console.html'))
+          .text()
+          .catch(() => undefined);
   const workerLog = worker === undefined ? log : log.child(`worker-${worker}`);
   const bridge = await createBridge({
     config,
@@ -69,7 +93,7 @@ async function main(): Promise<number> {
     listenAfterDatabase: worker !== undefined,
     ...(auth === undefined ? {} : { authKeys: auth.keys }),
     ...(consoleHtml === undefined ? {} : { consoleHtml }),
-    clientJs: await bundleClient(),
+    clientJs: typeof PGWS_CLIENT_JS === 'string' ? PGWS_CLIENT_JS : await bundleClient(),
   });
   const workers =
     worker === undefined && config.server.workers > 1
@@ -133,6 +157,11 @@ function withEnvironment(config: Config, env: NodeJS.ProcessEnv): Config {
 }
 
 async function startDevelopmentDatabase(log: Logger) {
+  if (typeof PGWS_BINARY === 'boolean' && PGWS_BINARY) {
+    throw new ConfigError(
+      'no database configured: set DATABASE_URL or [database] url (the embedded development PostgreSQL is a `bun run start` feature, not in the single binary)',
+    );
+  }
   const dataDir = resolve('.data', 'postgres');
   log.warn(
     'no database configured: starting the embedded development PostgreSQL (data in .data/); set DATABASE_URL or [database] url to use a real server',
