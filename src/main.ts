@@ -99,7 +99,11 @@ async function main(): Promise<number> {
     worker === undefined && config.server.workers > 1
       ? spawnWorkers({
           count: config.server.workers,
-          command: [process.execPath, ...process.argv.slice(1)],
+          // From source: bun, the script, its arguments. The binary's argv[1] is its own embedded path, not an argument.
+          command:
+            typeof PGWS_BINARY === 'boolean' && PGWS_BINARY
+              ? [process.execPath, ...Bun.argv.slice(2)]
+              : [process.execPath, ...process.argv.slice(1)],
           // Workers bind the port the primary got (PORT=0 picks one) and share its database.
           env: { ...env, PORT: bridge.url.port, DATABASE_URL: databaseUrl },
           log,
