@@ -16,6 +16,7 @@ import type { Config } from './config/load.ts';
 import { createCanary } from './db/canary.ts';
 import { createListener } from './db/listener.ts';
 import { createSweeper } from './db/sweeper.ts';
+import { fileLimitSockets } from './http/admission.ts';
 import { createRoutes } from './http/routes.ts';
 import { type Bound, createServer } from './http/server.ts';
 import type { Logger } from './observe/log.ts';
@@ -38,6 +39,8 @@ export interface BridgeOptions {
   authKeys?: KeySource;
   /** Share the port with sibling worker processes (`[server] workers`). */
   reusePort?: boolean;
+  /** The process's soft open-file limit, when known: upgrades past it are refused with 503 `file_limit`. */
+  openFiles?: number | undefined;
   /**
    * Bind the port only once the database answers. For workers: with a shared port the kernel hands
    * them clients as soon as they listen, and a worker still connecting would refuse those with 503.
@@ -154,6 +157,7 @@ export async function createBridge(options: BridgeOptions): Promise<Bridge> {
     sessions,
     access,
     reusePort: options.reusePort ?? false,
+    maxSockets: fileLimitSockets(options.openFiles),
   });
 
   /** One notification with its payload in hand, as clients get it: encoded once, then fanned out. */

@@ -90,6 +90,7 @@ async function main(): Promise<number> {
     databaseUrl,
     log: workerLog,
     reusePort: config.server.workers > 1,
+    openFiles: await openFileLimit(),
     listenAfterDatabase: worker !== undefined,
     ...(auth === undefined ? {} : { authKeys: auth.keys }),
     ...(consoleHtml === undefined ? {} : { consoleHtml }),
@@ -158,6 +159,15 @@ function withEnvironment(config: Config, env: NodeJS.ProcessEnv): Config {
     },
     database: { ...config.database, url: env['DATABASE_URL'] || config.database.url },
   };
+}
+
+/** The soft limit on open files (`ulimit -n`), from /proc on Linux; undefined where it cannot be read. */
+async function openFileLimit(): Promise<number | undefined> {
+  const limits = await Bun.file('/proc/self/limits')
+    .text()
+    .catch(() => '');
+  const soft = /^Max open files\s+(\d+)/m.exec(limits)?.[1];
+  return soft === undefined ? undefined : Number(soft);
 }
 
 async function startDevelopmentDatabase(log: Logger) {

@@ -4,7 +4,7 @@ import { createCatalog } from '../src/channels/catalog.ts';
 import { channelFromPath, checkChannelName } from '../src/channels/name.ts';
 import { backoffDelay } from '../src/db/backoff.ts';
 import { createCanary } from '../src/db/canary.ts';
-import { type AdmissionInput, admit } from '../src/http/admission.ts';
+import { type AdmissionInput, admit, FILE_RESERVE, fileLimitSockets } from '../src/http/admission.ts';
 import { configFrom } from './harness.ts';
 
 // Per file: bun:test's default timeout is per file, so test/setup.ts's call reaches only the first one.
@@ -47,6 +47,7 @@ describe('admission (no database)', () => {
     stopping: false,
     databaseDown: false,
     connections: 0,
+    maxSockets: 100,
     maxConnections: 10,
     listening: () => false,
     channels: 0,
@@ -59,9 +60,16 @@ describe('admission (no database)', () => {
     ['an undeclared channel in reject mode', { allowed: () => false }, 'unknown_channel', 404],
     ['the database down', { databaseDown: true }, 'database_down', 503],
     ['the connection cap', { connections: 10 }, 'connection_limit', 503],
+    ['the open-file limit, below the connection cap', { connections: 5, maxSockets: 5 }, 'file_limit', 503],
     ['the channel cap', { channels: 2 }, 'channel_limit', 503],
   ] as const)('refuses on %s', (_, change, reason, status) => {
     expect(admit({ ...base, ...change })).toMatchObject({ ok: false, reason, status });
+  });
+
+  test('the sockets a file limit allows keep a reserve back, and no limit known means none', () => {
+    expect(fileLimitSockets(20_000)).toBe(20_000 - FILE_RESERVE);
+    expect(fileLimitSockets(10)).toBe(1);
+    expect(fileLimitSockets(undefined)).toBe(Number.POSITIVE_INFINITY);
   });
 
   test('a bad name is reported even when the server is full', () => {

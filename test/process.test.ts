@@ -3,7 +3,7 @@ import { chmodSync, existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import postgres from 'postgres';
-import { connect } from './client.ts';
+import { connect, upgradeStatus } from './client.ts';
 import { databaseUrl, uniqueChannel, waitFor, within } from './harness.ts';
 import { freshGet, spawnServer } from './process.ts';
 
@@ -120,6 +120,46 @@ describe('the server process', () => {
     const result = await run(['--config', 'nope.toml'], withDatabase());
     expect(result.code).toBe(2);
     expect(result.stderr).toBe('nope.toml: cannot read the config file (use --config FILE)\n');
+  });
+
+  test('at its open-file limit a process refuses upgrades with 503 file_limit and Retry-After, not broken handshakes', async () => {
+    // 160 files, 64 kept back: 96 sockets. Every socket that opens must work; the rest must be told.
+    const cwd = mkdtempSync(join(tmpdir(), 'pgws-nofile-'));
+    writeFileSync(join(cwd, 'channels.toml'), '');
+    const child = Bun.spawn(['sh', '-c', `ulimit -n 160 && exec bun ${MAIN} --config channels.toml`], {
+      cwd,
+      env: { ...process.env, ...withDatabase(), LOG_LEVEL: 'info', PORT: '0', HOST: '127.0.0.1' },
+      stdout: 'pipe',
+      stderr: 'pipe',
+    });
+    try {
+      const reader = child.stdout.getReader();
+      let text = '';
+      const url = await within(
+        (async () => {
+          for (;;) {
+            const { value, done } = await reader.read();
+            if (done) throw new Error(`the server exited: ${text}`);
+            text += new TextDecoder().decode(value);
+            const line = text.split('\n').find((l) => l.includes('"ready: listening'));
+            if (line !== undefined) return new URL(JSON.parse(line).url);
+          }
+        })(),
+        20_000,
+        'the ready line',
+      );
+      const wsUrl = `ws://${url.host}/${uniqueChannel()}`;
+      const clients = [];
+      for (let i = 0; i < 96; i++) clients.push(await connect(wsUrl));
+      const refused = await upgradeStatus(wsUrl);
+      expect(refused).toMatchObject({ status: 503, retryAfter: '1' });
+      expect(refused.body).toContain('open-file limit');
+      const metrics = await (await fetch(new URL('/metrics', url))).text();
+      expect(metrics).toContain('pgws_upgrades_refused_total{reason="file_limit"} 1');
+      for (const client of clients) client.socket.close();
+    } finally {
+      child.kill('SIGKILL');
+    }
   });
 
   test('a worker that dies is started again, and serves clients again', async () => {

@@ -14,6 +14,8 @@ export interface AdmissionInput {
   readonly databaseDown: boolean;
   readonly connections: number;
   readonly maxConnections: number;
+  /** Sockets the process can still open files for (its file limit less a reserve); see `fileLimitSockets`. */
+  readonly maxSockets: number;
   readonly listening: (name: string) => boolean;
   readonly channels: number;
   readonly maxChannels: number;
@@ -45,6 +47,9 @@ export function admit(input: AdmissionInput): Admission {
   if (input.connections >= input.maxConnections) {
     return refuse('connection_limit', `connection limit reached (${input.maxConnections})`);
   }
+  if (input.connections >= input.maxSockets) {
+    return refuse('file_limit', `this process is at its open-file limit (${input.maxSockets} sockets)`);
+  }
   if (!input.listening(name) && input.channels >= input.maxChannels) {
     return refuse('channel_limit', `channel limit reached (${input.maxChannels} distinct channels)`);
   }
@@ -58,6 +63,7 @@ export interface MultiplexedInput {
   readonly databaseDown: boolean;
   readonly connections: number;
   readonly maxConnections: number;
+  readonly maxSockets: number;
 }
 
 /** Decides a multiplexed upgrade: one socket toward `max_connections`, whatever its subscriptions. */
@@ -70,5 +76,19 @@ export function admitMultiplexed(input: MultiplexedInput): Admission {
   if (input.connections >= input.maxConnections) {
     return refuse('connection_limit', `connection limit reached (${input.maxConnections})`);
   }
+  if (input.connections >= input.maxSockets) {
+    return refuse('file_limit', `this process is at its open-file limit (${input.maxSockets} sockets)`);
+  }
   return { ok: true, channel: '' };
+}
+
+/** File descriptors kept back from clients: stdio, the listening sockets, the database connections, logs. */
+export const FILE_RESERVE = 64;
+
+/**
+ * How many client sockets a process with this soft open-file limit can hold; unlimited when it is unknown.
+ * A socket past it would fail inside the handshake (EMFILE); refusing before is a clean 503 instead.
+ */
+export function fileLimitSockets(openFiles: number | undefined): number {
+  return openFiles === undefined ? Number.POSITIVE_INFINITY : Math.max(1, openFiles - FILE_RESERVE);
 }

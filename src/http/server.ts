@@ -38,6 +38,8 @@ export interface ServerOptions {
   log: Logger;
   /** Share the port with sibling worker processes (`[server] workers`). */
   reusePort: boolean;
+  /** Client sockets the process's open-file limit allows. */
+  maxSockets: number;
 }
 
 /** Where the server listens: the address it bound, and a URL a local client can use. */
@@ -130,6 +132,7 @@ export function createServer(options: ServerOptions): BridgeServer {
     stats,
     log,
     stopping: () => stopping,
+    maxSockets: options.maxSockets,
   });
 
   async function upgrade(request: Request, bun: Server<SocketData>, pathname: string) {

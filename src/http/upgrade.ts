@@ -64,6 +64,8 @@ export interface UpgradeOptions {
   stats: Stats;
   log: Logger;
   stopping: () => boolean;
+  /** Client sockets the process's open-file limit allows (see admission.ts `fileLimitSockets`). */
+  maxSockets: number;
 }
 
 /** The upgrade decisions of one server. */
@@ -123,6 +125,7 @@ export function createUpgrades(options: UpgradeOptions): Upgrades {
       databaseDown: listener.state === 'down',
       connections: stats.connections,
       maxConnections: limits.maxConnections,
+      maxSockets: options.maxSockets,
       listening: listener.has,
       channels: listener.channelCount,
       maxChannels: limits.maxChannels,
@@ -170,6 +173,7 @@ export function createUpgrades(options: UpgradeOptions): Upgrades {
       databaseDown: listener.state === 'down',
       connections: stats.connections,
       maxConnections: limits.maxConnections,
+      maxSockets: options.maxSockets,
     });
     if (!decision.ok) return refuse(decision.reason, decision.message);
     stats.connections += 1;

@@ -176,6 +176,11 @@ export const Refusals = {
     when: '`max_connections` reached',
     advice: 'retry with backoff (to another instance)',
   },
+  file_limit: {
+    status: 503,
+    when: 'the process is at its open-file limit (the soft `ulimit -n` less 64 kept for itself)',
+    advice: 'retry with backoff (to another worker or instance); raise `ulimit -n`',
+  },
   channel_limit: {
     status: 503,
     when: '`max_channels` distinct channels already LISTENed',
