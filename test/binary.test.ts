@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import postgres from 'postgres';
 import { databaseUrl, uniqueChannel, within } from './harness.ts';
 import { connectMux } from './mux.ts';
-import { freshGet } from './process.ts';
+import { freshGet, spawnServer } from './process.ts';
 
 // Per file: bun:test's default timeout is per file, so test/setup.ts's call reaches only the first one.
 setDefaultTimeout(60_000);
@@ -35,35 +35,6 @@ async function build(): Promise<string> {
   return out;
 }
 
-/** Starts the binary in `cwd` with only PATH and DATABASE_URL; resolves with its process and local URL. */
-async function startBinary(binary: string, cwd: string, args: string[] = []) {
-  const child = Bun.spawn([binary, ...args], {
-    cwd,
-    env: { PATH: '/usr/bin:/bin', DATABASE_URL: databaseUrl(), PORT: '0', HOST: '127.0.0.1' },
-    stdout: 'pipe',
-    stderr: 'pipe',
-  });
-  const reader = child.stdout.getReader();
-  let text = '';
-  const url = await within(
-    (async () => {
-      for (;;) {
-        const { value, done } = await reader.read();
-        if (done) throw new Error(`the binary exited: ${text}${await new Response(child.stderr).text()}`);
-        text += new TextDecoder().decode(value);
-        const line = text.split('\n').find((l) => l.includes('"ready: listening'));
-        if (line !== undefined) return new URL(JSON.parse(line).url);
-      }
-    })(),
-    20_000,
-    'the ready line',
-  ).catch((error: unknown) => {
-    child.kill('SIGKILL');
-    throw error;
-  });
-  return { child, url };
-}
-
 test('the single binary serves inline and module schemas, the console and /client.js from an empty folder', async () => {
   const binary = await binaryPath();
   const run = join(folder, 'run');
@@ -74,28 +45,28 @@ test('the single binary serves inline and module schemas, the console and /clien
     join(run, 'schemas', 'note.ts'),
     "import * as v from 'valibot';\nexport default v.object({ text: v.string(), n: v.optional(v.number(), 7) });\n",
   );
-  writeFileSync(
-    join(run, 'channels.toml'),
+  const toml =
     `[channels."${inline}".schema]\ntype = "object"\nrequired = ["q"]\n[channels."${inline}".schema.properties.w]\ntype = "string"\ndefault = "main"\n` +
-      `[channels."${module}"]\nschema = "./schemas/note.ts"\n`,
-  );
-  const { child, url } = await startBinary(join(run, 'pg-notify-ws'), run);
-  try {
-    expect(await (await fetch(new URL('/', url))).text()).toContain('<title>pg-notify-ws console');
-    expect((await fetch(new URL('/client.js', url))).status).toBe(200);
-    using client = await connectMux(url);
-    await client.subscribe(inline);
-    await client.subscribe(module);
-    const sql = postgres(databaseUrl(), { max: 1, onnotice: () => {} });
-    await sql`SELECT pg_notify(${inline}, '{"q":1}'), pg_notify(${module}, '{"text":"hi"}')`;
-    await sql.end();
-    expect((await client.received(inline, 1))[0]?.['payload']).toEqual({ q: 1, w: 'main' });
-    expect((await client.received(module, 1))[0]?.['payload']).toEqual({ text: 'hi', n: 7 });
-    child.kill('SIGTERM');
-    expect(await within(child.exited, 6000, 'the binary to exit')).toBe(0);
-  } finally {
-    child.kill('SIGKILL');
-  }
+    `[channels."${module}"]\nschema = "./schemas/note.ts"\n`;
+  await using server = await spawnServer({
+    toml,
+    cwd: run,
+    command: [join(run, 'pg-notify-ws')],
+    bareEnv: true,
+    env: { DATABASE_URL: databaseUrl() },
+  });
+  const { url } = server;
+  expect(await (await fetch(new URL('/', url))).text()).toContain('<title>pg-notify-ws console');
+  expect((await fetch(new URL('/client.js', url))).status).toBe(200);
+  using client = await connectMux(url);
+  await client.subscribe(inline);
+  await client.subscribe(module);
+  const sql = postgres(databaseUrl(), { max: 1, onnotice: () => {} });
+  await sql`SELECT pg_notify(${inline}, '{"q":1}'), pg_notify(${module}, '{"text":"hi"}')`;
+  await sql.end();
+  expect((await client.received(inline, 1))[0]?.['payload']).toEqual({ q: 1, w: 'main' });
+  expect((await client.received(module, 1))[0]?.['payload']).toEqual({ text: 'hi', n: 7 });
+  expect(await within(server.signal('SIGTERM'), 6000, 'the binary to exit')).toBe(0);
 });
 
 test('without a database URL the binary says so in one line and exits 2 (the embedded database is not in it)', async () => {
@@ -113,24 +84,25 @@ test('without a database URL the binary says so in one line and exits 2 (the emb
 test('with workers = 2 the binary runs two processes on one port (a worker is the binary again, with its arguments)', async () => {
   const binary = await binaryPath();
   const run = mkdtempSync(join(folder, 'workers-'));
-  writeFileSync(join(run, 'w.toml'), '[server]\nworkers = 2\n');
-  const { child, url } = await startBinary(binary, run, ['--config', 'w.toml']);
-  try {
-    const pids = new Set<number>();
-    await within(
-      (async () => {
-        while (pids.size < 2) {
-          const body = JSON.parse(await freshGet(url, '/healthz')) as { pid: number; status: string };
-          if (body.status === 'ok') pids.add(body.pid);
-        }
-      })(),
-      15_000,
-      'both processes to answer',
-    );
-    expect(pids.size).toBe(2);
-    child.kill('SIGTERM');
-    expect(await within(child.exited, 6000, 'the binary to exit')).toBe(0);
-  } finally {
-    child.kill('SIGKILL');
-  }
+  await using server = await spawnServer({
+    toml: '[server]\nworkers = 2\n',
+    cwd: run,
+    command: [binary],
+    bareEnv: true,
+    env: { DATABASE_URL: databaseUrl() },
+  });
+  const { url } = server;
+  const pids = new Set<number>();
+  await within(
+    (async () => {
+      while (pids.size < 2) {
+        const body = JSON.parse(await freshGet(url, '/healthz')) as { pid: number; status: string };
+        if (body.status === 'ok') pids.add(body.pid);
+      }
+    })(),
+    15_000,
+    'both processes to answer',
+  );
+  expect(pids.size).toBe(2);
+  expect(await within(server.signal('SIGTERM'), 6000, 'the binary to exit')).toBe(0);
 });

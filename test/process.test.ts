@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import postgres from 'postgres';
 import { connect, upgradeStatus } from './client.ts';
-import { databaseUrl, uniqueChannel, waitFor, within } from './harness.ts';
+import { databaseUrl, metric, uniqueChannel, waitFor, within } from './harness.ts';
 import { freshGet, spawnServer } from './process.ts';
 
 // Per file: bun:test's default timeout is per file, so test/setup.ts's call reaches only the first one.
@@ -124,42 +124,19 @@ describe('the server process', () => {
 
   test('at its open-file limit a process refuses upgrades with 503 file_limit and Retry-After, not broken handshakes', async () => {
     // 160 files, 64 kept back: 96 sockets. Every socket that opens must work; the rest must be told.
-    const cwd = mkdtempSync(join(tmpdir(), 'pgws-nofile-'));
-    writeFileSync(join(cwd, 'channels.toml'), '');
-    const child = Bun.spawn(['sh', '-c', `ulimit -n 160 && exec bun ${MAIN} --config channels.toml`], {
-      cwd,
-      env: { ...process.env, ...withDatabase(), LOG_LEVEL: 'info', PORT: '0', HOST: '127.0.0.1' },
-      stdout: 'pipe',
-      stderr: 'pipe',
+    await using server = await spawnServer({
+      toml: '',
+      env: withDatabase(),
+      command: ['sh', '-c', `ulimit -n 160 && exec bun ${MAIN} --config channels.toml`],
     });
-    try {
-      const reader = child.stdout.getReader();
-      let text = '';
-      const url = await within(
-        (async () => {
-          for (;;) {
-            const { value, done } = await reader.read();
-            if (done) throw new Error(`the server exited: ${text}`);
-            text += new TextDecoder().decode(value);
-            const line = text.split('\n').find((l) => l.includes('"ready: listening'));
-            if (line !== undefined) return new URL(JSON.parse(line).url);
-          }
-        })(),
-        20_000,
-        'the ready line',
-      );
-      const wsUrl = `ws://${url.host}/${uniqueChannel()}`;
-      const clients = [];
-      for (let i = 0; i < 96; i++) clients.push(await connect(wsUrl));
-      const refused = await upgradeStatus(wsUrl);
-      expect(refused).toMatchObject({ status: 503, retryAfter: '1' });
-      expect(refused.body).toContain('open-file limit');
-      const metrics = await (await fetch(new URL('/metrics', url))).text();
-      expect(metrics).toContain('pgws_upgrades_refused_total{reason="file_limit"} 1');
-      for (const client of clients) client.socket.close();
-    } finally {
-      child.kill('SIGKILL');
-    }
+    const wsUrl = server.wsUrl(uniqueChannel());
+    const clients = [];
+    for (let i = 0; i < 96; i++) clients.push(await connect(wsUrl));
+    const refused = await upgradeStatus(wsUrl);
+    expect(refused).toMatchObject({ status: 503, retryAfter: '1' });
+    expect(refused.body).toContain('open-file limit');
+    expect(await metric(server.url, 'pgws_upgrades_refused_total', { reason: 'file_limit' })).toBe(1);
+    for (const client of clients) client.socket.close();
   });
 
   test('a worker that dies is started again, and serves clients again', async () => {

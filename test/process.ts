@@ -34,6 +34,10 @@ export interface SpawnOptions {
   cwd?: string;
   /** Wait for /healthz 200 after the ready line (default true). */
   waitHealthy?: boolean;
+  /** What to run instead of `bun src/main.ts --config channels.toml` (the single binary, a shell with a ulimit). */
+  command?: readonly string[];
+  /** Start from an empty environment (PATH only) instead of this process's: what a deployed binary gets. */
+  bareEnv?: boolean;
 }
 
 /** Spawns the server and waits for its ready line; fails with its output if it exits first. */
@@ -43,9 +47,15 @@ export async function spawnServer(options: SpawnOptions): Promise<ServerProcess>
   chmodSync(cwd, 0o755);
   for (const [name, text] of Object.entries(options.files ?? {})) writeFileSync(join(cwd, name), text);
   writeFileSync(join(cwd, 'channels.toml'), options.toml);
-  const child = Bun.spawn(['bun', MAIN, '--config', 'channels.toml'], {
+  const child = Bun.spawn([...(options.command ?? ['bun', MAIN, '--config', 'channels.toml'])], {
     cwd,
-    env: { ...process.env, LOG_LEVEL: 'info', PORT: '0', HOST: '127.0.0.1', ...options.env },
+    env: {
+      ...(options.bareEnv ? { PATH: '/usr/bin:/bin' } : process.env),
+      LOG_LEVEL: 'info',
+      PORT: '0',
+      HOST: '127.0.0.1',
+      ...options.env,
+    },
     stdin: 'ignore',
     stdout: 'pipe',
     stderr: 'pipe',
