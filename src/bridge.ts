@@ -12,17 +12,21 @@ import { createCatalog } from './channels/catalog.ts';
 import { describeChannels } from './channels/discovery.ts';
 import { MARKER_CODE } from './channels/reference.ts';
 import { createResolver } from './channels/resolver.ts';
+import { createFollower, type Follower } from './cluster/follower.ts';
+import type { ToPrimary, ToWorker } from './cluster/messages.ts';
+import { type Cluster, createCluster } from './cluster/primary.ts';
 import type { Config } from './config/load.ts';
 import { createCanary } from './db/canary.ts';
-import { createListener } from './db/listener.ts';
+import { createListener, type Listener } from './db/listener.ts';
+import { createQueries } from './db/queries.ts';
 import { createSweeper } from './db/sweeper.ts';
 import { fileLimitSockets } from './http/admission.ts';
 import { createRoutes } from './http/routes.ts';
 import { type Bound, createServer } from './http/server.ts';
 import type { Logger } from './observe/log.ts';
-import { createMetrics } from './observe/metrics.ts';
-import { createStats } from './observe/stats.ts';
-import { createHub } from './protocol/hub.ts';
+import { aggregateMetrics, createMetrics } from './observe/metrics.ts';
+import { type ChannelStats, createStats } from './observe/stats.ts';
+import { createHub, type Position } from './protocol/hub.ts';
 import { createSessions } from './protocol/session.ts';
 
 /** What {@link createBridge} needs; everything is passed in, nothing is read from globals. */
@@ -46,6 +50,19 @@ export interface BridgeOptions {
    * them clients as soon as they listen, and a worker still connecting would refuse those with 503.
    */
   listenAfterDatabase?: boolean;
+  /**
+   * `[server] workers > 1`: the primary keeps the instance's one LISTEN connection and serves its workers
+   * (`cluster/primary.ts`); a worker follows it over IPC (`cluster/follower.ts`). Absent: a lone process.
+   */
+  cluster?: { readonly role: 'primary' } | WorkerRole;
+}
+
+/** How a worker talks to its primary (Bun's IPC channel, from `main.ts`). */
+export interface WorkerRole {
+  readonly role: 'worker';
+  send(message: ToPrimary): void;
+  /** Called once, before anything is sent: every message from the primary goes to `handler`. */
+  onMessage(handler: (message: ToWorker) => void): void;
 }
 
 /** A running bridge. */
@@ -60,6 +77,8 @@ export interface Bridge {
    * database never answers never becomes ready.
    */
   readonly ready: Promise<void>;
+  /** In the primary of `[server] workers > 1`: the workers' side, for `workers.ts` to attach them. */
+  readonly cluster: Cluster | undefined;
   stop(): Promise<void>;
   [Symbol.asyncDispose](): Promise<void>;
 }
@@ -91,21 +110,41 @@ export async function createBridge(options: BridgeOptions): Promise<Bridge> {
   // PROTOCOL.md: a channel with history is LISTENed from startup, with or without subscribers.
   const pinned = [...config.channels.values()].filter((channel) => channel.history > 0).map((channel) => channel.name);
 
-  const listener = createListener({
-    url: options.databaseUrl,
-    reconnectMinMs: config.database.reconnectMinMs,
-    reconnectMaxMs: config.database.reconnectMaxMs,
-    probeChannel: probe,
-    pinned,
-    log: log.child('listener'),
-    onUnlisten(channel) {
-      // Bounded memory: counters of undeclared channels go when their last subscriber does.
-      if (!catalog.declared(channel)) stats.channels.delete(channel);
-    },
-  });
+  const hub = createHub({ history: catalog.history });
+  const listenerLog = log.child('listener');
+  // Bounded memory: counters of undeclared channels go when their last subscriber does.
+  const onUnlisten = (channel: string) => {
+    hub.close(channel);
+    if (!catalog.declared(channel)) stats.channels.delete(channel);
+  };
+  const worker = options.cluster?.role === 'worker' ? options.cluster : undefined;
+  const follower: Follower | undefined =
+    worker === undefined
+      ? undefined
+      : createFollower({
+          send: worker.send,
+          queries: createQueries(options.databaseUrl),
+          probeChannel: probe,
+          onListen: hub.open,
+          onUnlisten,
+          sample: () => metrics.sample(),
+          log: listenerLog,
+        });
+  const listener: Listener =
+    follower ??
+    createListener({
+      url: options.databaseUrl,
+      reconnectMinMs: config.database.reconnectMinMs,
+      reconnectMaxMs: config.database.reconnectMaxMs,
+      probeChannel: probe,
+      pinned,
+      log: listenerLog,
+      onListen: (channel) => hub.open(channel),
+      onUnlisten,
+    });
   const canary = createCanary({
     intervalMs: config.database.canaryIntervalMs,
-    send: (token) => listener.notify(probe, token),
+    send: (token) => listener.queries.notify(probe, token),
     onFailing(status, everOk) {
       if (everOk) {
         canaryLog.warn('readiness canary failing: NOTIFY round trips are not coming back', { ...status });
@@ -119,8 +158,6 @@ export async function createBridge(options: BridgeOptions): Promise<Bridge> {
       );
     },
   });
-  const hub = createHub({ history: catalog.history });
-  for (const channel of pinned) hub.pin(channel);
   const sessions = createSessions({
     catalog,
     hub,
@@ -138,10 +175,15 @@ export async function createBridge(options: BridgeOptions): Promise<Bridge> {
     log: log.child('session'),
   });
   const metrics = createMetrics({ stats, listener, canary, hub });
+  const cluster =
+    options.cluster?.role === 'primary'
+      ? createCluster({ listener, hub, pinned, sample: metrics.sample, aggregate: aggregateMetrics, log })
+      : undefined;
+  const scrape = cluster?.scrape ?? follower?.scrape;
   const routes = createRoutes({
     listener,
     canary,
-    metrics,
+    metrics: scrape === undefined ? metrics : { ...metrics, render: (byWorker = false) => scrape(byWorker) },
     channelsDocument: JSON.stringify(describeChannels(config)),
     consoleHtml: options.consoleHtml,
     clientJs: options.clientJs,
@@ -160,21 +202,22 @@ export async function createBridge(options: BridgeOptions): Promise<Bridge> {
     maxSockets: fileLimitSockets(options.openFiles),
   });
 
+  /**
+   * A valid notification to this process's clients: the plain frame to plain sockets, and numbered (here,
+   * or `at` the primary's position in a worker) to multiplexed ones; the primary passes it on to workers.
+   */
+  const fanOut = (channel: string, frame: string, counters: ChannelStats, at?: Position) => {
+    counters.delivered += server.publish(channel, frame);
+    if (!hub.has(channel)) return;
+    // Multiplexed frames carry the payload as JSON: the parsed value, or the raw text as a string.
+    const payloadJson = catalog.hasSchema(channel) ? frame : () => JSON.stringify(frame);
+    counters.delivered += hub.deliver(channel, payloadJson, server.publish, at);
+    if (at === undefined) cluster?.forward(channel, frame, hub.position(channel));
+  };
   /** One notification with its payload in hand, as clients get it: encoded once, then fanned out. */
   const deliver = (channel: string, payload: string, counters = stats.channel(channel)) => {
     const encoded = catalog.encode(channel, payload);
-    if (encoded.ok) {
-      counters.delivered += server.publish(channel, encoded.frame);
-      // Multiplexed frames carry the payload as JSON: the parsed value, or the raw text as a string.
-      if (hub.has(channel)) {
-        counters.delivered += hub.deliver(
-          channel,
-          catalog.hasSchema(channel) ? encoded.frame : JSON.stringify(encoded.frame),
-          server.publish,
-        );
-      }
-      return;
-    }
+    if (encoded.ok) return fanOut(channel, encoded.frame, counters);
     if (encoded.reason === 'json') counters.invalidJson += 1;
     else counters.invalidSchema += 1;
     payloadLog.warn('invalid payload dropped', {
@@ -185,7 +228,7 @@ export async function createBridge(options: BridgeOptions): Promise<Bridge> {
     });
   };
   const references = createResolver({
-    fetch: (id, channel) => listener.fetchPayload(id, channel, config.server.maxPayloadBytes),
+    fetch: (id, channel) => listener.queries.fetchPayload(id, channel, config.server.maxPayloadBytes),
     deliver,
     drop(channel, reason, detail) {
       stats.channel(channel).invalidReference[reason] += 1;
@@ -197,43 +240,48 @@ export async function createBridge(options: BridgeOptions): Promise<Bridge> {
   });
   const sweeper = createSweeper({
     ttlSeconds: config.database.largePayloadTtl,
-    sweep: listener.sweepPayloads,
+    sweep: listener.queries.sweepPayloads,
     onExpired: (count) => {
       stats.payloadsExpired += count;
     },
     log: log.child('sweeper'),
   });
 
+  // Before `start`, whose hello the primary answers.
+  if (follower !== undefined) worker?.onMessage(follower.receive);
   const databaseUp = Promise.withResolvers<void>();
   const ready = Promise.withResolvers<void>();
   listener.start({
     notification(channel, payload) {
       if (channel === probe) return canary.receive(payload);
+      if (cluster?.probe(channel, payload)) return;
       const counters = stats.channel(channel);
       counters.received += 1;
       // The hot path: one test of the first character, unless some channel is waiting for a fetch.
       if (payload.charCodeAt(0) === MARKER_CODE || references.busy !== 0) return references.accept(channel, payload);
       deliver(channel, payload, counters);
     },
-    state(state) {
+    delivered: (channel, frame, at) => fanOut(channel, frame, stats.channel(channel), at),
+    state(state, epochs) {
       if (state === 'up') {
         databaseUp.resolve();
         canary.restart();
         void canary.verified(Number.POSITIVE_INFINITY).then((ok) => ok && ready.resolve());
-        return;
+      } else canary.stop();
+      if (state === 'down') {
+        references.reset();
+        // Tell clients now, not when the database is back: until then they would wait in silence.
+        server.closePlain('database_lost');
+        stats.gaps += hub.broken(server.publish, epochs);
       }
-      canary.stop();
-      if (state !== 'down') return;
-      references.reset();
-      // Tell clients now, not when the database is back: until then they would wait in silence.
-      server.closePlain('database_lost');
-      stats.gaps += hub.broken(server.publish);
+      // Workers hear of it once this process has moved on: after a loss, the new epochs are set.
+      cluster?.state(state);
     },
   });
-
   if (options.listenAfterDatabase) await databaseUp.promise;
   const bound = server.listen();
-  sweeper.start();
+  // The primary sweeps for the instance; SKIP LOCKED keeps other instances' sweeps out of its way.
+  if (worker === undefined) sweeper.start();
 
   let stopped: Promise<void> | undefined;
   const stop = () => {
@@ -245,5 +293,5 @@ export async function createBridge(options: BridgeOptions): Promise<Bridge> {
     })();
     return stopped;
   };
-  return { url: bound.url, bound, ready: ready.promise, stop, [Symbol.asyncDispose]: stop };
+  return { url: bound.url, bound, ready: ready.promise, cluster, stop, [Symbol.asyncDispose]: stop };
 }

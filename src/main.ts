@@ -10,6 +10,7 @@ import { resolveKeys } from './auth/keys.ts';
 import { createBridge } from './bridge.ts';
 import { parseArguments, readConfigFile } from './cli/entry.ts';
 import { bundleClient } from './client/bundle.ts';
+import type { ToPrimary, ToWorker } from './cluster/messages.ts';
 import { type Config, parseConfig } from './config/load.ts';
 import { describeConfig } from './config/summary.ts';
 import { startEmbeddedPostgres } from './db/embedded.ts';
@@ -92,13 +93,26 @@ async function main(): Promise<number> {
     reusePort: config.server.workers > 1,
     openFiles: await openFileLimit(),
     listenAfterDatabase: worker !== undefined,
+    ...(worker !== undefined
+      ? {
+          cluster: {
+            role: 'worker' as const,
+            send: (message: ToPrimary) => void process.send?.(message),
+            onMessage: (handler: (message: ToWorker) => void) =>
+              void process.on('message', (message) => handler(message as ToWorker)),
+          },
+        }
+      : config.server.workers > 1
+        ? { cluster: { role: 'primary' as const } }
+        : {}),
     ...(auth === undefined ? {} : { authKeys: auth.keys }),
     ...(consoleHtml === undefined ? {} : { consoleHtml }),
     clientJs: typeof PGWS_CLIENT_JS === 'string' ? PGWS_CLIENT_JS : await bundleClient(),
   });
   const workers =
-    worker === undefined && config.server.workers > 1
+    bridge.cluster !== undefined
       ? spawnWorkers({
+          cluster: bridge.cluster,
           count: config.server.workers,
           // From source: bun, the script, its arguments. The binary's argv[1] is its own embedded path, not an argument.
           command:

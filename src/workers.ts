@@ -1,9 +1,12 @@
 /**
  * `[server] workers = N`: N server processes on one port (SO_REUSEPORT), so fan-out uses more than one
- * core. The primary runs a bridge itself and spawns N - 1 copies of its own command line; each has
- * its own LISTEN connection and its own clients, and the kernel spreads new connections among them.
+ * core. The primary runs a bridge itself and spawns N - 1 copies of its own command line, each with its
+ * own clients (the kernel spreads new connections among them) and an IPC channel to the primary, whose one
+ * LISTEN connection serves them all (`cluster/`).
  */
 import type { Subprocess } from 'bun';
+import type { ToPrimary } from './cluster/messages.ts';
+import type { Cluster, WorkerLink } from './cluster/primary.ts';
 import { backoffDelay } from './db/backoff.ts';
 import type { Logger } from './observe/log.ts';
 
@@ -24,6 +27,8 @@ export interface WorkerOptions {
   command: readonly string[];
   env: Record<string, string | undefined>;
   log: Logger;
+  /** The primary's side of the IPC channels: every worker is attached while it runs. */
+  cluster: Cluster;
 }
 
 /** A worker that ran this long before dying is restarted at once; one that dies sooner backs off. */
@@ -43,14 +48,30 @@ export function spawnWorkers(options: WorkerOptions): Workers {
 
   const start = (index: number, failures: number) => {
     const startedAt = performance.now();
-    const child = Bun.spawn([...options.command], {
+    let child: Subprocess | undefined;
+    const link: WorkerLink = {
+      index,
+      send(message) {
+        try {
+          child?.send(message);
+        } catch (error) {
+          // The worker is exiting; its exit detaches it.
+          options.log.debug('IPC send to a worker failed', { worker: index, error });
+        }
+      },
+    };
+    options.cluster.attach(link);
+    const spawned = Bun.spawn([...options.command], {
       env: { ...options.env, [WORKER_ENV]: String(index) },
       stdin: 'ignore',
       stdout: 'inherit',
       stderr: 'inherit',
+      ipc: (message) => options.cluster.receive(link, message as ToPrimary),
     });
-    children.set(index, child);
-    void child.exited.then((code) => {
+    child = spawned;
+    children.set(index, spawned);
+    void spawned.exited.then((code) => {
+      options.cluster.detach(link);
       if (stopping) return;
       const young = performance.now() - startedAt < STABLE_MS;
       const next = young ? failures + 1 : 0;
@@ -76,9 +97,13 @@ export function spawnWorkers(options: WorkerOptions): Workers {
   };
 }
 
-/** In a worker: exit when the primary is gone (the kernel re-parents orphans to another process). */
+/**
+ * In a worker: exit when the primary is gone. Its IPC channel closing says so at once; the parent check
+ * (the kernel re-parents orphans) is the backstop.
+ */
 export function exitWithParent(onOrphaned: () => void): Timer {
   const parent = process.ppid;
+  process.once('disconnect', onOrphaned);
   return setInterval(() => {
     if (process.ppid !== parent) onOrphaned();
   }, 1000);

@@ -140,7 +140,11 @@ export async function waitFor(check: () => boolean | Promise<boolean>, ms: numbe
 
 /** Reads one sample from GET /metrics, e.g. `metric(t.url, 'pgws_closes_total', { reason: 'slow_consumer' })`. */
 export async function metric(base: URL, name: string, labels: Record<string, string> = {}): Promise<number> {
-  const text = await (await fetch(new URL('/metrics', base))).text();
+  return metricIn(await (await fetch(new URL('/metrics', base))).text(), name, labels);
+}
+
+/** The value of the first series of `name` in a /metrics text whose labels include `labels` (0 when none). */
+export function metricIn(text: string, name: string, labels: Record<string, string> = {}): number {
   const wanted = Object.entries(labels);
   for (const line of text.split('\n')) {
     const match = /^([a-zA-Z_:][\w:]*)(?:\{(.*)\})? (\S+)$/.exec(line);

@@ -5,22 +5,29 @@
  */
 import { describe, expect, setDefaultTimeout, test } from 'bun:test';
 import postgres from 'postgres';
-import { databaseUrl, uniqueChannel, waitFor } from './harness.ts';
+import { connect, type TestClient } from './client.ts';
+import { databaseUrl, metricIn, uniqueChannel, waitFor } from './harness.ts';
 import { connectMux, type MuxClient } from './mux.ts';
 import { freshGet, spawnServer } from './process.ts';
 
 // Here, not only in test/setup.ts: bun:test's setDefaultTimeout is per file, and the preload's reaches only the first.
 setDefaultTimeout(60_000);
 
-const SOCKETS = 12;
+const WORKERS = 4;
+// Forty connections: all on fewer than four workers is a (3/4)^40 chance per worker, about 1 in 100,000.
+const SOCKETS = 40;
+
+/** Each process's figure of one series, from `/metrics?by=worker` (worker 0 is the primary). */
+async function perWorker(base: URL, name: string, labels: Record<string, string>): Promise<number[]> {
+  const text = await freshGet(base, '/metrics?by=worker');
+  return Array.from({ length: WORKERS }, (_, worker) => metricIn(text, name, { ...labels, worker: String(worker) }));
+}
 
 describe('workers', () => {
-  // Today each worker has its own LISTEN connection and so its own positions (README: Positions). Issue 14
-  // makes positions per instance; `bun test --todo` runs this to see where that stands.
-  test.todo('every worker agrees on a channel epoch, seq and history, so a resume landing on any worker is recovered', async () => {
+  test('every worker agrees on a channel epoch, seq and history, so a resume landing on any worker is recovered', async () => {
     const channel = uniqueChannel('workers');
     await using server = await spawnServer({
-      toml: `[server]\nworkers = 2\n[channels."${channel}"]\nhistory = 100\n`,
+      toml: `[server]\nworkers = ${WORKERS}\n[channels."${channel}"]\nhistory = 100\n`,
       env: { DATABASE_URL: databaseUrl() },
     });
     const pids = new Set<number>();
@@ -28,33 +35,97 @@ describe('workers', () => {
       async () => {
         const body = JSON.parse(await freshGet(server.url, '/healthz')) as { pid: number; status: string };
         if (body.status === 'ok') pids.add(body.pid);
-        return pids.size === 2;
+        return pids.size === WORKERS;
       },
-      10_000,
-      'both workers to answer',
+      15_000,
+      'every worker to answer',
     );
-    // Twelve connections: all on one worker is a 1 in 2,048 chance, so both workers are asked.
     const clients: MuxClient[] = [];
     for (let i = 0; i < SOCKETS; i++) clients.push(await connectMux(server.url, { ms: 15_000 }));
     const answers = await Promise.all(clients.map((client) => client.subscribe(channel, {}, 15_000)));
+    // Every worker answered some of them, so agreement below is across workers, not within one.
+    const subscribed = await perWorker(server.url, 'pgws_subscriptions', { mode: 'multiplexed' });
+    expect(subscribed.filter((count) => count > 0).length).toBe(WORKERS);
     const positions = [...new Set(answers.map((answer) => JSON.stringify([answer.epoch, answer.seq])))];
     // One position for the channel, whichever worker answered (the diff shows them all when not).
     expect(positions).toEqual(positions.slice(0, 1));
     const epoch = answers[0]?.epoch ?? '';
     const base = answers[0]?.seq ?? 0;
     const sql = postgres(databaseUrl(), { max: 1, onnotice: () => {} });
-    for (const payload of ['a', 'b', 'c']) await sql`SELECT pg_notify(${channel}, ${payload})`;
-    await sql.end();
-    for (const client of clients) {
-      expect((await client.received(channel, 3)).map((m) => m.seq)).toEqual([base + 1, base + 2, base + 3]);
-      client.socket.close();
+    const notify = async (...payloads: string[]) => {
+      for (const payload of payloads) await sql`SELECT pg_notify(${channel}, ${payload})`;
+    };
+    try {
+      await notify('a', 'b', 'c');
+      for (const client of clients) {
+        expect((await client.received(channel, 3)).map((m) => m.seq)).toEqual([base + 1, base + 2, base + 3]);
+        client.socket.close();
+      }
+      // Two more while every client is away.
+      await notify('d', 'e');
+      // Resumes from after "a" on fresh connections, wherever the kernel puts them.
+      const resumed: MuxClient[] = [];
+      for (let i = 0; i < SOCKETS; i++) {
+        const client = await connectMux(server.url, { ms: 15_000 });
+        resumed.push(client);
+        const answer = await client.subscribe(channel, { since: { epoch, seq: base + 1 } }, 15_000);
+        expect(answer).toMatchObject({ epoch, seq: base + 1, recovered: true });
+      }
+      await notify('f');
+      for (const client of resumed) {
+        await client.received(channel, 5);
+        // Held back a moment: a doubled or stray message would arrive by now.
+        await Bun.sleep(20);
+        expect(client.messages(channel).map((m) => [m.seq, m.payload])).toEqual([
+          [base + 2, 'b'],
+          [base + 3, 'c'],
+          [base + 4, 'd'],
+          [base + 5, 'e'],
+          [base + 6, 'f'],
+        ]);
+        client.socket.close();
+      }
+    } finally {
+      await sql.end();
     }
-    // Resumes on fresh connections, wherever the kernel puts them.
-    for (let i = 0; i < SOCKETS; i++) {
-      using client = await connectMux(server.url, { ms: 15_000 });
-      const answer = await client.subscribe(channel, { since: { epoch, seq: base } }, 15_000);
-      expect(answer).toMatchObject({ epoch, seq: base, recovered: true });
-      expect((await client.received(channel, 3)).map((m) => m.payload)).toEqual(['a', 'b', 'c']);
+  }, 90_000);
+
+  test('one LISTEN connection serves the instance, and /metrics is the whole server wherever the scrape lands', async () => {
+    const channel = uniqueChannel('workers');
+    await using server = await spawnServer({
+      toml: `[server]\nworkers = ${WORKERS}\n`,
+      env: { DATABASE_URL: databaseUrl() },
+    });
+    await waitFor(
+      async () => (await perWorker(server.url, 'pgws_canary_ready', {})).every((ready) => ready === 1),
+      15_000,
+      'every worker to be ready',
+    );
+    const plainUrl = `ws://${server.url.host}/${channel}`;
+    const clients: TestClient[] = [];
+    for (let i = 0; i < SOCKETS; i++) clients.push(await connect(plainUrl));
+    expect((await perWorker(server.url, 'pgws_connections', {})).filter((count) => count > 0).length).toBe(WORKERS);
+    const sql = postgres(databaseUrl(), { max: 1, onnotice: () => {} });
+    try {
+      await sql`SELECT pg_notify(${channel}, 'one'), pg_notify(${channel}, 'two')`;
+      for (const client of clients) expect(await client.received(2)).toEqual(['one', 'two']);
+      // Only the primary's connection ever LISTENed the channel (one per worker would make it WORKERS).
+      const [row] = await sql`
+        SELECT count(*)::int AS n FROM pg_stat_activity
+        WHERE application_name = 'pg-notify-ws' AND query LIKE ${`%LISTEN "${channel}"%`}`;
+      expect(row?.['n']).toBe(1);
+    } finally {
+      await sql.end();
     }
-  }, 60_000);
+    // Several scrapes on fresh connections land on different processes; every one is the whole server.
+    for (let i = 0; i < 8; i++) {
+      const text = await freshGet(server.url, '/metrics');
+      expect(metricIn(text, 'pgws_connections')).toBe(SOCKETS);
+      expect(metricIn(text, 'pgws_notifications_received_total', { channel })).toBe(2);
+      expect(metricIn(text, 'pgws_frames_delivered_total', { channel })).toBe(2 * SOCKETS);
+      expect(metricIn(text, 'pgws_listener_up')).toBe(1);
+      expect(metricIn(text, 'pgws_listen_channels')).toBeGreaterThan(0);
+    }
+    for (const client of clients) client.socket.close();
+  }, 90_000);
 });

@@ -35,18 +35,22 @@ type = "integer"
 [channels.extra]
 `;
 
-/** A listener whose LISTENs wait for `settle`; publishes are recorded. */
-function fakeListener() {
+/**
+ * A listener whose LISTENs wait for `settle`; publishes are recorded. Like the real one, it opens a
+ * channel's stream in `hub` at its first reference and closes it at its last.
+ */
+function fakeListener(hub: Hub) {
   const pending = new Map<string, PromiseWithResolvers<void>>();
   const refs = new Map<string, number>();
   const published: Array<[string, string]> = [];
-  return {
+  const fake = {
     state: 'up' as ListenerState,
     published,
     /** Whether pgws.notify is installed, for publishes over NOTIFY's limit. */
     pgws: false,
     refs,
     acquire(channel: string) {
+      if (!refs.has(channel)) hub.open(channel);
       refs.set(channel, (refs.get(channel) ?? 0) + 1);
       const listen = Promise.withResolvers<void>();
       pending.set(channel, listen);
@@ -54,19 +58,22 @@ function fakeListener() {
     },
     release(channel: string) {
       const count = (refs.get(channel) ?? 0) - 1;
-      if (count <= 0) refs.delete(channel);
-      else refs.set(channel, count);
+      if (count > 0) return void refs.set(channel, count);
+      refs.delete(channel);
+      hub.close(channel);
     },
     has: (channel: string) => refs.has(channel),
     get channelCount() {
       return refs.size;
     },
-    async publish(channel: string, payload: string) {
-      published.push([channel, payload]);
-    },
-    async publishLarge(channel: string, payload: string) {
-      if (this.pgws) published.push([channel, `pgws.notify: ${Buffer.byteLength(payload)} bytes`]);
-      return this.pgws;
+    queries: {
+      async publish(channel: string, payload: string) {
+        published.push([channel, payload]);
+      },
+      async publishLarge(channel: string, payload: string) {
+        if (fake.pgws) published.push([channel, `pgws.notify: ${Buffer.byteLength(payload)} bytes`]);
+        return fake.pgws;
+      },
     },
     /** Completes the LISTEN of `channel` (a microtask later, as postgres.js would). */
     async settle(channel: string) {
@@ -74,6 +81,7 @@ function fakeListener() {
       await Bun.sleep(0);
     },
   };
+  return fake;
 }
 
 type Frame = Record<string, unknown>;
@@ -114,9 +122,11 @@ async function engine(
 ) {
   const config = await configFrom(TOML);
   const catalog = createCatalog(config);
-  const listener = fakeListener();
   const hub: Hub = createHub({ history: catalog.history });
-  hub.pin('events');
+  const listener = fakeListener(hub);
+  // `events` keeps history, so it is LISTENed from the start, as the bridge pins it.
+  listener.acquire('events');
+  await listener.settle('events');
   const stats = createStats();
   const sessions: Sessions = createSessions({
     catalog,
@@ -354,13 +364,58 @@ describe('the hub (no socket, no database)', () => {
     expect(topicsPublished.map(([topic]) => topic === a.topic)).toEqual([false, true, false]);
   });
 
-  test('a channel nobody holds is forgotten, and its next stream starts a new epoch', async () => {
+  test('a stream lives while its channel is LISTENed; closed, it is forgotten, and its next one starts a new epoch', async () => {
     const { hub } = await engine();
+    hub.open('quiet');
     const membership = hub.join('quiet', undefined);
     const first = hub.position('quiet').epoch;
     hub.leave('quiet', membership);
+    expect(hub.position('quiet').epoch).toBe(first);
+    hub.close('quiet');
     expect(hub.has('quiet')).toBe(false);
-    hub.join('quiet', undefined);
+    hub.open('quiet');
     expect(hub.position('quiet').epoch).not.toBe(first);
+  });
+
+  test("a worker's hub follows the primary's: same position and history from the snapshot and each delivery", () => {
+    const publish = () => {};
+    const primary = createHub({ history: () => 5 });
+    const worker = createHub({ history: () => 5 });
+    primary.open('events');
+    for (let n = 1; n <= 7; n++) primary.deliver('events', `{"n":${n}}`, publish);
+    worker.open('events', primary.snapshot('events'));
+    const alike = (since: number) => {
+      const at = { epoch: primary.position('events').epoch, seq: since };
+      expect(worker.position('events')).toEqual(primary.position('events'));
+      expect(worker.resume('events', at)).toEqual(primary.resume('events', at));
+    };
+    alike(2);
+    alike(4);
+    primary.deliver('events', '{"n":8}', publish);
+    const at = primary.position('events');
+    expect(worker.deliver('events', '{"n":8}', publish, at)).toBe(0);
+    alike(5);
+    // A delivery seen twice is kept once.
+    worker.deliver('events', '{"n":8}', publish, at);
+    alike(3);
+    // After a hole nothing before it is recoverable: never a partial replay.
+    worker.deliver('events', '{"n":10}', publish, { epoch: at.epoch, seq: at.seq + 2 });
+    expect(worker.resume('events', at)).toEqual({ recovered: false });
+    expect(worker.resume('events', { epoch: at.epoch, seq: at.seq + 1 })).toMatchObject({ recovered: true });
+  });
+
+  test("after a loss a worker's streams start the epochs the primary names, and subscribers get a gap at them", () => {
+    const sent: string[] = [];
+    const worker = createHub({ history: () => 5 });
+    worker.open('events', { epoch: 'p.1', head: 2, entries: [[2, '{"n":2}']] });
+    worker.join('events', undefined);
+    expect(
+      worker.broken(
+        (_topic, frame) => sent.push(frame),
+        (channel) => (channel === 'events' ? 'p.2' : undefined),
+      ),
+    ).toBe(1);
+    expect(worker.position('events')).toEqual({ epoch: 'p.2', seq: 0 });
+    expect(sent.map((frame) => JSON.parse(frame))).toEqual([{ type: 'gap', channel: 'events', epoch: 'p.2', seq: 0 }]);
   });
 });

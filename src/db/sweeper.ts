@@ -8,7 +8,7 @@
  * stay until one starts (its first sweep, at startup, removes them).
  */
 import type { Logger } from '../observe/log.ts';
-import type { Swept } from './listener.ts';
+import type { Swept } from './queries.ts';
 
 /** Options of {@link createSweeper}. */
 export interface SweeperOptions {

@@ -49,7 +49,11 @@ export function createRoutes(options: RouteOptions): Routes {
       const ready = listener.state === 'up' && status.ready;
       return json({ ...status, ready, database: listener.state }, ready ? 200 : 503);
     },
-    '/metrics': async () => new Response(await metrics.render(), { headers: { 'content-type': metrics.contentType } }),
+    // With workers: the whole server's figures, or each process's labelled `worker` with `?by=worker`.
+    '/metrics': async (request) => {
+      const byWorker = new URL(request.url).searchParams.get('by') === 'worker';
+      return new Response(await metrics.render(byWorker), { headers: { 'content-type': metrics.contentType } });
+    },
     '/channels': () =>
       new Response(options.channelsDocument, {
         headers: { 'content-type': 'application/json', 'cache-control': 'no-store' },

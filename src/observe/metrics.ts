@@ -3,10 +3,18 @@
  * library; it runs unchanged on Bun). Every metric is one row of a table, filled at scrape time from the
  * plain counters in {@link Stats}, so the notification hot path never touches prom-client's label hashing.
  */
-import { Counter, Gauge, Registry } from 'prom-client';
+import {
+  AggregatorRegistry,
+  Counter,
+  Gauge,
+  type MetricObjectWithValues,
+  type MetricValue,
+  Registry,
+} from 'prom-client';
 import { ReferenceProblems } from '../channels/reference.ts';
 import type { Canary } from '../db/canary.ts';
 import type { Listener } from '../db/listener.ts';
+import type { Queries } from '../db/queries.ts';
 import { Closes, Refusals } from '../http/wire.ts';
 import type { Hub } from '../protocol/hub.ts';
 import type { ChannelStats, Stats } from './stats.ts';
@@ -14,7 +22,9 @@ import type { ChannelStats, Stats } from './stats.ts';
 /** Where the figures come from, read on each scrape. */
 export interface MetricsSource {
   stats: Stats;
-  listener: Pick<Listener, 'state' | 'channelCount' | 'reconnects' | 'payloadRoundTrips'>;
+  listener: Pick<Listener, 'state' | 'channelCount' | 'reconnects'> & {
+    readonly queries: Pick<Queries, 'payloadRoundTrips'>;
+  };
   canary: Pick<Canary, 'status'>;
   hub: Pick<Hub, 'subscriptions' | 'filterTopics' | 'held'>;
 }
@@ -22,7 +32,10 @@ export interface MetricsSource {
 /** A registry bound to one bridge; `render` produces the exposition text. */
 export interface Metrics {
   readonly contentType: string;
-  render(): Promise<string>;
+  /** The exposition text; with workers, the whole server's (per worker when `byWorker`). */
+  render(byWorker?: boolean): Promise<string>;
+  /** This process's figures in the form {@link aggregateMetrics} takes. */
+  sample(): Promise<unknown>;
 }
 
 type Labels = Record<string, string>;
@@ -35,6 +48,11 @@ export interface MetricDefinition {
   readonly type: 'counter' | 'gauge';
   readonly help: string;
   readonly labels: readonly string[];
+  /**
+   * How `[server] workers` combine in the whole server's figure: summed (the default), or the primary's
+   * (`first`: what only the instance's one LISTEN connection knows), or the least or most of the workers.
+   */
+  readonly aggregate?: 'first' | 'min' | 'max';
   read(source: MetricsSource): Reading;
 }
 
@@ -80,6 +98,7 @@ export const METRICS: readonly MetricDefinition[] = [
   },
   {
     name: 'pgws_history_messages',
+    aggregate: 'max',
     type: 'gauge',
     help: 'Messages held for resume, per channel (at most its `history`).',
     labels: ['channel'],
@@ -161,7 +180,7 @@ export const METRICS: readonly MetricDefinition[] = [
     type: 'counter',
     help: 'Database round trips for payloads stored by pgws.notify: one per reference (never per client), plus one to tell a forged reference from an expired one.',
     labels: [],
-    read: (s) => s.listener.payloadRoundTrips,
+    read: (s) => s.listener.queries.payloadRoundTrips,
   },
   {
     name: 'pgws_payloads_expired_total',
@@ -186,6 +205,7 @@ export const METRICS: readonly MetricDefinition[] = [
   },
   {
     name: 'pgws_listener_reconnects_total',
+    aggregate: 'first',
     type: 'counter',
     help: 'Times the LISTEN connection was restored after a loss.',
     labels: [],
@@ -193,6 +213,7 @@ export const METRICS: readonly MetricDefinition[] = [
   },
   {
     name: 'pgws_listen_channels',
+    aggregate: 'first',
     type: 'gauge',
     help: 'Channels the LISTEN connection is listening to for clients (each has at least one subscriber).',
     labels: [],
@@ -200,6 +221,7 @@ export const METRICS: readonly MetricDefinition[] = [
   },
   {
     name: 'pgws_listener_up',
+    aggregate: 'min',
     type: 'gauge',
     help: '1 when the LISTEN connection is established.',
     labels: [],
@@ -207,6 +229,7 @@ export const METRICS: readonly MetricDefinition[] = [
   },
   {
     name: 'pgws_canary_ready',
+    aggregate: 'min',
     type: 'gauge',
     help: '1 when a NOTIFY round trip on the current LISTEN connection succeeded within the last three canary intervals.',
     labels: [],
@@ -214,6 +237,7 @@ export const METRICS: readonly MetricDefinition[] = [
   },
   {
     name: 'pgws_canary_latency_seconds',
+    aggregate: 'max',
     type: 'gauge',
     help: 'Latency of the last successful canary NOTIFY round trip.',
     labels: [],
@@ -224,6 +248,7 @@ export const METRICS: readonly MetricDefinition[] = [
   },
   {
     name: 'pgws_notification_queue_usage',
+    aggregate: 'max',
     type: 'gauge',
     help: "PostgreSQL's pg_notification_queue_usage(), sampled with each canary (0 to 1).",
     labels: [],
@@ -241,6 +266,7 @@ export function createMetrics(source: MetricsSource, extra: readonly MetricDefin
       help: definition.help,
       labelNames: [...definition.labels],
       registers: [registry],
+      aggregator: definition.aggregate ?? 'sum',
       collect(this: Counter | Gauge) {
         this.reset();
         const reading = definition.read(source);
@@ -250,5 +276,33 @@ export function createMetrics(source: MetricsSource, extra: readonly MetricDefin
       },
     });
   }
-  return { contentType: registry.contentType, render: () => registry.metrics() };
+  return {
+    contentType: registry.contentType,
+    render: () => registry.metrics(),
+    sample: () => registry.getMetricsAsJSON(),
+  };
+}
+
+/** One process's {@link Metrics.sample}: `worker` 0 is the primary. */
+export interface WorkerSample {
+  readonly worker: number;
+  readonly metrics: unknown;
+}
+
+/**
+ * The whole server's figures from every process's sample: each series combined as its definition says,
+ * or, `byWorker`, every process's own series, labelled `worker="0"` (the primary), `"1"`, ...
+ */
+export async function aggregateMetrics(samples: readonly WorkerSample[], byWorker: boolean): Promise<string> {
+  // The primary's first, so `first` means the primary's.
+  const ordered = [...samples].sort((a, b) => a.worker - b.worker);
+  const metrics = ordered.map(({ worker, metrics }) => {
+    const sample = metrics as MetricObjectWithValues<MetricValue<string>>[];
+    if (!byWorker) return sample;
+    return sample.map((metric) => ({
+      ...metric,
+      values: metric.values.map((value) => ({ ...value, labels: { ...value.labels, worker: String(worker) } })),
+    }));
+  });
+  return AggregatorRegistry.aggregate(metrics).metrics();
 }

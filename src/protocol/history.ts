@@ -38,6 +38,14 @@ export interface Stream {
   append(payloadJson: string, value: unknown): number;
   /** Starts a new epoch: head 0, history dropped. Returns the new epoch. */
   reset(): string;
+  /** Takes a position from elsewhere (the primary's, in a worker): `epoch` at `head`, history dropped. */
+  rebase(epoch: string, head: number): void;
+  /**
+   * A message numbered elsewhere (a worker follows the primary's streams). Appended when it is the next
+   * seq of this epoch; ignored when already held (same epoch, not ahead of head); anything else, another
+   * epoch or a hole, rebases to just before it first, so a resume never spans what was missed.
+   */
+  follow(epoch: string, seq: number, payloadJson: string): void;
   /** Recovers iff `since` is in this epoch, not ahead of head, and every message after it is held. */
   resume(since: Since): Resume;
 }
@@ -117,13 +125,21 @@ export function createStream(options: StreamOptions): Stream {
       return head;
     },
     reset() {
-      epoch = epochs();
-      head = 0;
+      this.rebase(epochs(), 0);
+      return epoch;
+    },
+    rebase(nextEpoch, nextHead) {
+      epoch = nextEpoch;
+      head = nextHead;
       ring.fill(undefined);
       start = 0;
       size = 0;
       bytes = 0;
-      return epoch;
+    },
+    follow(leaderEpoch, seq, payloadJson) {
+      if (leaderEpoch === epoch && seq <= head) return;
+      if (leaderEpoch !== epoch || seq !== head + 1) this.rebase(leaderEpoch, seq - 1);
+      this.append(payloadJson, undefined);
     },
     resume(since) {
       // Held seqs are head-size+1 .. head, so every seq after `since.seq` is held iff this holds.

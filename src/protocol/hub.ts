@@ -3,6 +3,10 @@
  * distinct filter. Each notification is numbered once, encoded once, and handed to `publish` once per
  * topic whose filter matches, so fan-out stays native whatever the number of subscribers.
  *
+ * A stream lives exactly as long as its channel is LISTENed (`open` and `close` follow the listener),
+ * since that is what continuity means (PROTOCOL.md "Positions"). In a worker the streams follow the
+ * primary's: `open` takes the primary's snapshot and `deliver` the primary's numbering.
+ *
  * Pure: `publish` (the server's topic fan-out) is passed to each call that sends. Topic names start with NUL, which no channel
  * name can contain, so they never collide with the plain-mode topics (the channel names themselves).
  */
@@ -25,11 +29,24 @@ interface Topic {
 
 interface ChannelState {
   readonly channelJson: string;
+  /** Messages the stream keeps (its history). */
+  readonly capacity: number;
   readonly stream: Stream;
   readonly unfiltered: Topic;
   readonly filtered: Map<string, Topic>;
-  /** Subscriptions holding the state; a pinned channel (history) is held by the hub itself too. */
-  holders: number;
+}
+
+/** A stream's position, as the primary numbered a message. */
+export interface Position {
+  readonly epoch: string;
+  readonly seq: number;
+}
+
+/** A stream as the primary hands it to a worker: its position and held messages as `[seq, payloadJson]`. */
+export interface Snapshot {
+  readonly epoch: string;
+  readonly head: number;
+  readonly entries: readonly (readonly [number, string])[];
 }
 
 /** What a subscription holds: its topic and the filter replays go through. */
@@ -58,24 +75,32 @@ export interface HistoryHeld {
 
 /** The multiplexed side of every channel. */
 export interface Hub {
-  /** Keeps a channel's stream for the life of the process (channels with history, from startup). */
-  pin(channel: string): void;
-  /** Joins a subscription to its channel's topic for `filter`, creating the channel's stream if needed. */
+  /** The channel is LISTENed: its stream starts at a new epoch, or where `from` (the primary's) stands. */
+  open(channel: string, from?: Snapshot): void;
+  /** The channel is UNLISTENed: its stream is forgotten, so the next one starts a new epoch. */
+  close(channel: string): void;
+  /** The stream as a worker needs it to follow; the channel must be open. */
+  snapshot(channel: string): Snapshot;
+  /** Joins a subscription to its channel's topic for `filter`; the channel must be open. */
   join(channel: string, filter: TopicFilter | undefined): Membership;
-  /** The reverse of `join`; a channel without holders is forgotten (its next stream starts a new epoch). */
+  /** The reverse of `join`. */
   leave(channel: string, membership: Membership): void;
   /** The channel's current epoch and head; the channel must have been joined or pinned. */
   position(channel: string): Since;
   /** Every message after `since`, or not recovered (never a partial replay). */
   resume(channel: string, since: Since): Resume;
-  /** Numbers and fans out one delivered payload (`payloadJson` as clients get it); returns frames sent. */
-  deliver(channel: string, payloadJson: string, publish: Publish): number;
   /**
-   * Continuity is broken (the LISTEN connection was lost): every channel starts a new epoch and every
-   * subscriber gets a `gap`. Returns how many gap frames were sent.
+   * Numbers and fans out one delivered payload (`payloadJson` as clients get it); returns frames sent.
+   * `at` is the primary's numbering, which a worker follows instead of numbering itself. `payload` may be
+   * a function, called only when something here needs the text.
    */
-  broken(publish: Publish): number;
-  /** Whether the channel has multiplexed subscribers or history (so `deliver` has work to do). */
+  deliver(channel: string, payload: string | (() => string), publish: Publish, at?: Position): number;
+  /**
+   * Continuity is broken (the LISTEN connection was lost): every channel starts a new epoch (the one
+   * `epochs` names, in a worker) and every subscriber gets a `gap`. Returns how many gap frames were sent.
+   */
+  broken(publish: Publish, epochs?: (channel: string) => string | undefined): number;
+  /** Whether the channel is open here (so `deliver` has work to do). */
   has(channel: string): boolean;
   readonly subscriptions: number;
   readonly filterTopics: number;
@@ -88,21 +113,6 @@ export function createHub(options: HubOptions): Hub {
   let subscriptions = 0;
   let filterTopics = 0;
 
-  const state = (channel: string): ChannelState => {
-    let entry = channels.get(channel);
-    if (entry === undefined) {
-      const capacity = options.history(channel);
-      entry = {
-        channelJson: JSON.stringify(channel),
-        stream: createStream({ capacity, epochs: options.epochs }),
-        unfiltered: { name: `\u0000m\u0000${channel}`, filter: undefined, members: 0 },
-        filtered: new Map(),
-        holders: 0,
-      };
-      channels.set(channel, entry);
-    }
-    return entry;
-  };
   const existing = (channel: string): ChannelState => {
     const entry = channels.get(channel);
     if (entry === undefined) throw new Error(`hub: channel ${JSON.stringify(channel)} is not held`);
@@ -111,12 +121,40 @@ export function createHub(options: HubOptions): Hub {
   const topicsOf = (entry: ChannelState) => [entry.unfiltered, ...entry.filtered.values()];
 
   return {
-    pin(channel) {
-      state(channel).holders += 1;
+    open(channel, from) {
+      if (channels.has(channel)) return;
+      const capacity = options.history(channel);
+      const stream = createStream({ capacity, epochs: options.epochs });
+      if (from !== undefined) {
+        stream.rebase(from.epoch, from.head - from.entries.length);
+        for (const [seq, payloadJson] of from.entries) stream.follow(from.epoch, seq, payloadJson);
+        // Fewer held than sent (a smaller history here) still ends at the primary's head.
+        if (stream.head !== from.head) stream.rebase(from.epoch, from.head);
+      }
+      channels.set(channel, {
+        channelJson: JSON.stringify(channel),
+        capacity,
+        stream,
+        unfiltered: { name: `\u0000m\u0000${channel}`, filter: undefined, members: 0 },
+        filtered: new Map(),
+      });
+    },
+    close(channel) {
+      const entry = channels.get(channel);
+      if (entry === undefined) return;
+      channels.delete(channel);
+      subscriptions -= entry.unfiltered.members;
+      for (const topic of entry.filtered.values()) subscriptions -= topic.members;
+      filterTopics -= entry.filtered.size;
+    },
+    snapshot(channel) {
+      const { stream } = existing(channel);
+      const held = stream.resume({ epoch: stream.epoch, seq: stream.head - stream.size });
+      const entries = held.recovered ? held.entries.map((entry) => [entry.seq, entry.payloadJson] as const) : [];
+      return { epoch: stream.epoch, head: stream.head, entries };
     },
     join(channel, filter) {
-      const entry = state(channel);
-      entry.holders += 1;
+      const entry = existing(channel);
       subscriptions += 1;
       if (filter === undefined) {
         entry.unfiltered.members += 1;
@@ -133,7 +171,9 @@ export function createHub(options: HubOptions): Hub {
       return { topic: topic.name, filter: topic.filter };
     },
     leave(channel, membership) {
-      const entry = existing(channel);
+      // A channel closed under its subscribers (they were counted out then) has nothing left to undo.
+      const entry = channels.get(channel);
+      if (entry === undefined) return;
       subscriptions -= 1;
       const key = membership.filter?.key;
       const topic = key === undefined ? entry.unfiltered : entry.filtered.get(key);
@@ -142,22 +182,29 @@ export function createHub(options: HubOptions): Hub {
         entry.filtered.delete(key);
         filterTopics -= 1;
       }
-      entry.holders -= 1;
-      if (entry.holders === 0) channels.delete(channel);
     },
     position(channel) {
       const { stream } = existing(channel);
       return { epoch: stream.epoch, seq: stream.head };
     },
     resume: (channel, since) => existing(channel).stream.resume(since),
-    deliver(channel, payloadJson, publish) {
+    deliver(channel, payload, publish, at) {
       const entry = channels.get(channel);
       if (entry === undefined) return 0;
+      // A channel only plain sockets use, without history, just counts: nothing to encode.
+      const idle = entry.unfiltered.members === 0 && entry.filtered.size === 0 && entry.capacity === 0;
+      const payloadJson = idle ? '' : typeof payload === 'string' ? payload : payload();
       let value: unknown;
       const parse = entry.filtered.size > 0;
       if (parse) value = JSON.parse(payloadJson);
       // History keeps the text only: replays parse it again, so held memory is the payloads alone.
-      const seq = entry.stream.append(payloadJson, undefined);
+      let seq: number;
+      if (at === undefined) seq = entry.stream.append(payloadJson, undefined);
+      else {
+        entry.stream.follow(at.epoch, at.seq, payloadJson);
+        seq = at.seq;
+      }
+      if (idle) return 0;
       const frame = encodeMessage(entry.channelJson, seq, payloadJson);
       let sent = 0;
       if (entry.unfiltered.members > 0) {
@@ -173,10 +220,13 @@ export function createHub(options: HubOptions): Hub {
       }
       return sent;
     },
-    broken(publish) {
+    broken(publish, epochs) {
       let gaps = 0;
       for (const [channel, entry] of channels) {
-        const epoch = entry.stream.reset();
+        const given = epochs?.(channel);
+        if (given === undefined) entry.stream.reset();
+        else entry.stream.rebase(given, 0);
+        const epoch = entry.stream.epoch;
         const frame = encodeGap(channel, epoch, 0);
         for (const topic of topicsOf(entry)) {
           if (topic.members === 0) continue;

@@ -10,6 +10,7 @@ import type { Access } from '../auth/access.ts';
 import type { Identity } from '../auth/tokens.ts';
 import type { Catalog } from '../channels/catalog.ts';
 import type { Listener } from '../db/listener.ts';
+import type { Queries } from '../db/queries.ts';
 import type { CloseLabel } from '../http/wire.ts';
 import type { Logger } from '../observe/log.ts';
 import type { Stats } from '../observe/stats.ts';
@@ -45,7 +46,9 @@ export interface SessionState {
 export interface SessionOptions {
   catalog: Pick<Catalog, 'allows' | 'hasSchema' | 'publishable' | 'validate'>;
   hub: Hub;
-  listener: Pick<Listener, 'acquire' | 'release' | 'has' | 'channelCount' | 'state' | 'publish' | 'publishLarge'>;
+  listener: Pick<Listener, 'acquire' | 'release' | 'has' | 'channelCount' | 'state'> & {
+    readonly queries: Pick<Queries, 'publish' | 'publishLarge'>;
+  };
   limits: {
     readonly maxSubscriptions: number;
     readonly maxChannels: number;
@@ -118,8 +121,8 @@ export function createSessions(options: SessionOptions): Sessions {
       return refuse('unavailable', { code: 'unavailable', message: 'database connection is down; retry shortly' });
     }
     try {
-      if (!decision.large) await listener.publish(channel, decision.payload);
-      else if (!(await listener.publishLarge(channel, decision.payload))) {
+      if (!decision.large) await listener.queries.publish(channel, decision.payload);
+      else if (!(await listener.queries.publishLarge(channel, decision.payload))) {
         const message = `the payload is ${Buffer.byteLength(decision.payload)} bytes; PostgreSQL's NOTIFY takes at most ${MAX_NOTIFY_BYTES}, and pgws.notify (bun run sql) is not installed`;
         return refuse('too_large', { code: 'payload_too_large', message });
       }

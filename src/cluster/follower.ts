@@ -1,0 +1,190 @@
+/**
+ * A worker's listener (`[server] workers > 1`): the same {@link Listener} the bridge uses in the primary,
+ * but its LISTENs are the primary's, asked for over IPC, and what arrives is already validated and
+ * numbered there. Channels are reference-counted here as in `db/listener.ts`, so the primary sees one
+ * `listen` per channel per worker, however many of the worker's clients hold it.
+ *
+ * Publishes and the readiness probe go through the worker's own query connection: the canary's NOTIFY
+ * leaves from here and must come back through the primary's LISTEN connection and the IPC channel, so a
+ * worker is ready only when that whole path works.
+ */
+import { awaitListen, type Listener, type ListenerEvents, type ListenerState } from '../db/listener.ts';
+import type { Queries } from '../db/queries.ts';
+import type { Logger } from '../observe/log.ts';
+import type { Snapshot } from '../protocol/hub.ts';
+import type { ToPrimary, ToWorker } from './messages.ts';
+
+/** Options of {@link createFollower}. */
+export interface FollowerOptions {
+  send(message: ToPrimary): void;
+  queries: Queries;
+  /** This worker's private probe channel, LISTENed by the primary for it. */
+  probeChannel: string;
+  onListen(channel: string, from: Snapshot): void;
+  onUnlisten(channel: string): void;
+  /** This worker's metrics for the primary's aggregate (prom-client's JSON form). */
+  sample(): Promise<unknown>;
+  log: Logger;
+}
+
+/** The worker's listener, fed by the primary's messages through `receive`. */
+export interface Follower extends Listener {
+  receive(message: ToWorker): void;
+  /** The whole server's /metrics text, gathered by the primary. */
+  scrape(byWorker: boolean): Promise<string>;
+}
+
+interface Entry {
+  count: number;
+  readonly ready: Promise<void>;
+}
+
+// The primary LISTENs within its own 5 s bound; this covers the IPC round trip on a loaded machine too.
+const ACQUIRE_TIMEOUT_MS = 7000;
+const SCRAPE_TIMEOUT_MS = 3000;
+
+/** Creates the follower; `start` says hello to the primary. */
+export function createFollower(options: FollowerOptions): Follower {
+  const { log } = options;
+  let events: ListenerEvents | undefined;
+  let state: ListenerState = 'connecting';
+  let generation = 0;
+  const refs = new Map<string, Entry>();
+  const asked = new Map<
+    number,
+    { channel: string; entry: Entry; settle: (snapshot?: Snapshot, error?: string) => void }
+  >();
+  const scrapes = new Map<number, (text: string) => void>();
+  let nextId = 0;
+
+  const setState = (next: ListenerState, epochs?: ReadonlyMap<string, string>) => {
+    if (next === state || state === 'stopped') return;
+    state = next;
+    if (next === 'up') generation += 1;
+    events?.state(next, epochs === undefined ? undefined : (channel) => epochs.get(channel));
+  };
+
+  function release(channel: string): void {
+    const entry = refs.get(channel);
+    if (entry === undefined) return;
+    entry.count -= 1;
+    if (entry.count > 0) return;
+    refs.delete(channel);
+    options.onUnlisten(channel);
+    // An answer still on its way sends the `unlisten` when it comes (see `listened`).
+    if (![...asked.values()].some((request) => request.entry === entry)) options.send({ t: 'unlisten', channel });
+  }
+
+  function listened(message: Extract<ToWorker, { t: 'listened' }>): void {
+    const request = asked.get(message.id);
+    if (request === undefined) return;
+    asked.delete(message.id);
+    const { channel, entry } = request;
+    const current = refs.get(channel) === entry;
+    if (message.snapshot === undefined) {
+      if (current) refs.delete(channel);
+      request.settle(undefined, message.error ?? 'the primary could not LISTEN');
+      return;
+    }
+    // Abandoned while the primary was LISTENing (every subscriber left, or it timed out): give it back.
+    if (!current) {
+      options.send({ t: 'unlisten', channel });
+      return;
+    }
+    options.onListen(channel, message.snapshot);
+    request.settle(message.snapshot);
+  }
+
+  return {
+    get state() {
+      return state;
+    },
+    get generation() {
+      return generation;
+    },
+    get reconnects() {
+      return Math.max(0, generation - 1);
+    },
+    get channelCount() {
+      return refs.size;
+    },
+    queries: options.queries,
+    start(listenerEvents) {
+      if (events !== undefined) return;
+      events = listenerEvents;
+      options.send({ t: 'hello', probe: options.probeChannel });
+    },
+    has: (channel) => refs.has(channel),
+    async acquire(channel, timeoutMs = ACQUIRE_TIMEOUT_MS) {
+      if (state !== 'up') throw new Error(`database is ${state}`);
+      let entry = refs.get(channel);
+      if (entry === undefined) {
+        const id = ++nextId;
+        const { promise, resolve, reject } = Promise.withResolvers<void>();
+        const created: Entry = { count: 0, ready: promise };
+        entry = created;
+        refs.set(channel, created);
+        asked.set(id, {
+          channel,
+          entry: created,
+          settle: (snapshot, error) => (snapshot === undefined ? reject(new Error(error)) : resolve()),
+        });
+        // Nobody may be awaiting it when it fails (every subscriber already gave up).
+        promise.catch(() => {});
+        options.send({ t: 'listen', id, channel });
+      }
+      entry.count += 1;
+      const held = entry;
+      await awaitListen(held.ready, timeoutMs, () => refs.get(channel) === held && release(channel));
+    },
+    release,
+    listening: async () => [...refs.keys()],
+    receive(message) {
+      switch (message.t) {
+        case 'welcome':
+          for (const [channel, snapshot] of message.pinned) {
+            refs.set(channel, { count: 1, ready: Promise.resolve() });
+            options.onListen(channel, snapshot);
+          }
+          return setState(message.state);
+        case 'state':
+          return setState(message.state, message.epochs === undefined ? undefined : new Map(message.epochs));
+        case 'listened':
+          return listened(message);
+        case 'deliver':
+          for (const [channel, frame, epoch, seq] of message.batch) events?.delivered?.(channel, frame, { epoch, seq });
+          return;
+        case 'probe':
+          return events?.notification(options.probeChannel, message.token);
+        case 'sample':
+          void options.sample().then(
+            (metrics) => options.send({ t: 'sampled', id: message.id, metrics }),
+            (error: unknown) => log.error('metrics sample failed', { error }),
+          );
+          return;
+        case 'scraped':
+          return scrapes.get(message.id)?.(message.text);
+      }
+    },
+    async scrape(byWorker) {
+      const id = ++nextId;
+      const { promise, resolve, reject } = Promise.withResolvers<string>();
+      scrapes.set(id, resolve);
+      const timer = setTimeout(
+        () => reject(new Error('the primary did not answer the metrics request')),
+        SCRAPE_TIMEOUT_MS,
+      );
+      options.send({ t: 'scrape', id, byWorker });
+      try {
+        return await promise;
+      } finally {
+        clearTimeout(timer);
+        scrapes.delete(id);
+      }
+    },
+    async stop() {
+      setState('stopped');
+      await options.queries.end();
+    },
+  };
+}

@@ -1,0 +1,38 @@
+/**
+ * What the primary and its workers say to each other over Bun's IPC channel (`[server] workers > 1`).
+ * One LISTEN connection per instance lives in the primary; workers follow it: the primary validates and
+ * numbers each notification once and sends it, with its position, to the workers that hold the channel.
+ */
+import type { ListenerState } from '../db/listener.ts';
+import type { Snapshot } from '../protocol/hub.ts';
+
+/** One delivery: channel, the plain-mode frame, and the position the primary gave it (epoch, seq). */
+export type Delivery = readonly [channel: string, frame: string, epoch: string, seq: number];
+
+/** Primary to worker. */
+export type ToWorker =
+  /** The answer to `hello`: the primary's state and where each pinned (history) channel stands. */
+  | { readonly t: 'welcome'; readonly state: ListenerState; readonly pinned: readonly (readonly [string, Snapshot])[] }
+  /** The LISTEN connection changed state; after a loss, the epoch each of the worker's channels starts. */
+  | { readonly t: 'state'; readonly state: ListenerState; readonly epochs?: readonly (readonly [string, string])[] }
+  /** The answer to `listen`: the channel's stream to follow from now on, or why it could not be LISTENed. */
+  | { readonly t: 'listened'; readonly id: number; readonly snapshot?: Snapshot; readonly error?: string }
+  /** Deliveries in commit order, batched per read from the LISTEN connection. */
+  | { readonly t: 'deliver'; readonly batch: readonly Delivery[] }
+  /** The worker's readiness probe came back through the LISTEN connection. */
+  | { readonly t: 'probe'; readonly token: string }
+  /** The primary asks for this worker's metrics (prom-client's JSON form). */
+  | { readonly t: 'sample'; readonly id: number }
+  /** The answer to `scrape`: the whole server's metrics text. */
+  | { readonly t: 'scraped'; readonly id: number; readonly text: string };
+
+/** Worker to primary. */
+export type ToPrimary =
+  /** First message: the worker's private probe channel, to be LISTENed for its canary. */
+  | { readonly t: 'hello'; readonly probe: string }
+  | { readonly t: 'listen'; readonly id: number; readonly channel: string }
+  | { readonly t: 'unlisten'; readonly channel: string }
+  /** The answer to `sample`. */
+  | { readonly t: 'sampled'; readonly id: number; readonly metrics: unknown }
+  /** A /metrics request landed on this worker: the primary gathers every process's metrics. */
+  | { readonly t: 'scrape'; readonly id: number; readonly byWorker: boolean };

@@ -1,0 +1,233 @@
+/**
+ * The primary's side of `[server] workers > 1`: the instance's one LISTEN connection serves every worker.
+ * A worker asks for a channel (`listen`), the primary LISTENs it on the worker's behalf and answers with
+ * the channel's stream; from then on every notification on it, validated and numbered once here, is sent
+ * to that worker in order. So epoch, seq and history are the instance's, whichever worker a client lands on.
+ *
+ * No I/O of its own: links to workers are passed in (`workers.ts` owns the processes).
+ */
+import type { Listener, ListenerState } from '../db/listener.ts';
+import type { Logger } from '../observe/log.ts';
+import type { WorkerSample } from '../observe/metrics.ts';
+import type { Hub, Position } from '../protocol/hub.ts';
+import type { Delivery, ToPrimary, ToWorker } from './messages.ts';
+
+/** One worker as the primary reaches it. */
+export interface WorkerLink {
+  readonly index: number;
+  send(message: ToWorker): void;
+}
+
+/** Options of {@link createCluster}. */
+export interface ClusterOptions {
+  listener: Pick<Listener, 'state' | 'acquire' | 'release'>;
+  hub: Pick<Hub, 'has' | 'snapshot' | 'position'>;
+  /** Channels LISTENed for the life of the process (history): every worker follows them from its start. */
+  pinned: readonly string[];
+  /** This process's own metrics, in the form `aggregate` takes. */
+  sample(): Promise<unknown>;
+  /** Every process's metrics as one exposition text; per worker when `byWorker`. */
+  aggregate(samples: readonly WorkerSample[], byWorker: boolean): Promise<string>;
+  log: Logger;
+}
+
+/** The primary's view of its workers. */
+export interface Cluster {
+  attach(link: WorkerLink): void;
+  /** The worker is gone: everything it held is released. */
+  detach(link: WorkerLink): void;
+  receive(link: WorkerLink, message: ToPrimary): void;
+  /** Hands a notification on a worker's probe channel to that worker; false when it is no probe's. */
+  probe(channel: string, payload: string): boolean;
+  /** Queues a delivered, numbered notification for every worker that holds its channel. */
+  forward(channel: string, frame: string, at: Position): void;
+  /** The LISTEN connection changed state (after a loss, once the hub has started its new epochs). */
+  state(state: ListenerState): void;
+  /** The whole server's /metrics text: every process's figures summed, or each labelled by worker. */
+  scrape(byWorker: boolean): Promise<string>;
+}
+
+interface Member {
+  readonly link: WorkerLink;
+  probe: string | undefined;
+  probeState: 'none' | 'pending' | 'held';
+  /** LISTENs taken on the worker's behalf, per channel (one per `listen` it sent and we answered). */
+  readonly held: Map<string, number>;
+  pending: Delivery[];
+  flushing: boolean;
+  gone: boolean;
+}
+
+// A worker that does not answer a metrics request by then is left out of that scrape, not waited for.
+const SAMPLE_TIMEOUT_MS = 1000;
+
+/** Creates the primary's cluster state; nothing is sent until a worker says hello. */
+export function createCluster(options: ClusterOptions): Cluster {
+  const { listener, hub, log } = options;
+  const pinned = new Set(options.pinned);
+  const members = new Map<WorkerLink, Member>();
+  const probes = new Map<string, Member>();
+  const samples = new Map<number, (metrics: unknown) => void>();
+  let nextSample = 0;
+
+  const flush = (member: Member) => {
+    member.flushing = false;
+    if (member.pending.length === 0 || member.gone) return;
+    const batch = member.pending;
+    member.pending = [];
+    member.link.send({ t: 'deliver', batch });
+  };
+  // Control messages never overtake deliveries queued before them.
+  const send = (member: Member, message: ToWorker) => {
+    flush(member);
+    if (!member.gone) member.link.send(message);
+  };
+  const follows = (member: Member, channel: string) => pinned.has(channel) || member.held.has(channel);
+
+  const holdProbe = (member: Member) => {
+    const probe = member.probe;
+    if (probe === undefined || member.probeState !== 'none') return;
+    member.probeState = 'pending';
+    listener.acquire(probe).then(
+      () => {
+        if (member.gone) return listener.release(probe);
+        member.probeState = 'held';
+        if (listener.state === 'up') send(member, { t: 'state', state: 'up' });
+      },
+      // Tried again at the next `up`.
+      () => {
+        member.probeState = 'none';
+      },
+    );
+  };
+
+  const listen = async (member: Member, id: number, channel: string) => {
+    try {
+      await listener.acquire(channel);
+    } catch (error) {
+      return send(member, { t: 'listened', id, error: error instanceof Error ? error.message : String(error) });
+    }
+    if (member.gone) return listener.release(channel);
+    member.held.set(channel, (member.held.get(channel) ?? 0) + 1);
+    send(member, { t: 'listened', id, snapshot: hub.snapshot(channel) });
+  };
+
+  const unlisten = (member: Member, channel: string) => {
+    const count = member.held.get(channel);
+    if (count === undefined) return log.warn('worker released a channel it does not hold', { channel });
+    if (count > 1) member.held.set(channel, count - 1);
+    else member.held.delete(channel);
+    listener.release(channel);
+  };
+
+  const gather = async (): Promise<WorkerSample[]> => {
+    const asked = [...members.values()].filter((member) => !member.gone && member.probe !== undefined);
+    const answers = asked.map((member) => {
+      const id = ++nextSample;
+      const { promise, resolve } = Promise.withResolvers<unknown>();
+      samples.set(id, resolve);
+      const timer = setTimeout(() => resolve(undefined), SAMPLE_TIMEOUT_MS);
+      send(member, { t: 'sample', id });
+      return promise
+        .then((metrics) => ({ worker: member.link.index, metrics }))
+        .finally(() => {
+          clearTimeout(timer);
+          samples.delete(id);
+        });
+    });
+    const all = [{ worker: 0, metrics: await options.sample() }, ...(await Promise.all(answers))];
+    const answered = all.filter((sample) => sample.metrics !== undefined);
+    if (answered.length < all.length) {
+      log.warn('workers did not answer the metrics request in time', { missing: all.length - answered.length });
+    }
+    return answered;
+  };
+
+  const scrape = async (byWorker: boolean) => options.aggregate(await gather(), byWorker);
+
+  return {
+    attach(link) {
+      members.set(link, {
+        link,
+        probe: undefined,
+        probeState: 'none',
+        held: new Map(),
+        pending: [],
+        flushing: false,
+        gone: false,
+      });
+    },
+    detach(link) {
+      const member = members.get(link);
+      if (member === undefined) return;
+      member.gone = true;
+      members.delete(link);
+      for (const [channel, count] of member.held) for (let i = 0; i < count; i++) listener.release(channel);
+      if (member.probe !== undefined) {
+        probes.delete(member.probe);
+        if (member.probeState === 'held') listener.release(member.probe);
+      }
+    },
+    receive(link, message) {
+      const member = members.get(link);
+      if (member === undefined) return;
+      switch (message.t) {
+        case 'hello': {
+          member.probe = message.probe;
+          probes.set(message.probe, member);
+          const state = listener.state === 'up' ? 'connecting' : listener.state;
+          send(member, { t: 'welcome', state, pinned: [...pinned].map((c) => [c, hub.snapshot(c)] as const) });
+          if (listener.state === 'up') holdProbe(member);
+          return;
+        }
+        case 'listen':
+          return void listen(member, message.id, message.channel);
+        case 'unlisten':
+          return unlisten(member, message.channel);
+        case 'sampled':
+          return samples.get(message.id)?.(message.metrics);
+        case 'scrape':
+          void scrape(message.byWorker).then(
+            (text) => send(member, { t: 'scraped', id: message.id, text }),
+            (error: unknown) => {
+              log.error('metrics scrape failed', { error });
+              send(member, { t: 'scraped', id: message.id, text: '' });
+            },
+          );
+          return;
+      }
+    },
+    probe(channel, payload) {
+      const member = probes.get(channel);
+      if (member === undefined) return false;
+      send(member, { t: 'probe', token: payload });
+      return true;
+    },
+    forward(channel, frame, at) {
+      for (const member of members.values()) {
+        if (!follows(member, channel)) continue;
+        member.pending.push([channel, frame, at.epoch, at.seq]);
+        if (member.flushing) continue;
+        member.flushing = true;
+        // postgres.js hands over every notification of one read synchronously: one message per read.
+        queueMicrotask(() => flush(member));
+      }
+    },
+    state(state) {
+      for (const member of members.values()) {
+        if (member.probe === undefined) continue;
+        if (state === 'up') {
+          if (member.probeState === 'held') send(member, { t: 'state', state });
+          else holdProbe(member);
+          continue;
+        }
+        const epochs: (readonly [string, string])[] = [];
+        for (const channel of [...pinned, ...member.held.keys()]) {
+          if (hub.has(channel)) epochs.push([channel, hub.position(channel).epoch]);
+        }
+        send(member, { t: 'state', state, epochs });
+      }
+    },
+    scrape,
+  };
+}

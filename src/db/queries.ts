@@ -1,0 +1,120 @@
+/**
+ * The bridge's query connection: the readiness probe's NOTIFY, client publishes, and the stored payloads
+ * of `pgws.notify` (fetch, sweep). One small `max: 1` postgres.js client beside the LISTEN connection
+ * (`listener.ts`), in every process: a worker publishes and probes through its own.
+ */
+import postgres from 'postgres';
+import type { Fetched } from '../channels/reference.ts';
+
+/** Statements on the query connection, all with bound parameters. */
+export interface Queries {
+  /** Sends `pg_notify(channel, payload)` from the query connection; resolves to the queue usage (0..1). */
+  notify(channel: string, payload: string): Promise<number>;
+  /**
+   * A client's publish: `pg_notify($1, $2)` with bound parameters (never SQL text) on the query
+   * connection, resolved once PostgreSQL has returned.
+   */
+  publish(channel: string, payload: string): Promise<void>;
+  /**
+   * A client's publish over NOTIFY's limit: `pgws.notify($1, $2)`. Resolves false (nothing sent) when
+   * the function is not installed or the bridge's role may not execute it.
+   */
+  publishLarge(channel: string, payload: string): Promise<boolean>;
+  /**
+   * The stored payload a reference names, only if it belongs to `channel` and is at most `maxBytes`
+   * (checked in the query, so an oversized row is never pulled). Never rejects.
+   */
+  fetchPayload(id: string, channel: string, maxBytes: number): Promise<Fetched>;
+  /** Round trips made for stored payloads so far (fetches, plus a check per unresolved one). */
+  readonly payloadRoundTrips: number;
+  /** Deletes stored payloads older than `ttlSeconds`, in small batches so fetches are not held up. */
+  sweepPayloads(ttlSeconds: number): Promise<Swept>;
+  end(): Promise<void>;
+}
+
+/** What a sweep did: rows deleted, or why it could not run (`missing`: pgws is not installed). */
+export type Swept =
+  | { readonly ok: true; readonly deleted: number }
+  | { readonly ok: false; readonly reason: 'missing' | 'forbidden' | 'failed'; readonly error: unknown };
+
+// PG SQLSTATEs: pgws (or a part of it) is not installed; the role lacks a privilege.
+const NOT_INSTALLED = new Set(['3F000', '42P01', '42883']);
+const FORBIDDEN = '42501';
+const sqlState = (error: unknown) => (error as { code?: unknown } | undefined)?.code;
+// A batch deletes in tens of milliseconds even for large rows, so a fetch queued behind it waits little.
+const SWEEP_BATCH = 100;
+
+/** Settings both of the bridge's connections share. */
+export const CONNECTION_COMMON = {
+  fetch_types: false,
+  onnotice: () => {},
+  connection: { application_name: 'pg-notify-ws' },
+} as const;
+
+/** Opens the query connection lazily (the first statement connects). `stopped` ends a sweep early. */
+export function createQueries(url: string, stopped: () => boolean = () => false): Queries {
+  const queries = postgres(url, { ...CONNECTION_COMMON, max: 1, idle_timeout: 30, connect_timeout: 10 });
+  let roundTrips = 0;
+  return {
+    async notify(channel, payload) {
+      const [row] = await queries`SELECT pg_notify(${channel}, ${payload}), pg_notification_queue_usage() AS usage`;
+      return Number(row?.['usage'] ?? 0);
+    },
+    async publish(channel, payload) {
+      await queries`SELECT pg_notify(${channel}, ${payload})`;
+    },
+    async publishLarge(channel, payload) {
+      try {
+        await queries`SELECT pgws.notify(${channel}, ${payload})`;
+        return true;
+      } catch (error) {
+        const code = sqlState(error);
+        if (code === FORBIDDEN || NOT_INSTALLED.has(String(code))) return false;
+        throw error;
+      }
+    },
+    get payloadRoundTrips() {
+      return roundTrips;
+    },
+    async fetchPayload(id, channel, maxBytes) {
+      try {
+        roundTrips += 1;
+        const [row] = await queries`
+          SELECT octet_length(payload) AS bytes, CASE WHEN octet_length(payload) <= ${maxBytes}::int THEN payload END AS payload
+          FROM pgws.payloads WHERE id = ${id}::uuid AND channel = ${channel}`;
+        if (row !== undefined) {
+          const payload: unknown = row['payload'];
+          if (typeof payload === 'string') return { ok: true, payload };
+          return { ok: false, reason: 'too_large', bytes: Number(row['bytes']) };
+        }
+        // Rare (a forged or expired reference): a second round trip tells which.
+        roundTrips += 1;
+        const [other] = await queries`SELECT 1 FROM pgws.payloads WHERE id = ${id}::uuid`;
+        return { ok: false, reason: other === undefined ? 'reference_missing' : 'reference_forged' };
+      } catch (error) {
+        // Without pgws there is no row a reference could name.
+        if (NOT_INSTALLED.has(String(sqlState(error)))) return { ok: false, reason: 'reference_missing' };
+        return { ok: false, reason: 'reference_failed', error };
+      }
+    },
+    async sweepPayloads(ttlSeconds) {
+      let deleted = 0;
+      try {
+        for (;;) {
+          // SKIP LOCKED: several bridges (workers, instances) sweep side by side without waiting on each other.
+          const result = await queries`
+            DELETE FROM pgws.payloads WHERE id IN (
+              SELECT id FROM pgws.payloads WHERE created_at < clock_timestamp() - make_interval(secs => ${ttlSeconds}::int)
+              LIMIT ${SWEEP_BATCH}::int FOR UPDATE SKIP LOCKED)`;
+          deleted += result.count;
+          if (result.count < SWEEP_BATCH || stopped()) return { ok: true, deleted };
+        }
+      } catch (error) {
+        const code = String(sqlState(error));
+        const reason = NOT_INSTALLED.has(code) ? 'missing' : code === FORBIDDEN ? 'forbidden' : 'failed';
+        return { ok: false, reason, error };
+      }
+    },
+    end: () => queries.end({ timeout: 2 }),
+  };
+}
