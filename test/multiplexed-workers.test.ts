@@ -6,7 +6,7 @@
 import { describe, expect, setDefaultTimeout, test } from 'bun:test';
 import postgres from 'postgres';
 import { connect, type TestClient } from './client.ts';
-import { databaseUrl, metricIn, uniqueChannel, waitFor } from './harness.ts';
+import { databaseUrl, metricIn, uniqueChannel, waitFor, within } from './harness.ts';
 import { connectMux, type MuxClient } from './mux.ts';
 import { freshGet, spawnServer } from './process.ts';
 
@@ -18,9 +18,18 @@ const WORKERS = 4;
 const SOCKETS = 40;
 
 /** Each process's figure of one series, from `/metrics?by=worker` (worker 0 is the primary). */
-async function perWorker(base: URL, name: string, labels: Record<string, string>): Promise<number[]> {
+async function perWorker(base: URL, name: string, labels: Record<string, string>, workers = WORKERS) {
   const text = await freshGet(base, '/metrics?by=worker');
-  return Array.from({ length: WORKERS }, (_, worker) => metricIn(text, name, { ...labels, worker: String(worker) }));
+  return Array.from({ length: workers }, (_, worker) => metricIn(text, name, { ...labels, worker: String(worker) }));
+}
+
+/** Waits until every process's readiness canary has come back (after a start or a reconnect). */
+async function everyWorkerReady(base: URL, workers = WORKERS): Promise<void> {
+  await waitFor(
+    async () => (await perWorker(base, 'pgws_canary_ready', {}, workers)).every((ready) => ready === 1),
+    15_000,
+    'every worker to be ready',
+  );
 }
 
 describe('workers', () => {
@@ -96,11 +105,7 @@ describe('workers', () => {
       toml: `[server]\nworkers = ${WORKERS}\n`,
       env: { DATABASE_URL: databaseUrl() },
     });
-    await waitFor(
-      async () => (await perWorker(server.url, 'pgws_canary_ready', {})).every((ready) => ready === 1),
-      15_000,
-      'every worker to be ready',
-    );
+    await everyWorkerReady(server.url);
     const plainUrl = `ws://${server.url.host}/${channel}`;
     const clients: TestClient[] = [];
     for (let i = 0; i < SOCKETS; i++) clients.push(await connect(plainUrl));
@@ -127,5 +132,78 @@ describe('workers', () => {
       expect(metricIn(text, 'pgws_listen_channels')).toBeGreaterThan(0);
     }
     for (const client of clients) client.socket.close();
+  }, 90_000);
+
+  test("a lost LISTEN connection gives every worker's subscribers one gap at the same new epoch, and all go on in it", async () => {
+    const app = uniqueChannel('app');
+    const channel = uniqueChannel('workers');
+    await using server = await spawnServer({
+      toml: `[server]\nworkers = ${WORKERS}\n[database]\nreconnect_min_ms = 20\n[channels."${channel}"]\nhistory = 10\n`,
+      env: { DATABASE_URL: `${databaseUrl()}?application_name=${app}` },
+    });
+    await everyWorkerReady(server.url);
+    const clients: MuxClient[] = [];
+    for (let i = 0; i < SOCKETS; i++) clients.push(await connectMux(server.url, { ms: 15_000 }));
+    const [before] = await Promise.all(clients.map((client) => client.subscribe(channel, {}, 15_000)));
+    expect((await perWorker(server.url, 'pgws_subscriptions', { mode: 'multiplexed' })).every((n) => n > 0)).toBe(true);
+    const sql = postgres(databaseUrl(), { max: 1, onnotice: () => {} });
+    try {
+      await sql`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = ${app}`;
+      const gaps = await Promise.all(clients.map((client) => client.next('gap', 15_000)));
+      const epochs = new Set(gaps.map((gap) => gap.epoch));
+      expect(epochs.size).toBe(1);
+      expect(epochs.has(before?.epoch)).toBe(false);
+      expect(gaps[0]).toMatchObject({ channel, seq: 0 });
+      await everyWorkerReady(server.url);
+      await sql`SELECT pg_notify(${channel}, 'after')`;
+      for (const client of clients) {
+        expect(await client.next('message', 10_000)).toEqual({ type: 'message', channel, seq: 1, payload: 'after' });
+        expect(client.frames.filter((frame) => frame.type === 'gap')).toHaveLength(1);
+        client.socket.close();
+      }
+      // The new epoch is the instance's: recovered on whichever worker.
+      const [epoch] = epochs;
+      for (let i = 0; i < SOCKETS / 4; i++) {
+        using late = await connectMux(server.url, { ms: 15_000 });
+        const answer = await late.subscribe(channel, { since: { epoch: epoch ?? '', seq: 0 } }, 15_000);
+        expect(answer).toMatchObject({ recovered: true, epoch, seq: 0 });
+        expect(await late.next('message')).toMatchObject({ seq: 1, payload: 'after' });
+      }
+    } finally {
+      await sql.end();
+    }
+  }, 90_000);
+
+  test("a restarted worker starts from the primary's history, so resumes landing on it are recovered too", async () => {
+    const channel = uniqueChannel('workers');
+    await using server = await spawnServer({
+      toml: `[server]\nworkers = 2\n[channels."${channel}"]\nhistory = 10\n`,
+      env: { DATABASE_URL: databaseUrl() },
+    });
+    using first = await connectMux(server.url, { ms: 15_000 });
+    const { epoch = '', seq: base = 0 } = await first.subscribe(channel, {}, 15_000);
+    const sql = postgres(databaseUrl(), { max: 1, onnotice: () => {} });
+    for (const payload of ['a', 'b', 'c']) await sql`SELECT pg_notify(${channel}, ${payload})`;
+    await sql.end();
+    await first.received(channel, 3);
+    const workerPid = async () => {
+      for (;;) {
+        const body = JSON.parse(await freshGet(server.url, '/healthz')) as { pid: number; status: string };
+        if (body.status === 'ok' && body.pid !== server.process.pid) return body.pid;
+      }
+    };
+    const killed = await within(workerPid(), 10_000, 'the worker to answer');
+    process.kill(killed, 'SIGKILL');
+    await waitFor(async () => (await workerPid()) !== killed, 15_000, 'the restarted worker to answer');
+    await everyWorkerReady(server.url, 2);
+    // Twelve fresh connections: all on the primary is a 1 in 4,096 chance, so the new worker is asked.
+    for (let i = 0; i < 12; i++) {
+      using client = await connectMux(server.url, { ms: 15_000 });
+      const answer = await client.subscribe(channel, { since: { epoch, seq: base } }, 15_000);
+      expect(answer).toMatchObject({ epoch, seq: base, recovered: true });
+      expect((await client.received(channel, 3)).map((m) => m.payload)).toEqual(['a', 'b', 'c']);
+    }
+    const served = await perWorker(server.url, 'pgws_replays_total', { recovered: 'true' }, 2);
+    expect(served.every((n) => n > 0)).toBe(true);
   }, 90_000);
 });
