@@ -167,31 +167,6 @@ describe('the server process', () => {
     for (const client of clients) expect(await client.next()).toBe('after the restart');
     expect(await within(server.signal('SIGTERM'), 5000, 'exit')).toBe(0);
   });
-
-  test('with workers = 2, two processes share the port and each delivers to its clients', async () => {
-    await using server = await spawnServer({ toml: '[server]\nworkers = 2\n', env: withDatabase() });
-    const pids = new Set<number>();
-    // A fresh TCP connection each time (fetch would reuse one), so the kernel can pick either process.
-    await waitFor(
-      async () => {
-        const body = JSON.parse(await freshGet(server.url, '/healthz')) as { pid: number; status: string };
-        if (body.status === 'ok') pids.add(body.pid);
-        return pids.size === 2;
-      },
-      10_000,
-      'both workers to answer',
-    );
-    expect(pids.has(server.process.pid)).toBe(true);
-    const channel = uniqueChannel();
-    const clients = await Promise.all(Array.from({ length: 20 }, () => connect(server.wsUrl(channel))));
-    const sql = postgres(databaseUrl(), { max: 1, onnotice: () => {} });
-    await sql`SELECT pg_notify(${channel}, 'to every worker')`;
-    await sql.end();
-    for (const client of clients) expect(await client.next()).toBe('to every worker');
-    const exited = server.signal('SIGTERM');
-    for (const client of clients) expect((await within(client.closed, 5000, 'close')).code).toBe(1001);
-    expect(await within(exited, 5000, 'exit')).toBe(0);
-  });
 });
 
 describe('bun run check', () => {
