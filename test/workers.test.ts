@@ -128,4 +128,41 @@ describe('workers', () => {
     expect(pids.filter(alive)).toEqual([]);
     expect(performance.now() - signalled).toBeLessThan(SHUTDOWN_DEADLINE_MS);
   });
+
+  test('a worker killed with SIGKILL takes down only its own clients; they reconnect and are served, and a new worker takes its place', async () => {
+    await using server = await start();
+    const pids = await all(server);
+    const channel = uniqueChannel();
+    const clients = await spread(server, channel, pids);
+    const victim = pids.find((pid) => pid !== server.process.pid) ?? 0;
+    process.kill(victim, 'SIGKILL');
+
+    const lost = clients.filter((c) => c.pid === victim);
+    const kept = clients.filter((c) => c.pid !== victim);
+    await within(Promise.all(lost.map((c) => c.closed)), 5000, "the killed worker's clients to see the close");
+    await notify(channel, 'after the kill');
+    for (const client of kept) expect(await client.next()).toBe('after the kill');
+    // Reconnecting at once, as a client would: a survivor or the restarted worker serves it.
+    const back: Served[] = [];
+    for (const client of lost) back.push(await open(server, client.mode, channel));
+
+    const now = await serving(
+      server,
+      'a new worker to listen in place of the killed one',
+      (listening) => listening.length === WORKERS && listening.some((pid) => !pids.includes(pid)),
+    );
+    const restarted = now.filter((pid) => !pids.includes(pid));
+    expect(restarted).toHaveLength(1);
+    expect(server.lines.some((line) => line.includes('worker exited unexpectedly; restarting it'))).toBe(true);
+    const onRestarted = await openUntil(
+      server,
+      channel,
+      (opened) => opened.some((c) => c.pid === restarted[0]),
+      'a client on the restarted worker',
+    );
+
+    await notify(channel, 'after the restart');
+    for (const client of [...kept, ...back, ...onRestarted]) expect(await client.next()).toBe('after the restart');
+    expect(await within(server.signal('SIGTERM'), SHUTDOWN_DEADLINE_MS, 'exit')).toBe(0);
+  });
 });
