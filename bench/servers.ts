@@ -53,6 +53,8 @@ export interface OursOptions {
   readonly healthyInARow?: number;
   /** More `[channels.NAME]` tables (see {@link schemaChannelToml}). */
   readonly channelsToml?: string;
+  /** Run the server of this source tree (another commit's, bench/worktree.ts) instead of this checkout's. */
+  readonly checkout?: string;
 }
 
 /** Starts our server and returns it once healthy; throws with its stderr if it exits first. */
@@ -69,7 +71,7 @@ export async function startOurs(options: OursOptions): Promise<Target> {
     options.profileDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-md', `--cpu-prof-dir=${options.profileDir}`];
   return launch({
     label: options.label ?? 'ours',
-    argv: [process.execPath, ...profile, 'src/main.ts', '--config', file],
+    argv: [process.execPath, ...profile, join(options.checkout ?? '.', 'src', 'main.ts'), '--config', file],
     env: { DATABASE_URL: options.databaseUrl, LOG_LEVEL: 'warn', HOST: '' },
     dir,
     port,

@@ -1,6 +1,7 @@
 /**
- * `[server] workers = N`: N server processes on one port (SO_REUSEPORT), each with its own LISTEN
- * connection. Fan-out at 1 and 2 workers, same clients and payloads, and the scaling between them.
+ * `[server] workers = N`: N server processes on one port (SO_REUSEPORT). Fan-out at 1, 2 and 4 workers,
+ * same clients and payloads, the scaling between them, and the same 4-worker fan-out run by the code of
+ * BASELINE_COMMIT beside this checkout's, taking turns round by round.
  * Before measuring, a startup probe keeps opening WebSockets for 2 s from the first healthy
  * /healthz, as clients of a fresh deployment would, and counts refused upgrades: a worker that
  * already listens on the shared port but has no database connection yet refuses with 503.
@@ -20,25 +21,56 @@ import {
   tailCells,
 } from './scenario.ts';
 import { SCHEMA_CHANNEL, startOurs } from './servers.ts';
-import { num, ratio, times } from './stats.ts';
+import { check, num, ratio, times } from './stats.ts';
 import type { Target } from './target.ts';
 import { runTrial, type TrialResult } from './trial.ts';
+import { addWorktree, type Worktree } from './worktree.ts';
 
+/**
+ * The code before issue 14, where each worker has its own LISTEN connection (the database delivers every
+ * notification once per worker). Measured in the same run as this checkout, so the shared LISTEN is
+ * judged against what it replaces on the same machine, load and database, not against an old report.
+ */
+const BASELINE_COMMIT = 'e536328';
+const BASELINE_WORKERS = 4;
 const PROBE_MS = 2000;
 const PROBE_BATCH = 10;
 // Between batches: a gentle trickle, not a flood of short-lived sockets (TIME_WAIT).
 const PROBE_PAUSE_MS = 5;
 
-interface Row {
+/** One server to measure: a number of workers, run by this checkout or by another commit's worktree. */
+interface Variant {
   readonly workers: number;
+  readonly checkout?: Worktree;
+}
+
+interface Row {
+  readonly variant: Variant;
   readonly processes: number;
+  readonly size: number;
   readonly results: TrialResult[];
 }
 
 interface Started {
+  readonly variant: Variant;
   readonly target: Target;
   readonly probe: string;
 }
+
+const codeOf = (variant: Variant) =>
+  variant.checkout === undefined ? 'this checkout' : `${variant.checkout.commit} (per-worker LISTEN)`;
+
+/** "4 workers", or "e536328, 4 workers" for another commit's code. */
+const nameOf = ({ workers, checkout }: Variant) =>
+  `${checkout === undefined ? '' : `${checkout.commit}, `}${workers} worker${workers === 1 ? '' : 's'}`;
+
+/** Clients, payload sizes and rounds: small with --quick. */
+const plan = (quick: boolean) => ({
+  clients: quick ? 100 : 1000,
+  sizes: quick ? [100] : [100, 7900],
+  repetitions: quick ? 1 : 3,
+  frames: (size: number) => (size <= 100 ? (quick ? 100_000 : 2_000_000) : quick ? 10_000 : 300_000),
+});
 
 /**
  * Connects PROBE_BATCH clients at a time, every PROBE_PAUSE_MS, for PROBE_MS, and notes when all
@@ -69,13 +101,15 @@ async function probeStartup(context: Context, target: Target, workers: number) {
   return { opened, refused, allListening };
 }
 
-async function start(context: Context, workers: number): Promise<Started> {
+async function start(context: Context, variant: Variant): Promise<Started> {
+  const { workers } = variant;
   const target = await startOurs({
     databaseUrl: context.rig.db.url,
     server: { workers },
-    label: `ours, workers = ${workers}`,
+    label: `ours, ${nameOf(variant)}`,
     profileDir: context.profileDir,
     healthyInARow: 1,
+    ...(variant.checkout === undefined ? {} : { checkout: variant.checkout.dir }),
   });
   try {
     const { opened, refused, allListening } = await probeStartup(context, target, workers);
@@ -85,59 +119,94 @@ async function start(context: Context, workers: number): Promise<Started> {
       allListening === undefined
         ? `not all ${workers} listening within it`
         : `all ${workers} listening ${num(allListening)} ms after it`;
-    const probe = `workers = ${workers}: ${num(refused)} of ${num(opened + refused)} upgrades refused in the ${PROBE_MS / 1000} s after the first healthy /healthz; ${listening}`;
-    return { target, probe };
+    const probe = `${nameOf(variant)}: ${num(refused)} of ${num(opened + refused)} upgrades refused in the ${PROBE_MS / 1000} s after the first healthy /healthz; ${listening}`;
+    return { variant, target, probe };
   } catch (error) {
     await target.stop();
     throw error;
   }
 }
 
+/**
+ * Starts a group's servers, then runs each size's rounds with the servers taking turns, in another
+ * order each round, so drift on a shared machine favours none of them; stops them all at the end.
+ */
+async function measureGroup(context: Context, group: readonly Variant[], probes: string[]): Promise<Row[]> {
+  const { clients, sizes, repetitions, frames } = plan(context.quick);
+  const started: Started[] = [];
+  const rows: Row[] = [];
+  try {
+    for (const variant of group) {
+      const server = await start(context, variant);
+      started.push(server);
+      probes.push(server.probe);
+    }
+    for (const size of sizes) {
+      const send = { kind: 'burst', count: Math.round(frames(size) / clients) } as const;
+      const sized = started.map(({ variant, target }) => ({
+        variant,
+        processes: target.processes().length,
+        size,
+        results: [] as TrialResult[],
+      }));
+      for (let round = 1; round <= repetitions; round++) {
+        for (let turn = 0; turn < started.length; turn++) {
+          const index = (turn + round - 1) % started.length;
+          const { target } = started[index] as Started;
+          context.say(`workers: ${target.label}, ${num(clients)} clients, ${bytes(size)}, run ${round}/${repetitions}`);
+          const result = await runTrial(context.rig, {
+            label: target.label,
+            target,
+            channel: SCHEMA_CHANNEL,
+            clients,
+            size,
+            send,
+          });
+          sized[index]?.results.push(result);
+        }
+      }
+      rows.push(...sized);
+    }
+  } finally {
+    await Promise.all(started.map(({ target }) => target.stop()));
+  }
+  return rows;
+}
+
 /** Runs the workers scenario. */
 export async function workers(context: Context): Promise<Outcome> {
-  const { rig, say } = context;
-  const clients = context.quick ? 100 : 1000;
-  const sizes = context.quick ? [100] : [100, 7900];
-  const repetitions = context.quick ? 1 : 3;
-  const rows: (Row & { size: number })[] = [];
+  const { clients, sizes, repetitions } = plan(context.quick);
+  // First, so a commit that cannot be checked out fails the scenario before anything is measured.
+  await using baseline = addWorktree(BASELINE_COMMIT);
+  const groups: Variant[][] = [
+    [{ workers: 1 }],
+    [{ workers: 2 }],
+    [{ workers: BASELINE_WORKERS }, { workers: BASELINE_WORKERS, checkout: baseline }],
+  ];
+  const rows: Row[] = [];
   const probes: string[] = [];
-  for (const count of [1, 2]) {
-    const { target, probe } = await start(context, count);
-    probes.push(probe);
-    try {
-      for (const size of sizes) {
-        const frames = size <= 100 ? (context.quick ? 100_000 : 2_000_000) : context.quick ? 10_000 : 300_000;
-        const send = { kind: 'burst', count: Math.round(frames / clients) } as const;
-        const results: TrialResult[] = [];
-        for (let round = 1; round <= repetitions; round++) {
-          say(`workers: ${count}, ${num(clients)} clients, ${bytes(size)}, run ${round}/${repetitions}`);
-          results.push(
-            await runTrial(rig, { label: target.label, target, channel: SCHEMA_CHANNEL, clients, size, send }),
-          );
-        }
-        rows.push({ workers: count, processes: target.processes().length, results, size });
-      }
-    } finally {
-      await target.stop();
-    }
-  }
-  const one = (size: number) => median(rows.find((row) => row.workers === 1 && row.size === size)?.results ?? []);
+  for (const group of groups) rows.push(...(await measureGroup(context, group, probes)));
+
+  const pick = (size: number, match: (variant: Variant) => boolean) =>
+    median(rows.find((row) => row.size === size && match(row.variant))?.results ?? []);
+  const one = (size: number) => pick(size, (v) => v.workers === 1 && v.checkout === undefined);
   const notes = [
     ...new Set(
       rows.flatMap((row) =>
-        row.results.flatMap((r, i) => anomalies(r, `${row.workers} workers, ${bytes(row.size)}, run ${i + 1}`)),
+        row.results.flatMap((r, i) => anomalies(r, `${nameOf(row.variant)}, ${bytes(row.size)}, run ${i + 1}`)),
       ),
     ),
   ];
   notes.unshift(...probes.map((p) => `- startup probe, ${p}`));
   notes.unshift(
-    `Median of ${repetitions} run${repetitions === 1 ? '' : 's'} by frames/s. Each worker has its own LISTEN connection, so the database delivers every notification once per worker. On this machine the generators alone take about two thirds of the two cores (CPU gen %), so a second worker has little idle CPU to scale into: read the ratio as "does not get worse", not as the scaling a larger machine would show.`,
+    `Median of ${repetitions} run${repetitions === 1 ? '' : 's'} by frames/s. The ${BASELINE_COMMIT} rows are the same ${BASELINE_WORKERS}-worker fan-out run by that commit's code (each worker its own LISTEN connection, so the database delivers every notification once per worker), from a temporary git worktree with this checkout's node_modules; its server and this checkout's ${BASELINE_WORKERS}-worker one run side by side, taking turns round by round. On this machine the generators alone take about two thirds of the two cores (CPU gen %), so added workers have little idle CPU to scale into: read the ratios as "does not get worse", not as the scaling a larger machine would show.`,
   );
   return {
     sections: [
       {
-        title: `Workers: fan-out to ${num(clients)} clients on the schema channel at 1 and 2 workers`,
+        title: `Workers: fan-out to ${num(clients)} clients on the schema channel at 1, 2 and ${BASELINE_WORKERS} workers, and at ${BASELINE_WORKERS} by ${BASELINE_COMMIT}`,
         headers: [
+          'code',
           'workers',
           'server processes',
           'clients',
@@ -148,19 +217,20 @@ export async function workers(context: Context): Promise<Outcome> {
           '× 1 worker',
           ...TAIL_HEADERS,
         ],
-        rows: rows.flatMap(({ workers: n, processes, results, size }) => {
-          const r = median(results);
+        rows: rows.flatMap((row) => {
+          const r = median(row.results);
           if (r === undefined) return [];
           return [
             [
-              String(n),
-              String(processes),
+              codeOf(row.variant),
+              String(row.variant.workers),
+              String(row.processes),
               num(r.clients),
-              bytes(size),
+              bytes(row.size),
               ...integrityCells(r),
               num(r.framesPerSecond),
-              spread(results),
-              times(ratio(r.framesPerSecond, one(size)?.framesPerSecond)),
+              spread(row.results),
+              times(ratio(r.framesPerSecond, one(row.size)?.framesPerSecond)),
               ...tailCells(r),
             ],
           ];
@@ -168,6 +238,15 @@ export async function workers(context: Context): Promise<Outcome> {
         notes,
       },
     ],
-    targets: [],
+    targets: sizes.map((size) => {
+      const ours = pick(size, (v) => v.workers === BASELINE_WORKERS && v.checkout === undefined);
+      const base = pick(size, (v) => v.checkout !== undefined);
+      return check(
+        `${BASELINE_WORKERS} workers, one LISTEN per instance ≥ per-worker LISTEN (${BASELINE_COMMIT}) from the same run, ${bytes(size)}`,
+        `${num(ours?.framesPerSecond)} vs ${num(base?.framesPerSecond)} frames/s`,
+        ratio(ours?.framesPerSecond, base?.framesPerSecond),
+        { min: 1 },
+      );
+    }),
   };
 }

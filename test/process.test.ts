@@ -4,8 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import postgres from 'postgres';
 import { connect, upgradeStatus } from './client.ts';
-import { databaseUrl, metric, uniqueChannel, waitFor, within } from './harness.ts';
-import { freshGet, spawnServer } from './process.ts';
+import { databaseUrl, metric, uniqueChannel, within } from './harness.ts';
+import { spawnServer } from './process.ts';
 
 // Per file: bun:test's default timeout is per file, so test/setup.ts's call reaches only the first one.
 setDefaultTimeout(60_000);
@@ -137,60 +137,6 @@ describe('the server process', () => {
     expect(refused.body).toContain('open-file limit');
     expect(await metric(server.url, 'pgws_upgrades_refused_total', { reason: 'file_limit' })).toBe(1);
     for (const client of clients) client.socket.close();
-  });
-
-  test('a worker that dies is started again, and serves clients again', async () => {
-    await using server = await spawnServer({ toml: '[server]\nworkers = 2\n', env: withDatabase() });
-    const workerPid = async () => {
-      // A fresh TCP connection each time, so the kernel may pick either process; the worker is the one that is not the primary.
-      for (;;) {
-        const body = JSON.parse(await freshGet(server.url, '/healthz')) as { pid: number; status: string };
-        if (body.status === 'ok' && body.pid !== server.process.pid) return body.pid;
-      }
-    };
-    const first = await within(workerPid(), 10_000, 'the worker to answer');
-    process.kill(first, 'SIGKILL');
-    await waitFor(
-      async () => {
-        const pid = await workerPid();
-        return pid !== first;
-      },
-      15_000,
-      'a new worker to answer',
-    );
-    expect(server.lines.some((line) => line.includes('worker exited unexpectedly; restarting it'))).toBe(true);
-    const channel = uniqueChannel();
-    const clients = await Promise.all(Array.from({ length: 10 }, () => connect(server.wsUrl(channel))));
-    const sql = postgres(databaseUrl(), { max: 1, onnotice: () => {} });
-    await sql`SELECT pg_notify(${channel}, 'after the restart')`;
-    await sql.end();
-    for (const client of clients) expect(await client.next()).toBe('after the restart');
-    expect(await within(server.signal('SIGTERM'), 5000, 'exit')).toBe(0);
-  });
-
-  test('with workers = 2, two processes share the port and each delivers to its clients', async () => {
-    await using server = await spawnServer({ toml: '[server]\nworkers = 2\n', env: withDatabase() });
-    const pids = new Set<number>();
-    // A fresh TCP connection each time (fetch would reuse one), so the kernel can pick either process.
-    await waitFor(
-      async () => {
-        const body = JSON.parse(await freshGet(server.url, '/healthz')) as { pid: number; status: string };
-        if (body.status === 'ok') pids.add(body.pid);
-        return pids.size === 2;
-      },
-      10_000,
-      'both workers to answer',
-    );
-    expect(pids.has(server.process.pid)).toBe(true);
-    const channel = uniqueChannel();
-    const clients = await Promise.all(Array.from({ length: 20 }, () => connect(server.wsUrl(channel))));
-    const sql = postgres(databaseUrl(), { max: 1, onnotice: () => {} });
-    await sql`SELECT pg_notify(${channel}, 'to every worker')`;
-    await sql.end();
-    for (const client of clients) expect(await client.next()).toBe('to every worker');
-    const exited = server.signal('SIGTERM');
-    for (const client of clients) expect((await within(client.closed, 5000, 'close')).code).toBe(1001);
-    expect(await within(exited, 5000, 'exit')).toBe(0);
   });
 });
 
