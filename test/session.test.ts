@@ -377,6 +377,25 @@ describe('the hub (no socket, no database)', () => {
     expect(hub.position('quiet').epoch).not.toBe(first);
   });
 
+  test('a channel with no multiplexed subscriber and no history still counts seqs, without encoding anything', () => {
+    const hub = createHub({ history: () => 0 });
+    hub.open('plain');
+    let encoded = 0;
+    const payload = () => {
+      encoded += 1;
+      return '"x"';
+    };
+    for (let i = 0; i < 3; i++) expect(hub.deliver('plain', payload, () => {})).toBe(0);
+    expect(encoded).toBe(0);
+    expect(hub.position('plain').seq).toBe(3);
+    const sent: string[] = [];
+    hub.join('plain', undefined);
+    expect(hub.deliver('plain', payload, (_topic, frame) => sent.push(frame))).toBe(1);
+    expect(sent.map((frame) => JSON.parse(frame))).toEqual([
+      { type: 'message', channel: 'plain', seq: 4, payload: 'x' },
+    ]);
+  });
+
   test("a worker's hub follows the primary's: same position and history from the snapshot and each delivery", () => {
     const publish = () => {};
     const primary = createHub({ history: () => 5 });
