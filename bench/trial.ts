@@ -155,8 +155,10 @@ export async function runTrial(rig: Rig, spec: TrialSpec): Promise<TrialResult> 
       await fleet.nextProgress(QUIET_CHECK_MS);
       const now = fleet.progress();
       const received = now === last ? await fleet.received() : frames;
-      if (now !== last || received !== frames) movedAt = performance.now();
-      last = now;
+      // Progress that came in while the count was asked for would otherwise wait out QUIET_CHECK_MS.
+      const latest = fleet.progress();
+      if (latest !== last || received !== frames) movedAt = performance.now();
+      last = latest;
       frames = received;
     }
     const readings = {
