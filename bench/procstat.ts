@@ -76,6 +76,27 @@ export function fileLimit(pid: number | 'self' = 'self'): number {
   return match === null ? 1024 : Number(match[1]);
 }
 
+/** A process as the whole machine's table lists it: its name (comm) and CPU seconds so far. */
+export interface ProcessCpu {
+  readonly name: string;
+  readonly seconds: number;
+}
+
+/** Every process on the machine now, kernel threads included, by pid. */
+export function allProcesses(): Map<number, ProcessCpu> {
+  const table = new Map<number, ProcessCpu>();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const text = read(`/proc/${entry}/stat`);
+    if (text === undefined) continue;
+    const name = text.slice(text.indexOf('(') + 1, text.lastIndexOf(')'));
+    const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
+    const ticks = [11, 12, 13, 14].reduce((sum, i) => sum + Number(fields[i] ?? 0), 0);
+    table.set(Number(entry), { name, seconds: ticks / TICKS_PER_SECOND });
+  }
+  return table;
+}
+
 function parents(): Map<number, number[]> {
   const children = new Map<number, number[]>();
   for (const entry of readdirSync('/proc')) {

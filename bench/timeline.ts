@@ -2,9 +2,19 @@
  * The delivery window of one NOTIFY under a magnifier: every few ms it reads how long the main thread
  * (Bun's event loop) of each sampled process has run, so a report can say when the first server
  * process started sending, when the last one stopped, and when the clients stopped reading; at the
- * window's two ends it reads each group's user and kernel CPU and the machine's.
+ * window's two ends it reads each group's user and kernel CPU, the machine's, and every other
+ * process's, so the rest of the machine's share has names (ksoftirqd, another tenant's job).
  */
-import { type CpuSplit, cpuSplit, type MachineTimes, machineTimes, mainThreadSeconds } from './procstat.ts';
+import { availableParallelism } from 'node:os';
+import {
+  allProcesses,
+  type CpuSplit,
+  cpuSplit,
+  type MachineTimes,
+  machineTimes,
+  mainThreadSeconds,
+  type ProcessCpu,
+} from './procstat.ts';
 import { clock } from './protocol.ts';
 
 /** Processes by group name (server, generators, PostgreSQL, …), listed once before the window. */
@@ -35,16 +45,38 @@ export interface DeliveryWindow {
   readonly groups: Readonly<Record<string, GroupWindow>>;
   /** The machine's CPU seconds over the window (all cores). */
   readonly machine: MachineTimes;
+  /** The machine's busy seconds so far at each tick: [ms after the start, seconds]. */
+  readonly busyTicks: readonly (readonly [number, number])[];
+  /** CPU seconds of every process outside the groups (kernel threads included), and the largest by name. */
+  readonly othersSeconds: number;
+  readonly others: readonly ProcessCpu[];
 }
 
 // A main thread that ran less than this in a tick counts as idle there (a timer, a scrape).
 const BUSY_SECONDS = 0.0002;
+const OTHERS = 5;
+const SETTLE_SLICE_MS = 500;
 
 interface Sampled {
   readonly group: string;
   readonly pid: number;
   last: number;
   readonly busy: number[];
+}
+
+/** CPU seconds in the window of the processes outside `mine`, summed by name (ksoftirqd/0, …), most first. */
+function othersBetween(
+  before: ReadonlyMap<number, ProcessCpu>,
+  after: ReadonlyMap<number, ProcessCpu>,
+  mine: ReadonlySet<number>,
+): ProcessCpu[] {
+  const byName = new Map<string, number>();
+  for (const [pid, { name, seconds }] of after) {
+    if (mine.has(pid)) continue;
+    const spent = seconds - (before.get(pid)?.seconds ?? 0);
+    if (spent > 0) byName.set(name, (byName.get(name) ?? 0) + spent);
+  }
+  return [...byName].map(([name, seconds]) => ({ name, seconds })).sort((a, b) => b.seconds - a.seconds);
 }
 
 const split = (pids: readonly number[]): CpuSplit =>
@@ -58,6 +90,8 @@ export function watchWindow(groups: Groups, sampled: readonly string[], tickMs =
   const startMs = clock();
   const startCpu = Object.fromEntries(Object.entries(groups).map(([name, pids]) => [name, split(pids)]));
   const startMachine = machineTimes();
+  // The whole table at the two ends only: reading it costs a few ms, too much for every tick.
+  const startTable = allProcesses();
   const processes: Sampled[] = sampled.flatMap((group) =>
     (groups[group] ?? []).map((pid) => ({
       group,
@@ -66,8 +100,10 @@ export function watchWindow(groups: Groups, sampled: readonly string[], tickMs =
       busy: [],
     })),
   );
+  const busyTicks: [number, number][] = [[0, startMachine.busy]];
   const sample = () => {
     const at = clock() - startMs;
+    busyTicks.push([at, machineTimes().busy]);
     for (const p of processes) {
       const now = mainThreadSeconds(p.pid);
       if (now - p.last >= BUSY_SECONDS) p.busy.push(at);
@@ -81,6 +117,8 @@ export function watchWindow(groups: Groups, sampled: readonly string[], tickMs =
       sample();
       const ms = clock() - startMs;
       const endMachine = machineTimes();
+      const mine = new Set(Object.values(groups).flat());
+      const others = othersBetween(startTable, allProcesses(), mine);
       const window = Object.fromEntries(
         Object.entries(groups).map(([name, pids]): [string, GroupWindow] => {
           const end = split(pids);
@@ -99,6 +137,9 @@ export function watchWindow(groups: Groups, sampled: readonly string[], tickMs =
           system: endMachine.system - startMachine.system,
           interrupts: endMachine.interrupts - startMachine.interrupts,
         },
+        busyTicks,
+        othersSeconds: others.reduce((total, p) => total + p.seconds, 0),
+        others: others.slice(0, OTHERS),
       };
     },
   };
@@ -116,4 +157,37 @@ export function activity(group: GroupWindow | undefined, untilMs: number): Activ
     firstDoneMs: Math.min(...ticks.map((busy) => busy.at(-1)!)),
     lastDoneMs: Math.max(...ticks.map((busy) => busy.at(-1)!)),
   };
+}
+
+/**
+ * The machine's busy share of all its cores (0..1) between two moments of the window (ms after its
+ * start), widened to the ticks around them.
+ */
+export function busyBetween(w: DeliveryWindow, fromMs: number, toMs: number): number {
+  const before = w.busyTicks.findLast(([at]) => at <= fromMs) ?? w.busyTicks[0];
+  const after = w.busyTicks.find(([at]) => at >= toMs) ?? w.busyTicks.at(-1);
+  if (before === undefined || after === undefined || after[0] <= before[0]) return 0;
+  return (after[1] - before[1]) / (((after[0] - before[0]) / 1000) * availableParallelism());
+}
+
+/** How a wait for a quiet machine ended: after how long, and how busy its cores were in the last slice. */
+export interface Settled {
+  readonly waitedMs: number;
+  readonly busy: number;
+}
+
+/**
+ * Waits until the machine's cores were less than `below` busy (0..1) over a half-second slice, or
+ * `maxMs` passed: what connecting started (the kernel's own work, garbage collection) should not run
+ * into the window.
+ */
+export async function settle(below: number, maxMs: number): Promise<Settled> {
+  const started = performance.now();
+  for (;;) {
+    const before = machineTimes().busy;
+    await Bun.sleep(SETTLE_SLICE_MS);
+    const busy = (machineTimes().busy - before) / ((SETTLE_SLICE_MS / 1000) * availableParallelism());
+    const waitedMs = performance.now() - started;
+    if (busy < below || waitedMs >= maxMs) return { waitedMs, busy };
+  }
 }
