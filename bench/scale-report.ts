@@ -7,7 +7,7 @@
 import { profileSection } from './scale-profile.ts';
 import { anomalies, clean, type Outcome } from './scenario.ts';
 import { check, mb, ms, num, ratio, type TargetCheck } from './stats.ts';
-import type { DeliveryWindow } from './timeline.ts';
+import type { DeliveryWindow, Settled } from './timeline.ts';
 import type { TrialResult } from './trial.ts';
 
 /** One row to run: `clients` is `requested` cut to what this machine's file limits allow. */
@@ -28,6 +28,8 @@ export interface Row {
   readonly window: DeliveryWindow | undefined;
   readonly clientsEmptyKb: number;
   readonly clientsIdleKb: number;
+  /** The waits for a quiet machine before connecting and before the NOTIFY. */
+  readonly settled: readonly (Settled | undefined)[];
 }
 
 /** The settings every row shares, for the notes. */
@@ -40,6 +42,9 @@ export interface Settings {
   readonly addressesPerGenerator: number;
   readonly retryRefusedMs: number;
   readonly connectDeadlineMs: number;
+  readonly idleTimeout: number;
+  readonly quiet: number;
+  readonly quietWaitMs: number;
   readonly failures: readonly string[];
 }
 
@@ -107,6 +112,17 @@ function targetsOf(rows: readonly Row[], first: number | undefined): TargetCheck
     });
 }
 
+/** Notes for a row whose machine did not get quiet before connecting or before the NOTIFY. */
+function unquiet(row: Row, settings: Settings): string[] {
+  return row.settled.flatMap((settled, i) =>
+    settled !== undefined && settled.busy >= settings.quiet
+      ? [
+          `- ${name(row.case)}: the machine was still ${num(settled.busy * 100)} % busy after ${num(settled.waitedMs / 1000)} s of waiting ${i === 0 ? 'to connect' : 'to send the NOTIFY'}`,
+        ]
+      : [],
+  );
+}
+
 /** The settings the rows ran with, in words. */
 function settingsNote(rows: readonly Row[], settings: Settings): string {
   const baseline = rows.find((row) => row.case.baseline);
@@ -115,8 +131,10 @@ function settingsNote(rows: readonly Row[], settings: Settings): string {
       ? `, at the largest count one process's file limit allows (${num(baseline.case.clients)} of ${num(baseline.case.requested)})`
       : '';
   return [
-    'Settings: a fresh server per row (`bun src/main.ts`) with `[server] workers` as in the row and `max_connections` at its default',
-    `(50,000 per process, above what a process's files allow, so the file limit is what binds); \`ulimit -n\` ${num(settings.limit)} for every process,`,
+    'Settings: a fresh server per row (`bun src/main.ts`) with `[server] workers` as in the row, `max_connections` at its default',
+    `(50,000 per process, above what a process's files allow, so the file limit is what binds) and \`idle_timeout = ${settings.idleTimeout}\``,
+    '(so that no keep-alive ping, due about `idle_timeout` after a socket opened, falls into the window after a long connect);',
+    `\`ulimit -n\` ${num(settings.limit)} for every process,`,
     `so a process holds at most ${num(settings.perProcess)} client sockets (the limit less 64) and answers 503 \`file_limit\` past that.`,
     `Workers and generators are planned at ${num(settings.fill * 100)} % of that, since SO_REUSEPORT spreads connections by a hash.`,
     `Each generator connects to ${settings.addressesPerGenerator} destination addresses of its own (127.0.0.x, so its own ephemeral ports),`,
@@ -125,6 +143,7 @@ function settingsNote(rows: readonly Row[], settings: Settings): string {
     'Multiplexed sockets offer `pgws.v1` on `/` and subscribe to one channel each; plain ones connect to `/bench_schema`.',
     "Server KB / conn = (RSS of all server processes with the clients connected − the same before any client) ÷ clients; clients RSS is the generators' total with the clients connected.",
     "NOTIFY → last = the last client's receipt − the notifier's send time; p50 and p99 are of all clients' receipts.",
+    `Before connecting and again before the NOTIFY the machine is given up to ${num(settings.quietWaitMs / 1000)} s to become less than ${num(settings.quiet * 100)} % busy.`,
   ].join(' ');
 }
 
@@ -160,6 +179,7 @@ export function scaleOutcome(rows: readonly Row[], settings: Settings): Outcome 
               `- ${name(row.case)}: cut from ${num(row.case.requested)} to what ${settings.maxProcesses} processes' file limits allow`,
           ),
           ...settings.failures,
+          ...rows.flatMap((row) => unquiet(row, settings)),
           ...rows.flatMap((row) => anomalies(row.result, name(row.case))),
         ],
       },

@@ -12,7 +12,7 @@ import { type Case, type Row, scaleOutcome } from './scale-report.ts';
 import type { Context, Outcome } from './scenario.ts';
 import { SCHEMA_CHANNEL, startOurs } from './servers.ts';
 import { num } from './stats.ts';
-import { type DeliveryWindow, type Groups, watchWindow } from './timeline.ts';
+import { type DeliveryWindow, type Groups, type Settled, settle, watchWindow } from './timeline.ts';
 import { runTrial } from './trial.ts';
 
 const LEVELS = [100_000, 250_000];
@@ -26,8 +26,13 @@ const MAX_GENERATORS = 32;
 const ADDRESSES_PER_GENERATOR = 2;
 const CONNECT_TIMEOUT_MS = 30_000;
 const RETRY_REFUSED_MS = 15_000;
-// Workers bind the port and warm up one after another; let the last settle before RSS is read.
-const SETTLE_MS = 1000;
+// Before connecting and before the NOTIFY, wait (bounded) for the machine to be this quiet: a
+// previous row's teardown, or the kernel's and the collectors' work after 250,000 connects, would
+// otherwise run into what is measured.
+const QUIET = 0.25;
+const QUIET_WAIT_MS = 20_000;
+// Seconds; above the default 60 so that no keep-alive ping falls into the window after a long connect.
+const IDLE_TIMEOUT = 120;
 
 const sum = (values: readonly number[]) => values.reduce((a, b) => a + b, 0);
 
@@ -67,19 +72,20 @@ async function runCase(context: Context, fleet: Fleet, c: Case): Promise<Row> {
   const label = `${c.kind}, workers = ${c.workers}`;
   const target = await startOurs({
     databaseUrl: rig.db.url,
-    server: { workers: c.workers },
+    server: { workers: c.workers, idle_timeout: IDLE_TIMEOUT },
     label,
     profileDir: context.profileDir,
   });
   try {
     await target.whenHealthy(c.workers);
-    await Bun.sleep(SETTLE_MS);
+    const beforeConnect = await settle(QUIET, QUIET_WAIT_MS);
     const generatorPids = fleet.pids.slice(0, c.generators);
     const clientsRss = () => sum(generatorPids.map(rssKb));
     const clientsEmptyKb = clientsRss();
     const addresses = c.generators * ADDRESSES_PER_GENERATOR;
     let clientsIdleKb = 0;
     let groups: Groups = {};
+    let beforeNotify: Settled | undefined;
     let watch: ReturnType<typeof watchWindow> | undefined;
     let window: DeliveryWindow | undefined;
     const result = await runTrial(
@@ -97,8 +103,9 @@ async function runCase(context: Context, fleet: Fleet, c: Case): Promise<Row> {
         generators: c.generators,
         connect: { timeoutMs: CONNECT_TIMEOUT_MS, retryRefusedMs: RETRY_REFUSED_MS, ownAddresses: true },
         hooks: {
-          idle: () => {
+          idle: async () => {
             clientsIdleKb = clientsRss();
+            beforeNotify = await settle(QUIET, QUIET_WAIT_MS);
             // Listed once here: reading the process tables during the window would disturb it.
             groups = {
               server: target.processes(),
@@ -116,7 +123,7 @@ async function runCase(context: Context, fleet: Fleet, c: Case): Promise<Row> {
         },
       },
     );
-    return { case: c, result, window, clientsEmptyKb, clientsIdleKb };
+    return { case: c, result, window, clientsEmptyKb, clientsIdleKb, settled: [beforeConnect, beforeNotify] };
   } finally {
     await target.stop();
   }
@@ -157,6 +164,9 @@ export async function scale(context: Context): Promise<Outcome> {
     addressesPerGenerator: ADDRESSES_PER_GENERATOR,
     retryRefusedMs: RETRY_REFUSED_MS,
     connectDeadlineMs: CONNECT_TIMEOUT_MS * 3,
+    idleTimeout: IDLE_TIMEOUT,
+    quiet: QUIET,
+    quietWaitMs: QUIET_WAIT_MS,
     failures,
   });
 }

@@ -46,8 +46,8 @@ export interface TrialSpec {
 
 /** What a caller may do at a trial's turns; each is called at most once. */
 export interface TrialHooks {
-  /** The clients are connected and the idle RSS has been read; nothing has been sent. */
-  readonly idle?: () => void;
+  /** The clients are connected and the idle RSS has been read; nothing is sent until it resolves. */
+  readonly idle?: () => void | Promise<void>;
   /** The first notification is about to be sent. */
   readonly sending?: () => void;
   /** Every open client has everything, or nothing moved for the drain time; before the reports. */
@@ -143,7 +143,7 @@ export async function runTrial(rig: Rig, spec: TrialSpec): Promise<TrialResult> 
     });
     await Bun.sleep(250);
     const rssIdleKb = spec.target?.rssKb() ?? 0;
-    spec.hooks?.idle?.();
+    await spec.hooks?.idle?.();
     const run = ++runs;
     const { count } = spec.send;
     const paced = spec.send.kind === 'paced';
