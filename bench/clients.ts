@@ -15,9 +15,20 @@ interface Handle {
   readonly gone: Promise<void>;
 }
 
+// Bun's WebSocket client tells why an upgrade failed only in its error event, e.g. "Expected 101
+// status code: 503"; every 503 of ours carries Retry-After: 1 (src/http/wire.ts refusalHeaders).
+const REFUSED = 'status code: 503';
+const RETRY_AFTER_MS = 1000;
+
 const send = (reply: Reply) => process.send?.(reply);
 const tracker = createTracker((run, count) => send({ type: 'progress', id: 0, run, count }));
 const handles: Handle[] = [];
+
+const errorText = (event: Event): string => (event as ErrorEvent).message ?? '';
+
+/** "code 1006: Expected 101 status code: 503": the close code and whatever the client was told. */
+const closeText = (event: CloseEvent, why: string): string =>
+  [`code ${event.code}`, event.reason, why].filter((text) => text !== '').join(': ');
 
 function openWebSocket(url: string, timeoutMs: number, share: Share): Promise<Handle> {
   const { promise, resolve, reject } = Promise.withResolvers<Handle>();
@@ -35,14 +46,17 @@ function openWebSocket(url: string, timeoutMs: number, share: Share): Promise<Ha
     ws.onmessage = (event: MessageEvent) => tracker.receive(added, event.data as string, clock());
     resolve({ close: () => ws.close(1000), gone: gone.promise });
   };
+  let why = '';
   ws.onclose = (event: CloseEvent) => {
     clearTimeout(timer);
     if (client !== undefined) tracker.closed(client, event.code);
-    else reject(new Error(`closed before open (code ${event.code}${event.reason ? `: ${event.reason}` : ''})`));
+    else reject(new Error(`closed before open (${closeText(event, why)})`));
     gone.resolve();
   };
   // An error is always followed by close, which settles everything.
-  ws.onerror = () => {};
+  ws.onerror = (event) => {
+    why = errorText(event);
+  };
   return promise;
 }
 
@@ -93,13 +107,16 @@ function openMultiplexed(url: string, command: ConnectCommand, index: number): P
     answered += 1;
     if (answered === channels.length) live();
   };
+  let why = '';
   ws.onclose = (event: CloseEvent) => {
     clearTimeout(timer);
     if (client !== undefined) tracker.closed(client, event.code);
-    else reject(new Error(`closed before subscribed (code ${event.code}${event.reason ? `: ${event.reason}` : ''})`));
+    else reject(new Error(`closed before subscribed (${closeText(event, why)})`));
     gone.resolve();
   };
-  ws.onerror = () => {};
+  ws.onerror = (event) => {
+    why = errorText(event);
+  };
   return promise;
 }
 
@@ -139,9 +156,26 @@ async function connect(command: ConnectCommand): Promise<ConnectResult> {
   let next = 0;
   let opened = 0;
   let failed = 0;
+  let refused = 0;
+  let retried = 0;
   let firstError: string | undefined;
   // Bounded as a whole too: past the deadline the rest count as failed instead of being tried.
   const deadline = started + command.timeoutMs * 3;
+  // A refused upgrade goes again on a fresh connection (another source port, so maybe another worker).
+  const attempt = async (index: number): Promise<Handle> => {
+    const until = Math.min(deadline, performance.now() + command.retryRefusedMs);
+    for (;;) {
+      try {
+        return await open(index, command);
+      } catch (error) {
+        if (!(error instanceof Error && error.message.includes(REFUSED))) throw error;
+        refused += 1;
+        if (performance.now() + RETRY_AFTER_MS > until) throw error;
+        retried += 1;
+        await Bun.sleep(RETRY_AFTER_MS);
+      }
+    }
+  };
   const lane = async () => {
     while (next < command.count) {
       const i = next++;
@@ -151,7 +185,7 @@ async function connect(command: ConnectCommand): Promise<ConnectResult> {
         continue;
       }
       try {
-        handles.push(await open(command.first + i, command));
+        handles.push(await attempt(command.first + i));
         opened += 1;
       } catch (error) {
         failed += 1;
@@ -160,7 +194,7 @@ async function connect(command: ConnectCommand): Promise<ConnectResult> {
     }
   };
   await Promise.all(Array.from({ length: Math.min(command.concurrency, command.count) }, lane));
-  return { opened, failed, firstError, ms: performance.now() - started };
+  return { opened, failed, firstError, ms: performance.now() - started, refused, retried };
 }
 
 async function closeAll(timeoutMs: number): Promise<number> {

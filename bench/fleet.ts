@@ -22,6 +22,14 @@ export interface ConnectSpec {
   readonly generators?: number;
   readonly concurrency?: number;
   readonly timeoutMs?: number;
+  /** Retry upgrades refused with 503 for this long per client (ConnectCommand.retryRefusedMs; default 0). */
+  readonly retryRefusedMs?: number;
+  /**
+   * Generator g connects only to the URLs j with j % (generators used) === g: with one URL per
+   * destination address, each generator has addresses of its own, and so ephemeral-port ranges of
+   * its own (a port is unique per destination). Default: every generator uses every URL.
+   */
+  readonly ownAddresses?: boolean;
 }
 
 /** The running generators. */
@@ -48,6 +56,8 @@ interface Generator {
 }
 
 const COMMAND_TIMEOUT_MS = 120_000;
+// A generator stops starting connects after 3 × timeoutMs (bench/clients.ts); the last may take one more.
+const connectAnswerMs = (timeoutMs: number) => Math.max(COMMAND_TIMEOUT_MS, 4 * timeoutMs + 10_000);
 
 /** Spawns `size` generator processes and waits until each has said it is ready. */
 export async function startFleet(size: number): Promise<Fleet> {
@@ -85,12 +95,17 @@ export async function startFleet(size: number): Promise<Fleet> {
     });
   }
 
-  const ask = <T extends Reply['type']>(generator: Generator, command: Unsent<Command>, type: T) => {
+  const ask = <T extends Reply['type']>(
+    generator: Generator,
+    command: Unsent<Command>,
+    type: T,
+    timeoutMs = COMMAND_TIMEOUT_MS,
+  ) => {
     const id = nextId++;
     const { promise, resolve, reject } = Promise.withResolvers<Extract<Reply, { type: T }>>();
     const timer = setTimeout(
-      () => reject(new Error(`generator ${generator.process.pid}: no ${type} within ${COMMAND_TIMEOUT_MS} ms`)),
-      COMMAND_TIMEOUT_MS,
+      () => reject(new Error(`generator ${generator.process.pid}: no ${type} within ${timeoutMs} ms`)),
+      timeoutMs,
     );
     generator.waiting.set(id, (reply) => {
       clearTimeout(timer);
@@ -113,26 +128,34 @@ export async function startFleet(size: number): Promise<Fleet> {
           first += count;
           generator.clients = count;
           if (count === 0) return { opened: 0, failed: 0, firstError: undefined, ms: 0 };
+          const urls = spec.ownAddresses ? spec.urls.filter((_, j) => j % spread === g) : spec.urls;
+          if (urls.length === 0) throw new Error(`generator ${g} has no URL of its own (${spec.urls.length} URLs)`);
+          const timeoutMs = spec.timeoutMs ?? 20_000;
           const command = {
             type: 'connect',
             kind: spec.kind,
-            urls: spec.urls,
+            urls,
             channel: spec.channel,
             first: start,
             count,
             modulus: spec.modulus ?? 1,
             subscribe: spec.subscribe,
             concurrency: spec.concurrency ?? 64,
-            timeoutMs: spec.timeoutMs ?? 20_000,
+            timeoutMs,
+            retryRefusedMs: spec.retryRefusedMs ?? 0,
           } as const;
-          return ask(generator, command, 'connected').then((reply) => reply.result);
+          return ask(generator, command, 'connected', connectAnswerMs(timeoutMs)).then((reply) => reply.result);
         }),
       );
+      const total = (pick: (r: ConnectResult) => number | undefined) =>
+        results.reduce((sum, r) => sum + (pick(r) ?? 0), 0);
       return {
-        opened: results.reduce((sum, r) => sum + r.opened, 0),
-        failed: results.reduce((sum, r) => sum + r.failed, 0),
+        opened: total((r) => r.opened),
+        failed: total((r) => r.failed),
         firstError: results.find((r) => r.firstError !== undefined)?.firstError,
         ms: Math.max(...results.map((r) => r.ms)),
+        refused: total((r) => r.refused),
+        retried: total((r) => r.retried),
       };
     },
     async arm(nextRun, expected, producers, step) {

@@ -23,13 +23,36 @@ function statFields(pid: number): string[] | undefined {
   return text.slice(text.lastIndexOf(')') + 2).split(' ');
 }
 
+/** CPU seconds of a process in user and in kernel mode (its threads, and reaped children). */
+export interface CpuSplit {
+  readonly user: number;
+  readonly system: number;
+}
+
+/** {@link CpuSplit} of a process; zeros for one that is gone. */
+export function cpuSplit(pid: number): CpuSplit {
+  const fields = statFields(pid);
+  if (fields === undefined) return { user: 0, system: 0 };
+  // proc(5) numbers from 1 with pid and comm first: utime, stime, cutime, cstime are fields 14-17,
+  // so indexes 11-14 here.
+  const ticks = (i: number) => Number(fields[i] ?? 0) / TICKS_PER_SECOND;
+  return { user: ticks(11) + ticks(13), system: ticks(12) + ticks(14) };
+}
+
 /** CPU seconds of a process (its threads, and its children that have exited and been reaped). */
 export function cpuSeconds(pid: number): number {
-  const fields = statFields(pid);
-  if (fields === undefined) return 0;
-  // proc(5) numbers from 1 with pid and comm first: utime is field 14, so index 11 here.
-  const ticks = [11, 12, 13, 14].reduce((sum, i) => sum + Number(fields[i] ?? 0), 0);
-  return ticks / TICKS_PER_SECOND;
+  const { user, system } = cpuSplit(pid);
+  return user + system;
+}
+
+/**
+ * CPU seconds the main thread of a process (Bun's event loop) has run, to the microsecond
+ * (`se.sum_exec_runtime` of /proc/<pid>/sched, in ms); the tick-grained {@link cpuSeconds} of the
+ * whole process where the kernel does not have that file (no CONFIG_SCHED_DEBUG).
+ */
+export function mainThreadSeconds(pid: number): number {
+  const match = /^se\.sum_exec_runtime\s*:\s*([\d.]+)/m.exec(read(`/proc/${pid}/sched`) ?? '');
+  return match === null ? cpuSeconds(pid) : Number(match[1]) / 1000;
 }
 
 /** Resident set size in kB (VmRSS), 0 for a process that is gone. */
@@ -51,6 +74,27 @@ export function openFiles(pid: number): number {
 export function fileLimit(pid: number | 'self' = 'self'): number {
   const match = /^Max open files\s+(\d+)/m.exec(read(`/proc/${pid}/limits`) ?? '');
   return match === null ? 1024 : Number(match[1]);
+}
+
+/** A process as the whole machine's table lists it: its name (comm) and CPU seconds so far. */
+export interface ProcessCpu {
+  readonly name: string;
+  readonly seconds: number;
+}
+
+/** Every process on the machine now, kernel threads included, by pid. */
+export function allProcesses(): Map<number, ProcessCpu> {
+  const table = new Map<number, ProcessCpu>();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const text = read(`/proc/${entry}/stat`);
+    if (text === undefined) continue;
+    const name = text.slice(text.indexOf('(') + 1, text.lastIndexOf(')'));
+    const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
+    const ticks = [11, 12, 13, 14].reduce((sum, i) => sum + Number(fields[i] ?? 0), 0);
+    table.set(Number(entry), { name, seconds: ticks / TICKS_PER_SECOND });
+  }
+  return table;
 }
 
 function parents(): Map<number, number[]> {
@@ -123,13 +167,26 @@ export function cpuMeter(list: () => readonly number[]): () => CpuReading {
   };
 }
 
-/** CPU seconds the whole machine spent busy (all CPUs, from the `cpu` line of /proc/stat). */
-export function machineBusySeconds(): number {
-  const fields = (read('/proc/stat') ?? '').split('\n')[0]?.trim().split(/\s+/).slice(1).map(Number) ?? [];
-  // user nice system idle iowait irq softirq steal: everything but idle and iowait is busy.
-  const busy = [0, 1, 2, 5, 6, 7].reduce((sum, i) => sum + (fields[i] ?? 0), 0);
-  return busy / TICKS_PER_SECOND;
+/** CPU seconds the whole machine (all CPUs) has spent busy, and the kernel's part of it. */
+export interface MachineTimes {
+  readonly busy: number;
+  /** In the kernel on behalf of processes (system). */
+  readonly system: number;
+  /** Handling interrupts and softirqs (irq + softirq), such as loopback packets being received. */
+  readonly interrupts: number;
 }
+
+/** {@link MachineTimes} now, from the `cpu` line of /proc/stat. */
+export function machineTimes(): MachineTimes {
+  const fields = (read('/proc/stat') ?? '').split('\n')[0]?.trim().split(/\s+/).slice(1).map(Number) ?? [];
+  const seconds = (indexes: readonly number[]) =>
+    indexes.reduce((sum, i) => sum + (fields[i] ?? 0), 0) / TICKS_PER_SECOND;
+  // user nice system idle iowait irq softirq steal: everything but idle and iowait is busy.
+  return { busy: seconds([0, 1, 2, 5, 6, 7]), system: seconds([2]), interrupts: seconds([5, 6]) };
+}
+
+/** CPU seconds the whole machine spent busy (all CPUs, from the `cpu` line of /proc/stat). */
+export const machineBusySeconds = (): number => machineTimes().busy;
 
 /** Summed RSS (kB) over a process tree, e.g. a server and its workers. */
 export const treeRssKb = (root: number): number => processTree(root).reduce((sum, pid) => sum + rssKb(pid), 0);

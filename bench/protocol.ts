@@ -56,6 +56,13 @@ export interface ConnectCommand {
   /** Handshakes in flight at once per generator; more only overflows the listen backlog. */
   readonly concurrency: number;
   readonly timeoutMs: number;
+  /**
+   * An upgrade refused with 503 (a full process: `file_limit`, `connection_limit`) is tried again on a
+   * fresh connection, which the kernel's SO_REUSEPORT hash may hand to another worker, after the
+   * refusal's Retry-After, for as long as this many ms have not passed since the client's first
+   * attempt; 0: never.
+   */
+  readonly retryRefusedMs: number;
 }
 
 /** Forget the previous case and expect notifications `0..expected-1` of run `run`. */
@@ -107,6 +114,9 @@ export interface ConnectResult {
   readonly failed: number;
   readonly firstError: string | undefined;
   readonly ms: number;
+  /** Upgrades answered with 503, and how many of them were tried again (generators only; see retryRefusedMs). */
+  readonly refused?: number;
+  readonly retried?: number;
 }
 
 /** Generator → orchestrator. */

@@ -23,8 +23,12 @@ const USAGE = `Usage (from the repository root):
 
     bun run bench                     # full run, about 10 minutes; rewrites bench/RESULTS.md
     bun run bench --quick             # smoke test with smaller counts, about a minute; prints only
-    bun run bench --only fanout       # one scenario (repeat --only or use commas): capacity, fanout,
-                                      #   schema, multiplexed, latency, workers, fdlimit
+    bun run bench --only fanout       # one scenario (repeat --only or use commas; --scenario is the same):
+                                      #   capacity, fanout, schema, multiplexed, latency, workers, large,
+                                      #   fdlimit, auth, scale
+    bun run bench --only scale --levels 20000
+                                      # the scale scenario at other client counts (default 100,000 and
+                                      #   250,000; --quick 5,000 and 10,000)
     bun run bench --profile           # also write CPU profiles (.cpuprofile + .md) of our server
     bun run bench --out FILE          # write the report to FILE (partial runs print only by default)
     BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres bun run bench

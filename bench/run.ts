@@ -2,7 +2,8 @@
  * `bun run bench`: pg-notify-ws under load, beside two baselines measured in the same run (raw
  * postgres.js LISTEN, the database's ceiling; and the ~30-line bare bridge in bench/bare.ts), so every
  * figure is a ratio. Flags: --quick (smaller counts, ~1 min), --only SCENARIO (capacity, fanout,
- * schema, multiplexed, latency, workers, fdlimit; repeatable), --profile, --generators N, --out FILE.
+ * schema, multiplexed, latency, workers, large, fdlimit, auth, scale; repeatable; --scenario is the
+ * same), --profile, --generators N, --levels N,N (the scale scenario's client counts), --out FILE.
  *
  * Starts a throwaway embedded PostgreSQL (BENCH_DATABASE_URL overrides), generator processes
  * (bench/clients.ts) and each scenario's server processes; all traffic stays on 127.0.0.0/8, every
@@ -24,6 +25,7 @@ import { latency } from './latency.ts';
 import { multiplexed } from './multiplexed.ts';
 import { type Notifier, startNotifier } from './notifier.ts';
 import { renderReport } from './report.ts';
+import { scale } from './scale.ts';
 import type { Context, Scenario } from './scenario.ts';
 import type { Section, TargetCheck } from './stats.ts';
 import { stopAllTargets } from './target.ts';
@@ -38,6 +40,7 @@ const SCENARIOS: readonly (readonly [string, Scenario])[] = [
   ['large', large],
   ['fdlimit', fdLimit],
   ['auth', auth],
+  ['scale', scale],
 ];
 const NAMES = new Set([...SCENARIOS.map(([name]) => name), 'schema']);
 const PRODUCERS = 4;
@@ -49,13 +52,15 @@ const { values } = parseArgs({
   options: {
     quick: { type: 'boolean', default: false },
     only: { type: 'string', multiple: true, default: [] },
+    scenario: { type: 'string', multiple: true, default: [] },
     profile: { type: 'boolean', default: false },
     generators: { type: 'string', default: '4' },
+    levels: { type: 'string' },
     out: { type: 'string' },
   },
 });
 const only = new Set(
-  values.only
+  [...values.only, ...values.scenario]
     .flatMap((value) => value.split(','))
     .map((name) => name.trim())
     .filter(Boolean),
@@ -69,6 +74,11 @@ for (const name of only) {
 const generators = Number(values.generators);
 if (!Number.isInteger(generators) || generators < 1 || generators > 16) {
   process.stderr.write('bench: --generators must be 1..16\n');
+  process.exit(2);
+}
+const levels = values.levels?.split(',').map((text) => Number(text.trim()));
+if (levels !== undefined && !levels.every((n) => Number.isInteger(n) && n >= 1 && n <= 1_000_000)) {
+  process.stderr.write('bench: --levels takes client counts 1..1,000,000, separated by commas\n');
   process.exit(2);
 }
 const partial = values.quick || only.size > 0;
@@ -116,6 +126,7 @@ async function main(): Promise<number> {
     profileDir,
     say,
     only,
+    levels,
   };
   const sections: Section[] = [];
   const targets: TargetCheck[] = [];

@@ -16,6 +16,8 @@ export interface Context {
   readonly say: (line: string) => void;
   /** The scenario names selected with `--only` (all when empty). */
   readonly only: ReadonlySet<string>;
+  /** Client counts for the scale scenario (`--levels`); undefined: its own (bench/scale.ts). */
+  readonly levels: readonly number[] | undefined;
 }
 
 /** A scenario's contribution to the report. */

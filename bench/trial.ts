@@ -4,7 +4,7 @@
  * per-client reports, close the clients. Every wait is bounded.
  */
 import type { BenchDatabase } from './database.ts';
-import type { Fleet } from './fleet.ts';
+import type { ConnectSpec, Fleet } from './fleet.ts';
 import { createHistogram, decodeHistogram, type Histogram, maxLatencyMs, quantileMs } from './histogram.ts';
 import type { Notifier, NotifyFunction, Sent, Spread } from './notifier.ts';
 import { cpuMeter, machineBusySeconds } from './procstat.ts';
@@ -38,6 +38,20 @@ export interface TrialSpec {
   readonly windowBytes?: number;
   /** Put the clients on this many generator processes only. */
   readonly generators?: number;
+  /** How the clients connect, where not the fleet's defaults (timeouts, retries, own addresses). */
+  readonly connect?: Pick<ConnectSpec, 'timeoutMs' | 'retryRefusedMs' | 'ownAddresses'>;
+  /** Called at the trial's turns, e.g. to watch the delivery window (bench/timeline.ts). */
+  readonly hooks?: TrialHooks;
+}
+
+/** What a caller may do at a trial's turns; each is called at most once. */
+export interface TrialHooks {
+  /** The clients are connected and the idle RSS has been read; nothing is sent until it resolves. */
+  readonly idle?: () => void | Promise<void>;
+  /** The first notification is about to be sent. */
+  readonly sending?: () => void;
+  /** Every open client has everything, or nothing moved for the drain time; before the reports. */
+  readonly drained?: () => void;
 }
 
 /** Everything one trial measured. CPU figures are % of one core over the send-and-drain phase. */
@@ -49,6 +63,9 @@ export interface TrialResult {
   readonly connectFailures: number;
   readonly firstError: string | undefined;
   readonly connectMs: number;
+  /** Upgrades answered 503 while connecting, and how many of those were tried again. */
+  readonly refused: number;
+  readonly retried: number;
   /** Notifications planned and sent (fewer only when the send deadline passed). */
   readonly planned: number;
   readonly sent: number;
@@ -122,9 +139,11 @@ export async function runTrial(rig: Rig, spec: TrialSpec): Promise<TrialResult> 
       ...(spec.modulus === undefined ? {} : { modulus: spec.modulus }),
       ...(spec.mux === undefined ? {} : { subscribe: spec.mux }),
       ...(spec.generators === undefined ? {} : { generators: spec.generators }),
+      ...spec.connect,
     });
     await Bun.sleep(250);
     const rssIdleKb = spec.target?.rssKb() ?? 0;
+    await spec.hooks?.idle?.();
     const run = ++runs;
     const { count } = spec.send;
     const paced = spec.send.kind === 'paced';
@@ -135,6 +154,7 @@ export async function runTrial(rig: Rig, spec: TrialSpec): Promise<TrialResult> 
       generators: cpuMeter(() => fleet.pids),
       notifier: cpuMeter(() => [process.pid]),
     };
+    spec.hooks?.sending?.();
     const machineStart = machineBusySeconds();
     const wallStart = performance.now();
     const base = { channel: spec.channel, run, count, size: spec.size, via: spec.via, ...spec.spread };
@@ -155,10 +175,13 @@ export async function runTrial(rig: Rig, spec: TrialSpec): Promise<TrialResult> 
       await fleet.nextProgress(QUIET_CHECK_MS);
       const now = fleet.progress();
       const received = now === last ? await fleet.received() : frames;
-      if (now !== last || received !== frames) movedAt = performance.now();
-      last = now;
+      // Progress that came in while the count was asked for would otherwise wait out QUIET_CHECK_MS.
+      const latest = fleet.progress();
+      if (latest !== last || received !== frames) movedAt = performance.now();
+      last = latest;
       frames = received;
     }
+    spec.hooks?.drained?.();
     const readings = {
       server: meters.server(),
       postgres: meters.postgres(),
@@ -220,6 +243,8 @@ function summarize(
     connectFailures: extra.connect.failed,
     firstError: extra.connect.firstError,
     connectMs: extra.connect.ms,
+    refused: extra.connect.refused ?? 0,
+    retried: extra.connect.retried ?? 0,
     planned: spec.send.count,
     sent: sent.sent,
     expected,
