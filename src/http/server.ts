@@ -103,17 +103,29 @@ export function createServer(options: ServerOptions): BridgeServer {
     if (set?.size === 0) members.delete(topic);
     ws.data.topics.delete(topic);
   };
-  const peerOf = (ws: Socket): Peer => ({
-    send: (text) => ws.send(text),
-    buffered: () => ws.getBufferedAmount(),
-    subscribe: (topic) => join(ws, topic),
-    unsubscribe(topic) {
-      ws.unsubscribe(topic);
-      leave(ws, topic);
-    },
-    close: (cause) => close(ws, cause),
-    expireAt: (expires) => expireAt(ws, expires),
-  });
+  // A class, not an object of closures: its methods are shared, so each multiplexed socket costs one field.
+  class SocketPeer implements Peer {
+    constructor(private readonly ws: Socket) {}
+    send(text: string) {
+      return this.ws.send(text);
+    }
+    buffered() {
+      return this.ws.getBufferedAmount();
+    }
+    subscribe(topic: string) {
+      join(this.ws, topic);
+    }
+    unsubscribe(topic: string) {
+      this.ws.unsubscribe(topic);
+      leave(this.ws, topic);
+    }
+    close(cause: CloseLabel) {
+      close(this.ws, cause);
+    }
+    expireAt(expires: number | undefined) {
+      expireAt(this.ws, expires);
+    }
+  }
 
   // Runs after the current batch of notifications: closes whoever fell past the bound.
   const sweep = (topic: string) => {
@@ -187,7 +199,7 @@ export function createServer(options: ServerOptions): BridgeServer {
           if (data.mode === 'multiplexed') {
             multiplexed.add(ws);
             if (data.offered !== undefined && 'refused' in data.offered) return close(ws, data.offered.refused);
-            data.peer = peerOf(ws);
+            data.peer = new SocketPeer(ws);
             data.session = sessions.open(data.peer, data.offered?.identity);
             if (stopping) close(ws, 'shutdown');
             return;

@@ -36,7 +36,8 @@ export interface Peer {
 /** Per-socket state, kept in the socket's data. */
 export interface SessionState {
   readonly subscriptions: Map<string, Entry>;
-  readonly bucket: { take(): boolean };
+  /** Made at the first publish: most sockets never publish, and at 100,000 sockets each byte counts. */
+  bucket: { take(): boolean } | undefined;
   /** The socket's verified token; undefined while anonymous (public channels only, with `[auth]`). */
   identity: Identity | undefined;
   closed: boolean;
@@ -100,6 +101,7 @@ export function createSessions(options: SessionOptions): Sessions {
 
   async function publish(peer: Peer, state: SessionState, frame: PublishFrame, text: string): Promise<void> {
     const { id, channel } = frame;
+    state.bucket ??= createBucket(limits.publishRate);
     const decision = decidePublish({
       catalog,
       withinRate: state.bucket.take(),
@@ -182,7 +184,7 @@ export function createSessions(options: SessionOptions): Sessions {
     open(peer, identity) {
       const state: SessionState = {
         subscriptions: new Map(),
-        bucket: createBucket(limits.publishRate),
+        bucket: undefined,
         identity,
         closed: false,
       };
