@@ -27,6 +27,7 @@ describe('channel names (no database)', () => {
     ['/%ZZ', 'the path is not valid percent-encoded UTF-8'],
     ['/%C3', 'the path is not valid percent-encoded UTF-8'],
     ['/a%00b', 'channel name contains NUL'],
+    ['/pgws.canary.1.x', 'channel names starting with "pgws.canary." are reserved for the bridge\'s probes'],
     [`/${'x'.repeat(64)}`, 'channel name is 64 bytes in UTF-8; PostgreSQL allows at most 63'],
     [`/${encodeURIComponent('é'.repeat(32))}`, 'channel name is 64 bytes in UTF-8; PostgreSQL allows at most 63'],
   ])('%s is refused: %s', (path, reason) => {

@@ -9,6 +9,7 @@ import { connect, type TestClient } from './client.ts';
 import { databaseUrl, metricIn, uniqueChannel, waitFor, within } from './harness.ts';
 import { connectMux, type MuxClient } from './mux.ts';
 import { freshGet, spawnServer } from './process.ts';
+import { rawClient } from './raw.ts';
 
 // Here, not only in test/setup.ts: bun:test's setDefaultTimeout is per file, and the preload's reaches only the first.
 setDefaultTimeout(60_000);
@@ -129,7 +130,8 @@ describe('workers', () => {
       expect(metricIn(text, 'pgws_notifications_received_total', { channel })).toBe(2);
       expect(metricIn(text, 'pgws_frames_delivered_total', { channel })).toBe(2 * SOCKETS);
       expect(metricIn(text, 'pgws_listener_up')).toBe(1);
-      expect(metricIn(text, 'pgws_listen_channels')).toBeGreaterThan(0);
+      // The clients' one channel; the workers' probe channels, LISTENed here too, are the bridge's own.
+      expect(metricIn(text, 'pgws_listen_channels')).toBe(1);
     }
     for (const client of clients) client.socket.close();
   }, 90_000);
@@ -205,5 +207,35 @@ describe('workers', () => {
     }
     const served = await perWorker(server.url, 'pgws_replays_total', { recovered: 'true' }, 2);
     expect(served.every((n) => n > 0)).toBe(true);
+  }, 90_000);
+
+  test('max_channels counts for the whole instance, whichever worker a client lands on', async () => {
+    const [first, second, third] = [uniqueChannel('limit'), uniqueChannel('limit'), uniqueChannel('limit')];
+    await using server = await spawnServer({
+      toml: `[server]\nworkers = ${WORKERS}\nmax_channels = 2\n`,
+      env: { DATABASE_URL: databaseUrl() },
+    });
+    await everyWorkerReady(server.url);
+    const open: TestClient[] = [];
+    for (let i = 0; i < SOCKETS; i++) open.push(await connect(`ws://${server.url.host}/${first}`));
+    open.push(await connect(`ws://${server.url.host}/${second}`));
+    // Fresh connections, so the kernel spreads them: every worker refuses a third channel.
+    for (let i = 0; i < 12; i++) {
+      using raw = await rawClient(server.url.hostname, Number(server.url.port), `/${third}`);
+      expect(raw.response).toStartWith('HTTP/1.1 503');
+      using mux = await connectMux(server.url, { ms: 15_000 });
+      expect(await mux.request({ type: 'subscribe', channel: third })).toMatchObject({
+        type: 'error',
+        code: 'unavailable',
+        message: 'channel limit reached (2 distinct channels); retry later',
+      });
+      // A channel already LISTENed is no new channel.
+      expect(await mux.subscribe(first, {}, 15_000)).toMatchObject({ type: 'subscribed', channel: first });
+    }
+    const refused = metricIn(await freshGet(server.url, '/metrics'), 'pgws_upgrades_refused_total', {
+      reason: 'channel_limit',
+    });
+    expect(refused).toBe(12);
+    for (const client of open) client.socket.close();
   }, 90_000);
 });

@@ -180,6 +180,11 @@ describe('client frames (no database)', () => {
     ],
     ['NUL inside', 'a\u0000b', 'channel name contains NUL'],
     ['a lone surrogate', '\ud800', 'channel name is not valid Unicode'],
+    [
+      'a probe channel',
+      'pgws.canary.1.x',
+      'channel names starting with "pgws.canary." are reserved for the bridge\'s probes',
+    ],
   ])('refuses a channel name that is %s as bad_channel, echoing the name and the id', (_, channel, message) => {
     for (const type of ['subscribe', 'unsubscribe', 'publish']) {
       const parsed = parseClientFrame(JSON.stringify({ type, id: 'i', channel, payload: 1 }));

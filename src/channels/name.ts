@@ -6,6 +6,12 @@
  */
 export const MAX_CHANNEL_BYTES = 63;
 
+/**
+ * The bridge's own readiness-probe channels start with this (one per process, see `bridge.ts`); no client
+ * may name one, so a probe is never delivered to a client nor counted as a client's channel.
+ */
+export const PROBE_PREFIX = 'pgws.canary.';
+
 const encoder = new TextEncoder();
 
 /** The result of reading a channel name; `reason` is safe to show to the client. */
@@ -17,6 +23,9 @@ export function checkChannelName(name: string): ChannelName {
   // PG: identifiers cannot contain NUL; lone surrogates cannot be sent as UTF-8 either.
   if (name.includes('\0')) return { ok: false, reason: 'channel name contains NUL' };
   if (!name.isWellFormed()) return { ok: false, reason: 'channel name is not valid Unicode' };
+  if (name.startsWith(PROBE_PREFIX)) {
+    return { ok: false, reason: `channel names starting with "${PROBE_PREFIX}" are reserved for the bridge's probes` };
+  }
   const bytes = encoder.encode(name).length;
   if (bytes > MAX_CHANNEL_BYTES) {
     return {

@@ -8,7 +8,13 @@
  * leaves from here and must come back through the primary's LISTEN connection and the IPC channel, so a
  * worker is ready only when that whole path works.
  */
-import { awaitListen, type Listener, type ListenerEvents, type ListenerState } from '../db/listener.ts';
+import {
+  awaitListen,
+  ChannelLimitError,
+  type Listener,
+  type ListenerEvents,
+  type ListenerState,
+} from '../db/listener.ts';
 import type { Queries } from '../db/queries.ts';
 import type { Logger } from '../observe/log.ts';
 import type { Snapshot } from '../protocol/hub.ts';
@@ -52,7 +58,7 @@ export function createFollower(options: FollowerOptions): Follower {
   const refs = new Map<string, Entry>();
   const asked = new Map<
     number,
-    { channel: string; entry: Entry; settle: (snapshot?: Snapshot, error?: string) => void }
+    { channel: string; entry: Entry; settle: (snapshot?: Snapshot, error?: Error) => void }
   >();
   const scrapes = new Map<number, (text: string) => void>();
   let nextId = 0;
@@ -83,7 +89,8 @@ export function createFollower(options: FollowerOptions): Follower {
     const current = refs.get(channel) === entry;
     if (message.snapshot === undefined) {
       if (current) refs.delete(channel);
-      request.settle(undefined, message.error ?? 'the primary could not LISTEN');
+      const { maxChannels, error = 'the primary could not LISTEN' } = message;
+      request.settle(undefined, maxChannels === undefined ? new Error(error) : new ChannelLimitError(maxChannels));
       return;
     }
     // Abandoned while the primary was LISTENing (every subscriber left, or it timed out): give it back.
@@ -127,7 +134,7 @@ export function createFollower(options: FollowerOptions): Follower {
         asked.set(id, {
           channel,
           entry: created,
-          settle: (snapshot, error) => (snapshot === undefined ? reject(new Error(error)) : resolve()),
+          settle: (snapshot, error) => (snapshot === undefined ? reject(error) : resolve()),
         });
         // Nobody may be awaiting it when it fails (every subscriber already gave up).
         promise.catch(() => {});

@@ -16,7 +16,14 @@ export type ToWorker =
   /** The LISTEN connection changed state; after a loss, the epoch each of the worker's channels starts. */
   | { readonly t: 'state'; readonly state: ListenerState; readonly epochs?: readonly (readonly [string, string])[] }
   /** The answer to `listen`: the channel's stream to follow from now on, or why it could not be LISTENed. */
-  | { readonly t: 'listened'; readonly id: number; readonly snapshot?: Snapshot; readonly error?: string }
+  | {
+      readonly t: 'listened';
+      readonly id: number;
+      readonly snapshot?: Snapshot;
+      readonly error?: string;
+      /** Set when the error is the instance's `max_channels`, which it then names. */
+      readonly maxChannels?: number;
+    }
   /** Deliveries in commit order, batched per read from the LISTEN connection. */
   | { readonly t: 'deliver'; readonly batch: readonly Delivery[] }
   /** The worker's readiness probe came back through the LISTEN connection. */

@@ -6,7 +6,7 @@
  *
  * No I/O of its own: links to workers are passed in (`workers.ts` owns the processes).
  */
-import type { Listener, ListenerState } from '../db/listener.ts';
+import { ChannelLimitError, type Listener, type ListenerState } from '../db/listener.ts';
 import type { Logger } from '../observe/log.ts';
 import type { WorkerSample } from '../observe/metrics.ts';
 import type { Hub, Position } from '../protocol/hub.ts';
@@ -20,7 +20,9 @@ export interface WorkerLink {
 
 /** Options of {@link createCluster}. */
 export interface ClusterOptions {
-  listener: Pick<Listener, 'state' | 'acquire' | 'release'>;
+  listener: Pick<Listener, 'state' | 'acquire' | 'release' | 'has' | 'channelCount'>;
+  /** `[server] max_channels`, counted for the whole instance: its one LISTEN connection carries them all. */
+  maxChannels: number;
   hub: Pick<Hub, 'has' | 'snapshot' | 'position'>;
   /** Channels LISTENed for the life of the process (history): every worker follows them from its start. */
   pinned: readonly string[];
@@ -102,6 +104,10 @@ export function createCluster(options: ClusterOptions): Cluster {
   };
 
   const listen = async (member: Member, id: number, channel: string) => {
+    if (!listener.has(channel) && listener.channelCount >= options.maxChannels) {
+      const { maxChannels } = options;
+      return send(member, { t: 'listened', id, error: new ChannelLimitError(maxChannels).message, maxChannels });
+    }
     try {
       await listener.acquire(channel);
     } catch (error) {

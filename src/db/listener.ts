@@ -33,6 +33,17 @@ export interface ListenerEvents {
   delivered?(channel: string, frame: string, at: Position): void;
 }
 
+/**
+ * An `acquire` refused because the instance already LISTENs `max_channels` distinct channels (a worker
+ * learns it from the primary, which counts for the whole instance).
+ */
+export class ChannelLimitError extends Error {
+  constructor(readonly maxChannels: number) {
+    super(`channel limit reached (${maxChannels} distinct channels)`);
+    this.name = 'ChannelLimitError';
+  }
+}
+
 /** Options for {@link createListener}. */
 export interface ListenerOptions {
   url: string;
@@ -49,6 +60,8 @@ export interface ListenerOptions {
   onListen?: (channel: string, from?: Snapshot) => void;
   /** Called when a channel's last reference goes (it is UNLISTENed), or its LISTEN failed. */
   onUnlisten?: (channel: string) => void;
+  /** Channels held for the bridge itself (workers' probe channels), not counted in `channelCount`. */
+  isPrivate?: (channel: string) => boolean;
   log: Logger;
 }
 
@@ -99,6 +112,7 @@ export function createListener(options: ListenerOptions): Listener {
   let retry: Timer | undefined;
   let attempting = false;
   let generation = 0;
+  let privates = 0;
 
   const listenOptions: postgres.Options<Record<string, never>> & {
     onnotify: (channel: string, payload: string) => void;
@@ -165,13 +179,18 @@ export function createListener(options: ListenerOptions): Listener {
     setState('up');
   }
 
+  function forget(channel: string): void {
+    refs.delete(channel);
+    if (options.isPrivate?.(channel)) privates -= 1;
+    options.onUnlisten?.(channel);
+  }
+
   function release(channel: string): void {
     const entry = refs.get(channel);
     if (entry === undefined) return;
     entry.count -= 1;
     if (entry.count > 0) return;
-    refs.delete(channel);
-    options.onUnlisten?.(channel);
+    forget(channel);
     // A LISTEN that follows is pipelined after this on the same connection, so order holds.
     if (state === 'up') {
       sql
@@ -196,7 +215,7 @@ export function createListener(options: ListenerOptions): Listener {
       void attempt();
     },
     get channelCount() {
-      return refs.size;
+      return refs.size - privates;
     },
     has: (channel) => refs.has(channel),
     async acquire(channel, timeoutMs = ACQUIRE_TIMEOUT_MS) {
@@ -206,12 +225,12 @@ export function createListener(options: ListenerOptions): Listener {
         const ready = sql.unsafe(`LISTEN ${quote(channel)}`).then(() => undefined);
         entry = { count: 0, ready };
         refs.set(channel, entry);
+        if (options.isPrivate?.(channel)) privates += 1;
         options.onListen?.(channel);
         // A failed LISTEN forgets the channel, so the next subscriber tries afresh.
         ready.catch(() => {
           if (refs.get(channel)?.ready !== ready) return;
-          refs.delete(channel);
-          options.onUnlisten?.(channel);
+          forget(channel);
         });
       }
       entry.count += 1;

@@ -10,7 +10,7 @@ import type { Catalog } from '../channels/catalog.ts';
 import { channelFromPath } from '../channels/name.ts';
 import type { Config } from '../config/load.ts';
 import type { Canary } from '../db/canary.ts';
-import type { Listener } from '../db/listener.ts';
+import { ChannelLimitError, type Listener } from '../db/listener.ts';
 import type { Logger } from '../observe/log.ts';
 import type { Stats } from '../observe/stats.ts';
 import type { Peer, SessionState } from '../protocol/session.ts';
@@ -145,6 +145,7 @@ export function createUpgrades(options: UpgradeOptions): Upgrades {
       await listener.acquire(channel);
     } catch (error) {
       stats.connections -= 1;
+      if (error instanceof ChannelLimitError) return refuse('channel_limit', error.message);
       log.warn('LISTEN failed; upgrade refused', { channel, error });
       return refuse('database_down', 'could not LISTEN on the channel; retry shortly');
     }

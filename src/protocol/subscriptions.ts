@@ -12,7 +12,7 @@
  * the client is a slow consumer (1008); if the stream broke meanwhile, it gets the `gap`.
  */
 import type { Catalog } from '../channels/catalog.ts';
-import type { Listener } from '../db/listener.ts';
+import { ChannelLimitError, type Listener } from '../db/listener.ts';
 import type { Stats } from '../observe/stats.ts';
 import { compileFilter } from './filter.ts';
 import type { ClientFrame, SubscribeFrame } from './frames.ts';
@@ -125,9 +125,10 @@ export function createSubscriptions(options: SubscriptionOptions): Subscriptions
     };
     try {
       await listener.acquire(channel);
-    } catch {
+    } catch (error) {
       if (state.closed) return;
-      refuse('unavailable', 'could not LISTEN on the channel; retry shortly');
+      if (error instanceof ChannelLimitError) refuse('unavailable', `${error.message}; retry later`);
+      else refuse('unavailable', 'could not LISTEN on the channel; retry shortly');
       return settled();
     }
     if (state.closed) return listener.release(channel);
