@@ -10,6 +10,7 @@ import { createAccess } from './auth/access.ts';
 import { createVerifier, type KeySource } from './auth/tokens.ts';
 import { createCatalog } from './channels/catalog.ts';
 import { describeChannels } from './channels/discovery.ts';
+import { PROBE_PREFIX } from './channels/name.ts';
 import { MARKER_CODE } from './channels/reference.ts';
 import { createResolver } from './channels/resolver.ts';
 import { createFollower, type Follower } from './cluster/follower.ts';
@@ -87,7 +88,7 @@ export interface Bridge {
 const FETCH_TIMEOUT_MS = 10_000;
 
 // PG: the probe channel is private to this process; clients never learn its name.
-const probeChannel = () => `pgws.canary.${process.pid}.${crypto.randomUUID().slice(0, 8)}`;
+const probeChannel = () => `${PROBE_PREFIX}${process.pid}.${crypto.randomUUID().slice(0, 8)}`;
 
 /** Starts a bridge. The HTTP server listens at once, even while the database is still unreachable. */
 export async function createBridge(options: BridgeOptions): Promise<Bridge> {
@@ -118,6 +119,7 @@ export async function createBridge(options: BridgeOptions): Promise<Bridge> {
     if (!catalog.declared(channel)) stats.channels.delete(channel);
   };
   const worker = options.cluster?.role === 'worker' ? options.cluster : undefined;
+  const isProbe = (channel: string) => channel.startsWith(PROBE_PREFIX);
   const follower: Follower | undefined =
     worker === undefined
       ? undefined
@@ -139,8 +141,10 @@ export async function createBridge(options: BridgeOptions): Promise<Bridge> {
       probeChannel: probe,
       pinned,
       log: listenerLog,
-      onListen: (channel) => hub.open(channel),
+      onListen: (channel) => isProbe(channel) || hub.open(channel),
       onUnlisten,
+      // Workers' probes, LISTENed here for them.
+      isPrivate: isProbe,
     });
   const canary = createCanary({
     intervalMs: config.database.canaryIntervalMs,
@@ -177,7 +181,15 @@ export async function createBridge(options: BridgeOptions): Promise<Bridge> {
   const metrics = createMetrics({ stats, listener, canary, hub });
   const cluster =
     options.cluster?.role === 'primary'
-      ? createCluster({ listener, hub, pinned, sample: metrics.sample, aggregate: aggregateMetrics, log })
+      ? createCluster({
+          listener,
+          hub,
+          pinned,
+          maxChannels: config.server.maxChannels,
+          sample: metrics.sample,
+          aggregate: aggregateMetrics,
+          log,
+        })
       : undefined;
   const scrape = cluster?.scrape ?? follower?.scrape;
   const routes = createRoutes({
@@ -202,17 +214,39 @@ export async function createBridge(options: BridgeOptions): Promise<Bridge> {
     maxSockets: fileLimitSockets(options.openFiles),
   });
 
+  // In the primary with workers, this process's own sends wait until the read's deliveries are on their way
+  // to the workers (`cluster.forward` flushes first, in a microtask), so workers' clients never wait for the
+  // primary's fan-out. In order: a topic's frames keep their order whenever they are sent.
+  const held: (readonly [topic: string, frame: string, counters: ChannelStats | undefined])[] = [];
+  let holding = false;
+  const sendHeld = () => {
+    holding = false;
+    for (const [topic, frame, counters] of held.splice(0)) {
+      const sent = server.publish(topic, frame);
+      if (counters !== undefined) counters.delivered += sent;
+    }
+  };
+  const publishLater = (topic: string, frame: string) => void held.push([topic, frame, undefined]);
   /**
    * A valid notification to this process's clients: the plain frame to plain sockets, and numbered (here,
    * or `at` the primary's position in a worker) to multiplexed ones; the primary passes it on to workers.
    */
   const fanOut = (channel: string, frame: string, counters: ChannelStats, at?: Position) => {
-    counters.delivered += server.publish(channel, frame);
-    if (!hub.has(channel)) return;
     // Multiplexed frames carry the payload as JSON: the parsed value, or the raw text as a string.
     const payloadJson = catalog.hasSchema(channel) ? frame : () => JSON.stringify(frame);
-    counters.delivered += hub.deliver(channel, payloadJson, server.publish, at);
-    if (at === undefined) cluster?.forward(channel, frame, hub.position(channel));
+    if (cluster === undefined) {
+      counters.delivered += server.publish(channel, frame);
+      if (hub.has(channel)) counters.delivered += hub.deliver(channel, payloadJson, server.publish, at);
+      return;
+    }
+    if (hub.has(channel)) {
+      counters.delivered += hub.deliver(channel, payloadJson, publishLater);
+      cluster.forward(channel, frame, hub.position(channel));
+    }
+    held.push([channel, frame, counters]);
+    if (holding) return;
+    holding = true;
+    queueMicrotask(sendHeld);
   };
   /** One notification with its payload in hand, as clients get it: encoded once, then fanned out. */
   const deliver = (channel: string, payload: string, counters = stats.channel(channel)) => {
