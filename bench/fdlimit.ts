@@ -1,10 +1,12 @@
 /**
  * As many concurrent clients as the server process's open-file limit allows (one fd per socket),
- * minus what the idle server already holds and a small margin, with one NOTIFY reaching all of
+ * minus what the idle server already holds and a small margin (and no more than its admission takes
+ * at that limit: the limit less 64), with one NOTIFY reaching all of
  * them. Server and clients share the machine, so the clients are spread over the generator
  * processes (each with its own limit) and over destination addresses 127.0.0.1..N.
  */
 
+import { fileLimitSockets } from '../src/http/admission.ts';
 import { fileLimit, openFiles } from './procstat.ts';
 import { anomalies, type Context, clean, deliveredCell, type Outcome } from './scenario.ts';
 import { SCHEMA_CHANNEL, startOurs } from './servers.ts';
@@ -30,7 +32,8 @@ export async function fdLimit(context: Context): Promise<Outcome> {
   try {
     limit = fileLimit(target.pid);
     idleFds = openFiles(target.pid);
-    const room = limit - idleFds - MARGIN;
+    // The server admits its file limit less FILE_RESERVE and refuses the rest with 503 file_limit.
+    const room = Math.min(limit - idleFds - MARGIN, fileLimitSockets(limit));
     clients = context.quick ? Math.min(room, QUICK_CAP) : room;
     say(`fd limit: ours, ${num(clients)} clients (limit ${num(limit)}, ${idleFds} fds in use idle)`);
     result = await runTrial(rig, {
