@@ -94,14 +94,15 @@ export function createServer(options: ServerOptions): BridgeServer {
       members.set(topic, set);
     }
     set.add(ws);
-    ws.data.topics.add(topic);
+    if (!ws.data.topics.includes(topic)) ws.data.topics.push(topic);
     ws.subscribe(topic);
   };
   const leave = (ws: Socket, topic: string) => {
     const set = members.get(topic);
     set?.delete(ws);
     if (set?.size === 0) members.delete(topic);
-    ws.data.topics.delete(topic);
+    const at = ws.data.topics.indexOf(topic);
+    if (at !== -1) ws.data.topics.splice(at, 1);
   };
   // A class, not an object of closures: its methods are shared, so each multiplexed socket costs one field.
   class SocketPeer implements Peer {

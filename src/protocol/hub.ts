@@ -24,8 +24,17 @@ export interface TopicFilter {
 interface Topic {
   readonly name: string;
   readonly filter: TopicFilter | undefined;
+  /** What each subscription of the topic holds: one object for all of them. */
+  readonly membership: Membership;
   members: number;
 }
+
+const newTopic = (name: string, filter: TopicFilter | undefined): Topic => ({
+  name,
+  filter,
+  membership: { topic: name, filter },
+  members: 0,
+});
 
 interface ChannelState {
   readonly channelJson: string;
@@ -135,7 +144,7 @@ export function createHub(options: HubOptions): Hub {
         channelJson: JSON.stringify(channel),
         capacity,
         stream,
-        unfiltered: { name: `\u0000m\u0000${channel}`, filter: undefined, members: 0 },
+        unfiltered: newTopic(`\u0000m\u0000${channel}`, undefined),
         filtered: new Map(),
       });
     },
@@ -158,17 +167,17 @@ export function createHub(options: HubOptions): Hub {
       subscriptions += 1;
       if (filter === undefined) {
         entry.unfiltered.members += 1;
-        return { topic: entry.unfiltered.name, filter };
+        return entry.unfiltered.membership;
       }
-      let topic = entry.filtered.get(filter.key);
-      if (topic === undefined) {
-        topic = { name: `\u0000f${filter.key}\u0000${channel}`, filter, members: 0 };
-        entry.filtered.set(filter.key, topic);
+      let shared = entry.filtered.get(filter.key);
+      if (shared === undefined) {
+        shared = newTopic(`\u0000f${filter.key}\u0000${channel}`, filter);
+        entry.filtered.set(filter.key, shared);
         filterTopics += 1;
       }
-      topic.members += 1;
+      shared.members += 1;
       // Subscribers of one filter share its first compiled form, so replay and live agree.
-      return { topic: topic.name, filter: topic.filter };
+      return shared.membership;
     },
     leave(channel, membership) {
       // A channel closed under its subscribers (they were counted out then) has nothing left to undo.
