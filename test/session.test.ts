@@ -421,6 +421,13 @@ describe('the hub (no socket, no database)', () => {
     worker.deliver('events', '{"n":10}', publish, { epoch: at.epoch, seq: at.seq + 2 });
     expect(worker.resume('events', at)).toEqual({ recovered: false });
     expect(worker.resume('events', { epoch: at.epoch, seq: at.seq + 1 })).toMatchObject({ recovered: true });
+    // A worker keeping less history than the primary sent holds the newest, at the primary's head.
+    const small = createHub({ history: () => 2 });
+    small.open('events', primary.snapshot('events'));
+    const head = primary.position('events');
+    expect(small.position('events')).toEqual(head);
+    expect(small.resume('events', { epoch: head.epoch, seq: head.seq - 2 })).toMatchObject({ recovered: true });
+    expect(small.resume('events', { epoch: head.epoch, seq: head.seq - 3 })).toEqual({ recovered: false });
   });
 
   test("after a loss a worker's streams start the epochs the primary names, and subscribers get a gap at them", () => {

@@ -136,9 +136,8 @@ export function createHub(options: HubOptions): Hub {
       const stream = createStream({ capacity, epochs: options.epochs });
       if (from !== undefined) {
         stream.rebase(from.epoch, from.head - from.entries.length);
+        // Consecutive seqs ending at the head; a smaller history here keeps the newest of them.
         for (const [seq, payloadJson] of from.entries) stream.follow(from.epoch, seq, payloadJson);
-        // Fewer held than sent (a smaller history here) still ends at the primary's head.
-        if (stream.head !== from.head) stream.rebase(from.epoch, from.head);
       }
       channels.set(channel, {
         channelJson: JSON.stringify(channel),
