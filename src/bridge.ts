@@ -145,6 +145,7 @@ export async function createBridge(options: BridgeOptions): Promise<Bridge> {
       onUnlisten,
       // Workers' probes, LISTENed here for them.
       isPrivate: isProbe,
+      maxChannels: config.server.maxChannels,
     });
   const canary = createCanary({
     intervalMs: config.database.canaryIntervalMs,
@@ -185,7 +186,6 @@ export async function createBridge(options: BridgeOptions): Promise<Bridge> {
           listener,
           hub,
           pinned,
-          maxChannels: config.server.maxChannels,
           sample: metrics.sample,
           aggregate: aggregateMetrics,
           log,

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, expect, setDefaultTimeout, test } from 'bun:test';
 import postgres from 'postgres';
-import { createListener, type Listener, type ListenerState } from '../src/db/listener.ts';
+import { ChannelLimitError, createListener, type Listener, type ListenerState } from '../src/db/listener.ts';
 import { silentLogger } from '../src/observe/log.ts';
 import { databaseUrl, uniqueChannel, waitFor } from './harness.ts';
 
@@ -43,6 +43,35 @@ test('LISTENs when a channel gets its first subscriber and UNLISTENs when its la
 test('always listens on its private probe channel and counts it as no subscriber channel', async () => {
   expect(await listener.listening()).toContain(probe);
   expect(listener.has(probe)).toBe(false);
+});
+
+test('refuses to LISTEN one channel past maxChannels, but not one already held nor a private one', async () => {
+  const limited = createListener({
+    url: databaseUrl(),
+    reconnectMinMs: 20,
+    reconnectMaxMs: 200,
+    probeChannel: uniqueChannel('probe'),
+    log: silentLogger,
+    isPrivate: (channel) => channel.startsWith('private'),
+    maxChannels: 1,
+  });
+  limited.start({ notification: () => {}, state: () => {} });
+  try {
+    await waitFor(() => limited.state === 'up', 10_000, 'the limited listener to connect');
+    const [first, second] = [uniqueChannel('limit'), uniqueChannel('limit')];
+    await limited.acquire(first);
+    await expect(limited.acquire(second)).rejects.toBeInstanceOf(ChannelLimitError);
+    expect(limited.has(second)).toBe(false);
+    await limited.acquire(first);
+    await limited.acquire(uniqueChannel('private'));
+    expect(limited.channelCount).toBe(1);
+    limited.release(first);
+    limited.release(first);
+    await limited.acquire(second);
+    expect(await limited.listening()).toContain(second);
+  } finally {
+    await limited.stop();
+  }
 });
 
 test('quotes channel names as identifiers, so SQL in a name is only a name', async () => {

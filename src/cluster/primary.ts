@@ -20,9 +20,8 @@ export interface WorkerLink {
 
 /** Options of {@link createCluster}. */
 export interface ClusterOptions {
-  listener: Pick<Listener, 'state' | 'acquire' | 'release' | 'has' | 'channelCount'>;
-  /** `[server] max_channels`, counted for the whole instance: its one LISTEN connection carries them all. */
-  maxChannels: number;
+  /** Its `acquire` enforces `max_channels` for the whole instance: one LISTEN connection carries them all. */
+  listener: Pick<Listener, 'state' | 'acquire' | 'release'>;
   hub: Pick<Hub, 'has' | 'snapshot' | 'position'>;
   /** Channels LISTENed for the life of the process (history): every worker follows them from its start. */
   pinned: readonly string[];
@@ -104,14 +103,12 @@ export function createCluster(options: ClusterOptions): Cluster {
   };
 
   const listen = async (member: Member, id: number, channel: string) => {
-    if (!listener.has(channel) && listener.channelCount >= options.maxChannels) {
-      const { maxChannels } = options;
-      return send(member, { t: 'listened', id, error: new ChannelLimitError(maxChannels).message, maxChannels });
-    }
     try {
       await listener.acquire(channel);
     } catch (error) {
-      return send(member, { t: 'listened', id, error: error instanceof Error ? error.message : String(error) });
+      const message = error instanceof Error ? error.message : String(error);
+      const limit = error instanceof ChannelLimitError ? { maxChannels: error.maxChannels } : {};
+      return send(member, { t: 'listened', id, error: message, ...limit });
     }
     if (member.gone) return listener.release(channel);
     member.held.set(channel, (member.held.get(channel) ?? 0) + 1);

@@ -62,6 +62,12 @@ export interface ListenerOptions {
   onUnlisten?: (channel: string) => void;
   /** Channels held for the bridge itself (workers' probe channels), not counted in `channelCount`. */
   isPrivate?: (channel: string) => boolean;
+  /**
+   * `[server] max_channels`: an `acquire` that would LISTEN one more channel than this rejects with
+   * {@link ChannelLimitError}. The one place the limit is enforced for the connection (admission and
+   * subscribe check it earlier only to refuse before waiting); unlimited by default.
+   */
+  maxChannels?: number;
   log: Logger;
 }
 
@@ -222,6 +228,9 @@ export function createListener(options: ListenerOptions): Listener {
       if (state !== 'up') throw new Error(`database is ${state}`);
       let entry = refs.get(channel);
       if (entry === undefined) {
+        const { maxChannels = Number.POSITIVE_INFINITY } = options;
+        if (refs.size - privates >= maxChannels && !options.isPrivate?.(channel))
+          throw new ChannelLimitError(maxChannels);
         const ready = sql.unsafe(`LISTEN ${quote(channel)}`).then(() => undefined);
         entry = { count: 0, ready };
         refs.set(channel, entry);
