@@ -43,6 +43,8 @@ export interface Follower extends Listener {
 interface Entry {
   count: number;
   readonly ready: Promise<void>;
+  /** The primary has answered its `listen` (pinned ones need none). */
+  answered: boolean;
 }
 
 // The primary LISTENs within its own 5 s bound; this covers the IPC round trip on a loaded machine too.
@@ -78,7 +80,7 @@ export function createFollower(options: FollowerOptions): Follower {
     refs.delete(channel);
     options.onUnlisten(channel);
     // An answer still on its way sends the `unlisten` when it comes (see `listened`).
-    if (![...asked.values()].some((request) => request.entry === entry)) options.send({ t: 'unlisten', channel });
+    if (entry.answered) options.send({ t: 'unlisten', channel });
   }
 
   function listened(message: Extract<ToWorker, { t: 'listened' }>): void {
@@ -86,6 +88,7 @@ export function createFollower(options: FollowerOptions): Follower {
     if (request === undefined) return;
     asked.delete(message.id);
     const { channel, entry } = request;
+    entry.answered = true;
     const current = refs.get(channel) === entry;
     if (message.snapshot === undefined) {
       if (current) refs.delete(channel);
@@ -128,7 +131,7 @@ export function createFollower(options: FollowerOptions): Follower {
       if (entry === undefined) {
         const id = ++nextId;
         const { promise, resolve, reject } = Promise.withResolvers<void>();
-        const created: Entry = { count: 0, ready: promise };
+        const created: Entry = { count: 0, ready: promise, answered: false };
         entry = created;
         refs.set(channel, created);
         asked.set(id, {
@@ -150,7 +153,7 @@ export function createFollower(options: FollowerOptions): Follower {
       switch (message.t) {
         case 'welcome':
           for (const [channel, snapshot] of message.pinned) {
-            refs.set(channel, { count: 1, ready: Promise.resolve() });
+            refs.set(channel, { count: 1, ready: Promise.resolve(), answered: true });
             options.onListen(channel, snapshot);
           }
           return setState(message.state);
