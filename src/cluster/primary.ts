@@ -7,8 +7,8 @@
  * No I/O of its own: links to workers are passed in (`workers.ts` owns the processes).
  */
 import { ChannelLimitError, type Listener, type ListenerState } from '../db/listener.ts';
+import type { WorkerSample } from '../observe/aggregate.ts';
 import type { Logger } from '../observe/log.ts';
-import type { WorkerSample } from '../observe/metrics.ts';
 import type { Hub, Position } from '../protocol/hub.ts';
 import type { Delivery, ToPrimary, ToWorker } from './messages.ts';
 

@@ -3,14 +3,7 @@
  * library; it runs unchanged on Bun). Every metric is one row of a table, filled at scrape time from the
  * plain counters in {@link Stats}, so the notification hot path never touches prom-client's label hashing.
  */
-import {
-  AggregatorRegistry,
-  Counter,
-  Gauge,
-  type MetricObjectWithValues,
-  type MetricValue,
-  Registry,
-} from 'prom-client';
+import { Counter, Gauge, Registry } from 'prom-client';
 import { ReferenceProblems } from '../channels/reference.ts';
 import type { Canary } from '../db/canary.ts';
 import type { Listener } from '../db/listener.ts';
@@ -34,7 +27,7 @@ export interface Metrics {
   readonly contentType: string;
   /** The exposition text; with workers, the whole server's (per worker when `byWorker`). */
   render(byWorker?: boolean): Promise<string>;
-  /** This process's figures in the form {@link aggregateMetrics} takes. */
+  /** This process's figures in the form `aggregate.ts` combines. */
   sample(): Promise<unknown>;
 }
 
@@ -281,28 +274,4 @@ export function createMetrics(source: MetricsSource, extra: readonly MetricDefin
     render: () => registry.metrics(),
     sample: () => registry.getMetricsAsJSON(),
   };
-}
-
-/** One process's {@link Metrics.sample}: `worker` 0 is the primary. */
-export interface WorkerSample {
-  readonly worker: number;
-  readonly metrics: unknown;
-}
-
-/**
- * The whole server's figures from every process's sample: each series combined as its definition says,
- * or, `byWorker`, every process's own series, labelled `worker="0"` (the primary), `"1"`, ...
- */
-export async function aggregateMetrics(samples: readonly WorkerSample[], byWorker: boolean): Promise<string> {
-  // The primary's first, so `first` means the primary's.
-  const ordered = [...samples].sort((a, b) => a.worker - b.worker);
-  const metrics = ordered.map(({ worker, metrics }) => {
-    const sample = metrics as MetricObjectWithValues<MetricValue<string>>[];
-    if (!byWorker) return sample;
-    return sample.map((metric) => ({
-      ...metric,
-      values: metric.values.map((value) => ({ ...value, labels: { ...value.labels, worker: String(worker) } })),
-    }));
-  });
-  return AggregatorRegistry.aggregate(metrics).metrics();
 }
