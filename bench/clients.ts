@@ -4,7 +4,7 @@
  * commands over IPC (bench/protocol.ts). Started only by bench/fleet.ts; it exits when told to or when
  * its parent goes.
  */
-import { SUBPROTOCOL } from '../src/protocol/subprotocol.ts';
+import { SUBPROTOCOL } from '../src/http/offer.ts';
 import { type Command, type ConnectCommand, type ConnectResult, clock, type Reply } from './protocol.ts';
 import { openRawListener } from './raw-listen.ts';
 import { type Client, createTracker, type Share } from './tracker.ts';

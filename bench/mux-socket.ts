@@ -3,7 +3,7 @@
  * endpoint, a subscribe and its answer, and the frames that follow, timed with this process's clock.
  * The generators have their own, leaner one (bench/clients.ts), built for a thousand sockets at once.
  */
-import { SUBPROTOCOL } from '../src/protocol/subprotocol.ts';
+import { SUBPROTOCOL } from '../src/http/offer.ts';
 
 /** A `pgws.v1` socket in this process: open once `ready` came; every later frame goes to `onFrame`. */
 export interface MuxSocket {

@@ -8,27 +8,27 @@
  */
 import { createAccess } from './auth/access.ts';
 import { createVerifier, type KeySource } from './auth/tokens.ts';
+import type { Logger } from './base/log.ts';
+import { PROBE_PREFIX } from './base/name.ts';
+import { createStats } from './base/stats.ts';
 import { createCatalog } from './channels/catalog.ts';
 import { describeChannels } from './channels/discovery.ts';
-import { PROBE_PREFIX } from './channels/name.ts';
-import { MARKER_CODE } from './channels/reference.ts';
-import { createResolver } from './channels/resolver.ts';
-import { createFollower, type Follower } from './cluster/follower.ts';
+import { createFollower, type Follower, type FollowerEvents } from './cluster/follower.ts';
 import type { ToPrimary, ToWorker } from './cluster/messages.ts';
 import { type Cluster, createCluster } from './cluster/primary.ts';
 import type { Config } from './config/load.ts';
-import { createCanary } from './db/canary.ts';
+import { createCanary, logFailing } from './db/canary.ts';
 import { createListener, type Listener } from './db/listener.ts';
 import { createQueries } from './db/queries.ts';
 import { createSweeper } from './db/sweeper.ts';
+import { createFanOut } from './delivery/fanout.ts';
+import { createPipeline } from './delivery/pipeline.ts';
 import { fileLimitSockets } from './http/admission.ts';
 import { createRoutes } from './http/routes.ts';
 import { type Bound, createServer } from './http/server.ts';
 import { aggregateMetrics } from './observe/aggregate.ts';
-import type { Logger } from './observe/log.ts';
 import { createMetrics } from './observe/metrics.ts';
-import { type ChannelStats, createStats } from './observe/stats.ts';
-import { createHub, type Position } from './protocol/hub.ts';
+import { createHub } from './protocol/hub.ts';
 import { createSessions } from './protocol/session.ts';
 
 /** What {@link createBridge} needs; everything is passed in, nothing is read from globals. */
@@ -85,9 +85,6 @@ export interface Bridge {
   [Symbol.asyncDispose](): Promise<void>;
 }
 
-// A stored payload not fetched by then is dropped as reference_failed, so one channel never stalls.
-const FETCH_TIMEOUT_MS = 10_000;
-
 // PG: the probe channel is private to this process; clients never learn its name.
 const probeChannel = () => `${PROBE_PREFIX}${process.pid}.${crypto.randomUUID().slice(0, 8)}`;
 
@@ -107,8 +104,6 @@ export async function createBridge(options: BridgeOptions): Promise<Bridge> {
     isPublic: catalog.isPublic,
   });
   const probe = probeChannel();
-  const payloadLog = log.child('payload');
-  const canaryLog = log.child('canary');
   // PROTOCOL.md: a channel with history is LISTENed from startup, with or without subscribers.
   const pinned = [...config.channels.values()].filter((channel) => channel.history > 0).map((channel) => channel.name);
 
@@ -151,18 +146,7 @@ export async function createBridge(options: BridgeOptions): Promise<Bridge> {
   const canary = createCanary({
     intervalMs: config.database.canaryIntervalMs,
     send: (token) => listener.queries.notify(probe, token),
-    onFailing(status, everOk) {
-      if (everOk) {
-        canaryLog.warn('readiness canary failing: NOTIFY round trips are not coming back', { ...status });
-        return;
-      }
-      canaryLog.error(
-        'notifications are not arriving: a NOTIFY sent from another connection never came back through the LISTEN connection. ' +
-          'A transaction-mode pooler (PgBouncer pool_mode = transaction) between the bridge and PostgreSQL is the likely cause: ' +
-          'connect the bridge to PostgreSQL directly or through a session-mode pool. Upgrades are refused with 503 until it works.',
-        { ...status },
-      );
-    },
+    onFailing: logFailing(log.child('canary')),
   });
   const sessions = createSessions({
     catalog,
@@ -215,63 +199,12 @@ export async function createBridge(options: BridgeOptions): Promise<Bridge> {
     maxSockets: fileLimitSockets(options.openFiles),
   });
 
-  // In the primary with workers, this process's own sends wait until the read's deliveries are on their way
-  // to the workers (`cluster.forward` flushes first, in a microtask), so workers' clients never wait for the
-  // primary's fan-out. In order: a topic's frames keep their order whenever they are sent.
-  const held: (readonly [topic: string, frame: string, counters: ChannelStats | undefined])[] = [];
-  let holding = false;
-  const sendHeld = () => {
-    holding = false;
-    for (const [topic, frame, counters] of held.splice(0)) {
-      const sent = server.publish(topic, frame);
-      if (counters !== undefined) counters.delivered += sent;
-    }
-  };
-  const publishLater = (topic: string, frame: string) => void held.push([topic, frame, undefined]);
-  /**
-   * A valid notification to this process's clients: the plain frame to plain sockets, and numbered (here,
-   * or `at` the primary's position in a worker) to multiplexed ones; the primary passes it on to workers.
-   */
-  const fanOut = (channel: string, frame: string, counters: ChannelStats, at?: Position) => {
-    // Multiplexed frames carry the payload as JSON: the parsed value, or the raw text as a string.
-    const payloadJson = catalog.hasSchema(channel) ? frame : () => JSON.stringify(frame);
-    if (cluster === undefined) {
-      counters.delivered += server.publish(channel, frame);
-      if (hub.has(channel)) counters.delivered += hub.deliver(channel, payloadJson, server.publish, at);
-      return;
-    }
-    if (hub.has(channel)) {
-      counters.delivered += hub.deliver(channel, payloadJson, publishLater);
-      cluster.forward(channel, frame, hub.position(channel));
-    }
-    held.push([channel, frame, counters]);
-    if (holding) return;
-    holding = true;
-    queueMicrotask(sendHeld);
-  };
-  /** One notification with its payload in hand, as clients get it: encoded once, then fanned out. */
-  const deliver = (channel: string, payload: string, counters = stats.channel(channel)) => {
-    const encoded = catalog.encode(channel, payload);
-    if (encoded.ok) return fanOut(channel, encoded.frame, counters);
-    if (encoded.reason === 'json') counters.invalidJson += 1;
-    else counters.invalidSchema += 1;
-    payloadLog.warn('invalid payload dropped', {
-      channel,
-      reason: encoded.reason,
-      issues: encoded.issues,
-      prefix: payload.slice(0, 64),
-    });
-  };
-  const references = createResolver({
+  const pipeline = createPipeline({
+    catalog,
+    stats,
+    fanOut: createFanOut({ catalog, hub, publish: server.publish, cluster }),
     fetch: (id, channel) => listener.queries.fetchPayload(id, channel, config.server.maxPayloadBytes),
-    deliver,
-    drop(channel, reason, detail) {
-      stats.channel(channel).invalidReference[reason] += 1;
-      // Never the content: a reference's row may hold what the channel's clients alone should see.
-      payloadLog.warn('reference dropped', { channel, reason, ...detail });
-    },
-    failed: (error) => payloadLog.error('delivery failed', { error }),
-    timeoutMs: FETCH_TIMEOUT_MS,
+    log: log.child('payload'),
   });
   const sweeper = createSweeper({
     ttlSeconds: config.database.largePayloadTtl,
@@ -286,17 +219,13 @@ export async function createBridge(options: BridgeOptions): Promise<Bridge> {
   if (follower !== undefined) worker?.onMessage(follower.receive);
   const databaseUp = Promise.withResolvers<void>();
   const ready = Promise.withResolvers<void>();
-  listener.start({
+  const events: FollowerEvents = {
     notification(channel, payload) {
       if (channel === probe) return canary.receive(payload);
       if (cluster?.probe(channel, payload)) return;
-      const counters = stats.channel(channel);
-      counters.received += 1;
-      // The hot path: one test of the first character, unless some channel is waiting for a fetch.
-      if (payload.charCodeAt(0) === MARKER_CODE || references.busy !== 0) return references.accept(channel, payload);
-      deliver(channel, payload, counters);
+      pipeline.notification(channel, payload);
     },
-    delivered: (channel, frame, at) => fanOut(channel, frame, stats.channel(channel), at),
+    delivered: pipeline.delivered,
     state(state, epochs) {
       if (state === 'up') {
         databaseUp.resolve();
@@ -304,7 +233,7 @@ export async function createBridge(options: BridgeOptions): Promise<Bridge> {
         void canary.verified(Number.POSITIVE_INFINITY).then((ok) => ok && ready.resolve());
       } else canary.stop();
       if (state === 'down') {
-        references.reset();
+        pipeline.reset();
         // Tell clients now, not when the database is back: until then they would wait in silence.
         server.closePlain('database_lost');
         stats.gaps += hub.broken(server.publish, epochs);
@@ -312,7 +241,8 @@ export async function createBridge(options: BridgeOptions): Promise<Bridge> {
       // Workers hear of it once this process has moved on: after a loss, the new epochs are set.
       cluster?.state(state);
     },
-  });
+  };
+  listener.start(events);
   if (options.listenAfterDatabase) await databaseUp.promise;
   const bound = server.listen();
   // The primary sweeps for the instance; SKIP LOCKED keeps other instances' sweeps out of its way.

@@ -7,6 +7,8 @@
 import { basename, dirname, join, resolve } from 'node:path';
 import * as valibot from 'valibot';
 import { resolveKeys } from './auth/keys.ts';
+import { ConfigError, StartupError } from './base/errors.ts';
+import { createLogger, type Logger, parseLevel } from './base/log.ts';
 import { createBridge } from './bridge.ts';
 import { parseArguments, readConfigFile } from './cli/entry.ts';
 import { bundleClient } from './client/bundle.ts';
@@ -14,8 +16,6 @@ import type { ToPrimary, ToWorker } from './cluster/messages.ts';
 import { type Config, parseConfig } from './config/load.ts';
 import { describeConfig } from './config/summary.ts';
 import { startEmbeddedPostgres } from './db/embedded.ts';
-import { ConfigError, StartupError } from './errors.ts';
-import { createLogger, type Logger, parseLevel } from './observe/log.ts';
 import { exitWithParent, spawnWorkers, WORKER_ENV } from './workers.ts';
 
 const SHUTDOWN_DEADLINE_MS = 4500;

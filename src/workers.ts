@@ -5,10 +5,10 @@
  * LISTEN connection serves them all (`cluster/`).
  */
 import type { Subprocess } from 'bun';
+import { backoffDelay } from './base/backoff.ts';
+import type { Logger } from './base/log.ts';
 import type { ToPrimary } from './cluster/messages.ts';
 import type { Cluster, WorkerLink } from './cluster/primary.ts';
-import { backoffDelay } from './db/backoff.ts';
-import type { Logger } from './observe/log.ts';
 
 /** Set in a worker's environment to its index (1..N-1); the primary has none. */
 export const WORKER_ENV = 'PGWS_WORKER';

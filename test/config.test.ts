@@ -2,8 +2,8 @@ import { describe, expect, setDefaultTimeout, test } from 'bun:test';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as v from 'valibot';
+import { ConfigError } from '../src/base/errors.ts';
 import { parseConfig } from '../src/config/load.ts';
-import { ConfigError } from '../src/errors.ts';
 
 // Per file: bun:test's default timeout is per file, so test/setup.ts's call reaches only the first one.
 setDefaultTimeout(60_000);

@@ -1,8 +1,8 @@
 import { describe, expect, setDefaultTimeout, test } from 'bun:test';
 import * as v from 'valibot';
+import { backoffDelay } from '../src/base/backoff.ts';
+import { channelFromPath, checkChannelName } from '../src/base/name.ts';
 import { createCatalog } from '../src/channels/catalog.ts';
-import { channelFromPath, checkChannelName } from '../src/channels/name.ts';
-import { backoffDelay } from '../src/db/backoff.ts';
 import { createCanary } from '../src/db/canary.ts';
 import { type AdmissionInput, admit, FILE_RESERVE, fileLimitSockets } from '../src/http/admission.ts';
 import { configFrom } from './harness.ts';

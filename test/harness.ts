@@ -7,11 +7,11 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import postgres from 'postgres';
 import { resolveKeys } from '../src/auth/keys.ts';
+import { createLogger, type Logger } from '../src/base/log.ts';
 import { type Bridge, createBridge } from '../src/bridge.ts';
 import { bundleClient } from '../src/client/bundle.ts';
 import { parseConfig } from '../src/config/load.ts';
 import { startEmbeddedPostgres } from '../src/db/embedded.ts';
-import { createLogger, type Logger } from '../src/observe/log.ts';
 
 /** The database the suite runs against (set by test/setup.ts). */
 export function databaseUrl(): string {

@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, expect, setDefaultTimeout, test } from 'bun:test';
 import postgres from 'postgres';
-import { ChannelLimitError, createListener, type Listener, type ListenerState } from '../src/db/listener.ts';
-import { silentLogger } from '../src/observe/log.ts';
+import { ChannelLimitError } from '../src/base/errors.ts';
+import { silentLogger } from '../src/base/log.ts';
+import { createListener, type Listener, type ListenerState } from '../src/db/listener.ts';
 import { databaseUrl, uniqueChannel, waitFor } from './harness.ts';
 
 // Per file: bun:test's default timeout is per file, so test/setup.ts's call reaches only the first one.

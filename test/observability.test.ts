@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from 'bun:test';
 import { join } from 'node:path';
 import Ajv2020 from 'ajv/dist/2020.js';
+import { createLogger } from '../src/base/log.ts';
 import { describeChannels } from '../src/channels/discovery.ts';
-import { createLogger } from '../src/observe/log.ts';
 import { connect } from './client.ts';
 import { configFrom, metric, startBridge, type TestBridge, uniqueChannel } from './harness.ts';
 

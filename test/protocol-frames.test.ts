@@ -1,7 +1,8 @@
 import { describe, expect, setDefaultTimeout, test } from 'bun:test';
+import { ErrorCode } from '../src/base/codes.ts';
+import { readOffer, SUBPROTOCOL } from '../src/http/offer.ts';
 import { type ClientFrame, parseClientFrame } from '../src/protocol/frames.ts';
 import {
-  ErrorCode,
   encodeError,
   encodeGap,
   encodeMessage,
@@ -11,7 +12,6 @@ import {
   encodeSubscribed,
   encodeUnsubscribed,
 } from '../src/protocol/replies.ts';
-import { readOffer, SUBPROTOCOL } from '../src/protocol/subprotocol.ts';
 import { randomJson } from './fuzz/payloads.ts';
 import { rngFor, SEED, scaled } from './fuzz/random.ts';
 import { ERROR_CODES } from './server-frames.ts';

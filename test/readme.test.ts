@@ -4,11 +4,11 @@
  */
 import { describe, expect, setDefaultTimeout, test } from 'bun:test';
 import { join } from 'node:path';
-import { ReferenceProblems } from '../src/channels/reference.ts';
+import { ErrorCode } from '../src/base/codes.ts';
+import { ReferenceProblems } from '../src/base/reasons.ts';
+import { Closes, Refusals } from '../src/base/wire.ts';
 import { EVENTS, triggerSql } from '../src/db/trigger.ts';
-import { Closes, Refusals } from '../src/http/wire.ts';
 import { METRICS } from '../src/observe/metrics.ts';
-import { ErrorCode } from '../src/protocol/replies.ts';
 
 // Per file: bun:test's default timeout is per file, so test/setup.ts's call reaches only the first one.
 setDefaultTimeout(60_000);

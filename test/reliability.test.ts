@@ -1,7 +1,7 @@
 import { describe, expect, setDefaultTimeout, test } from 'bun:test';
 import postgres from 'postgres';
+import { silentLogger } from '../src/base/log.ts';
 import { createBridge } from '../src/bridge.ts';
-import { silentLogger } from '../src/observe/log.ts';
 import { connect, upgradeStatus } from './client.ts';
 import {
   configFrom,

@@ -6,13 +6,14 @@
  */
 import { describe, expect, setDefaultTimeout, test } from 'bun:test';
 import { createAccess } from '../src/auth/access.ts';
+import { silentLogger } from '../src/base/log.ts';
+import { createStats } from '../src/base/stats.ts';
+import type { CloseLabel } from '../src/base/wire.ts';
 import { createCatalog } from '../src/channels/catalog.ts';
 import type { ListenerState } from '../src/db/listener.ts';
-import type { CloseLabel } from '../src/http/wire.ts';
-import { silentLogger } from '../src/observe/log.ts';
-import { createStats } from '../src/observe/stats.ts';
 import { createHub, type Hub } from '../src/protocol/hub.ts';
-import { createSessions, type Peer, type SessionState, type Sessions } from '../src/protocol/session.ts';
+import { createSessions, type Sessions } from '../src/protocol/session.ts';
+import type { Peer, SessionState } from '../src/protocol/state.ts';
 import { configFrom } from './harness.ts';
 
 // Per file: bun:test's default timeout is per file, so test/setup.ts's call reaches only the first one.

@@ -5,6 +5,7 @@
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from 'bun:test';
 import { join } from 'node:path';
 import postgres from 'postgres';
+import { UsageError } from '../src/base/errors.ts';
 import {
   EVENTS,
   mismatch,
@@ -16,7 +17,6 @@ import {
   triggerNames,
   triggerSql,
 } from '../src/db/trigger.ts';
-import { UsageError } from '../src/errors.ts';
 import { databaseUrl, uniqueChannel, within } from './harness.ts';
 import { installPgws } from './pgws.ts';
 

@@ -6,7 +6,6 @@
  * on refresh, never per notification.
  */
 import type { AuthConfig } from '../config/sections.ts';
-import { readOffer } from '../protocol/subprotocol.ts';
 import type { Mode } from './grants.ts';
 import type { Identity, Verified, Verifier } from './tokens.ts';
 
@@ -14,11 +13,6 @@ import type { Identity, Verified, Verifier } from './tokens.ts';
 export interface Access {
   /** Whether `[auth]` is configured. */
   readonly enabled: boolean;
-  /**
-   * The token an upgrade offers, by precedence: `Authorization: Bearer`, then (multiplexed only) the
-   * `bearer.` subprotocol, then `?token=` when `query_token` is on. Only the first found is used.
-   */
-  tokenFrom(request: Request, mode: 'plain' | 'multiplexed'): string | undefined;
   verify(token: string): Promise<Verified>;
   /** Whether `identity` (undefined: anonymous) may read or write `channel`. */
   permits(identity: Identity | undefined, channel: string, mode: Mode): boolean;
@@ -31,31 +25,18 @@ export interface AccessOptions {
   readonly isPublic: (channel: string) => boolean;
 }
 
-const BEARER = /^Bearer +(\S+) *$/i;
-
 /** Creates the access check. */
 export function createAccess(options: AccessOptions): Access {
   const { auth, verifier } = options;
   if (auth === undefined || verifier === undefined) {
     return {
       enabled: false,
-      tokenFrom: () => undefined,
       verify: async () => ({ ok: false, reason: 'invalid', message: 'authorization is not configured' }),
       permits: () => true,
     };
   }
   return {
     enabled: true,
-    tokenFrom(request, mode) {
-      const header = BEARER.exec(request.headers.get('authorization') ?? '')?.[1];
-      if (header !== undefined) return header;
-      if (mode === 'multiplexed') {
-        const offered = readOffer(request.headers.get('sec-websocket-protocol')).token;
-        if (offered !== undefined) return offered;
-      }
-      if (!auth.queryToken) return undefined;
-      return new URL(request.url).searchParams.get('token') ?? undefined;
-    },
     verify: (token) => verifier.verify(token),
     permits(identity, channel, mode) {
       if (mode === 'r' && options.isPublic(channel)) return true;

@@ -5,8 +5,8 @@
  */
 import { resolve } from 'node:path';
 import type { JSONWebKeySet } from 'jose';
+import { ConfigError } from '../base/errors.ts';
 import type { AuthConfig } from '../config/sections.ts';
-import { ConfigError } from '../errors.ts';
 import { algorithmsOf, type KeySource } from './tokens.ts';
 
 /** RFC 7518 §3.2: an HS256 key must be at least as long as the hash output, 256 bits. */

@@ -5,8 +5,8 @@
  * frame to every subscriber.
  */
 import * as v from 'valibot';
+import type { Frame } from '../base/wire.ts';
 import type { Config, PayloadSchema } from '../config/load.ts';
-import type { Frame } from '../http/wire.ts';
 import { inexactNumber } from '../schema/json-numbers.ts';
 
 /** One problem found in a payload: a dot path into it (empty for the root) and a message. */
@@ -44,6 +44,11 @@ export interface Catalog {
   history(channel: string): number;
   /** Turns one notification payload into the frame every subscriber gets. */
   encode(channel: string, payload: string): Encoded;
+  /**
+   * A frame as a multiplexed `message` carries it in `payload`: the frame itself on schema channels (already
+   * the parsed value's JSON), the raw text as a JSON string on raw ones, made only when a socket needs it.
+   */
+  payloadJson(channel: string, frame: Frame): string | (() => string);
   /** Checks an already-parsed value (a client's publish) against a schema channel's schema. */
   validate(channel: string, value: unknown): Validated;
 }
@@ -66,6 +71,7 @@ export function createCatalog(config: Pick<Config, 'channels' | 'server'>): Cata
       const schema = schemas.get(channel);
       return schema === undefined ? { ok: true, frame: payload } : encodeWith(schema, payload);
     },
+    payloadJson: (channel, frame) => (schemas.has(channel) ? frame : () => JSON.stringify(frame)),
     validate(channel, value) {
       const schema = schemas.get(channel);
       return schema === undefined ? { ok: true, json: JSON.stringify(value) } : validateWith(schema, value);

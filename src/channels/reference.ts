@@ -7,24 +7,13 @@
  * text practically never does, so a payload that is not a reference is recognised with one
  * `charCodeAt(0)` and passes through untouched. Pure: no database.
  */
+import type { ReferenceProblem } from '../base/reasons.ts';
 
 /** Starts every reference; the id follows it. */
 export const MARKER = '\u001Epgws:';
 
 /** The first UTF-16 unit of {@link MARKER}: the one test every notification pays for. */
 export const MARKER_CODE = 0x1e;
-
-/** Why a notification that carries a reference is dropped: the `reason` in `pgws_notifications_invalid_total`. */
-export const ReferenceProblems = {
-  reference_malformed: 'a payload starting with the reference marker whose id is not a UUID',
-  reference_forged: 'a reference to a stored payload of another channel (sent with pg_notify on the wrong channel)',
-  reference_missing: 'a reference to a stored payload that does not exist, or expired (large_payload_ttl)',
-  too_large: 'a stored payload over [server] max_payload_bytes (never fetched)',
-  reference_failed: 'the fetch of a stored payload failed, or did not answer within 10 s (database trouble)',
-} as const;
-
-/** One of {@link ReferenceProblems}. */
-export type ReferenceProblem = keyof typeof ReferenceProblems;
 
 /** What a fetch of a stored payload found; `bytes` is its size when it was too large. */
 export type Fetched =

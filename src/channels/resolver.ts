@@ -9,7 +9,9 @@
  * order per channel, exactly as a notification without a reference does, so a subscribe's replay and
  * live stream still join in one synchronous step. Pure: the fetch is handed in; timers only for its bound.
  */
-import { type Fetched, isReference, type ReferenceProblem, referenceId } from './reference.ts';
+import type { ReferenceProblem } from '../base/reasons.ts';
+import { within } from '../base/timeout.ts';
+import { type Fetched, isReference, referenceId } from './reference.ts';
 
 /** What {@link createResolver} needs. */
 export interface ResolverOptions {
@@ -87,10 +89,6 @@ export function createResolver(options: ResolverOptions): Resolver {
   }
 
   function fetch(channel: string, id: string, entry: Entry, queue: Queue): void {
-    let timer: Timer | undefined;
-    const timeout = new Promise<Fetched>((resolve) => {
-      timer = setTimeout(() => resolve({ ok: false, reason: 'reference_failed' }), options.timeoutMs);
-    });
     const answered = options.fetch(id, channel).catch(
       (error: unknown): Fetched => ({
         ok: false,
@@ -98,8 +96,8 @@ export function createResolver(options: ResolverOptions): Resolver {
         error,
       }),
     );
-    void Promise.race([answered, timeout]).then((fetched) => {
-      clearTimeout(timer);
+    const failed = (): Fetched => ({ ok: false, reason: 'reference_failed' });
+    void within(answered, options.timeoutMs, failed).then((fetched) => {
       if (fetched.ok) {
         entry.state = 'ready';
         entry.payload = fetched.payload;

@@ -5,7 +5,7 @@
  */
 import { resolve } from 'node:path';
 import { type ParseArgsConfig, parseArgs } from 'node:util';
-import { ConfigError } from '../errors.ts';
+import { ConfigError } from '../base/errors.ts';
 
 /** The config file's absolute path and text; a file that cannot be read is a ConfigError naming the option. */
 export async function readConfigFile(option: string): Promise<{ file: string; text: string }> {

@@ -8,8 +8,8 @@
 import { basename, dirname } from 'node:path';
 import { SignJWT } from 'jose';
 import { resolveKeys } from '../auth/keys.ts';
+import { ConfigError } from '../base/errors.ts';
 import { parseConfig } from '../config/load.ts';
-import { ConfigError } from '../errors.ts';
 import { parseArguments, readConfigFile, runTool } from './entry.ts';
 
 const UNITS: Readonly<Record<string, number>> = { s: 1, m: 60, h: 3600, d: 86_400 };

@@ -7,9 +7,9 @@
  * Exit codes: 0 done, 2 a usage error (a bad flag or name, a table or column that does not exist), 1 otherwise.
  */
 import { parseArgs } from 'node:util';
-import { connectAdmin } from '../db/listener.ts';
+import { UsageError } from '../base/errors.ts';
+import { connectAdmin } from '../db/queries.ts';
 import { mismatch, parseColumns, parseEvents, quoteIdent, type TriggerSpec, triggerSql } from '../db/trigger.ts';
-import { UsageError } from '../errors.ts';
 
 const USAGE =
   '(usage: bun run trigger --table T --channel C [--schema S] [--columns a,b,c] [--events insert,update,delete] [--apply])';

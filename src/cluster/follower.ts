@@ -1,23 +1,21 @@
 /**
  * A worker's listener (`[server] workers > 1`): the same {@link Listener} the bridge uses in the primary,
  * but its LISTENs are the primary's, asked for over IPC, and what arrives is already validated and
- * numbered there. Channels are reference-counted here as in `db/listener.ts`, so the primary sees one
+ * numbered there. Channels are reference-counted by the same registry as in `db/listener.ts`, so the primary sees one
  * `listen` per channel per worker, however many of the worker's clients hold it.
  *
  * Publishes and the readiness probe go through the worker's own query connection: the canary's NOTIFY
  * leaves from here and must come back through the primary's LISTEN connection and the IPC channel, so a
  * worker is ready only when that whole path works.
  */
-import {
-  awaitListen,
-  ChannelLimitError,
-  type Listener,
-  type ListenerEvents,
-  type ListenerState,
-} from '../db/listener.ts';
+
+import { ChannelLimitError } from '../base/errors.ts';
+import type { Logger } from '../base/log.ts';
+import { within } from '../base/timeout.ts';
+import type { Listener, ListenerEvents, ListenerState } from '../db/listener.ts';
 import type { Queries } from '../db/queries.ts';
-import type { Logger } from '../observe/log.ts';
-import type { Snapshot } from '../protocol/hub.ts';
+import { createRegistry, type Held } from '../db/registry.ts';
+import type { Position, Snapshot } from '../protocol/hub.ts';
 import type { ToPrimary, ToWorker } from './messages.ts';
 
 /** Options of {@link createFollower}. */
@@ -33,16 +31,24 @@ export interface FollowerOptions {
   log: Logger;
 }
 
+/** What a follower reports: a listener's events, plus what the primary numbered. */
+export interface FollowerEvents extends ListenerEvents {
+  /**
+   * A notification the primary already validated and numbered: `frame` is the plain-mode frame, `at` its
+   * position. (`state`'s `epochs` name the epoch each channel starts after a loss.)
+   */
+  delivered(channel: string, frame: string, at: Position): void;
+}
+
 /** The worker's listener, fed by the primary's messages through `receive`. */
 export interface Follower extends Listener {
+  start(events: FollowerEvents): void;
   receive(message: ToWorker): void;
   /** The whole server's /metrics text, gathered by the primary. */
   scrape(byWorker: boolean): Promise<string>;
 }
 
-interface Entry {
-  count: number;
-  readonly ready: Promise<void>;
+interface Entry extends Held {
   /** The primary has answered its `listen` (pinned ones need none). */
   answered: boolean;
 }
@@ -54,16 +60,30 @@ const SCRAPE_TIMEOUT_MS = 3000;
 /** Creates the follower; `start` says hello to the primary. */
 export function createFollower(options: FollowerOptions): Follower {
   const { log } = options;
-  let events: ListenerEvents | undefined;
+  let events: FollowerEvents | undefined;
   let state: ListenerState = 'connecting';
   let generation = 0;
-  const refs = new Map<string, Entry>();
-  const asked = new Map<
-    number,
-    { channel: string; entry: Entry; settle: (snapshot?: Snapshot, error?: Error) => void }
-  >();
+  const asked = new Map<number, { channel: string; entry: Entry; settle: (error?: Error) => void }>();
   const scrapes = new Map<number, (text: string) => void>();
   let nextId = 0;
+  const refs = createRegistry<Entry>({
+    open(channel) {
+      const id = ++nextId;
+      const { promise, resolve, reject } = Promise.withResolvers<void>();
+      const entry: Entry = { count: 0, ready: promise, answered: false };
+      asked.set(id, { channel, entry, settle: (error) => (error === undefined ? resolve() : reject(error)) });
+      // Nobody may be awaiting it when it fails (every subscriber already gave up).
+      promise.catch(() => {});
+      options.send({ t: 'listen', id, channel });
+      return entry;
+    },
+    closed(channel, entry, why) {
+      if (why === 'failed') return;
+      options.onUnlisten(channel);
+      // An answer still on its way sends the `unlisten` when it comes (see `listened`).
+      if (entry.answered) options.send({ t: 'unlisten', channel });
+    },
+  });
 
   const setState = (next: ListenerState, epochs?: ReadonlyMap<string, string>) => {
     if (next === state || state === 'stopped') return;
@@ -71,17 +91,6 @@ export function createFollower(options: FollowerOptions): Follower {
     if (next === 'up') generation += 1;
     events?.state(next, epochs === undefined ? undefined : (channel) => epochs.get(channel));
   };
-
-  function release(channel: string): void {
-    const entry = refs.get(channel);
-    if (entry === undefined) return;
-    entry.count -= 1;
-    if (entry.count > 0) return;
-    refs.delete(channel);
-    options.onUnlisten(channel);
-    // An answer still on its way sends the `unlisten` when it comes (see `listened`).
-    if (entry.answered) options.send({ t: 'unlisten', channel });
-  }
 
   function listened(message: Extract<ToWorker, { t: 'listened' }>): void {
     const request = asked.get(message.id);
@@ -91,9 +100,9 @@ export function createFollower(options: FollowerOptions): Follower {
     entry.answered = true;
     const current = refs.get(channel) === entry;
     if (message.snapshot === undefined) {
-      if (current) refs.delete(channel);
+      refs.fail(channel, entry);
       const { maxChannels, error = 'the primary could not LISTEN' } = message;
-      request.settle(undefined, maxChannels === undefined ? new Error(error) : new ChannelLimitError(maxChannels));
+      request.settle(maxChannels === undefined ? new Error(error) : new ChannelLimitError(maxChannels));
       return;
     }
     // Abandoned while the primary was LISTENing (every subscriber left, or it timed out): give it back.
@@ -102,7 +111,7 @@ export function createFollower(options: FollowerOptions): Follower {
       return;
     }
     options.onListen(channel, message.snapshot);
-    request.settle(message.snapshot);
+    request.settle();
   }
 
   return {
@@ -127,33 +136,15 @@ export function createFollower(options: FollowerOptions): Follower {
     has: (channel) => refs.has(channel),
     async acquire(channel, timeoutMs = ACQUIRE_TIMEOUT_MS) {
       if (state !== 'up') throw new Error(`database is ${state}`);
-      let entry = refs.get(channel);
-      if (entry === undefined) {
-        const id = ++nextId;
-        const { promise, resolve, reject } = Promise.withResolvers<void>();
-        const created: Entry = { count: 0, ready: promise, answered: false };
-        entry = created;
-        refs.set(channel, created);
-        asked.set(id, {
-          channel,
-          entry: created,
-          settle: (snapshot, error) => (snapshot === undefined ? reject(error) : resolve()),
-        });
-        // Nobody may be awaiting it when it fails (every subscriber already gave up).
-        promise.catch(() => {});
-        options.send({ t: 'listen', id, channel });
-      }
-      entry.count += 1;
-      const held = entry;
-      await awaitListen(held.ready, timeoutMs, () => refs.get(channel) === held && release(channel));
+      await refs.acquire(channel, timeoutMs);
     },
-    release,
-    listening: async () => [...refs.keys()],
+    release: (channel) => refs.release(channel),
+    listening: async () => refs.channels(),
     receive(message) {
       switch (message.t) {
         case 'welcome':
           for (const [channel, snapshot] of message.pinned) {
-            refs.set(channel, { count: 1, ready: Promise.resolve(), answered: true });
+            refs.pin(channel, { count: 1, ready: Promise.resolve(), answered: true });
             options.onListen(channel, snapshot);
           }
           return setState(message.state);
@@ -162,7 +153,7 @@ export function createFollower(options: FollowerOptions): Follower {
         case 'listened':
           return listened(message);
         case 'deliver':
-          for (const [channel, frame, epoch, seq] of message.batch) events?.delivered?.(channel, frame, { epoch, seq });
+          for (const [channel, frame, epoch, seq] of message.batch) events?.delivered(channel, frame, { epoch, seq });
           return;
         case 'probe':
           return events?.notification(options.probeChannel, message.token);
@@ -178,17 +169,14 @@ export function createFollower(options: FollowerOptions): Follower {
     },
     async scrape(byWorker) {
       const id = ++nextId;
-      const { promise, resolve, reject } = Promise.withResolvers<string>();
+      const { promise, resolve } = Promise.withResolvers<string>();
       scrapes.set(id, resolve);
-      const timer = setTimeout(
-        () => reject(new Error('the primary did not answer the metrics request')),
-        SCRAPE_TIMEOUT_MS,
-      );
       options.send({ t: 'scrape', id, byWorker });
       try {
-        return await promise;
+        return await within(promise, SCRAPE_TIMEOUT_MS, () => {
+          throw new Error('the primary did not answer the metrics request');
+        });
       } finally {
-        clearTimeout(timer);
         scrapes.delete(id);
       }
     },

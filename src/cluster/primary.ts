@@ -6,9 +6,12 @@
  *
  * No I/O of its own: links to workers are passed in (`workers.ts` owns the processes).
  */
-import { ChannelLimitError, type Listener, type ListenerState } from '../db/listener.ts';
+
+import { ChannelLimitError } from '../base/errors.ts';
+import type { Logger } from '../base/log.ts';
+import { within } from '../base/timeout.ts';
+import type { Listener, ListenerState } from '../db/listener.ts';
 import type { WorkerSample } from '../observe/aggregate.ts';
-import type { Logger } from '../observe/log.ts';
 import type { Hub, Position } from '../protocol/hub.ts';
 import type { Delivery, ToPrimary, ToWorker } from './messages.ts';
 
@@ -129,14 +132,10 @@ export function createCluster(options: ClusterOptions): Cluster {
       const id = ++nextSample;
       const { promise, resolve } = Promise.withResolvers<unknown>();
       samples.set(id, resolve);
-      const timer = setTimeout(() => resolve(undefined), SAMPLE_TIMEOUT_MS);
       send(member, { t: 'sample', id });
-      return promise
+      return within(promise, SAMPLE_TIMEOUT_MS, () => undefined)
         .then((metrics) => ({ worker: member.link.index, metrics }))
-        .finally(() => {
-          clearTimeout(timer);
-          samples.delete(id);
-        });
+        .finally(() => samples.delete(id));
     });
     const all = [{ worker: 0, metrics: await options.sample() }, ...(await Promise.all(answers))];
     const answered = all.filter((sample) => sample.metrics !== undefined);

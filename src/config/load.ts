@@ -8,8 +8,8 @@
 import { basename, dirname, resolve } from 'node:path';
 import { parse as parseToml, TomlError } from 'smol-toml';
 import * as v from 'valibot';
-import { checkChannelName } from '../channels/name.ts';
-import { ConfigError } from '../errors.ts';
+import { ConfigError } from '../base/errors.ts';
+import { checkChannelName } from '../base/name.ts';
 import { buildInlineSchema, SchemaError } from '../schema/compile.ts';
 import {
   type AuthConfig,

@@ -6,6 +6,7 @@
  * No I/O of its own: the sender is passed in and the listener hands probe notifications to `receive`.
  */
 
+import type { Logger } from '../base/log.ts';
 /**
  * What /readyz reports. `ready` means a round trip succeeded on the current LISTEN connection within the
  * last three intervals.
@@ -147,5 +148,24 @@ export function createCanary(options: CanaryOptions): Canary {
       waiters.push(done);
       return promise;
     },
+  };
+}
+
+/**
+ * The canary's `onFailing` for the bridge: a warning once round trips stop coming back, and the likely
+ * cause spelled out when none ever came back (then nothing is delivered at all).
+ */
+export function logFailing(log: Logger): NonNullable<CanaryOptions['onFailing']> {
+  return (status, everOk) => {
+    if (everOk) {
+      log.warn('readiness canary failing: NOTIFY round trips are not coming back', { ...status });
+      return;
+    }
+    log.error(
+      'notifications are not arriving: a NOTIFY sent from another connection never came back through the LISTEN connection. ' +
+        'A transaction-mode pooler (PgBouncer pool_mode = transaction) between the bridge and PostgreSQL is the likely cause: ' +
+        'connect the bridge to PostgreSQL directly or through a session-mode pool. Upgrades are refused with 503 until it works.',
+      { ...status },
+    );
   };
 }

@@ -5,7 +5,7 @@
  */
 import { chmodSync, existsSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { StartupError } from '../errors.ts';
+import { StartupError } from '../base/errors.ts';
 
 /** A running embedded server. `stop` shuts it down (and deletes it unless persistent). */
 export interface EmbeddedDatabase {

@@ -1,7 +1,7 @@
 /**
  * The LISTEN side of PostgreSQL: a single dedicated LISTEN connection for every channel and every client
  * of the instance (workers reach it through the primary, `cluster/`), with the query connection of
- * `queries.ts` beside it. Also the command-line tools' short-lived connection.
+ * `queries.ts` beside it.
  *
  * Why not postgres.js `sql.listen`: on a lost connection it re-LISTENs once and swallows the error,
  * so a database that stays down for longer than one connect attempt leaves it listening on nothing
@@ -9,10 +9,11 @@
  * `onclose` hooks we own, and reconnection retries forever with capped exponential backoff and jitter.
  */
 import postgres from 'postgres';
-import type { Logger } from '../observe/log.ts';
-import type { Position, Snapshot } from '../protocol/hub.ts';
-import { backoffDelay } from './backoff.ts';
+import { backoffDelay } from '../base/backoff.ts';
+import { ChannelLimitError } from '../base/errors.ts';
+import type { Logger } from '../base/log.ts';
 import { CONNECTION_COMMON, createQueries, type Queries } from './queries.ts';
+import { createRegistry, type Held } from './registry.ts';
 
 /** `connecting` before the first success, `down` after a loss until the next success. */
 export type ListenerState = 'connecting' | 'up' | 'down' | 'stopped';
@@ -24,24 +25,9 @@ export interface ListenerEvents {
   /**
    * The state changed; called once per change. `down` is sent the moment the connection is lost, so
    * clients can be told then, not when it comes back. Each `up` starts a new {@link Listener.generation}.
+   * `epochs`, from a worker's follower only, names the epoch each channel starts after a loss.
    */
   state(state: ListenerState, epochs?: (channel: string) => string | undefined): void;
-  /**
-   * In a worker: a notification the primary already validated and numbered (`frame` is the plain-mode
-   * frame, `at` its position). `state`'s `epochs` then name the epoch each channel starts after a loss.
-   */
-  delivered?(channel: string, frame: string, at: Position): void;
-}
-
-/**
- * An `acquire` refused because the instance already LISTENs `max_channels` distinct channels (a worker
- * learns it from the primary, which counts for the whole instance).
- */
-export class ChannelLimitError extends Error {
-  constructor(readonly maxChannels: number) {
-    super(`channel limit reached (${maxChannels} distinct channels)`);
-    this.name = 'ChannelLimitError';
-  }
 }
 
 /** Options for {@link createListener}. */
@@ -53,11 +39,8 @@ export interface ListenerOptions {
   probeChannel: string;
   /** Channels LISTENed from the first connect on, with or without subscribers (those keeping history). */
   pinned?: readonly string[];
-  /**
-   * Called when a channel gets its first reference (pinned ones at once): it is about to be LISTENed. A
-   * worker's listener passes the primary's stream for the channel, to follow from there.
-   */
-  onListen?: (channel: string, from?: Snapshot) => void;
+  /** Called when a channel gets its first reference (pinned ones at once): it is about to be LISTENed. */
+  onListen?: (channel: string) => void;
   /** Called when a channel's last reference goes (it is UNLISTENed), or its LISTEN failed. */
   onUnlisten?: (channel: string) => void;
   /** Channels held for the bridge itself (workers' probe channels), not counted in `channelCount`. */
@@ -107,10 +90,31 @@ const quote = (name: string) => `"${name.replaceAll('"', '""')}"`;
 export function createListener(options: ListenerOptions): Listener {
   const { log } = options;
   let events: ListenerEvents | undefined;
-  const refs = new Map<string, { count: number; ready: Promise<void> }>();
+  const isPrivate = options.isPrivate ?? (() => false);
+  const refs = createRegistry<Held>({
+    open(channel) {
+      const ready = sql.unsafe(`LISTEN ${quote(channel)}`).then(() => undefined);
+      const entry = { count: 0, ready };
+      if (isPrivate(channel)) privates += 1;
+      options.onListen?.(channel);
+      // A failed LISTEN forgets the channel, so the next subscriber tries afresh.
+      ready.catch(() => refs.fail(channel, entry));
+      return entry;
+    },
+    closed(channel, _entry, why) {
+      if (isPrivate(channel)) privates -= 1;
+      options.onUnlisten?.(channel);
+      // A LISTEN that follows is pipelined after this on the same connection, so order holds.
+      if (why === 'released' && state === 'up') {
+        sql
+          .unsafe(`UNLISTEN ${quote(channel)}`)
+          .catch((error: unknown) => log.debug('UNLISTEN failed', { channel, error }));
+      }
+    },
+  });
   // A pinned channel holds one reference that is never released, so it is re-LISTENed on every connect.
   for (const channel of options.pinned ?? []) {
-    refs.set(channel, { count: 1, ready: Promise.resolve() });
+    refs.pin(channel, { count: 1, ready: Promise.resolve() });
     options.onListen?.(channel);
   }
   let state: ListenerState = 'connecting';
@@ -164,7 +168,7 @@ export function createListener(options: ListenerOptions): Listener {
 
   async function attempt(): Promise<void> {
     attempting = true;
-    const channels = [...refs.keys()];
+    const channels = refs.channels();
     try {
       // One round trip re-LISTENs everything.
       await sql.unsafe([options.probeChannel, ...channels].map((c) => `LISTEN ${quote(c)}`).join('; '));
@@ -183,26 +187,6 @@ export function createListener(options: ListenerOptions): Listener {
     generation += 1;
     failures = 0;
     setState('up');
-  }
-
-  function forget(channel: string): void {
-    refs.delete(channel);
-    if (options.isPrivate?.(channel)) privates -= 1;
-    options.onUnlisten?.(channel);
-  }
-
-  function release(channel: string): void {
-    const entry = refs.get(channel);
-    if (entry === undefined) return;
-    entry.count -= 1;
-    if (entry.count > 0) return;
-    forget(channel);
-    // A LISTEN that follows is pipelined after this on the same connection, so order holds.
-    if (state === 'up') {
-      sql
-        .unsafe(`UNLISTEN ${quote(channel)}`)
-        .catch((error: unknown) => log.debug('UNLISTEN failed', { channel, error }));
-    }
   }
 
   return {
@@ -226,27 +210,12 @@ export function createListener(options: ListenerOptions): Listener {
     has: (channel) => refs.has(channel),
     async acquire(channel, timeoutMs = ACQUIRE_TIMEOUT_MS) {
       if (state !== 'up') throw new Error(`database is ${state}`);
-      let entry = refs.get(channel);
-      if (entry === undefined) {
-        const { maxChannels = Number.POSITIVE_INFINITY } = options;
-        if (refs.size - privates >= maxChannels && !options.isPrivate?.(channel))
-          throw new ChannelLimitError(maxChannels);
-        const ready = sql.unsafe(`LISTEN ${quote(channel)}`).then(() => undefined);
-        entry = { count: 0, ready };
-        refs.set(channel, entry);
-        if (options.isPrivate?.(channel)) privates += 1;
-        options.onListen?.(channel);
-        // A failed LISTEN forgets the channel, so the next subscriber tries afresh.
-        ready.catch(() => {
-          if (refs.get(channel)?.ready !== ready) return;
-          forget(channel);
-        });
-      }
-      entry.count += 1;
-      const held = entry;
-      await awaitListen(held.ready, timeoutMs, () => refs.get(channel) === held && release(channel));
+      const { maxChannels = Number.POSITIVE_INFINITY } = options;
+      if (!refs.has(channel) && !isPrivate(channel) && refs.size - privates >= maxChannels)
+        throw new ChannelLimitError(maxChannels);
+      await refs.acquire(channel, timeoutMs);
     },
-    release,
+    release: (channel) => refs.release(channel),
     async listening() {
       const rows = await sql`SELECT pg_listening_channels() AS channel`;
       return rows.map((row) => String(row['channel']));
@@ -257,49 +226,5 @@ export function createListener(options: ListenerOptions): Listener {
       clearTimeout(retry);
       await Promise.allSettled([sql.end({ timeout: 2 }), queries.end()]);
     },
-  };
-}
-
-/**
- * Waits for one subscriber's LISTEN; on failure or after `timeoutMs`, `undo` drops the subscriber's
- * reference (a hung connection must not leave it counted) and the error is thrown on.
- */
-export async function awaitListen(ready: Promise<void>, timeoutMs: number, undo: () => void): Promise<void> {
-  let timer: Timer | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`LISTEN did not complete within ${timeoutMs} ms`)), timeoutMs);
-  });
-  try {
-    await Promise.race([ready, timeout]);
-  } catch (error) {
-    undo();
-    throw error;
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-/** A short-lived connection for the command-line tools (`bun run trigger`), not for the bridge. */
-export interface AdminConnection {
-  /** One statement with bound parameters (`$1`, ...); its rows. */
-  rows(text: string, parameters?: readonly string[]): Promise<Record<string, unknown>[]>;
-  /** SQL text run as one simple-protocol query: several statements, one implicit transaction. */
-  script(text: string): Promise<void>;
-  end(): Promise<void>;
-}
-
-/** Opens an {@link AdminConnection}; the first query connects. */
-export function connectAdmin(url: string): AdminConnection {
-  const sql = postgres(url, {
-    max: 1,
-    fetch_types: false,
-    onnotice: () => {},
-    connect_timeout: 10,
-    connection: { application_name: 'pg-notify-ws' },
-  });
-  return {
-    rows: async (text, parameters = []) => [...(await sql.unsafe(text, [...parameters]))],
-    script: async (text) => void (await sql.unsafe(text).simple()),
-    end: () => sql.end({ timeout: 2 }),
   };
 }

@@ -1,7 +1,8 @@
 /**
  * The bridge's query connection: the readiness probe's NOTIFY, client publishes, and the stored payloads
  * of `pgws.notify` (fetch, sweep). One small `max: 1` postgres.js client beside the LISTEN connection
- * (`listener.ts`), in every process: a worker publishes and probes through its own.
+ * (`listener.ts`), in every process: a worker publishes and probes through its own. Also the
+ * command-line tools' short-lived connection (`connectAdmin`).
  */
 import postgres from 'postgres';
 import type { Fetched } from '../channels/reference.ts';
@@ -116,5 +117,30 @@ export function createQueries(url: string, stopped: () => boolean = () => false)
       }
     },
     end: () => queries.end({ timeout: 2 }),
+  };
+}
+
+/** A short-lived connection for the command-line tools (`bun run trigger`), not for the bridge. */
+export interface AdminConnection {
+  /** One statement with bound parameters (`$1`, ...); its rows. */
+  rows(text: string, parameters?: readonly string[]): Promise<Record<string, unknown>[]>;
+  /** SQL text run as one simple-protocol query: several statements, one implicit transaction. */
+  script(text: string): Promise<void>;
+  end(): Promise<void>;
+}
+
+/** Opens an {@link AdminConnection}; the first query connects. */
+export function connectAdmin(url: string): AdminConnection {
+  const sql = postgres(url, {
+    max: 1,
+    fetch_types: false,
+    onnotice: () => {},
+    connect_timeout: 10,
+    connection: { application_name: 'pg-notify-ws' },
+  });
+  return {
+    rows: async (text, parameters = []) => [...(await sql.unsafe(text, [...parameters]))],
+    script: async (text) => void (await sql.unsafe(text).simple()),
+    end: () => sql.end({ timeout: 2 }),
   };
 }

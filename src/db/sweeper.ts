@@ -7,7 +7,7 @@
  * sweep every few seconds costs less than one per write. The price: rows written while no bridge runs
  * stay until one starts (its first sweep, at startup, removes them).
  */
-import type { Logger } from '../observe/log.ts';
+import type { Logger } from '../base/log.ts';
 import type { Swept } from './queries.ts';
 
 /** Options of {@link createSweeper}. */

@@ -9,8 +9,9 @@
  * standard_conforming_strings cannot change its meaning). Names are also never written raw into
  * comments, where a newline would end the comment.
  */
-import { checkChannelName } from '../channels/name.ts';
-import { UsageError } from '../errors.ts';
+
+import { UsageError } from '../base/errors.ts';
+import { checkChannelName } from '../base/name.ts';
 
 /** The row events a trigger can fire on. */
 export const EVENTS = ['insert', 'update', 'delete'] as const;

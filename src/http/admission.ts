@@ -2,8 +2,8 @@
  * Whether a WebSocket upgrade may proceed: the order of checks and the status each refusal gets.
  * Pure, so every refusal is tested without a database or a socket.
  */
-import type { ChannelName } from '../channels/name.ts';
-import { type RefusalLabel, Refusals } from './wire.ts';
+import type { ChannelName } from '../base/name.ts';
+import { type RefusalLabel, Refusals } from '../base/wire.ts';
 
 /** Everything the decision depends on, read by the server at the moment of the request. */
 export interface AdmissionInput {

@@ -8,19 +8,21 @@
  */
 import type { Server, ServerWebSocket } from 'bun';
 import type { Access } from '../auth/access.ts';
+import { StartupError } from '../base/errors.ts';
+import type { Logger } from '../base/log.ts';
+import { channelFromPath } from '../base/name.ts';
+import type { Stats } from '../base/stats.ts';
+import { within } from '../base/timeout.ts';
+import { type CloseLabel, type CloseMetricLabel, Closes, Refusals } from '../base/wire.ts';
 import type { Catalog } from '../channels/catalog.ts';
-import { channelFromPath } from '../channels/name.ts';
 import type { Config } from '../config/load.ts';
 import type { Canary } from '../db/canary.ts';
 import type { Listener } from '../db/listener.ts';
-import { StartupError } from '../errors.ts';
-import type { Logger } from '../observe/log.ts';
-import type { Stats } from '../observe/stats.ts';
-import type { Peer, Sessions } from '../protocol/session.ts';
+import type { Sessions } from '../protocol/session.ts';
+import type { Peer } from '../protocol/state.ts';
 import { createExpiries } from './expiry.ts';
 import type { Routes } from './routes.ts';
 import { createUpgrades, type SocketData } from './upgrade.ts';
-import { type CloseLabel, type CloseMetricLabel, Closes, Refusals } from './wire.ts';
 
 type Socket = ServerWebSocket<SocketData>;
 
@@ -281,9 +283,8 @@ export function createServer(options: ServerOptions): BridgeServer {
       for (const ws of plain) close(ws, 'shutdown');
       for (const ws of multiplexed) close(ws, 'shutdown');
       if (server === undefined) return;
-      const closed = server.stop(false);
-      const timeout = Bun.sleep(graceMs).then(() => 'timeout' as const);
-      if ((await Promise.race([closed, timeout])) === 'timeout') await server.stop(true);
+      const closed = server.stop(false).then(() => true);
+      if (!(await within(closed, graceMs, () => false))) await server.stop(true);
     },
   };
 }

@@ -6,17 +6,18 @@
  */
 import type { Access } from '../auth/access.ts';
 import type { Identity } from '../auth/tokens.ts';
+import { ChannelLimitError } from '../base/errors.ts';
+import type { Logger } from '../base/log.ts';
+import { channelFromPath } from '../base/name.ts';
+import type { Stats } from '../base/stats.ts';
+import { type CloseLabel, type RefusalLabel, Refusals, refusalHeaders } from '../base/wire.ts';
 import type { Catalog } from '../channels/catalog.ts';
-import { channelFromPath } from '../channels/name.ts';
 import type { Config } from '../config/load.ts';
 import type { Canary } from '../db/canary.ts';
-import { ChannelLimitError, type Listener } from '../db/listener.ts';
-import type { Logger } from '../observe/log.ts';
-import type { Stats } from '../observe/stats.ts';
-import type { Peer, SessionState } from '../protocol/session.ts';
-import { BEARER_PREFIX, readOffer, SUBPROTOCOL } from '../protocol/subprotocol.ts';
+import type { Listener } from '../db/listener.ts';
+import type { Peer, SessionState } from '../protocol/state.ts';
 import { admit, admitMultiplexed } from './admission.ts';
-import { type CloseLabel, type RefusalLabel, Refusals, refusalHeaders } from './wire.ts';
+import { BEARER_PREFIX, type Offer, readOffer, SUBPROTOCOL, tokenFrom } from './offer.ts';
 
 /** What every socket carries. */
 export interface Common {
@@ -83,6 +84,7 @@ export interface Upgrades {
 export function createUpgrades(options: UpgradeOptions): Upgrades {
   const { config, catalog, listener, canary, access, stats, log } = options;
   const limits = config.server;
+  const queryToken = config.auth?.queryToken ?? false;
   const common = () => ({ closedBy: undefined, expiry: undefined, deadline: undefined, topics: [] as string[] });
 
   const refuse = (label: RefusalLabel, message: string) => {
@@ -103,7 +105,7 @@ export function createUpgrades(options: UpgradeOptions): Upgrades {
   /** Plain mode with `[auth]`: a channel that is not public needs a token granting `r` on it. */
   async function authorizePlain(request: Request, channel: string): Promise<Response | Identity | undefined> {
     if (!access.enabled || access.permits(undefined, channel, 'r')) return undefined;
-    const token = access.tokenFrom(request, 'plain');
+    const token = tokenFrom(request, undefined, queryToken);
     if (token === undefined) {
       stats.authFailure('missing');
       return refuse('token_missing', 'a token is required for this channel');
@@ -120,7 +122,7 @@ export function createUpgrades(options: UpgradeOptions): Upgrades {
     return verified.identity;
   }
 
-  async function plain(request: Request, pathname: string): Promise<Response | Accepted> {
+  async function plain(request: Request, pathname: string, offered: string | null): Promise<Response | Accepted> {
     const decision = admit({
       channel: channelFromPath(pathname),
       allowed: catalog.allows,
@@ -162,7 +164,7 @@ export function createUpgrades(options: UpgradeOptions): Upgrades {
     };
     return {
       data,
-      headers: { 'sec-websocket-protocol': plainProtocol(request.headers.get('sec-websocket-protocol')) },
+      headers: { 'sec-websocket-protocol': plainProtocol(offered) },
       undo() {
         stats.connections -= 1;
         listener.release(channel);
@@ -170,9 +172,9 @@ export function createUpgrades(options: UpgradeOptions): Upgrades {
     };
   }
 
-  async function multiplexed(request: Request): Promise<Response | Accepted> {
+  async function multiplexed(request: Request, offer: Offer): Promise<Response | Accepted> {
     const decision = admitMultiplexed({
-      offered: readOffer(request.headers.get('sec-websocket-protocol')).multiplexed,
+      offered: offer.multiplexed,
       stopping: options.stopping(),
       databaseDown: listener.state === 'down',
       connections: stats.connections,
@@ -187,7 +189,7 @@ export function createUpgrades(options: UpgradeOptions): Upgrades {
       return unready;
     }
     // A browser sees close codes, not statuses: a bad token still opens the socket, to close it with 4401.
-    const token = access.tokenFrom(request, 'multiplexed');
+    const token = access.enabled ? tokenFrom(request, offer, queryToken) : undefined;
     const verified = token === undefined ? undefined : await access.verify(token);
     if (verified?.ok === false) stats.authFailure(verified.reason);
     const data: MultiplexedData = {
@@ -221,7 +223,8 @@ export function createUpgrades(options: UpgradeOptions): Upgrades {
         stats.authFailure('origin');
         return refuse('origin_not_allowed', 'this Origin is not allowed');
       }
-      return pathname === '/' ? multiplexed(request) : plain(request, pathname);
+      const offered = request.headers.get('sec-websocket-protocol');
+      return pathname === '/' ? multiplexed(request, readOffer(offered)) : plain(request, pathname, offered);
     },
   };
 }

@@ -4,13 +4,13 @@
  * plain counters in {@link Stats}, so the notification hot path never touches prom-client's label hashing.
  */
 import { Counter, Gauge, Registry } from 'prom-client';
-import { ReferenceProblems } from '../channels/reference.ts';
+import { ReferenceProblems } from '../base/reasons.ts';
+import type { ChannelStats, Stats } from '../base/stats.ts';
+import { Closes, Refusals } from '../base/wire.ts';
 import type { Canary } from '../db/canary.ts';
 import type { Listener } from '../db/listener.ts';
 import type { Queries } from '../db/queries.ts';
-import { Closes, Refusals } from '../http/wire.ts';
 import type { Hub } from '../protocol/hub.ts';
-import type { ChannelStats, Stats } from './stats.ts';
 
 /** Where the figures come from, read on each scrape. */
 export interface MetricsSource {

@@ -6,7 +6,7 @@
  * this server does not know yet, and refusing them would make every protocol addition a breaking one.
  */
 import * as v from 'valibot';
-import { checkChannelName } from '../channels/name.ts';
+import { checkChannelName } from '../base/name.ts';
 import type { FrameId } from './replies.ts';
 
 export type { FrameId } from './replies.ts';

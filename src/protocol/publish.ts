@@ -3,13 +3,11 @@
  * `publish` flag, the token's `w` grant, the schema, and NOTIFY's size limit, in that order. Pure: the
  * session sends what passes with `pg_notify($1, $2)`, and answers what does not with the reply given here.
  */
+import type { PublishOutcome } from '../base/reasons.ts';
 import type { Catalog } from '../channels/catalog.ts';
 import { inexactNumberInField } from '../schema/json-numbers.ts';
 import type { PublishFrame } from './frames.ts';
 import type { ErrorReply } from './replies.ts';
-
-/** Publish outcomes, as counted in `pgws_publishes_total`. */
-export type PublishOutcome = 'published' | 'invalid' | 'forbidden' | 'rate_limited' | 'too_large' | 'unavailable';
 
 /** The decision: the exact text to notify, or why not (the outcome to count and the error to send). */
 export type PublishDecision =

@@ -1,38 +1,16 @@
 /**
- * Server frames of the multiplexed protocol `pgws.v1`, as the JSON text sent to the client, and the one
- * table of error codes a client can receive.
+ * Server frames of the multiplexed protocol `pgws.v1`, as the JSON text sent to the client (the error
+ * codes they carry are `../base/codes.ts`).
  *
  * Pure: no sockets. Every encoder puts `type` first and leaves `id` out when the client's frame carried
  * none (JSON.stringify drops `undefined` properties), so answers read the same in every log.
  */
+
+import type { ErrorCode } from '../base/codes.ts';
 import type { PayloadIssue } from '../channels/catalog.ts';
 
 /** A client's correlation id: any JSON string or finite number, echoed in every answer to that frame. */
 export type FrameId = string | number;
-
-/**
- * Every `code` an `error` frame can carry, with what it means to the client. The README table and the
- * tests are derived from this object, so a code is added here or nowhere. The socket stays open after
- * any of them.
- */
-export const ErrorCode = {
-  bad_request:
-    'the frame is not JSON, not an object, of an unknown type, has a missing or mistyped field, or a bad filter',
-  bad_channel: 'the channel name is empty, over 63 bytes of UTF-8, contains NUL or is not valid Unicode',
-  unknown_channel: 'the channel is not declared and unknown_channels = "reject"',
-  forbidden: 'the token does not allow this, or the channel does not allow publishing',
-  already_subscribed: 'this socket is already subscribed to the channel',
-  not_subscribed: 'this socket is not subscribed to the channel',
-  invalid_payload: 'the published payload fails the channel schema, or is not a string on a raw channel',
-  payload_too_large:
-    'the published payload is over [server] max_payload_bytes, or over 7999 bytes without pgws.notify installed',
-  rate_limited: 'more publish frames than [server] publish_rate allows; this one was dropped, not queued',
-  too_many_subscriptions: 'this socket already has [server] max_subscriptions subscriptions',
-  unavailable: 'the database is unreachable, or the server is at max_channels; retry later',
-} as const satisfies Record<string, string>;
-
-/** One of the keys of the `ErrorCode` table. */
-export type ErrorCode = keyof typeof ErrorCode;
 
 /** Why a subscription ended without the socket closing. */
 export type UnsubscribeReason = 'client' | 'forbidden';

@@ -8,40 +8,20 @@
  */
 import type { Access } from '../auth/access.ts';
 import type { Identity } from '../auth/tokens.ts';
+import type { Logger } from '../base/log.ts';
+import type { PublishOutcome } from '../base/reasons.ts';
+import type { Stats } from '../base/stats.ts';
+import type { CloseLabel } from '../base/wire.ts';
 import type { Catalog } from '../channels/catalog.ts';
 import type { Listener } from '../db/listener.ts';
 import type { Queries } from '../db/queries.ts';
-import type { CloseLabel } from '../http/wire.ts';
-import type { Logger } from '../observe/log.ts';
-import type { Stats } from '../observe/stats.ts';
 import { type AuthFrame, type ClientFrame, type PublishFrame, parseClientFrame } from './frames.ts';
 import type { Hub } from './hub.ts';
-import { decidePublish, MAX_NOTIFY_BYTES, type PublishOutcome } from './publish.ts';
+import { decidePublish, MAX_NOTIFY_BYTES } from './publish.ts';
 import { createBucket } from './rate.ts';
 import { type ErrorReply, encodeError, encodePong, encodePublished, encodeReady } from './replies.ts';
-import { createSubscriptions, type Entry } from './subscriptions.ts';
-
-/** The socket as the protocol sees it. */
-export interface Peer {
-  send(text: string): unknown;
-  /** Bytes queued for the client and not yet written. */
-  buffered(): number;
-  subscribe(topic: string): void;
-  unsubscribe(topic: string): void;
-  close(cause: CloseLabel): void;
-  /** Closes the socket with 4401 at `expires` (Unix seconds) plus the clock tolerance, unless called again. */
-  expireAt(expires: number | undefined): void;
-}
-
-/** Per-socket state, kept in the socket's data. */
-export interface SessionState {
-  readonly subscriptions: Map<string, Entry>;
-  /** Made at the first publish: most sockets never publish, and at 100,000 sockets each byte counts. */
-  bucket: { take(): boolean } | undefined;
-  /** The socket's verified token; undefined while anonymous (public channels only, with `[auth]`). */
-  identity: Identity | undefined;
-  closed: boolean;
-}
+import type { Peer, SessionState } from './state.ts';
+import { createSubscriptions } from './subscriptions.ts';
 
 /** What a session needs from the rest of the bridge. */
 export interface SessionOptions {

@@ -11,14 +11,16 @@
  * the same step as the part that reaches the head. If the history moves past what the client has read,
  * the client is a slow consumer (1008); if the stream broke meanwhile, it gets the `gap`.
  */
+
+import type { ErrorCode } from '../base/codes.ts';
+import { ChannelLimitError } from '../base/errors.ts';
+import type { Stats } from '../base/stats.ts';
 import type { Catalog } from '../channels/catalog.ts';
-import { ChannelLimitError, type Listener } from '../db/listener.ts';
-import type { Stats } from '../observe/stats.ts';
+import type { Listener } from '../db/listener.ts';
 import { compileFilter } from './filter.ts';
 import type { ClientFrame, SubscribeFrame } from './frames.ts';
 import type { Hub, Membership, TopicFilter } from './hub.ts';
 import {
-  type ErrorCode,
   type ErrorReply,
   encodeError,
   encodeGap,
@@ -27,28 +29,7 @@ import {
   encodeUnsubscribed,
   type FrameId,
 } from './replies.ts';
-import type { Peer, SessionState } from './session.ts';
-
-/** A resume whose replay did not fit the send budget at once: the next seq to send, after each drain. */
-export interface Replay {
-  readonly channel: string;
-  readonly channelJson: string;
-  readonly membership: Membership;
-  readonly epoch: string;
-  next: number;
-}
-
-/**
- * A subscribe waiting for its LISTEN. An unsubscribe meanwhile is held in `cancel` and answered after the
- * subscribe is, so every frame gets its one answer, in order.
- */
-export interface Pending {
-  readonly pending: true;
-  cancel: { readonly id: FrameId | undefined } | undefined;
-}
-
-/** A subscription: waiting for its LISTEN, replaying history in parts, or live on its topic. */
-export type Entry = Membership | Pending | { readonly replay: Replay };
+import type { Entry, Peer, Pending, Replay, SessionState } from './state.ts';
 
 const membershipOf = (entry: Entry): Membership | undefined =>
   'pending' in entry ? undefined : 'replay' in entry ? entry.replay.membership : entry;

@@ -2,9 +2,9 @@
  * The bridge's counters and gauges, kept as plain numbers so the hot path is an increment. /metrics reads
  * them on scrape; nothing here formats or exports anything. Labels come from the tables in `http/wire.ts`.
  */
-import type { ReferenceProblem } from '../channels/reference.ts';
-import type { CloseMetricLabel, RefusalLabel } from '../http/wire.ts';
-import type { PublishOutcome } from '../protocol/publish.ts';
+
+import type { AuthFailure, PublishOutcome, ReferenceProblem } from './reasons.ts';
+import type { CloseMetricLabel, RefusalLabel } from './wire.ts';
 
 /** Per-channel counters, plus the channel's open sockets (a gauge the server keeps). */
 export interface ChannelStats {
@@ -39,9 +39,6 @@ export interface Stats {
   publish(outcome: PublishOutcome): void;
   authFailure(reason: AuthFailure): void;
 }
-
-/** Why a token or an origin was refused, as counted in `pgws_auth_failures_total`. */
-export type AuthFailure = 'missing' | 'invalid' | 'expired' | 'forbidden' | 'origin';
 
 const noReferences = (): Record<ReferenceProblem, number> => ({
   reference_malformed: 0,

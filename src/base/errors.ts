@@ -25,3 +25,16 @@ export class StartupError extends Error {
 export class UsageError extends Error {
   override name = 'UsageError' as const;
 }
+
+/**
+ * A LISTEN refused because the instance already LISTENs `max_channels` distinct channels (a worker learns it
+ * from the primary, which counts for the whole instance). Clients see it as 503 `channel_limit` on a plain
+ * upgrade and as `unavailable` on a subscribe.
+ */
+export class ChannelLimitError extends Error {
+  override name = 'ChannelLimitError' as const;
+
+  constructor(readonly maxChannels: number) {
+    super(`channel limit reached (${maxChannels} distinct channels)`);
+  }
+}

@@ -1,7 +1,8 @@
 /**
- * Subprotocol negotiation for the multiplexed mode: what a `Sec-WebSocket-Protocol` request header
- * offers. A browser cannot set `Authorization` on a WebSocket, so a token may ride along as a second
- * offered value, `bearer.<token>`; the server must answer with exactly `pgws.v1`, never the token.
+ * What an upgrade request offers: the subprotocols of its `Sec-WebSocket-Protocol` header (read once per
+ * upgrade) and the token it carries. A browser cannot set `Authorization` on a WebSocket, so a token may
+ * ride along as a second offered value, `bearer.<token>`; the server must answer with exactly `pgws.v1`,
+ * never the token.
  */
 
 /** The subprotocol name of the multiplexed protocol; the 101 answer selects exactly this value. */
@@ -36,4 +37,19 @@ export function readOffer(header: string | null | undefined): Offer {
     else if (token === undefined && value.startsWith(BEARER_PREFIX)) token = value.slice(BEARER_PREFIX.length);
   }
   return { multiplexed, token };
+}
+
+const BEARER = /^Bearer +(\S+) *$/i;
+
+/**
+ * The token an upgrade offers, by precedence: `Authorization: Bearer`, then (multiplexed only, so `offer`
+ * is given) the `bearer.` subprotocol, then `?token=` when `[auth] query_token` is on. Only the first found
+ * is used. Secret: never log it.
+ */
+export function tokenFrom(request: Request, offer: Offer | undefined, queryToken: boolean): string | undefined {
+  const header = BEARER.exec(request.headers.get('authorization') ?? '')?.[1];
+  if (header !== undefined) return header;
+  if (offer?.token !== undefined) return offer.token;
+  if (!queryToken) return undefined;
+  return new URL(request.url).searchParams.get('token') ?? undefined;
 }

@@ -1,0 +1,79 @@
+/**
+ * The path of a notification from the LISTEN connection to the sockets: a reference is resolved to its
+ * stored payload (in channel order, `channels/resolver.ts`), the payload is validated and encoded once
+ * (`channels/catalog.ts`), an invalid one is dropped, counted and logged, and a valid frame is fanned out
+ * (`fanout.ts`). In a worker, what the primary already numbered goes straight to the fan-out.
+ *
+ * The hot path is one `charCodeAt(0)` per notification, unless some channel is waiting for a fetch.
+ */
+import type { Logger } from '../base/log.ts';
+import type { ChannelStats, Stats } from '../base/stats.ts';
+import type { Catalog } from '../channels/catalog.ts';
+import { type Fetched, MARKER_CODE } from '../channels/reference.ts';
+import { createResolver } from '../channels/resolver.ts';
+import type { Position } from '../protocol/hub.ts';
+import type { FanOut } from './fanout.ts';
+
+/** Options of {@link createPipeline}. */
+export interface PipelineOptions {
+  catalog: Pick<Catalog, 'encode'>;
+  stats: Stats;
+  fanOut: FanOut;
+  /** Fetches a stored payload (`pgws.notify`) on the query connection; never rejects. */
+  fetch(id: string, channel: string): Promise<Fetched>;
+  log: Logger;
+}
+
+/** Where notifications enter. */
+export interface Pipeline {
+  /** A notification as PostgreSQL delivered it, in commit order per channel. */
+  notification(channel: string, payload: string): void;
+  /** A worker's: a notification the primary validated and numbered (`frame` is the plain-mode frame). */
+  delivered(channel: string, frame: string, at: Position): void;
+  /** The connection was lost: references still being fetched are given up with it. */
+  reset(): void;
+}
+
+// A stored payload not fetched by then is dropped as reference_failed, so one channel never stalls.
+const FETCH_TIMEOUT_MS = 10_000;
+
+/** Creates the pipeline of one process. */
+export function createPipeline(options: PipelineOptions): Pipeline {
+  const { catalog, stats, fanOut, log } = options;
+
+  /** One notification with its payload in hand: encoded once, then fanned out, or dropped as invalid. */
+  const deliver = (channel: string, payload: string, counters: ChannelStats = stats.channel(channel)) => {
+    const encoded = catalog.encode(channel, payload);
+    if (encoded.ok) return fanOut(channel, encoded.frame, counters);
+    if (encoded.reason === 'json') counters.invalidJson += 1;
+    else counters.invalidSchema += 1;
+    log.warn('invalid payload dropped', {
+      channel,
+      reason: encoded.reason,
+      issues: encoded.issues,
+      prefix: payload.slice(0, 64),
+    });
+  };
+  const references = createResolver({
+    fetch: options.fetch,
+    deliver,
+    drop(channel, reason, detail) {
+      stats.channel(channel).invalidReference[reason] += 1;
+      // Never the content: a reference's row may hold what the channel's clients alone should see.
+      log.warn('reference dropped', { channel, reason, ...detail });
+    },
+    failed: (error) => log.error('delivery failed', { error }),
+    timeoutMs: FETCH_TIMEOUT_MS,
+  });
+
+  return {
+    notification(channel, payload) {
+      const counters = stats.channel(channel);
+      counters.received += 1;
+      if (payload.charCodeAt(0) === MARKER_CODE || references.busy !== 0) return references.accept(channel, payload);
+      deliver(channel, payload, counters);
+    },
+    delivered: (channel, frame, at) => fanOut(channel, frame, stats.channel(channel), at),
+    reset: () => references.reset(),
+  };
+}

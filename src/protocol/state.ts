@@ -1,0 +1,54 @@
+/**
+ * What the protocol keeps per multiplexed socket, and the socket as the protocol sees it: a {@link Peer}
+ * (the server's WebSocket through a few methods, so no rule here depends on Bun) and a {@link SessionState}
+ * of plain data kept in the socket's `ws.data`. Shared by the session (`session.ts`) and its
+ * subscriptions (`subscriptions.ts`).
+ */
+
+import type { Identity } from '../auth/tokens.ts';
+import type { CloseLabel } from '../base/wire.ts';
+import type { Membership } from './hub.ts';
+import type { FrameId } from './replies.ts';
+
+/** The socket as the protocol sees it. */
+export interface Peer {
+  send(text: string): unknown;
+  /** Bytes queued for the client and not yet written. */
+  buffered(): number;
+  subscribe(topic: string): void;
+  unsubscribe(topic: string): void;
+  close(cause: CloseLabel): void;
+  /** Closes the socket with 4401 at `expires` (Unix seconds) plus the clock tolerance, unless called again. */
+  expireAt(expires: number | undefined): void;
+}
+
+/** Per-socket state, kept in the socket's data. */
+export interface SessionState {
+  readonly subscriptions: Map<string, Entry>;
+  /** Made at the first publish: most sockets never publish, and at 100,000 sockets each byte counts. */
+  bucket: { take(): boolean } | undefined;
+  /** The socket's verified token; undefined while anonymous (public channels only, with `[auth]`). */
+  identity: Identity | undefined;
+  closed: boolean;
+}
+
+/** A resume whose replay did not fit the send budget at once: the next seq to send, after each drain. */
+export interface Replay {
+  readonly channel: string;
+  readonly channelJson: string;
+  readonly membership: Membership;
+  readonly epoch: string;
+  next: number;
+}
+
+/**
+ * A subscribe waiting for its LISTEN. An unsubscribe meanwhile is held in `cancel` and answered after the
+ * subscribe is, so every frame gets its one answer, in order.
+ */
+export interface Pending {
+  readonly pending: true;
+  cancel: { readonly id: FrameId | undefined } | undefined;
+}
+
+/** A subscription: waiting for its LISTEN, replaying history in parts, or live on its topic. */
+export type Entry = Membership | Pending | { readonly replay: Replay };
