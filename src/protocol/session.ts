@@ -11,7 +11,6 @@ import type { Identity } from '../auth/tokens.ts';
 import type { Logger } from '../base/log.ts';
 import type { PublishOutcome } from '../base/reasons.ts';
 import type { Stats } from '../base/stats.ts';
-import type { CloseLabel } from '../base/wire.ts';
 import type { Catalog } from '../channels/catalog.ts';
 import type { Listener } from '../db/listener.ts';
 import type { Queries } from '../db/queries.ts';

@@ -27,7 +27,6 @@ import {
   encodeMessage,
   encodeSubscribed,
   encodeUnsubscribed,
-  type FrameId,
 } from './replies.ts';
 import type { Entry, Peer, Pending, Replay, SessionState } from './state.ts';
 
