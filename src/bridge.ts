@@ -14,7 +14,7 @@ import { createStats } from './base/stats.ts';
 import { createCatalog } from './channels/catalog.ts';
 import { describeChannels } from './channels/discovery.ts';
 import { createFollower, type Follower, type FollowerEvents } from './cluster/follower.ts';
-import type { ToPrimary, ToWorker } from './cluster/messages.ts';
+import type { WorkerRole } from './cluster/messages.ts';
 import { type Cluster, createCluster } from './cluster/primary.ts';
 import type { Config } from './config/load.ts';
 import { createCanary, logFailing } from './db/canary.ts';
@@ -29,7 +29,7 @@ import { type Bound, createServer } from './http/server.ts';
 import { aggregateMetrics } from './observe/aggregate.ts';
 import { createMetrics } from './observe/metrics.ts';
 import { createHub } from './protocol/hub.ts';
-import { createSessions } from './protocol/session.ts';
+import { createSessions, sessionLimits } from './protocol/session.ts';
 
 /** What {@link createBridge} needs; everything is passed in, nothing is read from globals. */
 export interface BridgeOptions {
@@ -57,14 +57,6 @@ export interface BridgeOptions {
    * (`cluster/primary.ts`); a worker follows it over IPC (`cluster/follower.ts`). Absent: a lone process.
    */
   cluster?: { readonly role: 'primary' } | WorkerRole;
-}
-
-/** How a worker talks to its primary (Bun's IPC channel, from `main.ts`). */
-export interface WorkerRole {
-  readonly role: 'worker';
-  send(message: ToPrimary): void;
-  /** Called once, before anything is sent: every message from the primary goes to `handler`. */
-  onMessage(handler: (message: ToWorker) => void): void;
 }
 
 /** A running bridge. */
@@ -152,14 +144,7 @@ export async function createBridge(options: BridgeOptions): Promise<Bridge> {
     catalog,
     hub,
     listener,
-    limits: {
-      maxSubscriptions: config.server.maxSubscriptions,
-      maxChannels: config.server.maxChannels,
-      publishRate: config.server.publishRate,
-      // Half the slow-consumer bound: a replay never makes its own client look slow.
-      replayBudgetBytes: config.server.slowConsumerBytes / 2,
-      maxPayloadBytes: config.server.maxPayloadBytes,
-    },
+    limits: sessionLimits(config.server),
     stats,
     access,
     log: log.child('session'),

@@ -7,10 +7,10 @@
 import { basename, dirname, join, resolve } from 'node:path';
 import * as valibot from 'valibot';
 import { resolveKeys } from './auth/keys.ts';
-import { ConfigError, StartupError } from './base/errors.ts';
+import { ConfigError } from './base/errors.ts';
 import { createLogger, type Logger, parseLevel } from './base/log.ts';
 import { createBridge } from './bridge.ts';
-import { parseArguments, readConfigFile } from './cli/entry.ts';
+import { parseArguments, readConfigFile, runTool } from './cli/entry.ts';
 import { bundleClient } from './client/bundle.ts';
 import type { ToPrimary, ToWorker } from './cluster/messages.ts';
 import { type Config, parseConfig } from './config/load.ts';
@@ -199,14 +199,4 @@ async function startDevelopmentDatabase(log: Logger) {
   return db;
 }
 
-main().then(
-  (code) => process.exit(code),
-  (error: unknown) => {
-    if (error instanceof ConfigError || error instanceof StartupError) {
-      process.stderr.write(`${error.message}\n`);
-      process.exit(error instanceof ConfigError ? 2 : 1);
-    }
-    process.stderr.write(`fatal: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
-    process.exit(1);
-  },
-);
+runTool(main, { stack: true });

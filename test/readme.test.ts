@@ -8,7 +8,7 @@ import { ErrorCode } from '../src/base/codes.ts';
 import { ReferenceProblems } from '../src/base/reasons.ts';
 import { Closes, Refusals } from '../src/base/wire.ts';
 import { EVENTS, triggerSql } from '../src/db/trigger.ts';
-import { METRICS } from '../src/observe/metrics.ts';
+import { METRICS } from '../src/observe/table.ts';
 
 // Per file: bun:test's default timeout is per file, so test/setup.ts's call reaches only the first one.
 setDefaultTimeout(60_000);

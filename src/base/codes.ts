@@ -3,6 +3,7 @@
  * it means to the client. A leaf: the protocol engine sends them, the README's table is checked against
  * this object, and nothing here knows how a frame is encoded.
  */
+import { NOTIFY_MAX_BYTES } from './notify.ts';
 
 /**
  * Every `code` an `error` frame can carry, with what it means to the client. The README table and the
@@ -18,8 +19,7 @@ export const ErrorCode = {
   already_subscribed: 'this socket is already subscribed to the channel',
   not_subscribed: 'this socket is not subscribed to the channel',
   invalid_payload: 'the published payload fails the channel schema, or is not a string on a raw channel',
-  payload_too_large:
-    'the published payload is over [server] max_payload_bytes, or over 7999 bytes without pgws.notify installed',
+  payload_too_large: `the published payload is over [server] max_payload_bytes, or over ${NOTIFY_MAX_BYTES} bytes without pgws.notify installed`,
   rate_limited: 'more publish frames than [server] publish_rate allows; this one was dropped, not queued',
   too_many_subscriptions: 'this socket already has [server] max_subscriptions subscriptions',
   unavailable: 'the database is unreachable, or the server is at max_channels; retry later',

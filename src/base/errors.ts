@@ -38,3 +38,11 @@ export class ChannelLimitError extends Error {
     super(`channel limit reached (${maxChannels} distinct channels)`);
   }
 }
+
+/** Whether `error` is one a user fixes (a config, a command line, a start that cannot proceed): one line, no stack. */
+export const isUserError = (error: unknown): error is ConfigError | StartupError | UsageError =>
+  error instanceof ConfigError || error instanceof StartupError || error instanceof UsageError;
+
+/** The exit code a command ends with for `error`: 2 for a config or usage error, 1 for anything else. */
+export const exitCodeOf = (error: unknown): 1 | 2 =>
+  error instanceof ConfigError || error instanceof UsageError ? 2 : 1;

@@ -203,3 +203,14 @@ export function refusalHeaders(label: RefusalLabel): Record<string, string> {
 
 /** Text frames are all the bridge sends; this is the one place that says how a payload is framed. */
 export type Frame = string;
+
+/**
+ * The label of a close the bridge did not send itself, from the code and reason the server saw.
+ * uWebSockets sends the client 1009 for an oversized frame but reports it to the server as 1006 with its
+ * own reason text, so both are read.
+ */
+export function closeLabelOf(code: number, reason: string): CloseMetricLabel {
+  if (code === Closes.too_big.code || reason === 'Received too big message') return 'too_big';
+  if (code === Closes.invalid_utf8.code) return 'invalid_utf8';
+  return code === 1006 ? 'abnormal' : 'client';
+}

@@ -1,11 +1,11 @@
 /**
- * What the command-line tools (`bun run token`, `bun run types`, and later ones) share with `main.ts`:
- * reading the config file named by `--config`, and turning a thrown error into one line and an exit code
- * (2 for a config or usage error, 1 otherwise).
+ * What the command-line tools (`bun run build`, `token`, `trigger`, `types`) share with `main.ts`: reading the
+ * config file named by `--config`, and ending the process with the command's code, or with a thrown error as
+ * one line and `exitCodeOf`'s code (2 for a config or usage error, 1 otherwise).
  */
 import { resolve } from 'node:path';
 import { type ParseArgsConfig, parseArgs } from 'node:util';
-import { ConfigError } from '../base/errors.ts';
+import { ConfigError, exitCodeOf, isUserError } from '../base/errors.ts';
 
 /** The config file's absolute path and text; a file that cannot be read is a ConfigError naming the option. */
 export async function readConfigFile(option: string): Promise<{ file: string; text: string }> {
@@ -17,13 +17,26 @@ export async function readConfigFile(option: string): Promise<{ file: string; te
   return { file, text };
 }
 
-/** Runs a tool's main and exits: 0, or one line on stderr and 2 (ConfigError) or 1. */
-export function runTool(main: () => Promise<void>): void {
+/** How {@link runTool} reports an error: `prefix` starts the line; `stack` prints a bug's stack (not a user error's). */
+export interface Reporting {
+  readonly prefix?: string;
+  readonly stack?: boolean;
+}
+
+/** Runs a command's main and exits with the code it returns (0 if none), or reports what it threw and exits. */
+export function runTool(main: () => Promise<unknown>, reporting: Reporting = {}): void {
+  const { prefix = '', stack = false } = reporting;
   main().then(
-    () => process.exit(0),
+    (code) => process.exit(typeof code === 'number' ? code : 0),
     (error: unknown) => {
-      process.stderr.write(`${error instanceof Error ? error.message : String(error)}\n`);
-      process.exit(error instanceof ConfigError ? 2 : 1);
+      const text =
+        stack && !isUserError(error)
+          ? `fatal: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`
+          : error instanceof Error
+            ? error.message
+            : String(error);
+      process.stderr.write(`${prefix}${text}\n`);
+      process.exit(exitCodeOf(error));
     },
   );
 }

@@ -10,6 +10,7 @@ import { parseArgs } from 'node:util';
 import { UsageError } from '../base/errors.ts';
 import { connectAdmin } from '../db/queries.ts';
 import { mismatch, parseColumns, parseEvents, quoteIdent, type TriggerSpec, triggerSql } from '../db/trigger.ts';
+import { runTool } from './entry.ts';
 
 const USAGE =
   '(usage: bun run trigger --table T --channel C [--schema S] [--columns a,b,c] [--events insert,update,delete] [--apply])';
@@ -92,14 +93,4 @@ async function main(): Promise<number> {
   }
 }
 
-main().then(
-  (code) => process.exit(code),
-  (error: unknown) => {
-    if (error instanceof UsageError) {
-      process.stderr.write(`trigger: ${error.message}\n`);
-      process.exit(2);
-    }
-    process.stderr.write(`trigger: ${error instanceof Error ? error.message : String(error)}\n`);
-    process.exit(1);
-  },
-);
+runTool(main, { prefix: 'trigger: ' });

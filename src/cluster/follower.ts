@@ -15,7 +15,7 @@ import { within } from '../base/timeout.ts';
 import type { Listener, ListenerEvents, ListenerState } from '../db/listener.ts';
 import type { Queries } from '../db/queries.ts';
 import { createRegistry, type Held } from '../db/registry.ts';
-import type { Position, Snapshot } from '../protocol/hub.ts';
+import type { Position, Snapshot } from '../protocol/history.ts';
 import type { ToPrimary, ToWorker } from './messages.ts';
 
 /** Options of {@link createFollower}. */

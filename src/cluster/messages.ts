@@ -4,7 +4,7 @@
  * numbers each notification once and sends it, with its position, to the workers that hold the channel.
  */
 import type { ListenerState } from '../db/listener.ts';
-import type { Snapshot } from '../protocol/hub.ts';
+import type { Snapshot } from '../protocol/history.ts';
 
 /** One delivery: channel, the plain-mode frame, and the position the primary gave it (epoch, seq). */
 export type Delivery = readonly [channel: string, frame: string, epoch: string, seq: number];
@@ -43,3 +43,11 @@ export type ToPrimary =
   | { readonly t: 'sampled'; readonly id: number; readonly metrics: unknown }
   /** A /metrics request landed on this worker: the primary gathers every process's metrics. */
   | { readonly t: 'scrape'; readonly id: number; readonly byWorker: boolean };
+
+/** How a worker talks to its primary (Bun's IPC channel, from `main.ts`). */
+export interface WorkerRole {
+  readonly role: 'worker';
+  send(message: ToPrimary): void;
+  /** Called once, before anything is sent: every message from the primary goes to `handler`. */
+  onMessage(handler: (message: ToWorker) => void): void;
+}

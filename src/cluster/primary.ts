@@ -12,7 +12,8 @@ import type { Logger } from '../base/log.ts';
 import { within } from '../base/timeout.ts';
 import type { Listener, ListenerState } from '../db/listener.ts';
 import type { WorkerSample } from '../observe/aggregate.ts';
-import type { Hub, Position } from '../protocol/hub.ts';
+import type { Position } from '../protocol/history.ts';
+import type { Hub } from '../protocol/hub.ts';
 import type { Delivery, ToPrimary, ToWorker } from './messages.ts';
 
 /** One worker as the primary reaches it. */

@@ -8,13 +8,14 @@
  * other instead of colliding in the catalogs. Every part is idempotent; grants are set only when the
  * schema is first created, so a re-run keeps whatever an administrator changed since.
  */
+import { NOTIFY_MAX_BYTES } from '../base/notify.ts';
 import { MARKER } from '../channels/reference.ts';
 
 /** The schema the script creates; the bridge reads `payloads` in it. */
 export const SCHEMA = 'pgws';
 
-/** PG: NOTIFY refuses a payload of this many bytes or more (NOTIFY_PAYLOAD_MAX_LENGTH, default build). */
-export const NOTIFY_LIMIT_BYTES = 8000;
+// PG: NOTIFY refuses a payload of this many bytes or more (NOTIFY_PAYLOAD_MAX_LENGTH, default build).
+const NOTIFY_LIMIT_BYTES = NOTIFY_MAX_BYTES + 1;
 
 // 'pgws' in ASCII: a key no other application is likely to pick.
 const INSTALL_LOCK = 0x70677773;

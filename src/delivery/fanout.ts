@@ -10,7 +10,8 @@
 import type { ChannelStats } from '../base/stats.ts';
 import type { Catalog } from '../channels/catalog.ts';
 import type { Cluster } from '../cluster/primary.ts';
-import type { Hub, Position } from '../protocol/hub.ts';
+import type { Position } from '../protocol/history.ts';
+import type { Hub } from '../protocol/hub.ts';
 
 /** Sends a frame to every socket on a topic; returns how many sockets it reached. */
 export type Publish = (topic: string, frame: string) => number;

@@ -11,7 +11,7 @@ import type { ChannelStats, Stats } from '../base/stats.ts';
 import type { Catalog } from '../channels/catalog.ts';
 import { type Fetched, MARKER_CODE } from '../channels/reference.ts';
 import { createResolver } from '../channels/resolver.ts';
-import type { Position } from '../protocol/hub.ts';
+import type { Position } from '../protocol/history.ts';
 import type { FanOut } from './fanout.ts';
 
 /** Options of {@link createPipeline}. */

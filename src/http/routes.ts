@@ -1,7 +1,10 @@
 /**
- * The plain HTTP endpoints: the console, health, readiness, metrics and the channel catalog. Each reads
- * the bridge's state at request time; none of them touches a socket.
+ * The plain HTTP endpoints: the console, health, readiness, metrics and the channel catalog, and the
+ * answer to any other plain request. Each reads the bridge's state at request time; none touches a socket.
  */
+import { channelFromPath } from '../base/name.ts';
+import type { Stats } from '../base/stats.ts';
+import { Refusals } from '../base/wire.ts';
 import type { Canary } from '../db/canary.ts';
 import type { Listener } from '../db/listener.ts';
 import type { Metrics } from '../observe/metrics.ts';
@@ -59,4 +62,31 @@ export function createRoutes(options: RouteOptions): Routes {
         headers: { 'content-type': 'application/json', 'cache-control': 'no-store' },
       }),
   };
+}
+
+/**
+ * The answer to a plain HTTP request (not an upgrade): its route (GET and HEAD only, else 405), 426 on a
+ * channel's path (counted as a `not_websocket` refusal), 404 for anything else.
+ */
+export function answer(
+  routes: Routes,
+  request: Request,
+  pathname: string,
+  stats: Pick<Stats, 'refuse'>,
+): Response | Promise<Response> {
+  const route = Object.hasOwn(routes, pathname) ? routes[pathname] : undefined;
+  if (route !== undefined) {
+    if (request.method !== 'GET' && request.method !== 'HEAD') {
+      return new Response('method not allowed\n', { status: 405 });
+    }
+    return route(request);
+  }
+  if (channelFromPath(pathname).ok) {
+    stats.refuse('not_websocket');
+    return new Response('connect with a WebSocket to receive this channel\n', {
+      status: Refusals.not_websocket.status,
+      headers: { upgrade: 'websocket' },
+    });
+  }
+  return new Response('not found\n', { status: 404 });
 }

@@ -10,10 +10,9 @@ import type { Server, ServerWebSocket } from 'bun';
 import type { Access } from '../auth/access.ts';
 import { StartupError } from '../base/errors.ts';
 import type { Logger } from '../base/log.ts';
-import { channelFromPath } from '../base/name.ts';
 import type { Stats } from '../base/stats.ts';
 import { within } from '../base/timeout.ts';
-import { type CloseLabel, type CloseMetricLabel, Closes, Refusals } from '../base/wire.ts';
+import { type CloseLabel, Closes, closeLabelOf } from '../base/wire.ts';
 import type { Catalog } from '../channels/catalog.ts';
 import type { Config } from '../config/load.ts';
 import type { Canary } from '../db/canary.ts';
@@ -21,7 +20,8 @@ import type { Listener } from '../db/listener.ts';
 import type { Sessions } from '../protocol/session.ts';
 import type { Peer } from '../protocol/state.ts';
 import { createExpiries } from './expiry.ts';
-import type { Routes } from './routes.ts';
+import { answer, type Routes } from './routes.ts';
+import { createTopics } from './topics.ts';
 import { createUpgrades, type SocketData } from './upgrade.ts';
 
 type Socket = ServerWebSocket<SocketData>;
@@ -72,10 +72,8 @@ const HARD_CAP_HEADROOM = 64 * 1024;
 export function createServer(options: ServerOptions): BridgeServer {
   const { config, catalog, listener, canary, sessions, access, stats, routes, log } = options;
   const limits = config.server;
-  const members = new Map<string, Set<Socket>>();
   const plain = new Set<Socket>();
   const multiplexed = new Set<Socket>();
-  const sweeps = new Set<string>();
   let stopping = false;
   let server: Server<SocketData> | undefined;
 
@@ -89,23 +87,10 @@ export function createServer(options: ServerOptions): BridgeServer {
     (ws) => close(ws, 'token_expired'),
   );
   const expireAt = expiries.expireAt;
-  const join = (ws: Socket, topic: string) => {
-    let set = members.get(topic);
-    if (set === undefined) {
-      set = new Set();
-      members.set(topic, set);
-    }
-    set.add(ws);
-    if (!ws.data.topics.includes(topic)) ws.data.topics.push(topic);
-    ws.subscribe(topic);
-  };
-  const leave = (ws: Socket, topic: string) => {
-    const set = members.get(topic);
-    set?.delete(ws);
-    if (set?.size === 0) members.delete(topic);
-    const at = ws.data.topics.indexOf(topic);
-    if (at !== -1) ws.data.topics.splice(at, 1);
-  };
+  const topics = createTopics<Socket>({
+    slow: (ws) => ws.getBufferedAmount() > limits.slowConsumerBytes,
+    cut: (ws) => close(ws, 'slow_consumer'),
+  });
   // A class, not an object of closures: its methods are shared, so each multiplexed socket costs one field.
   class SocketPeer implements Peer {
     constructor(private readonly ws: Socket) {}
@@ -116,11 +101,11 @@ export function createServer(options: ServerOptions): BridgeServer {
       return this.ws.getBufferedAmount();
     }
     subscribe(topic: string) {
-      join(this.ws, topic);
+      topics.join(this.ws, topic);
     }
     unsubscribe(topic: string) {
       this.ws.unsubscribe(topic);
-      leave(this.ws, topic);
+      topics.leave(this.ws, topic);
     }
     close(cause: CloseLabel) {
       close(this.ws, cause);
@@ -129,14 +114,6 @@ export function createServer(options: ServerOptions): BridgeServer {
       expireAt(this.ws, expires);
     }
   }
-
-  // Runs after the current batch of notifications: closes whoever fell past the bound.
-  const sweep = (topic: string) => {
-    sweeps.delete(topic);
-    for (const ws of members.get(topic) ?? []) {
-      if (ws.getBufferedAmount() > limits.slowConsumerBytes) close(ws, 'slow_consumer');
-    }
-  };
 
   const upgrades = createUpgrades({
     config,
@@ -164,21 +141,7 @@ export function createServer(options: ServerOptions): BridgeServer {
   function fetch(request: Request, bun: Server<SocketData>) {
     const pathname = new URL(request.url).pathname;
     if (request.headers.get('upgrade')?.toLowerCase() === 'websocket') return upgrade(request, bun, pathname);
-    const route = Object.hasOwn(routes, pathname) ? routes[pathname] : undefined;
-    if (route !== undefined) {
-      if (request.method !== 'GET' && request.method !== 'HEAD') {
-        return new Response('method not allowed\n', { status: 405 });
-      }
-      return route(request);
-    }
-    if (channelFromPath(pathname).ok) {
-      stats.refuse('not_websocket');
-      return new Response('connect with a WebSocket to receive this channel\n', {
-        status: Refusals.not_websocket.status,
-        headers: { upgrade: 'websocket' },
-      });
-    }
-    return new Response('not found\n', { status: 404 });
+    return answer(routes, request, pathname, stats);
   }
 
   function serve(): Server<SocketData> {
@@ -210,7 +173,7 @@ export function createServer(options: ServerOptions): BridgeServer {
           expireAt(ws, data.expires);
           plain.add(ws);
           stats.channel(data.channel).subscribers += 1;
-          join(ws, data.channel);
+          topics.join(ws, data.channel);
           if (stopping) close(ws, 'shutdown');
           // The connection was lost (and perhaps restored) between the LISTEN and this open.
           else if (listener.generation !== data.generation || listener.state !== 'up') close(ws, 'database_lost');
@@ -230,7 +193,7 @@ export function createServer(options: ServerOptions): BridgeServer {
         close(ws, code, reason) {
           const { data } = ws;
           expiries.clear(ws);
-          for (const topic of [...data.topics]) leave(ws, topic);
+          for (const topic of [...data.topics]) topics.leave(ws, topic);
           stats.connections -= 1;
           stats.close(data.closedBy ?? closeLabelOf(code, reason));
           if (data.mode === 'multiplexed') {
@@ -263,14 +226,11 @@ export function createServer(options: ServerOptions): BridgeServer {
       return { host, port, url: new URL(`http://${local}:${port}/`) };
     },
     publish(topic, frame) {
-      const set = members.get(topic);
-      if (set === undefined || server === undefined) return 0;
+      const count = topics.count(topic);
+      if (count === 0 || server === undefined) return 0;
       // -1: someone is backpressured, 0: someone dropped it (and was closed at the hard cap).
-      if (server.publish(topic, frame) <= 0 && !sweeps.has(topic)) {
-        sweeps.add(topic);
-        queueMicrotask(() => sweep(topic));
-      }
-      return set.size;
+      if (server.publish(topic, frame) <= 0) topics.congested(topic);
+      return count;
     },
     closePlain(cause) {
       for (const ws of plain) close(ws, cause);
@@ -287,12 +247,4 @@ export function createServer(options: ServerOptions): BridgeServer {
       if (!(await within(closed, graceMs, () => false))) await server.stop(true);
     },
   };
-}
-
-// uWebSockets sends the client 1009 for an oversized frame but reports it to this handler as 1006 with
-// its own reason text, so both are read.
-function closeLabelOf(code: number, reason: string): CloseMetricLabel {
-  if (code === Closes.too_big.code || reason === 'Received too big message') return 'too_big';
-  if (code === Closes.invalid_utf8.code) return 'invalid_utf8';
-  return code === 1006 ? 'abnormal' : 'client';
 }

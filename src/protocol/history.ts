@@ -7,6 +7,19 @@
  * holds exactly the `size` most recent seqs, `head - size + 1 .. head`, with no holes.
  */
 
+/** A stream's position, as the primary numbered a message. */
+export interface Position {
+  readonly epoch: string;
+  readonly seq: number;
+}
+
+/** A stream as the primary hands it to a worker: its position and held messages as `[seq, payloadJson]`. */
+export interface Snapshot {
+  readonly epoch: string;
+  readonly head: number;
+  readonly entries: readonly (readonly [number, string])[];
+}
+
 /** One held message: its seq, the JSON text sent as `payload`, and that value parsed, for filters. */
 export interface Entry {
   readonly seq: number;

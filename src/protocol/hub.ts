@@ -11,7 +11,7 @@
  * name can contain, so they never collide with the plain-mode topics (the channel names themselves).
  */
 
-import { createStream, type Resume, type Since, type Stream } from './history.ts';
+import { createStream, type Position, type Resume, type Since, type Snapshot, type Stream } from './history.ts';
 import { encodeGap, encodeMessage } from './replies.ts';
 
 /** A compiled filter as a subscription carries it. */
@@ -43,19 +43,6 @@ interface ChannelState {
   readonly stream: Stream;
   readonly unfiltered: Topic;
   readonly filtered: Map<string, Topic>;
-}
-
-/** A stream's position, as the primary numbered a message. */
-export interface Position {
-  readonly epoch: string;
-  readonly seq: number;
-}
-
-/** A stream as the primary hands it to a worker: its position and held messages as `[seq, payloadJson]`. */
-export interface Snapshot {
-  readonly epoch: string;
-  readonly head: number;
-  readonly entries: readonly (readonly [number, string])[];
 }
 
 /** What a subscription holds: its topic and the filter replays go through. */

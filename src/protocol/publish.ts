@@ -3,6 +3,7 @@
  * `publish` flag, the token's `w` grant, the schema, and NOTIFY's size limit, in that order. Pure: the
  * session sends what passes with `pg_notify($1, $2)`, and answers what does not with the reply given here.
  */
+import { NOTIFY_MAX_BYTES } from '../base/notify.ts';
 import type { PublishOutcome } from '../base/reasons.ts';
 import type { Catalog } from '../channels/catalog.ts';
 import { inexactNumberInField } from '../schema/json-numbers.ts';
@@ -34,9 +35,6 @@ export interface PublishInput {
   /** The frame's text, to check the payload's numbers for exactness. */
   readonly text: string;
 }
-
-// PG: NOTIFY payloads must be shorter than 8000 bytes.
-export const MAX_NOTIFY_BYTES = 7999;
 
 /** Decides a publish. */
 export function decidePublish(input: PublishInput): PublishDecision {
@@ -81,5 +79,5 @@ export function decidePublish(input: PublishInput): PublishDecision {
     const message = `the payload is ${bytes} bytes; this server takes at most ${input.maxPayloadBytes} (max_payload_bytes)`;
     return { ok: false, outcome: 'too_large', reply: { code: 'payload_too_large', message } };
   }
-  return { ok: true, payload, large: bytes > MAX_NOTIFY_BYTES };
+  return { ok: true, payload, large: bytes > NOTIFY_MAX_BYTES };
 }

@@ -9,14 +9,16 @@
 import type { Access } from '../auth/access.ts';
 import type { Identity } from '../auth/tokens.ts';
 import type { Logger } from '../base/log.ts';
+import { NOTIFY_MAX_BYTES } from '../base/notify.ts';
 import type { PublishOutcome } from '../base/reasons.ts';
 import type { Stats } from '../base/stats.ts';
 import type { Catalog } from '../channels/catalog.ts';
+import type { ServerConfig } from '../config/sections.ts';
 import type { Listener } from '../db/listener.ts';
 import type { Queries } from '../db/queries.ts';
 import { type AuthFrame, type ClientFrame, type PublishFrame, parseClientFrame } from './frames.ts';
 import type { Hub } from './hub.ts';
-import { decidePublish, MAX_NOTIFY_BYTES } from './publish.ts';
+import { decidePublish } from './publish.ts';
 import { createBucket } from './rate.ts';
 import { type ErrorReply, encodeError, encodePong, encodePublished, encodeReady } from './replies.ts';
 import type { Peer, SessionState } from './state.ts';
@@ -43,6 +45,16 @@ export interface SessionOptions {
   /** The one permission check every subscribe (`r`) and publish (`w`) passes. */
   access: Access;
 }
+
+/** A session's limits, from `[server]`. */
+export const sessionLimits = (server: ServerConfig): SessionOptions['limits'] => ({
+  maxSubscriptions: server.maxSubscriptions,
+  maxChannels: server.maxChannels,
+  publishRate: server.publishRate,
+  // Half the slow-consumer bound: a replay never makes its own client look slow.
+  replayBudgetBytes: server.slowConsumerBytes / 2,
+  maxPayloadBytes: server.maxPayloadBytes,
+});
 
 /** The protocol engine for every multiplexed socket of one bridge. */
 export interface Sessions {
@@ -104,7 +116,7 @@ export function createSessions(options: SessionOptions): Sessions {
     try {
       if (!decision.large) await listener.queries.publish(channel, decision.payload);
       else if (!(await listener.queries.publishLarge(channel, decision.payload))) {
-        const message = `the payload is ${Buffer.byteLength(decision.payload)} bytes; PostgreSQL's NOTIFY takes at most ${MAX_NOTIFY_BYTES}, and pgws.notify (bun run sql) is not installed`;
+        const message = `the payload is ${Buffer.byteLength(decision.payload)} bytes; PostgreSQL's NOTIFY takes at most ${NOTIFY_MAX_BYTES}, and pgws.notify (bun run sql) is not installed`;
         return refuse('too_large', { code: 'payload_too_large', message });
       }
     } catch (error) {

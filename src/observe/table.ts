@@ -1,0 +1,240 @@
+/**
+ * Every metric the bridge exports, one row each: name, kind, help text, labels, how workers combine, and
+ * how to read it from the plain counters of {@link Stats} and the live pieces at scrape time. The README's
+ * metrics table is checked against these rows; `metrics.ts` registers them with prom-client.
+ */
+import { ReferenceProblems } from '../base/reasons.ts';
+import type { ChannelStats, Stats } from '../base/stats.ts';
+import { Closes, Refusals } from '../base/wire.ts';
+import type { Canary } from '../db/canary.ts';
+import type { Listener } from '../db/listener.ts';
+import type { Queries } from '../db/queries.ts';
+import type { Hub } from '../protocol/hub.ts';
+
+/** Where the figures come from, read on each scrape. */
+export interface MetricsSource {
+  stats: Stats;
+  listener: Pick<Listener, 'state' | 'channelCount' | 'reconnects'> & {
+    readonly queries: Pick<Queries, 'payloadRoundTrips'>;
+  };
+  canary: Pick<Canary, 'status'>;
+  hub: Pick<Hub, 'subscriptions' | 'filterTopics' | 'held'>;
+}
+
+type Labels = Record<string, string>;
+/** One sample: a bare number, or labelled values. `undefined` leaves the series out (nothing measured yet). */
+type Reading = number | undefined | Iterable<readonly [Labels, number]>;
+
+/** One metric: its name, kind, help text and how to read it. The README's table lists the same rows. */
+export interface MetricDefinition {
+  readonly name: string;
+  readonly type: 'counter' | 'gauge';
+  readonly help: string;
+  readonly labels: readonly string[];
+  /**
+   * How `[server] workers` combine in the whole server's figure: summed (the default), or the primary's
+   * (`first`: what only the instance's one LISTEN connection knows), or the least or most of the workers.
+   */
+  readonly aggregate?: 'first' | 'min' | 'max';
+  read(source: MetricsSource): Reading;
+}
+
+const perChannel = (pick: (counters: ChannelStats) => number) => (source: MetricsSource) =>
+  [...source.stats.channels].map(([channel, counters]) => [{ channel }, pick(counters)] as const);
+
+const labelled = <K extends string>(counts: ReadonlyMap<K, number>) =>
+  [...counts].map(([reason, count]) => [{ reason }, count] as const);
+
+/** Every metric the bridge exports, all with the `pgws_` prefix. */
+export const METRICS: readonly MetricDefinition[] = [
+  {
+    name: 'pgws_connections',
+    type: 'gauge',
+    help: 'Open WebSocket connections (including upgrades in progress).',
+    labels: [],
+    read: (s) => s.stats.connections,
+  },
+  {
+    name: 'pgws_channel_subscribers',
+    type: 'gauge',
+    help: 'Open sockets per channel.',
+    labels: ['channel'],
+    read: (s) =>
+      [...s.stats.channels].filter(([, c]) => c.subscribers > 0).map(([channel, c]) => [{ channel }, c.subscribers]),
+  },
+  {
+    name: 'pgws_subscriptions',
+    type: 'gauge',
+    help: 'Subscriptions by mode: plain sockets, and channels subscribed on multiplexed sockets.',
+    labels: ['mode'],
+    read: (s) => [
+      [{ mode: 'plain' }, [...s.stats.channels.values()].reduce((sum, c) => sum + c.subscribers, 0)],
+      [{ mode: 'multiplexed' }, s.hub.subscriptions],
+    ],
+  },
+  {
+    name: 'pgws_filter_topics',
+    type: 'gauge',
+    help: 'Distinct (channel, filter) topics of multiplexed subscriptions; each costs one filter test per notification.',
+    labels: [],
+    read: (s) => s.hub.filterTopics,
+  },
+  {
+    name: 'pgws_history_messages',
+    aggregate: 'max',
+    type: 'gauge',
+    help: 'Messages held for resume, per channel (at most its `history`).',
+    labels: ['channel'],
+    read: (s) => s.hub.held().map((h) => [{ channel: h.channel }, h.messages]),
+  },
+  {
+    name: 'pgws_history_bytes',
+    type: 'gauge',
+    help: 'Payload text held for resume, per channel, in UTF-16 code units (about the bytes it occupies).',
+    labels: ['channel'],
+    read: (s) => s.hub.held().map((h) => [{ channel: h.channel }, h.bytes]),
+  },
+  {
+    name: 'pgws_replays_total',
+    type: 'counter',
+    help: 'Subscribes with `since`, by whether the missed messages were replayed (recovered) or not.',
+    labels: ['recovered'],
+    read: (s) => [
+      [{ recovered: 'true' }, s.stats.replays.recovered],
+      [{ recovered: 'false' }, s.stats.replays.notRecovered],
+    ],
+  },
+  {
+    name: 'pgws_gaps_total',
+    type: 'counter',
+    help: '`gap` frames sent to multiplexed subscriptions (continuity broken: the LISTEN connection was lost).',
+    labels: [],
+    read: (s) => s.stats.gaps,
+  },
+  {
+    name: 'pgws_publishes_total',
+    type: 'counter',
+    help: 'Multiplexed publish frames, by outcome (published, invalid, forbidden, rate_limited, too_large, unavailable).',
+    labels: ['outcome'],
+    read: (s) => [...s.stats.publishes].map(([outcome, count]) => [{ outcome }, count]),
+  },
+  {
+    name: 'pgws_auth_failures_total',
+    type: 'counter',
+    help: 'Refused tokens and origins, by reason (missing, invalid, expired, forbidden, origin).',
+    labels: ['reason'],
+    read: (s) => labelled(s.stats.authFailures),
+  },
+  {
+    name: 'pgws_notifications_received_total',
+    type: 'counter',
+    help: 'Notifications received from PostgreSQL.',
+    labels: ['channel'],
+    read: perChannel((c) => c.received),
+  },
+  {
+    name: 'pgws_frames_delivered_total',
+    type: 'counter',
+    help: 'Frames sent to subscribers (one per subscriber per notification).',
+    labels: ['channel'],
+    read: perChannel((c) => c.delivered),
+  },
+  {
+    name: 'pgws_notifications_invalid_total',
+    type: 'counter',
+    help: `Notifications dropped as invalid, by reason (json: not JSON; schema: failed the channel schema; ${Object.entries(
+      ReferenceProblems,
+    )
+      .map(([reason, meaning]) => `${reason}: ${meaning}`)
+      .join('; ')}).`,
+    labels: ['channel', 'reason'],
+    read: (s) =>
+      [...s.stats.channels].flatMap(([channel, c]) => [
+        [{ channel, reason: 'json' }, c.invalidJson] as const,
+        [{ channel, reason: 'schema' }, c.invalidSchema] as const,
+        // Only those that happened: most deployments never see a bad reference.
+        ...Object.entries(c.invalidReference)
+          .filter(([, count]) => count > 0)
+          .map(([reason, count]) => [{ channel, reason }, count] as const),
+      ]),
+  },
+  {
+    name: 'pgws_payload_fetches_total',
+    type: 'counter',
+    help: 'Database round trips for payloads stored by pgws.notify: one per reference (never per client), plus one to tell a forged reference from an expired one.',
+    labels: [],
+    read: (s) => s.listener.queries.payloadRoundTrips,
+  },
+  {
+    name: 'pgws_payloads_expired_total',
+    type: 'counter',
+    help: 'Stored payloads deleted from pgws.payloads after [database] large_payload_ttl seconds.',
+    labels: [],
+    read: (s) => s.stats.payloadsExpired,
+  },
+  {
+    name: 'pgws_closes_total',
+    type: 'counter',
+    help: `Sockets closed, by reason (${[...Object.keys(Closes), 'client'].join(', ')}).`,
+    labels: ['reason'],
+    read: (s) => labelled(s.stats.closes),
+  },
+  {
+    name: 'pgws_upgrades_refused_total',
+    type: 'counter',
+    help: `WebSocket upgrades refused, by reason (${Object.keys(Refusals).join(', ')}).`,
+    labels: ['reason'],
+    read: (s) => labelled(s.stats.refusals),
+  },
+  {
+    name: 'pgws_listener_reconnects_total',
+    aggregate: 'first',
+    type: 'counter',
+    help: 'Times the LISTEN connection was restored after a loss.',
+    labels: [],
+    read: (s) => s.listener.reconnects,
+  },
+  {
+    name: 'pgws_listen_channels',
+    aggregate: 'first',
+    type: 'gauge',
+    help: 'Channels the LISTEN connection is listening to for clients (each has at least one subscriber).',
+    labels: [],
+    read: (s) => s.listener.channelCount,
+  },
+  {
+    name: 'pgws_listener_up',
+    aggregate: 'min',
+    type: 'gauge',
+    help: '1 when the LISTEN connection is established.',
+    labels: [],
+    read: (s) => (s.listener.state === 'up' ? 1 : 0),
+  },
+  {
+    name: 'pgws_canary_ready',
+    aggregate: 'min',
+    type: 'gauge',
+    help: '1 when a NOTIFY round trip on the current LISTEN connection succeeded within the last three canary intervals.',
+    labels: [],
+    read: (s) => (s.canary.status().ready ? 1 : 0),
+  },
+  {
+    name: 'pgws_canary_latency_seconds',
+    aggregate: 'max',
+    type: 'gauge',
+    help: 'Latency of the last successful canary NOTIFY round trip.',
+    labels: [],
+    read: (s) => {
+      const latency = s.canary.status().latencyMs;
+      return latency === undefined ? undefined : latency / 1000;
+    },
+  },
+  {
+    name: 'pgws_notification_queue_usage',
+    aggregate: 'max',
+    type: 'gauge',
+    help: "PostgreSQL's pg_notification_queue_usage(), sampled with each canary (0 to 1).",
+    labels: [],
+    read: (s) => s.canary.status().queueUsage,
+  },
+];
