@@ -7,41 +7,24 @@
  * hub's topics (one per channel and filter), and everything they send goes through `protocol/session.ts`.
  */
 import type { Server, ServerWebSocket } from 'bun';
-import type { Access } from '../auth/access.ts';
 import { StartupError } from '../base/errors.ts';
-import type { Logger } from '../base/log.ts';
-import type { Stats } from '../base/stats.ts';
 import { within } from '../base/timeout.ts';
 import { type CloseLabel, Closes, closeLabelOf } from '../base/wire.ts';
-import type { Catalog } from '../channels/catalog.ts';
-import type { Config } from '../config/load.ts';
-import type { Canary } from '../db/canary.ts';
-import type { Listener } from '../db/listener.ts';
 import type { Sessions } from '../protocol/session.ts';
 import type { Peer } from '../protocol/state.ts';
 import { createExpiries } from './expiry.ts';
 import { answer, type Routes } from './routes.ts';
 import { createTopics } from './topics.ts';
-import { createUpgrades, type SocketData } from './upgrade.ts';
+import { createUpgrades, type SocketData, type UpgradeOptions } from './upgrade.ts';
 
 type Socket = ServerWebSocket<SocketData>;
 
-/** Options for {@link createServer}; `listener` is used only to acquire and release channels. */
-export interface ServerOptions {
-  config: Config;
-  catalog: Catalog;
-  listener: Pick<Listener, 'acquire' | 'release' | 'has' | 'channelCount' | 'state' | 'generation'>;
-  /** Upgrades wait (up to one canary interval) for a round trip through the current LISTEN connection. */
-  canary: Pick<Canary, 'verified'>;
+/** Options for {@link createServer}: what upgrades read, plus the sessions, the routes and the port sharing. */
+export interface ServerOptions extends Omit<UpgradeOptions, 'stopping'> {
   sessions: Sessions;
-  access: Access;
-  stats: Stats;
   routes: Routes;
-  log: Logger;
   /** Share the port with sibling worker processes (`[server] workers`). */
   reusePort: boolean;
-  /** Client sockets the process's open-file limit allows. */
-  maxSockets: number;
 }
 
 /** Where the server listens: the address it bound, and a URL a local client can use. */
@@ -70,7 +53,7 @@ const HARD_CAP_HEADROOM = 64 * 1024;
 
 /** Creates the server; `listen` binds it. */
 export function createServer(options: ServerOptions): BridgeServer {
-  const { config, catalog, listener, canary, sessions, access, stats, routes, log } = options;
+  const { config, listener, sessions, stats, routes, log } = options;
   const limits = config.server;
   const plain = new Set<Socket>();
   const multiplexed = new Set<Socket>();
@@ -115,17 +98,7 @@ export function createServer(options: ServerOptions): BridgeServer {
     }
   }
 
-  const upgrades = createUpgrades({
-    config,
-    catalog,
-    listener,
-    canary,
-    access,
-    stats,
-    log,
-    stopping: () => stopping,
-    maxSockets: options.maxSockets,
-  });
+  const upgrades = createUpgrades({ ...options, stopping: () => stopping });
 
   async function upgrade(request: Request, bun: Server<SocketData>, pathname: string) {
     const decided = await upgrades.decide(request, pathname);

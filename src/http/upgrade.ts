@@ -62,7 +62,9 @@ export interface Accepted {
 export interface UpgradeOptions {
   config: Config;
   catalog: Catalog;
+  /** Used only to acquire and release channels, and to see whether the database is up. */
   listener: Pick<Listener, 'acquire' | 'release' | 'has' | 'channelCount' | 'state' | 'generation'>;
+  /** Upgrades wait (up to one canary interval) for a round trip through the current LISTEN connection. */
   canary: Pick<Canary, 'verified'>;
   access: Access;
   stats: Stats;
