@@ -9,6 +9,7 @@
  * `GET /client.js`; Bun and bundlers import this file directly (`pg-notify-ws/client`).
  */
 
+import { backoffDelay } from '../db/backoff.ts';
 import {
   type Client,
   type ClientOptions,
@@ -80,8 +81,7 @@ export function createClient<Channels extends Record<string, unknown> = Record<s
     options.onState?.(next);
   };
   const report = (error: PgwsError, sub?: Sub) => (sub?.options.onError ?? options.onError)?.(error);
-  const backoff = (attempt: number) =>
-    minMs + Math.random() * (Math.min(maxMs, minMs * 2 ** Math.min(attempt, 20)) - minMs);
+  const backoff = (attempt: number) => backoffDelay(attempt, minMs, maxMs, Math.random);
   const send = (frame: unknown) => {
     if (socket?.readyState === 1) socket.send(JSON.stringify(frame));
   };
