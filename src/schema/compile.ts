@@ -1,226 +1,34 @@
 import * as v from 'valibot';
+import { arrayWalk, type Issue, isString, type Node, objectWalk, type Schema } from './actions.ts';
+import { keywordChecks, typeCheck } from './checks.ts';
 import {
-  arrayWalk,
-  type Check,
-  describe,
-  type Issue,
-  isArray,
-  isCount,
-  isNumber,
-  isObject,
-  isString,
-  type Json,
-  type Node,
-  objectWalk,
-  oneOf,
-  type Schema,
-  setOwn,
-  when,
-} from './actions.ts';
-import { isDate, isDateTime, isEmail, isUri, isUuid } from './formats.ts';
+  isPlain,
+  isSchemaList,
+  isSchemaUri,
+  isTypes,
+  isUniqueStrings,
+  KEYWORDS,
+  type Path,
+  read,
+  SCHEMA_URIS,
+  SchemaError,
+  TYPES,
+  toJson,
+} from './keywords.ts';
+
+export { SchemaError } from './keywords.ts';
 
 /*
  * Inline channel schemas: a JSON Schema (draft 2020-12) subset written in TOML, built once into a valibot
  * schema. Each schema object becomes one pipe: a type check, then keyword checks that skip values of other
- * types (JSON Schema's rule), then the object/array walk that fills defaults, then anyOf. Native valibot
- * actions are used where their semantics match exactly (number bounds, item counts, regex). String lengths
- * count code points by hand, and only when the UTF-16 length cannot decide, where valibot's code-point actions
- * walk every string in full; `format` checks live in formats.ts. Objects and arrays are walked by hand because
- * valibot's object schemas look keys up with `in` (so `toString` is always "present") and rebuild every value
- * on every run.
+ * types (checks.ts), then the object/array walk that fills defaults, then anyOf. What a keyword may hold is
+ * read in keywords.ts; `format` checks live in formats.ts. Objects and arrays are walked by hand (actions.ts)
+ * because valibot's object schemas look keys up with `in` (so `toString` is always "present") and rebuild
+ * every value on every run.
  */
-
-/**
- * A problem in a schema definition, found when it is built. `path` leads to the schema object holding the
- * problem (`['properties', 'id']`, empty for the root) and `reason` names the keyword, so the message reads
- * `properties.id: unknown keyword "frobnicate"`, or just the reason at the root. Callers that nest the
- * schema inside a larger document should join their own prefix with `path` and `reason` themselves.
- */
-export class SchemaError extends Error {
-  override name = 'SchemaError' as const;
-  readonly path: readonly (string | number)[];
-  readonly keyword: string | undefined;
-  readonly reason: string;
-
-  constructor(path: readonly (string | number)[], reason: string, keyword?: string, options?: ErrorOptions) {
-    super(path.length === 0 ? reason : `${path.join('.')}: ${reason}`, options);
-    this.path = path;
-    this.keyword = keyword;
-    this.reason = reason;
-  }
-}
-
-type Path = readonly (string | number)[];
-
-const SCHEMA_URIS = new Set([
-  'https://json-schema.org/draft/2020-12/schema',
-  'https://json-schema.org/draft/2020-12/schema#',
-]);
-const KEYWORDS = new Set([
-  '$schema',
-  'description',
-  'type',
-  'enum',
-  'const',
-  'default',
-  'anyOf',
-  'properties',
-  'required',
-  'additionalProperties',
-  'items',
-  'minItems',
-  'maxItems',
-  'minLength',
-  'maxLength',
-  'pattern',
-  'format',
-  'minimum',
-  'maximum',
-  'exclusiveMinimum',
-  'exclusiveMaximum',
-]);
-
-// smol-toml builds tables with a null prototype, JSON.parse with Object.prototype; anything else (a TomlDate) is not JSON.
-const isPlain = (value: unknown): value is Json =>
-  isObject(value) && [Object.prototype, null].includes(Object.getPrototypeOf(value));
-
-const TYPES: Readonly<Record<string, (value: unknown) => boolean>> = {
-  string: isString,
-  number: isNumber,
-  integer: Number.isInteger,
-  boolean: (x) => typeof x === 'boolean',
-  null: (x) => x === null,
-  object: isObject,
-  array: isArray,
-};
-const FORMATS: Readonly<Record<string, (text: string) => boolean>> = {
-  'date-time': isDateTime,
-  date: isDate,
-  email: isEmail,
-  uuid: isUuid,
-  uri: isUri,
-};
 
 // valibot types pipe() as fixed-length overloads; a list built at run time needs its variadic implementation.
 const pipe = v.pipe as unknown as (schema: Schema, ...items: v.PipeItem<unknown, unknown, Issue>[]) => Schema;
-
-/** A frozen copy of a TOML or JSON value, refusing what JSON cannot hold (TOML dates, inf, nan). */
-function toJson(value: unknown, path: Path, keyword: string): unknown {
-  if (value === null || isString(value) || isNumber(value) || typeof value === 'boolean') return value;
-  if (isArray(value)) return Object.freeze(value.map((item) => toJson(item, path, keyword)));
-  if (isPlain(value)) {
-    const copy: Json = {};
-    for (const key of Object.keys(value)) setOwn(copy, key, toJson(value[key], path, keyword));
-    return Object.freeze(copy);
-  }
-  const what =
-    value instanceof Date ? 'a TOML date or time' : typeof value === 'number' ? String(value) : `a ${typeof value}`;
-  throw new SchemaError(path, `"${keyword}" must be a JSON value, not ${what}`, keyword);
-}
-
-/** Reads one keyword, throwing a SchemaError that names it when its value is not what `accept` wants. */
-function read<T>(
-  definition: Json,
-  path: Path,
-  keyword: string,
-  accept: (value: unknown) => value is T,
-  wanted: string,
-): T | undefined {
-  if (!Object.hasOwn(definition, keyword)) return undefined;
-  const value = definition[keyword];
-  if (!accept(value)) throw new SchemaError(path, `"${keyword}" must be ${wanted}`, keyword);
-  return value;
-}
-
-const isUniqueStrings = (value: unknown): value is string[] =>
-  isArray(value) && value.every(isString) && new Set(value).size === value.length;
-const isTypes = (value: unknown): value is string | string[] =>
-  (isString(value) && Object.hasOwn(TYPES, value)) ||
-  (isUniqueStrings(value) && value.length > 0 && value.every((name) => Object.hasOwn(TYPES, name)));
-const isSchemaUri = (value: unknown): value is string => isString(value) && SCHEMA_URIS.has(value);
-const isFormat = (value: unknown): value is string => isString(value) && Object.hasOwn(FORMATS, value);
-const isSchemaList = (value: unknown): value is unknown[] => isArray(value) && value.length > 0;
-
-function typeCheck(names: readonly string[]): Schema {
-  const tests = names.map((name) => TYPES[name] ?? (() => false));
-  const [only] = tests;
-  const expects = names.join(' | ');
-  return v.custom<unknown>(
-    tests.length === 1 && only ? only : (input) => tests.some((test) => test(input)),
-    (issue) => `Invalid type: Expected ${expects} but received ${describe(issue.input)}`,
-  );
-}
-
-function compile(pattern: string, path: Path): RegExp {
-  try {
-    return new RegExp(pattern, 'u');
-  } catch (error) {
-    throw new SchemaError(path, `"pattern" is not a valid regular expression: ${(error as Error).message}`, 'pattern', {
-      cause: error,
-    });
-  }
-}
-
-/** JSON Schema lengths count code points; counting without spreading the string allocates nothing. */
-function codePoints(text: string): number {
-  let count = 0;
-  for (let i = 0; i < text.length; i++) {
-    const unit = text.charCodeAt(i);
-    // A high surrogate followed by a low one is one code point.
-    if (unit >= 0xd800 && unit <= 0xdbff && i + 1 < text.length) {
-      const next = text.charCodeAt(i + 1);
-      if (next >= 0xdc00 && next <= 0xdfff) i++;
-    }
-    count++;
-  }
-  return count;
-}
-
-function keywordChecks(definition: Json, path: Path): Check[] {
-  const checks: Check[] = [];
-  const count = (keyword: string) => read(definition, path, keyword, isCount, 'a non-negative integer');
-  const bound = (keyword: string) => read(definition, path, keyword, isNumber, 'a finite number');
-  if (Object.hasOwn(definition, 'const')) {
-    const value = toJson(definition['const'], path, 'const');
-    checks.push(oneOf([value], `must be equal to ${JSON.stringify(value)}`));
-  }
-  const options = read(definition, path, 'enum', isArray, 'a list of values')?.map((value) =>
-    toJson(value, path, 'enum'),
-  );
-  if (options) checks.push(oneOf(options, `must be one of ${JSON.stringify(options)}`));
-  const minLength = count('minLength');
-  // A string has between length/2 and length code points, so counting is needed only in between.
-  if (minLength !== undefined) {
-    const atLeast = (text: string) =>
-      text.length >= 2 * minLength || (text.length >= minLength && codePoints(text) >= minLength);
-    checks.push(when(isString, v.check(atLeast, `must be at least ${minLength} characters`)));
-  }
-  const maxLength = count('maxLength');
-  if (maxLength !== undefined) {
-    const atMost = (text: string) =>
-      text.length <= maxLength || (text.length <= 2 * maxLength && codePoints(text) <= maxLength);
-    checks.push(when(isString, v.check(atMost, `must be at most ${maxLength} characters`)));
-  }
-  const pattern = read(definition, path, 'pattern', isString, 'a string');
-  if (pattern !== undefined)
-    checks.push(when(isString, v.regex(compile(pattern, path), `must match the pattern ${pattern}`)));
-  const format = read(definition, path, 'format', isFormat, `one of ${Object.keys(FORMATS).join(', ')}`);
-  if (format !== undefined)
-    checks.push(when(isString, v.check(FORMATS[format] ?? (() => false), `must be a valid ${format}`)));
-  const minimum = bound('minimum');
-  if (minimum !== undefined) checks.push(when(isNumber, v.minValue(minimum, `must be at least ${minimum}`)));
-  const maximum = bound('maximum');
-  if (maximum !== undefined) checks.push(when(isNumber, v.maxValue(maximum, `must be at most ${maximum}`)));
-  const above = bound('exclusiveMinimum');
-  if (above !== undefined) checks.push(when(isNumber, v.gtValue(above, `must be greater than ${above}`)));
-  const below = bound('exclusiveMaximum');
-  if (below !== undefined) checks.push(when(isNumber, v.ltValue(below, `must be less than ${below}`)));
-  const minItems = count('minItems');
-  if (minItems !== undefined) checks.push(when(isArray, v.minLength(minItems, `must have at least ${minItems} items`)));
-  const maxItems = count('maxItems');
-  if (maxItems !== undefined) checks.push(when(isArray, v.maxLength(maxItems, `must have at most ${maxItems} items`)));
-  return checks;
-}
 
 function buildNode(definition: unknown, path: Path, refusal = 'no value is allowed here'): Node {
   if (definition === true) return { schema: v.unknown(), fill: undefined };
