@@ -5,7 +5,7 @@
  * they hear of it through {@link ConnectionEvents}.
  */
 
-import { backoffDelay } from '../db/backoff.ts';
+import { backoffDelay } from '../base/backoff.ts';
 import { type ClientOptions, type ConnectionState, PgwsError } from './api.ts';
 
 /** What the socket tells the rest of the client. */
