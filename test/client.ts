@@ -2,7 +2,7 @@
  * A WebSocket test client that records every frame and the close, so tests await events instead of
  * sleeping.
  */
-import { within } from './harness.ts';
+import { within } from './wait.ts';
 
 /** A connected client. `next()` resolves with the next unread frame. */
 export interface TestClient extends Disposable {

@@ -4,7 +4,7 @@
  * named timeout and fails at once, with the close code, if the server closes the socket meanwhile.
  */
 import { exchange, upgradeRequest } from './fuzz/frames.ts';
-import { within } from './harness.ts';
+import { within } from './wait.ts';
 
 /** The subprotocol a multiplexed client offers. */
 export const SUBPROTOCOL = 'pgws.v1';

@@ -7,7 +7,7 @@ import { connect as tcpConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Subprocess } from 'bun';
-import { waitFor, within } from './harness.ts';
+import { waitFor, within } from './wait.ts';
 
 const MAIN = join(import.meta.dir, '..', 'src', 'main.ts');
 
