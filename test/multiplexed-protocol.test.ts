@@ -36,7 +36,7 @@ describe('the handshake', () => {
 
   test('sends ready first, with no subject and no expiry when the bridge has no [auth]', async () => {
     using client = await connectMux(t.url);
-    expect(client.first).toEqual({ type: 'ready', subject: null, expires: null });
+    expect(client.frames[0]).toEqual({ type: 'ready', subject: null, expires: null });
     expect(client.texts).toHaveLength(1);
   });
 });
