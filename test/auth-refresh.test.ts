@@ -7,8 +7,8 @@
  * and the socket's deadline, (exp + 5) s, is 1–2 s away.
  */
 import { describe, expect, setDefaultTimeout, test } from 'bun:test';
-import { type BearerSocket, openMux } from './bearer.ts';
 import { metric, startBridge, uniqueChannel, within } from './harness.ts';
+import { type MuxClient, openMux } from './mux.ts';
 import { authToml, type Claims, hs256, nowSeconds, secretEnv } from './tokens.ts';
 
 // Here, not only in test/setup.ts: bun:test's setDefaultTimeout is per file, and the preload's reaches only the first.
@@ -20,16 +20,16 @@ const deadlineOf = (exp: number) => exp * 1000 + TOLERANCE_MS;
 const untilTime = (at: number) => Bun.sleep(Math.max(0, at - Date.now()));
 
 /** A multiplexed socket opened with a token (subprotocol), past its `ready`. */
-async function withToken(base: URL, claims: Claims): Promise<BearerSocket> {
-  const socket = await openMux(base, { protocols: [`bearer.${await hs256(claims)}`] });
-  await socket.until('ready');
+async function withToken(base: URL, claims: Claims): Promise<MuxClient> {
+  const socket = await openMux(base, { bearer: await hs256(claims) });
+  await socket.next('ready');
   return socket;
 }
 
 /** Proves the socket still serves: a ping sent now is answered, after everything sent before it. */
-async function stillServes(socket: BearerSocket, id: string) {
+async function stillServes(socket: MuxClient, id: string) {
   socket.send({ type: 'ping', id });
-  expect(await socket.until('pong')).toEqual({ type: 'pong', id });
+  expect(await socket.next('pong')).toEqual({ type: 'pong', id });
 }
 
 describe('a multiplexed socket whose token is not refreshed', () => {
@@ -37,7 +37,11 @@ describe('a multiplexed socket whose token is not refreshed', () => {
     await using t = await startBridge(authToml(), secretEnv);
     const exp = nearlyExpired();
     using socket = await withToken(t.url, { exp });
-    const closed = await within(socket.closed, 5000, 'the expiry close');
+    const closed = await within(
+      socket.closed.then((c) => ({ ...c, at: Date.now() })),
+      5000,
+      'the expiry close',
+    );
     expect(closed).toMatchObject({ code: 4401, reason: 'token expired' });
     expect(closed.at).toBeGreaterThanOrEqual(deadlineOf(exp) - 50);
     expect(closed.at).toBeLessThan(deadlineOf(exp) + 1500);
@@ -64,13 +68,13 @@ describe('a refresh', () => {
     const old = nearlyExpired();
     using socket = await withToken(t.url, { exp: old, channels: { [channel]: 'r' } });
     socket.send({ type: 'subscribe', channel });
-    await socket.until('subscribed');
+    await socket.next('subscribed');
     const exp = nowSeconds() + 600;
     socket.send({ type: 'auth', token: await hs256({ exp, channels: { [channel]: 'r' } }) });
-    expect(await socket.frame()).toEqual({ type: 'ready', subject: 'alice', expires: exp });
+    expect(await socket.next()).toEqual({ type: 'ready', subject: 'alice', expires: exp });
     await untilTime(deadlineOf(old) + 500);
     await t.notify(channel, 'after the old deadline');
-    expect(await socket.frame()).toMatchObject({ type: 'message', channel, payload: 'after the old deadline' });
+    expect(await socket.next()).toMatchObject({ type: 'message', channel, payload: 'after the old deadline' });
     await stillServes(socket, 'open');
   }, 20_000);
 
@@ -83,17 +87,17 @@ describe('a refresh', () => {
     const all = [kept, patterned, dropped, droppedToo];
     using socket = await withToken(t.url, { channels: { 'kept_*': 'r', 'pat_*': 'r', 'dropped_*': 'rw' } });
     for (const channel of all) socket.send({ type: 'subscribe', channel });
-    for (const _ of all) await socket.until('subscribed');
+    for (const _ of all) await socket.next('subscribed');
     // The new token keeps `kept` by name and the `pat_x` channel by a narrower pattern.
     const narrower = { [kept]: 'r', 'pat_x*': 'r' };
     socket.send({ type: 'auth', token: await hs256({ channels: narrower }) });
-    expect(await socket.frame()).toMatchObject({ type: 'ready', subject: 'alice' });
-    const gone = [await socket.frame(), await socket.frame()];
+    expect(await socket.next()).toMatchObject({ type: 'ready', subject: 'alice' });
+    const gone = [await socket.next(), await socket.next()];
     expect(gone).toContainEqual({ type: 'unsubscribed', channel: dropped, reason: 'forbidden' });
     expect(gone).toContainEqual({ type: 'unsubscribed', channel: droppedToo, reason: 'forbidden' });
     // Nothing more for the dropped ones: a later message on each kept channel is the next frame.
     for (const channel of all) await t.notify(channel, `after the refresh on ${channel}`);
-    const next = [await socket.frame(), await socket.frame()].map((frame) => frame['channel']);
+    const next = [await socket.next(), await socket.next()].map((frame) => frame['channel']);
     expect(next.sort()).toEqual([kept, patterned].sort());
     await stillServes(socket, 'narrowed');
     expect(socket.texts.filter((text) => text.includes(dropped) && text.includes('"message"'))).toEqual([]);
@@ -105,15 +109,15 @@ describe('a refresh', () => {
     using socket = await withToken(t.url, { channels: { [channel]: 'r' } });
     for (const name of ['news', channel]) {
       socket.send({ type: 'subscribe', channel: name });
-      await socket.until('subscribed');
+      await socket.next('subscribed');
     }
     socket.send({ type: 'auth', token: await hs256({ channels: {} }) });
-    await socket.until('ready');
-    expect(await socket.frame()).toEqual({ type: 'unsubscribed', channel, reason: 'forbidden' });
+    await socket.next('ready');
+    expect(await socket.next()).toEqual({ type: 'unsubscribed', channel, reason: 'forbidden' });
     await t.notify('news', 'still public');
-    expect(await socket.frame()).toMatchObject({ type: 'message', channel: 'news', payload: 'still public' });
+    expect(await socket.next()).toMatchObject({ type: 'message', channel: 'news', payload: 'still public' });
     socket.send({ type: 'subscribe', id: 1, channel });
-    expect(await socket.frame()).toMatchObject({ type: 'error', id: 1, code: 'forbidden' });
+    expect(await socket.next()).toMatchObject({ type: 'error', id: 1, code: 'forbidden' });
   });
 
   // The auth frame lands in the last moments before (or just after) the deadline. By the implementation,
@@ -129,7 +133,7 @@ describe('a refresh', () => {
       await untilTime(deadlineOf(old) + offset);
       socket.send({ type: 'auth', token: fresh });
       const outcome = await within(
-        Promise.race([socket.until('ready', 8000).then(() => 'refreshed' as const), socket.closed]),
+        Promise.race([socket.next('ready', 8000).then(() => 'refreshed' as const), socket.closed]),
         8000,
         'a ready or a close',
       );
