@@ -13,6 +13,7 @@ import { describeChannels } from './channels/discovery.ts';
 import { PROBE_PREFIX } from './channels/name.ts';
 import { MARKER_CODE } from './channels/reference.ts';
 import { createResolver } from './channels/resolver.ts';
+import type { Clock } from './clock.ts';
 import { createFollower, type Follower } from './cluster/follower.ts';
 import type { ToPrimary, ToWorker } from './cluster/messages.ts';
 import { type Cluster, createCluster } from './cluster/primary.ts';
@@ -57,6 +58,8 @@ export interface BridgeOptions {
    * (`cluster/primary.ts`); a worker follows it over IPC (`cluster/follower.ts`). Absent: a lone process.
    */
   cluster?: { readonly role: 'primary' } | WorkerRole;
+  /** Token expiry's time: jose's `exp`/`nbf` checks and the sockets' expiry timers (the real clock by default). */
+  clock?: Clock;
 }
 
 /** How a worker talks to its primary (Bun's IPC channel, from `main.ts`). */
@@ -103,7 +106,12 @@ export async function createBridge(options: BridgeOptions): Promise<Bridge> {
     verifier:
       options.authKeys === undefined
         ? undefined
-        : createVerifier({ keys: options.authKeys, audience: config.auth?.audience, issuer: config.auth?.issuer }),
+        : createVerifier({
+            keys: options.authKeys,
+            audience: config.auth?.audience,
+            issuer: config.auth?.issuer,
+            clock: options.clock,
+          }),
     isPublic: catalog.isPublic,
   });
   const probe = probeChannel();
@@ -213,6 +221,7 @@ export async function createBridge(options: BridgeOptions): Promise<Bridge> {
     access,
     reusePort: options.reusePort ?? false,
     maxSockets: fileLimitSockets(options.openFiles),
+    clock: options.clock,
   });
 
   // In the primary with workers, this process's own sends wait until the read's deliveries are on their way

@@ -10,6 +10,7 @@ import type { Server, ServerWebSocket } from 'bun';
 import type { Access } from '../auth/access.ts';
 import type { Catalog } from '../channels/catalog.ts';
 import { channelFromPath } from '../channels/name.ts';
+import type { Clock } from '../clock.ts';
 import type { Config } from '../config/load.ts';
 import type { Canary } from '../db/canary.ts';
 import type { Listener } from '../db/listener.ts';
@@ -40,6 +41,8 @@ export interface ServerOptions {
   reusePort: boolean;
   /** Client sockets the process's open-file limit allows. */
   maxSockets: number;
+  /** Token expiry's time (the real clock by default). */
+  clock?: Clock | undefined;
 }
 
 /** Where the server listens: the address it bound, and a URL a local client can use. */
@@ -85,6 +88,7 @@ export function createServer(options: ServerOptions): BridgeServer {
   const expiries = createExpiries<Socket>(
     (ws) => ws.data,
     (ws) => close(ws, 'token_expired'),
+    options.clock,
   );
   const expireAt = expiries.expireAt;
   const join = (ws: Socket, topic: string) => {

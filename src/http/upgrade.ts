@@ -16,13 +16,14 @@ import type { Stats } from '../observe/stats.ts';
 import type { Peer, SessionState } from '../protocol/session.ts';
 import { BEARER_PREFIX, readOffer, SUBPROTOCOL } from '../protocol/subprotocol.ts';
 import { admit, admitMultiplexed } from './admission.ts';
+import type { ExpiryState } from './expiry.ts';
 import { type CloseLabel, type RefusalLabel, Refusals, refusalHeaders } from './wire.ts';
 
 /** What every socket carries. */
 export interface Common {
   closedBy: CloseLabel | undefined;
-  /** Its token's expiry clock (see `expiry.ts`). */
-  expiry: Timer | undefined;
+  /** Its token's expiry timer (see `expiry.ts`). */
+  expiry: ExpiryState['expiry'];
   deadline: number | undefined;
   /**
    * The topics this socket joined, so a sweep can find it and its close can leave them. An array: a socket
