@@ -5,6 +5,7 @@
  */
 import { describe, expect, setDefaultTimeout, test } from 'bun:test';
 import { connect, upgradeStatus } from './client.ts';
+import { fakeClock } from './clock.ts';
 import { databaseUrl, metric, startBridge, type TestBridge, uniqueChannel, within } from './harness.ts';
 import { type MuxClient, openMux } from './mux.ts';
 import { spawnServer } from './process.ts';
@@ -116,14 +117,17 @@ describe('pgws_auth_failures_total', () => {
 
 describe('pgws_closes_total with 4401', () => {
   test('counts token_invalid, token_subject and token_expired closes by their cause', async () => {
-    await using t = await startBridge(TOML, secretEnv);
+    const clock = fakeClock();
+    await using t = await startBridge(TOML, { ...secretEnv, clock });
     expect(await atUpgrade(t, 'garbage')).toBe(4401);
     expect(await authFrame(t, 'garbage')).toBe(4401);
     expect(await authFrame(t, await hs256({ sub: 'bob' }), await hs256())).toBe(4401);
     expect(await atUpgrade(t, await hs256({ exp: nowSeconds() - 60 }))).toBe(4401);
-    // A token 3 s past exp is inside the tolerance: accepted, then closed by the timer in 1–2 s.
-    using expiring = await openMux(t.url, { bearer: await hs256({ exp: nowSeconds() - 3 }) });
+    // Accepted, then closed by the expiry timer once the clock passes exp and the tolerance.
+    const exp = clock.seconds() + 60;
+    using expiring = await openMux(t.url, { bearer: await hs256({ exp }) });
     await expiring.next('ready');
+    clock.advanceTo((exp + 5) * 1000);
     expect(await closeOf(expiring)).toBe(4401);
     const closes = (reason: string) => metric(t.url, 'pgws_closes_total', { reason });
     expect(await closes('token_invalid')).toBe(2);

@@ -5,7 +5,9 @@
  * must still serve and must have logged no error.
  */
 import { describe, expect, setDefaultTimeout, test } from 'bun:test';
+import { createVerifier } from '../src/auth/tokens.ts';
 import { connect, upgradeStatus } from './client.ts';
+import { fakeClock } from './clock.ts';
 import { startBridge, type TestBridge, uniqueChannel, within } from './harness.ts';
 import { type MuxClient, openMux } from './mux.ts';
 import { authToml, type Claims, hmac, hs256, nowSeconds, SECRET, secretEnv, unsecured } from './tokens.ts';
@@ -96,6 +98,34 @@ describe('a token the bridge must refuse', () => {
     await using t = await startBridge(TOML, secretEnv);
     using socket = await openMux(t.url, { bearer: await good({ nbf: nowSeconds() + 2 }) });
     expect(await socket.next()).toMatchObject({ type: 'ready', subject: 'alice' });
+  });
+});
+
+describe('the verifier (no socket)', () => {
+  const verifierAt = (start: number) => {
+    const clock = fakeClock(start);
+    const verifier = createVerifier({ keys: { kind: 'secret', secret: new TextEncoder().encode(SECRET) }, clock });
+    return { clock, verify: async (claims: Claims) => verifier.verify(await hs256(claims)) };
+  };
+
+  test('checks exp against the clock it is given, with the 5 s tolerance, not against the machine', async () => {
+    const { clock, verify } = verifierAt(Date.UTC(2001, 0, 1));
+    const exp = clock.seconds() + 60;
+    // Expired for a quarter of a century by the machine's clock.
+    expect(await verify({ exp })).toMatchObject({ ok: true, identity: { expires: exp } });
+    clock.advanceTo((exp + 4) * 1000);
+    expect(await verify({ exp })).toMatchObject({ ok: true });
+    clock.advanceTo((exp + 5) * 1000);
+    expect(await verify({ exp })).toMatchObject({ ok: false, reason: 'expired' });
+  });
+
+  test('checks nbf against the clock it is given, with the 5 s tolerance', async () => {
+    const { clock, verify } = verifierAt(Date.UTC(2001, 0, 1));
+    const nbf = clock.seconds() + 60;
+    const exp = nbf + 600;
+    expect(await verify({ nbf, exp })).toMatchObject({ ok: false, reason: 'invalid' });
+    clock.advanceTo((nbf - 5) * 1000);
+    expect(await verify({ nbf, exp })).toMatchObject({ ok: true });
   });
 });
 

@@ -9,6 +9,7 @@ import postgres from 'postgres';
 import { resolveKeys } from '../src/auth/keys.ts';
 import { type Bridge, createBridge } from '../src/bridge.ts';
 import { bundleClient } from '../src/client/bundle.ts';
+import type { Clock } from '../src/clock.ts';
 import { parseConfig } from '../src/config/load.ts';
 import { startEmbeddedPostgres } from '../src/db/embedded.ts';
 import { createLogger, type Logger } from '../src/observe/log.ts';
@@ -69,6 +70,8 @@ export async function startBridge(
     waitReady?: boolean;
     /** Extra environment for `[auth] secret_env`. */
     env?: Record<string, string>;
+    /** Token expiry's time (test/clock.ts `fakeClock`, to move past an `exp` without waiting for it). */
+    clock?: Clock;
   } = {},
 ): Promise<TestBridge> {
   const text = `[server]\nhost = "127.0.0.1"\nport = 0\n${options.server ?? ''}\n[database]\n${options.database ?? ''}\n${toml}`;
@@ -93,6 +96,7 @@ export async function startBridge(
     consoleHtml,
     clientJs: await clientJs(),
     ...(auth === undefined ? {} : { authKeys: auth.keys }),
+    ...(options.clock === undefined ? {} : { clock: options.clock }),
   });
   const sql = postgres(databaseUrl(), { max: 2, onnotice: () => {} });
   if (options.waitReady !== false) await within(bridge.ready, 10_000, 'the bridge to become ready');
