@@ -8,7 +8,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { jwtVerify } from 'jose';
-import { databaseUrl, startBridge } from './harness.ts';
+import { databaseUrl, startBridge, within } from './harness.ts';
 import { openMux } from './mux.ts';
 import { nowSeconds, SECRET, SECRET_ENV } from './tokens.ts';
 
@@ -26,14 +26,13 @@ async function run(argv: string[], env: Record<string, string> = {}) {
     stdout: 'pipe',
     stderr: 'pipe',
   });
-  const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
-  const [stdout, stderr, code] = await Promise.all([
-    new Response(child.stdout).text(),
-    new Response(child.stderr).text(),
-    child.exited,
-  ]);
-  clearTimeout(timer);
-  return { stdout, stderr, code };
+  const output = Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text(), child.exited]);
+  try {
+    const [stdout, stderr, code] = await within(output, 20_000, `${argv.join(' ')} to exit`);
+    return { stdout, stderr, code };
+  } finally {
+    if (child.exitCode === null) child.kill('SIGKILL');
+  }
 }
 
 /** Writes `channels.toml` (and `files`) into a fresh temp dir; returns the config's path. */

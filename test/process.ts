@@ -95,9 +95,10 @@ export async function spawnServer(options: SpawnOptions): Promise<ServerProcess>
       if (child.exitCode !== null) return;
       // SIGTERM first, so an embedded PostgreSQL the server started is stopped with it, not orphaned.
       child.kill('SIGTERM');
-      const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-      await child.exited;
-      clearTimeout(timer);
+      await within(child.exited, 10_000, 'the server to exit after SIGTERM').catch(() => {
+        child.kill('SIGKILL');
+        return child.exited;
+      });
     },
   };
 }
