@@ -8,6 +8,7 @@
  * leaves from here and must come back through the primary's LISTEN connection and the IPC channel, so a
  * worker is ready only when that whole path works.
  */
+import { type Clock, systemClock } from '../clock.ts';
 import {
   awaitListen,
   ChannelLimitError,
@@ -31,6 +32,8 @@ export interface FollowerOptions {
   /** This worker's metrics for the primary's aggregate (prom-client's JSON form). */
   sample(): Promise<unknown>;
   log: Logger;
+  /** Times the wait for a scrape's answer (the real clock by default). */
+  clock?: Clock | undefined;
 }
 
 /** The worker's listener, fed by the primary's messages through `receive`. */
@@ -53,7 +56,7 @@ const SCRAPE_TIMEOUT_MS = 3000;
 
 /** Creates the follower; `start` says hello to the primary. */
 export function createFollower(options: FollowerOptions): Follower {
-  const { log } = options;
+  const { log, clock = systemClock } = options;
   let events: ListenerEvents | undefined;
   let state: ListenerState = 'connecting';
   let generation = 0;
@@ -180,7 +183,7 @@ export function createFollower(options: FollowerOptions): Follower {
       const id = ++nextId;
       const { promise, resolve, reject } = Promise.withResolvers<string>();
       scrapes.set(id, resolve);
-      const timer = setTimeout(
+      const timer = clock.setTimeout(
         () => reject(new Error('the primary did not answer the metrics request')),
         SCRAPE_TIMEOUT_MS,
       );
@@ -188,7 +191,7 @@ export function createFollower(options: FollowerOptions): Follower {
       try {
         return await promise;
       } finally {
-        clearTimeout(timer);
+        clock.clearTimeout(timer);
         scrapes.delete(id);
       }
     },

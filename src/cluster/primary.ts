@@ -6,6 +6,7 @@
  *
  * No I/O of its own: links to workers are passed in (`workers.ts` owns the processes).
  */
+import { type Clock, systemClock } from '../clock.ts';
 import { ChannelLimitError, type Listener, type ListenerState } from '../db/listener.ts';
 import type { WorkerSample } from '../observe/aggregate.ts';
 import type { Logger } from '../observe/log.ts';
@@ -30,6 +31,8 @@ export interface ClusterOptions {
   /** Every process's metrics as one exposition text; per worker when `byWorker`. */
   aggregate(samples: readonly WorkerSample[], byWorker: boolean): Promise<string>;
   log: Logger;
+  /** Times the wait for workers' metrics samples (the real clock by default). */
+  clock?: Clock | undefined;
 }
 
 /** The primary's view of its workers. */
@@ -64,7 +67,7 @@ const SAMPLE_TIMEOUT_MS = 1000;
 
 /** Creates the primary's cluster state; nothing is sent until a worker says hello. */
 export function createCluster(options: ClusterOptions): Cluster {
-  const { listener, hub, log } = options;
+  const { listener, hub, log, clock = systemClock } = options;
   const pinned = new Set(options.pinned);
   const members = new Map<WorkerLink, Member>();
   const probes = new Map<string, Member>();
@@ -129,12 +132,12 @@ export function createCluster(options: ClusterOptions): Cluster {
       const id = ++nextSample;
       const { promise, resolve } = Promise.withResolvers<unknown>();
       samples.set(id, resolve);
-      const timer = setTimeout(() => resolve(undefined), SAMPLE_TIMEOUT_MS);
+      const timer = clock.setTimeout(() => resolve(undefined), SAMPLE_TIMEOUT_MS);
       send(member, { t: 'sample', id });
       return promise
         .then((metrics) => ({ worker: member.link.index, metrics }))
         .finally(() => {
-          clearTimeout(timer);
+          clock.clearTimeout(timer);
           samples.delete(id);
         });
     });
