@@ -8,6 +8,7 @@
  */
 import { createAccess } from './auth/access.ts';
 import { createVerifier, type KeySource } from './auth/tokens.ts';
+import type { Clock } from './base/clock.ts';
 import type { Logger } from './base/log.ts';
 import { PROBE_PREFIX } from './base/name.ts';
 import { createStats } from './base/stats.ts';
@@ -57,6 +58,8 @@ export interface BridgeOptions {
    * (`cluster/primary.ts`); a worker follows it over IPC (`cluster/follower.ts`). Absent: a lone process.
    */
   cluster?: { readonly role: 'primary' } | WorkerRole;
+  /** Token expiry's time: jose's `exp`/`nbf` checks and the sockets' expiry timers (the real clock by default). */
+  clock?: Clock;
 }
 
 /** A running bridge. */
@@ -92,7 +95,12 @@ export async function createBridge(options: BridgeOptions): Promise<Bridge> {
     verifier:
       options.authKeys === undefined
         ? undefined
-        : createVerifier({ keys: options.authKeys, audience: config.auth?.audience, issuer: config.auth?.issuer }),
+        : createVerifier({
+            keys: options.authKeys,
+            audience: config.auth?.audience,
+            issuer: config.auth?.issuer,
+            clock: options.clock,
+          }),
     isPublic: catalog.isPublic,
   });
   const probe = probeChannel();
@@ -182,6 +190,7 @@ export async function createBridge(options: BridgeOptions): Promise<Bridge> {
     access,
     reusePort: options.reusePort ?? false,
     maxSockets: fileLimitSockets(options.openFiles),
+    clock: options.clock,
   });
 
   const pipeline = createPipeline({

@@ -8,8 +8,8 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { jwtVerify } from 'jose';
-import { openMux } from './bearer.ts';
-import { databaseUrl, startBridge } from './harness.ts';
+import { databaseUrl, startBridge, within } from './harness.ts';
+import { openMux } from './mux.ts';
 import { nowSeconds, SECRET, SECRET_ENV } from './tokens.ts';
 
 // Here, not only in test/setup.ts: bun:test's setDefaultTimeout is per file, and the preload's reaches only the first.
@@ -26,14 +26,13 @@ async function run(argv: string[], env: Record<string, string> = {}) {
     stdout: 'pipe',
     stderr: 'pipe',
   });
-  const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
-  const [stdout, stderr, code] = await Promise.all([
-    new Response(child.stdout).text(),
-    new Response(child.stderr).text(),
-    child.exited,
-  ]);
-  clearTimeout(timer);
-  return { stdout, stderr, code };
+  const output = Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text(), child.exited]);
+  try {
+    const [stdout, stderr, code] = await within(output, 20_000, `${argv.join(' ')} to exit`);
+    return { stdout, stderr, code };
+  } finally {
+    if (child.exitCode === null) child.kill('SIGKILL');
+  }
 }
 
 /** Writes `channels.toml` (and `files`) into a fresh temp dir; returns the config's path. */
@@ -164,12 +163,12 @@ describe('bun run token', () => {
     expect(Math.abs(Number(payload.exp) - (nowSeconds() + 3600))).toBeLessThanOrEqual(5);
 
     await using t = await startBridge(TOML, { env: secret });
-    using socket = await openMux(t.url, { protocols: [`bearer.${token}`] });
-    expect(await socket.frame()).toMatchObject({ type: 'ready', subject: 'alice', expires: payload.exp });
+    using socket = await openMux(t.url, { bearer: token });
+    expect(await socket.next()).toMatchObject({ type: 'ready', subject: 'alice', expires: payload.exp });
     const answers: string[] = [];
     const ask = async (frame: object) => {
       socket.send(frame);
-      const answer = await socket.frame();
+      const answer = await socket.next();
       answers.push(answer.type === 'error' ? `${answer['code']}` : answer.type);
     };
     await ask({ type: 'subscribe', channel: 'orders' });

@@ -4,8 +4,8 @@
  * matches itself), mapped to `r`, `w` or `rw`. Anything not granted is denied.
  */
 import { describe, expect, setDefaultTimeout, test } from 'bun:test';
-import { openMux } from './bearer.ts';
 import { startBridge } from './harness.ts';
+import { openMux } from './mux.ts';
 import { authToml, hs256, secretEnv } from './tokens.ts';
 
 // Here, not only in test/setup.ts: bun:test's setDefaultTimeout is per file, and the preload's reaches only the first.
@@ -14,10 +14,10 @@ setDefaultTimeout(60_000);
 /** Subscribes to `channel` with a token granting `claim`; the answer's type (subscribed or error code). */
 async function readAnswer(claim: Record<string, string>, channel: string): Promise<string> {
   await using t = await startBridge(authToml(), secretEnv);
-  using socket = await openMux(t.url, { protocols: [`bearer.${await hs256({ channels: claim })}`] });
-  await socket.until('ready');
+  using socket = await openMux(t.url, { bearer: await hs256({ channels: claim }) });
+  await socket.next('ready');
   socket.send({ type: 'subscribe', channel });
-  const answer = await socket.frame();
+  const answer = await socket.next();
   return answer.type === 'error' ? String(answer['code']) : answer.type;
 }
 
@@ -66,12 +66,12 @@ describe('a grant mode', () => {
     ['rw', 'subscribed', 'published'],
   ])('%p lets a socket subscribe: %p, publish: %p', async (mode, read, write) => {
     await using t = await startBridge(TOML, secretEnv);
-    using socket = await openMux(t.url, { protocols: [`bearer.${await hs256({ channels: { board: mode } })}`] });
-    await socket.until('ready');
+    using socket = await openMux(t.url, { bearer: await hs256({ channels: { board: mode } }) });
+    await socket.next('ready');
     socket.send({ type: 'subscribe', id: 'r', channel: 'board' });
-    const subscribed = await socket.frame();
+    const subscribed = await socket.next();
     socket.send({ type: 'publish', id: 'w', channel: 'board', payload: 'x' });
-    const published = await socket.until(write === 'published' ? 'published' : 'error');
+    const published = await socket.next(write === 'published' ? 'published' : 'error');
     expect(subscribed.type === 'error' ? subscribed['code'] : subscribed.type).toBe(read);
     expect(published.type === 'error' ? published['code'] : published.type).toBe(write);
   });

@@ -5,8 +5,8 @@
  */
 import { afterEach, describe, expect, setDefaultTimeout, setSystemTime, test } from 'bun:test';
 import { exportSPKI, importJWK, SignJWT } from 'jose';
-import { openMux } from './bearer.ts';
 import { startBridge, type TestBridge, within } from './harness.ts';
+import { openMux } from './mux.ts';
 import { jwksOf, nowSeconds, type RsaKey, rsaKey, serveJwks } from './tokens.ts';
 
 // Here, not only in test/setup.ts: bun:test's setDefaultTimeout is per file, and the preload's reaches only the first.
@@ -14,9 +14,9 @@ setDefaultTimeout(60_000);
 
 /** What the bridge answers to `token` at the upgrade: the `ready` subject, or the close. */
 async function answerTo(t: TestBridge, token: string): Promise<string> {
-  using socket = await openMux(t.url, { protocols: [`bearer.${token}`] });
+  using socket = await openMux(t.url, { bearer: token });
   const outcome = await within(
-    Promise.race([socket.frame(), socket.closed]),
+    Promise.race([socket.next(), socket.closed]),
     5000,
     'a ready frame or a close after the upgrade',
   );
@@ -101,8 +101,8 @@ describe('[auth] jwks_url', () => {
     await using t = await startBridge(`[auth]\njwks_url = "${url}"\n[channels.news]\npublic = true\n`);
     expect(await answerTo(t, await a.sign())).toBe('closed 4401 invalid token');
     using socket = await openMux(t.url);
-    await socket.until('ready');
+    await socket.next('ready');
     socket.send({ type: 'subscribe', channel: 'news' });
-    expect(await socket.frame()).toMatchObject({ type: 'subscribed', channel: 'news' });
+    expect(await socket.next()).toMatchObject({ type: 'subscribed', channel: 'news' });
   });
 });

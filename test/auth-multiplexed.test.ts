@@ -5,8 +5,8 @@
  * with 4401, because a browser sees close codes, not HTTP statuses.
  */
 import { describe, expect, setDefaultTimeout, test } from 'bun:test';
-import { openMux } from './bearer.ts';
 import { startBridge, uniqueChannel, within } from './harness.ts';
+import { openMux } from './mux.ts';
 import { rawClient } from './raw.ts';
 import { authToml, hs256, nowSeconds, secretEnv } from './tokens.ts';
 
@@ -21,15 +21,15 @@ describe('a multiplexed socket without a token', () => {
   test('is anonymous: ready with no subject, public channels readable, the rest forbidden', async () => {
     await using t = await startBridge(TOML, secretEnv);
     using socket = await openMux(t.url);
-    expect(await socket.frame()).toEqual({ type: 'ready', subject: null, expires: null });
+    expect(await socket.next()).toEqual({ type: 'ready', subject: null, expires: null });
     const secret = uniqueChannel();
     socket.send({ ...subscribe(secret), id: 1 });
-    expect(await socket.frame()).toMatchObject({ type: 'error', id: 1, channel: secret, code: 'forbidden' });
+    expect(await socket.next()).toMatchObject({ type: 'error', id: 1, channel: secret, code: 'forbidden' });
     socket.send(subscribe(PUBLIC));
-    expect(await socket.frame()).toMatchObject({ type: 'subscribed', channel: PUBLIC });
+    expect(await socket.next()).toMatchObject({ type: 'subscribed', channel: PUBLIC });
     // Public is read-only: publishing still needs a token with w.
     socket.send({ type: 'publish', id: 2, channel: PUBLIC, payload: 'hi' });
-    expect(await socket.frame()).toMatchObject({ type: 'error', id: 2, code: 'forbidden' });
+    expect(await socket.next()).toMatchObject({ type: 'error', id: 2, code: 'forbidden' });
   });
 });
 
@@ -39,13 +39,13 @@ describe('a token offered at the upgrade', () => {
     const channel = uniqueChannel();
     const exp = nowSeconds() + 600;
     const token = await hs256({ exp, channels: { [channel]: 'r' } });
-    using socket = await openMux(t.url, { protocols: [`bearer.${token}`] });
+    using socket = await openMux(t.url, { bearer: token });
     expect(socket.protocol).toBe('pgws.v1');
-    expect(await socket.frame()).toEqual({ type: 'ready', subject: 'alice', expires: exp });
+    expect(await socket.next()).toEqual({ type: 'ready', subject: 'alice', expires: exp });
     socket.send(subscribe(channel));
-    await socket.until('subscribed');
+    await socket.next('subscribed');
     await t.notify(channel, 'granted');
-    expect(await socket.frame()).toMatchObject({ type: 'message', channel, payload: 'granted' });
+    expect(await socket.next()).toMatchObject({ type: 'message', channel, payload: 'granted' });
     // The handshake as sent on the wire, with the token offered first (Bun would echo the first value).
     using raw = await rawClient('127.0.0.1', Number(t.url.port), '/', {
       'Sec-WebSocket-Protocol': `bearer.${token}, pgws.v1`,
@@ -60,9 +60,9 @@ describe('a token offered at the upgrade', () => {
     const channel = uniqueChannel();
     const token = await hs256({ sub: 'bob', channels: { [channel]: 'r' } });
     using socket = await openMux(t.url, { headers: { authorization: `Bearer ${token}` } });
-    expect(await socket.frame()).toMatchObject({ type: 'ready', subject: 'bob' });
+    expect(await socket.next()).toMatchObject({ type: 'ready', subject: 'bob' });
     socket.send(subscribe(channel));
-    expect(await socket.frame()).toMatchObject({ type: 'subscribed', channel });
+    expect(await socket.next()).toMatchObject({ type: 'subscribed', channel });
   });
 
   test.each([
@@ -70,7 +70,7 @@ describe('a token offered at the upgrade', () => {
     ['expired', () => hs256({ exp: nowSeconds() - 60 }), 'token expired'],
   ])('that is %s opens the socket and closes it at once with 4401', async (_, make, reason) => {
     await using t = await startBridge(TOML, secretEnv);
-    using socket = await openMux(t.url, { protocols: [`bearer.${await make()}`] });
+    using socket = await openMux(t.url, { bearer: await make() });
     expect(await within(socket.closed, 5000, 'the 4401 close')).toMatchObject({ code: 4401, reason });
     expect(socket.texts).toEqual([]);
   });
@@ -81,14 +81,14 @@ describe('an auth frame', () => {
     await using t = await startBridge(TOML, secretEnv);
     const channel = uniqueChannel();
     using socket = await openMux(t.url);
-    await socket.until('ready');
+    await socket.next('ready');
     socket.send(subscribe(channel));
-    expect(await socket.frame()).toMatchObject({ type: 'error', code: 'forbidden' });
+    expect(await socket.next()).toMatchObject({ type: 'error', code: 'forbidden' });
     const exp = nowSeconds() + 600;
     socket.send({ type: 'auth', token: await hs256({ exp, channels: { [channel]: 'r' } }) });
-    expect(await socket.frame()).toEqual({ type: 'ready', subject: 'alice', expires: exp });
+    expect(await socket.next()).toEqual({ type: 'ready', subject: 'alice', expires: exp });
     socket.send(subscribe(channel));
-    expect(await socket.frame()).toMatchObject({ type: 'subscribed', channel });
+    expect(await socket.next()).toMatchObject({ type: 'subscribed', channel });
   });
 
   test.each([
@@ -97,8 +97,8 @@ describe('an auth frame', () => {
     ['a token for another subject', () => hs256({ sub: 'mallory' }), 'token for another subject'],
   ])('with %s closes the socket with 4401', async (_, make, reason) => {
     await using t = await startBridge(TOML, secretEnv);
-    using socket = await openMux(t.url, { protocols: [`bearer.${await hs256()}`] });
-    await socket.until('ready');
+    using socket = await openMux(t.url, { bearer: await hs256() });
+    await socket.next('ready');
     socket.send({ type: 'auth', token: await make() });
     expect(await within(socket.closed, 5000, 'the 4401 close')).toMatchObject({ code: 4401, reason });
   });
@@ -106,11 +106,11 @@ describe('an auth frame', () => {
   test('is bad_request on a bridge without [auth], and the socket stays open', async () => {
     await using t = await startBridge();
     using socket = await openMux(t.url);
-    await socket.until('ready');
+    await socket.next('ready');
     socket.send({ type: 'auth', token: await hs256() });
-    expect(await socket.frame()).toMatchObject({ type: 'error', code: 'bad_request' });
+    expect(await socket.next()).toMatchObject({ type: 'error', code: 'bad_request' });
     socket.send({ type: 'ping', id: 'still here' });
-    expect(await socket.frame()).toEqual({ type: 'pong', id: 'still here' });
+    expect(await socket.next()).toEqual({ type: 'pong', id: 'still here' });
   });
 });
 
@@ -119,29 +119,29 @@ describe('publishing with [auth]', () => {
     const declared = `[channels.board]\npublish = true\n[channels.readonly_board]\n`;
     await using t = await startBridge(`${authToml()}\n${declared}`, secretEnv);
     const token = await hs256({ channels: { board: 'r', readonly_board: 'rw' } });
-    using socket = await openMux(t.url, { protocols: [`bearer.${token}`] });
-    await socket.until('ready');
+    using socket = await openMux(t.url, { bearer: token });
+    await socket.next('ready');
     const publish = (id: number, channel: string) => ({ type: 'publish', id, channel, payload: 'x' });
     socket.send(publish(1, 'board'));
-    expect(await socket.frame()).toMatchObject({ type: 'error', id: 1, code: 'forbidden' });
+    expect(await socket.next()).toMatchObject({ type: 'error', id: 1, code: 'forbidden' });
     socket.send(publish(2, 'readonly_board'));
-    expect(await socket.frame()).toMatchObject({ type: 'error', id: 2, code: 'forbidden' });
+    expect(await socket.next()).toMatchObject({ type: 'error', id: 2, code: 'forbidden' });
     socket.send({ type: 'auth', token: await hs256({ channels: { board: 'rw' } }) });
-    await socket.until('ready');
+    await socket.next('ready');
     socket.send(subscribe('board'));
-    await socket.until('subscribed');
+    await socket.next('subscribed');
     socket.send(publish(3, 'board'));
-    expect(await socket.frame()).toEqual({ type: 'published', id: 3, channel: 'board' });
-    expect(await socket.frame()).toMatchObject({ type: 'message', channel: 'board', payload: 'x' });
+    expect(await socket.next()).toEqual({ type: 'published', id: 3, channel: 'board' });
+    expect(await socket.next()).toMatchObject({ type: 'message', channel: 'board', payload: 'x' });
   });
 
   test('with a token granting only w publishes but cannot subscribe', async () => {
     await using t = await startBridge(`${authToml()}\n[channels.drop]\npublish = true\n`, secretEnv);
-    using socket = await openMux(t.url, { protocols: [`bearer.${await hs256({ channels: { drop: 'w' } })}`] });
-    await socket.until('ready');
+    using socket = await openMux(t.url, { bearer: await hs256({ channels: { drop: 'w' } }) });
+    await socket.next('ready');
     socket.send({ type: 'subscribe', id: 1, channel: 'drop' });
-    expect(await socket.frame()).toMatchObject({ type: 'error', id: 1, code: 'forbidden' });
+    expect(await socket.next()).toMatchObject({ type: 'error', id: 1, code: 'forbidden' });
     socket.send({ type: 'publish', id: 2, channel: 'drop', payload: 'in' });
-    expect(await socket.frame()).toEqual({ type: 'published', id: 2, channel: 'drop' });
+    expect(await socket.next()).toEqual({ type: 'published', id: 2, channel: 'drop' });
   });
 });

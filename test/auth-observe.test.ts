@@ -4,8 +4,10 @@
  * (debug included), in /metrics, in refusal bodies or in frames, in process and as a real process.
  */
 import { describe, expect, setDefaultTimeout, test } from 'bun:test';
-import { type BearerSocket, openMux, openSocket, refusal } from './bearer.ts';
+import { connect, upgradeStatus } from './client.ts';
+import { fakeClock } from './clock.ts';
 import { databaseUrl, metric, startBridge, type TestBridge, uniqueChannel, within } from './harness.ts';
+import { type MuxClient, openMux } from './mux.ts';
 import { spawnServer } from './process.ts';
 import { authToml, hs256, nowSeconds, SECRET, SECRET_ENV, secretEnv } from './tokens.ts';
 
@@ -22,28 +24,28 @@ const failures = async (base: URL) => {
   for (const reason of REASONS) counts[reason] = await metric(base, 'pgws_auth_failures_total', { reason });
   return counts;
 };
-const closeOf = async (socket: BearerSocket) => (await within(socket.closed, 5000, 'a close')).code;
+const closeOf = async (socket: MuxClient) => (await within(socket.closed, 5000, 'a close')).code;
 
 /** One thing a client does; resolves once the bridge has answered it. */
 type Action = (t: TestBridge) => Promise<unknown>;
 const anonymous = async (t: TestBridge, frame: object) => {
   using socket = await openMux(t.url);
-  await socket.until('ready');
+  await socket.next('ready');
   socket.send(frame);
-  return await socket.until('error');
+  return await socket.next('error');
 };
 const authFrame = async (t: TestBridge, token: string, first?: string) => {
-  using socket = await openMux(t.url, first === undefined ? {} : { protocols: [`bearer.${first}`] });
-  await socket.until('ready');
+  using socket = await openMux(t.url, first === undefined ? {} : { bearer: first });
+  await socket.next('ready');
   socket.send({ type: 'auth', token });
   return await closeOf(socket);
 };
 const atUpgrade = async (t: TestBridge, token: string) => {
-  using socket = await openMux(t.url, { protocols: [`bearer.${token}`] });
+  using socket = await openMux(t.url, { bearer: token });
   return await closeOf(socket);
 };
 const plain = (t: TestBridge, headers: Record<string, string>, channel = uniqueChannel()) =>
-  refusal(t.wsUrl(channel), headers);
+  upgradeStatus(t.wsUrl(channel), headers);
 const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
 
 describe('pgws_auth_failures_total', () => {
@@ -59,7 +61,8 @@ describe('pgws_auth_failures_total', () => {
     ['a plain upgrade from an unlisted Origin', (t) => plain(t, { origin: 'https://evil.example' }), { origin: 1 }],
     [
       'a multiplexed upgrade from an unlisted Origin',
-      (t) => refusal(`ws://${t.url.host}/`, { origin: 'https://evil.example', 'sec-websocket-protocol': 'pgws.v1' }),
+      (t) =>
+        upgradeStatus(`ws://${t.url.host}/`, { origin: 'https://evil.example', 'sec-websocket-protocol': 'pgws.v1' }),
       { origin: 1 },
     ],
     ['a bad token at a multiplexed upgrade', async (t) => atUpgrade(t, await hs256({}, BAD_SECRET)), { invalid: 1 }],
@@ -86,7 +89,7 @@ describe('pgws_auth_failures_total', () => {
       (t) => anonymous(t, { type: 'publish', channel: 'news', payload: 'x' }),
       {},
     ],
-    ['a public channel read without a token', async (t) => (await openSocket(t.wsUrl('news')))[Symbol.dispose](), {}],
+    ['a public channel read without a token', async (t) => (await connect(t.wsUrl('news')))[Symbol.dispose](), {}],
   ])('moves by exactly one reason for %s', async (_, action, moved) => {
     await using t = await startBridge(TOML, { ...secretEnv, server: SERVER });
     const before = await failures(t.url);
@@ -114,14 +117,17 @@ describe('pgws_auth_failures_total', () => {
 
 describe('pgws_closes_total with 4401', () => {
   test('counts token_invalid, token_subject and token_expired closes by their cause', async () => {
-    await using t = await startBridge(TOML, secretEnv);
+    const clock = fakeClock();
+    await using t = await startBridge(TOML, { ...secretEnv, clock });
     expect(await atUpgrade(t, 'garbage')).toBe(4401);
     expect(await authFrame(t, 'garbage')).toBe(4401);
     expect(await authFrame(t, await hs256({ sub: 'bob' }), await hs256())).toBe(4401);
     expect(await atUpgrade(t, await hs256({ exp: nowSeconds() - 60 }))).toBe(4401);
-    // A token 3 s past exp is inside the tolerance: accepted, then closed by the timer in 1–2 s.
-    using expiring = await openMux(t.url, { protocols: [`bearer.${await hs256({ exp: nowSeconds() - 3 })}`] });
-    await expiring.until('ready');
+    // Accepted, then closed by the expiry timer once the clock passes exp and the tolerance.
+    const exp = clock.seconds() + 60;
+    using expiring = await openMux(t.url, { bearer: await hs256({ exp }) });
+    await expiring.next('ready');
+    clock.advanceTo((exp + 5) * 1000);
     expect(await closeOf(expiring)).toBe(4401);
     const closes = (reason: string) => metric(t.url, 'pgws_closes_total', { reason });
     expect(await closes('token_invalid')).toBe(2);
@@ -151,39 +157,39 @@ async function exercise(base: URL): Promise<{ tokens: string[]; shown: string[] 
   const shown: string[] = [];
   const ws = (path: string) => `ws://${base.host}/${path}`;
   for (const token of tokens) {
-    // A channel none of them grants: every plain upgrade here is refused, so `refusal` never waits on a 101.
+    // A channel none of them grants: every plain upgrade here is refused, so `upgradeStatus` never waits on a 101.
     const other = uniqueChannel('ungranted');
     for (const url of [ws(other), `${ws(other)}?token=${token}`]) {
-      const answer = await refusal(url, token.length < 8000 ? bearer(token) : {}).catch((error) => ({
+      const answer = await upgradeStatus(url, token.length < 8000 ? bearer(token) : {}).catch((error) => ({
         body: String(error),
       }));
       shown.push(answer.body);
     }
-    for (const options of [{ protocols: [`bearer.${token}`] }, {}]) {
-      if (token.length > 8000 && 'protocols' in options) continue;
+    for (const options of [{ bearer: token }, {}]) {
+      if (token.length > 8000 && 'bearer' in options) continue;
       using socket = await openMux(base, options);
       socket.send({ type: 'auth', token });
       socket.send({ type: 'subscribe', channel });
       socket.send({ type: 'ping', id: 'done' });
       const closed = await within(
-        Promise.race([socket.until('pong').then(() => undefined), socket.closed]),
+        Promise.race([socket.next('pong').then(() => undefined), socket.closed]),
         5000,
         'a pong or a close',
       );
       shown.push(...socket.texts, closed?.reason ?? '');
     }
   }
-  using reader = await openSocket(ws(channel), { headers: bearer(good) });
-  shown.push(reader.protocol);
+  using reader = await connect(ws(channel), { headers: bearer(good) });
+  shown.push(reader.socket.protocol);
   // Frames the parser refuses, each holding a token: the error must not quote it.
-  using socket = await openMux(base, { protocols: [`bearer.${good}`] });
+  using socket = await openMux(base, { bearer: good });
   for (const text of [
     `{"type":"auth","token":"${good}"`,
     `{"type":"auth","token":"${good}","id":{}}`,
     `{"type":"auth","token":["${good}"]}`,
   ]) {
     socket.socket.send(text);
-    shown.push(JSON.stringify(await socket.until('error')));
+    shown.push(JSON.stringify(await socket.next('error')));
   }
   shown.push(...socket.texts);
   shown.push(await (await fetch(new URL('/metrics', base))).text());

@@ -4,7 +4,8 @@
  * whose token expires is closed with 4401 at `exp` plus the 5 s tolerance.
  */
 import { describe, expect, setDefaultTimeout, test } from 'bun:test';
-import { openSocket, refusal } from './bearer.ts';
+import { connect, upgradeStatus } from './client.ts';
+import { fakeClock } from './clock.ts';
 import { startBridge, uniqueChannel, within } from './harness.ts';
 import { authToml, hs256, nowSeconds, secretEnv } from './tokens.ts';
 
@@ -18,8 +19,8 @@ const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
 describe('a plain upgrade with [auth]', () => {
   test('without a token, on a channel that is not public, is refused with 401', async () => {
     await using t = await startBridge(TOML, secretEnv);
-    const refused = await refusal(t.wsUrl(uniqueChannel()));
-    expect(refused).toEqual({ status: 401, body: 'a token is required for this channel\n' });
+    const refused = await upgradeStatus(t.wsUrl(uniqueChannel()));
+    expect(refused).toMatchObject({ status: 401, body: 'a token is required for this channel\n' });
   });
 
   test.each([
@@ -30,7 +31,7 @@ describe('a plain upgrade with [auth]', () => {
     await using t = await startBridge(TOML, secretEnv);
     const channel = uniqueChannel();
     const token = await make();
-    const refused = await refusal(t.wsUrl(channel), bearer(token));
+    const refused = await upgradeStatus(t.wsUrl(channel), bearer(token));
     expect(refused.status).toBe(401);
     expect(refused.body).not.toContain(token);
   });
@@ -39,7 +40,7 @@ describe('a plain upgrade with [auth]', () => {
     await using t = await startBridge(TOML, secretEnv);
     const channel = uniqueChannel();
     const token = await hs256({ channels: { [`${channel}_other`]: 'rw' } });
-    expect(await refusal(t.wsUrl(channel), bearer(token))).toEqual({
+    expect(await upgradeStatus(t.wsUrl(channel), bearer(token))).toMatchObject({
       status: 403,
       body: `the token does not grant reading "${channel}"\n`,
     });
@@ -49,60 +50,64 @@ describe('a plain upgrade with [auth]', () => {
     await using t = await startBridge(TOML, secretEnv);
     const channel = uniqueChannel();
     const token = await hs256({ channels: { [channel]: 'w' } });
-    expect((await refusal(t.wsUrl(channel), bearer(token))).status).toBe(403);
+    expect((await upgradeStatus(t.wsUrl(channel), bearer(token))).status).toBe(403);
   });
 
   test('with Authorization: Bearer and a granting token receives the channel', async () => {
     await using t = await startBridge(TOML, secretEnv);
     const channel = uniqueChannel();
-    using socket = await openSocket(t.wsUrl(channel), {
+    using socket = await connect(t.wsUrl(channel), {
       headers: bearer(await hs256({ channels: { [channel]: 'r' } })),
     });
     await t.notify(channel, 'granted');
-    expect(await socket.text()).toBe('granted');
+    expect(await socket.next()).toBe('granted');
   });
 
   test('on a public channel needs no token', async () => {
     await using t = await startBridge(TOML, secretEnv);
-    using socket = await openSocket(t.wsUrl(PUBLIC));
+    using socket = await connect(t.wsUrl(PUBLIC));
     await t.notify(PUBLIC, 'for everyone');
-    expect(await socket.text()).toBe('for everyone');
+    expect(await socket.next()).toBe('for everyone');
   });
 
   test('does not read ?token= by default: the token in the URL is ignored and the upgrade is 401', async () => {
     await using t = await startBridge(TOML, secretEnv);
     const channel = uniqueChannel();
     const token = await hs256({ channels: { [channel]: 'r' } });
-    const refused = await refusal(`${t.wsUrl(channel)}?token=${token}`);
-    expect(refused).toEqual({ status: 401, body: 'a token is required for this channel\n' });
+    const refused = await upgradeStatus(`${t.wsUrl(channel)}?token=${token}`);
+    expect(refused).toMatchObject({ status: 401, body: 'a token is required for this channel\n' });
   });
 
   test('reads ?token= when [auth] query_token = true', async () => {
     await using t = await startBridge(`${authToml('query_token = true')}`, secretEnv);
     const channel = uniqueChannel();
     const token = await hs256({ channels: { [channel]: 'r' } });
-    using socket = await openSocket(`${t.wsUrl(channel)}?token=${token}`);
+    using socket = await connect(`${t.wsUrl(channel)}?token=${token}`);
     await t.notify(channel, 'from the query');
-    expect(await socket.text()).toBe('from the query');
-    expect((await refusal(`${t.wsUrl(uniqueChannel())}?token=${token}`)).status).toBe(403);
+    expect(await socket.next()).toBe('from the query');
+    expect((await upgradeStatus(`${t.wsUrl(uniqueChannel())}?token=${token}`)).status).toBe(403);
   });
 });
 
 describe('a plain socket whose token expires', () => {
   test('is closed with 4401 "token expired" at exp plus the 5 s tolerance, not before', async () => {
-    await using t = await startBridge(TOML, secretEnv);
+    const clock = fakeClock();
+    await using t = await startBridge(TOML, { ...secretEnv, clock });
     const channel = uniqueChannel();
-    const exp = nowSeconds() + 1;
-    using socket = await openSocket(t.wsUrl(channel), {
+    const exp = clock.seconds() + 60;
+    using socket = await connect(t.wsUrl(channel), {
       headers: bearer(await hs256({ exp, channels: { [channel]: 'r' } })),
     });
-    // Still served after exp itself: the tolerance holds the socket open.
-    await Bun.sleep(Math.max(0, exp * 1000 + 500 - Date.now()));
-    await t.notify(channel, 'inside the tolerance');
-    expect(await socket.text()).toBe('inside the tolerance');
-    const closed = await within(socket.closed, 9000, 'the 4401 close at exp + 5 s');
-    expect(closed).toMatchObject({ code: 4401, reason: 'token expired' });
-    expect(closed.at).toBeGreaterThanOrEqual((exp + 5) * 1000 - 50);
-    expect(closed.at).toBeLessThan((exp + 5) * 1000 + 1500);
-  }, 20_000);
+    // Still served after exp itself, to the last millisecond of the tolerance.
+    for (const at of [exp * 1000 + 1, (exp + 5) * 1000 - 1]) {
+      clock.advanceTo(at);
+      await t.notify(channel, `at ${at}`);
+      expect(await socket.next()).toBe(`at ${at}`);
+    }
+    clock.advance(1);
+    expect(await within(socket.closed, 5000, 'the 4401 close at exp + 5 s')).toEqual({
+      code: 4401,
+      reason: 'token expired',
+    });
+  });
 });

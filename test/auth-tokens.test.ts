@@ -5,8 +5,11 @@
  * must still serve and must have logged no error.
  */
 import { describe, expect, setDefaultTimeout, test } from 'bun:test';
-import { type BearerSocket, openMux, openSocket, refusal } from './bearer.ts';
+import { createVerifier } from '../src/auth/tokens.ts';
+import { connect, upgradeStatus } from './client.ts';
+import { fakeClock } from './clock.ts';
 import { startBridge, type TestBridge, uniqueChannel, within } from './harness.ts';
+import { type MuxClient, openMux } from './mux.ts';
 import { authToml, type Claims, hmac, hs256, nowSeconds, SECRET, secretEnv, unsecured } from './tokens.ts';
 
 // Here, not only in test/setup.ts: bun:test's setDefaultTimeout is per file, and the preload's reaches only the first.
@@ -26,8 +29,8 @@ const forge = (token: string) => {
 
 /** Sends `token` in an auth frame on an anonymous socket; resolves with the close. */
 async function authFrameClose(t: TestBridge, token: string) {
-  using socket: BearerSocket = await openMux(t.url);
-  await socket.until('ready');
+  using socket: MuxClient = await openMux(t.url);
+  await socket.next('ready');
   socket.send({ type: 'auth', token });
   return await within(socket.closed, 5000, 'the close after a refused auth frame');
 }
@@ -70,14 +73,14 @@ describe('a token the bridge must refuse', () => {
     await using t = await startBridge(TOML, secretEnv);
     const token = await good();
     using socket = await openMux(t.url);
-    await socket.until('ready');
+    await socket.next('ready');
     socket.send({ type: 'auth', token });
-    expect(await socket.frame()).toMatchObject({ type: 'ready', subject: 'alice' });
+    expect(await socket.next()).toMatchObject({ type: 'ready', subject: 'alice' });
     socket.send({ type: 'subscribe', channel: CHANNEL });
-    expect(await socket.frame()).toMatchObject({ type: 'subscribed', channel: CHANNEL });
-    using reader = await openSocket(t.wsUrl(CHANNEL), { headers: { authorization: `Bearer ${token}` } });
+    expect(await socket.next()).toMatchObject({ type: 'subscribed', channel: CHANNEL });
+    using reader = await connect(t.wsUrl(CHANNEL), { headers: { authorization: `Bearer ${token}` } });
     await t.notify(CHANNEL, 'control');
-    expect(await reader.text()).toBe('control');
+    expect(await reader.next()).toBe('control');
   });
 
   test.each(CASES)('with %s: 4401 on an auth frame, 401 on a plain upgrade', async (_, make, reason) => {
@@ -85,7 +88,7 @@ describe('a token the bridge must refuse', () => {
     const token = await make();
     expect(await authFrameClose(t, token)).toMatchObject({ code: 4401, reason });
     // Bun's server answers a header block over its limit itself (431); a token that fits gets our 401.
-    const plain = await refusal(t.wsUrl(CHANNEL), { authorization: `Bearer ${token}` });
+    const plain = await upgradeStatus(t.wsUrl(CHANNEL), { authorization: `Bearer ${token}` });
     expect(plain.status).toBe(token.length > 16 * 1024 ? 431 : 401);
     expect(plain.body).not.toContain(token || '\0');
     expect(t.logs.filter((line) => JSON.parse(line).level === 'error')).toEqual([]);
@@ -93,8 +96,36 @@ describe('a token the bridge must refuse', () => {
 
   test('nbf within the 5 s tolerance is accepted', async () => {
     await using t = await startBridge(TOML, secretEnv);
-    using socket = await openMux(t.url, { protocols: [`bearer.${await good({ nbf: nowSeconds() + 2 })}`] });
-    expect(await socket.frame()).toMatchObject({ type: 'ready', subject: 'alice' });
+    using socket = await openMux(t.url, { bearer: await good({ nbf: nowSeconds() + 2 }) });
+    expect(await socket.next()).toMatchObject({ type: 'ready', subject: 'alice' });
+  });
+});
+
+describe('the verifier (no socket)', () => {
+  const verifierAt = (start: number) => {
+    const clock = fakeClock(start);
+    const verifier = createVerifier({ keys: { kind: 'secret', secret: new TextEncoder().encode(SECRET) }, clock });
+    return { clock, verify: async (claims: Claims) => verifier.verify(await hs256(claims)) };
+  };
+
+  test('checks exp against the clock it is given, with the 5 s tolerance, not against the machine', async () => {
+    const { clock, verify } = verifierAt(Date.UTC(2001, 0, 1));
+    const exp = clock.seconds() + 60;
+    // Expired for a quarter of a century by the machine's clock.
+    expect(await verify({ exp })).toMatchObject({ ok: true, identity: { expires: exp } });
+    clock.advanceTo((exp + 4) * 1000);
+    expect(await verify({ exp })).toMatchObject({ ok: true });
+    clock.advanceTo((exp + 5) * 1000);
+    expect(await verify({ exp })).toMatchObject({ ok: false, reason: 'expired' });
+  });
+
+  test('checks nbf against the clock it is given, with the 5 s tolerance', async () => {
+    const { clock, verify } = verifierAt(Date.UTC(2001, 0, 1));
+    const nbf = clock.seconds() + 60;
+    const exp = nbf + 600;
+    expect(await verify({ nbf, exp })).toMatchObject({ ok: false, reason: 'invalid' });
+    clock.advanceTo((nbf - 5) * 1000);
+    expect(await verify({ nbf, exp })).toMatchObject({ ok: true });
   });
 });
 
@@ -171,13 +202,13 @@ describe('garbage and mutated tokens', () => {
       }
     }
     expect(Date.now() - started).toBeLessThan(60_000);
-    using socket = await openMux(t.url, { protocols: [`bearer.${valid}`] });
-    expect(await socket.frame()).toMatchObject({ type: 'ready', subject: 'alice' });
+    using socket = await openMux(t.url, { bearer: valid });
+    expect(await socket.next()).toMatchObject({ type: 'ready', subject: 'alice' });
     socket.send({ type: 'subscribe', channel: CHANNEL });
-    await socket.until('subscribed');
+    await socket.next('subscribed');
     const payload = uniqueChannel('after-fuzz');
     await t.notify(CHANNEL, payload);
-    expect(await socket.frame()).toMatchObject({ type: 'message', payload });
+    expect(await socket.next()).toMatchObject({ type: 'message', payload });
     expect(t.logs.filter((line) => JSON.parse(line).level === 'error')).toEqual([]);
   }, 90_000);
 });

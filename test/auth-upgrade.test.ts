@@ -5,8 +5,9 @@
  * stops cross-site WebSocket hijacking in both modes.
  */
 import { describe, expect, setDefaultTimeout, test } from 'bun:test';
-import { openMux, openSocket, refusal } from './bearer.ts';
+import { connect, upgradeStatus } from './client.ts';
 import { startBridge, uniqueChannel, within } from './harness.ts';
+import { openMux } from './mux.ts';
 import { rawClient } from './raw.ts';
 import { authToml, hs256, secretEnv } from './tokens.ts';
 
@@ -25,29 +26,27 @@ describe('a token offered in several places at once, multiplexed', () => {
     await using t = await startBridge(QUERY_ON, secretEnv);
     const token = (sub: string) => (places.includes(sub) ? hs256({ sub }) : undefined);
     const [header, subprotocol, query] = await Promise.all(['header', 'subprotocol', 'query'].map(token));
-    using socket = await openMux(
-      t.url,
-      {
-        ...(header === undefined ? {} : { headers: { authorization: `Bearer ${header}` } }),
-        ...(subprotocol === undefined ? {} : { protocols: [`bearer.${subprotocol}`] }),
-      },
-      query === undefined ? '' : `?token=${query}`,
-    );
-    expect(await socket.frame()).toMatchObject({ type: 'ready', subject: places[0] });
+    using socket = await openMux(t.url, {
+      ...(header === undefined ? {} : { headers: { authorization: `Bearer ${header}` } }),
+      ...(subprotocol === undefined ? {} : { bearer: subprotocol }),
+      ...(query === undefined ? {} : { query: `?token=${query}` }),
+    });
+    expect(await socket.next()).toMatchObject({ type: 'ready', subject: places[0] });
   });
 
   test.each([
-    ['Authorization', { headers: { authorization: 'Bearer WINNER' }, protocols: ['bearer.LOSER'] }, ''],
-    ['the subprotocol', { protocols: ['bearer.WINNER'] }, '?token=LOSER'],
+    ['Authorization', { headers: { authorization: 'Bearer WINNER' }, bearer: 'LOSER' }, ''],
+    ['the subprotocol', { bearer: 'WINNER' }, '?token=LOSER'],
   ])('an invalid token in %s is not rescued by a valid one further down: 4401', async (_, where, query) => {
     await using t = await startBridge(QUERY_ON, secretEnv);
     const [winner, loser] = [await hs256({}, BAD_SECRET), await hs256()];
     const swap = (text: string) => text.replace('WINNER', winner).replace('LOSER', loser);
     const options = {
       ...('headers' in where ? { headers: { authorization: swap(where.headers.authorization) } } : {}),
-      protocols: where.protocols.map(swap),
+      bearer: swap(where.bearer),
+      query: swap(query),
     };
-    using socket = await openMux(t.url, options, swap(query));
+    using socket = await openMux(t.url, options);
     expect(await within(socket.closed, 5000, 'the 4401 close')).toMatchObject({ code: 4401, reason: 'invalid token' });
   });
 });
@@ -57,12 +56,14 @@ describe('a token offered in several places at once, plain', () => {
     await using t = await startBridge(QUERY_ON, secretEnv);
     const channel = uniqueChannel();
     const [grants, grantsNothing] = [await hs256({ channels: { [channel]: 'r' } }), await hs256({ channels: {} })];
-    using socket = await openSocket(`${t.wsUrl(channel)}?token=${grantsNothing}`, {
+    using socket = await connect(`${t.wsUrl(channel)}?token=${grantsNothing}`, {
       headers: { authorization: `Bearer ${grants}` },
     });
     await t.notify(channel, 'by the header');
-    expect(await socket.text()).toBe('by the header');
-    const refused = await refusal(`${t.wsUrl(channel)}?token=${grants}`, { authorization: `Bearer ${grantsNothing}` });
+    expect(await socket.next()).toBe('by the header');
+    const refused = await upgradeStatus(`${t.wsUrl(channel)}?token=${grants}`, {
+      authorization: `Bearer ${grantsNothing}`,
+    });
     expect(refused.status).toBe(403);
   });
 
@@ -113,22 +114,22 @@ describe('[server] allowed_origins', () => {
     for (const origin of ['https://evil.example', 'https://app.example.evil.example', 'http://app.example', 'null']) {
       expect(await statusOf(port, path, { ...headers, Origin: origin })).toBe(403);
     }
-    const refused = await refusal(t.wsUrl(path.slice(1)), { ...headers, origin: 'https://evil.example' });
-    expect(refused).toEqual({ status: 403, body: 'this Origin is not allowed\n' });
+    const refused = await upgradeStatus(t.wsUrl(path.slice(1)), { ...headers, origin: 'https://evil.example' });
+    expect(refused).toMatchObject({ status: 403, body: 'this Origin is not allowed\n' });
   });
 
   test('is checked before the token: an unlisted Origin with a valid token is still 403', async () => {
     await using t = await startBridge(TOML, { ...secretEnv, server: SERVER });
     const channel = uniqueChannel();
     const headers = { authorization: `Bearer ${await hs256({ channels: { [channel]: 'r' } })}` };
-    expect((await refusal(t.wsUrl(channel), { ...headers, origin: 'https://evil.example' })).status).toBe(403);
-    using socket = await openSocket(t.wsUrl(channel), { headers: { ...headers, origin: 'https://app.example' } });
+    expect((await upgradeStatus(t.wsUrl(channel), { ...headers, origin: 'https://evil.example' })).status).toBe(403);
+    using socket = await connect(t.wsUrl(channel), { headers: { ...headers, origin: 'https://app.example' } });
     expect(socket.socket.readyState).toBe(WebSocket.OPEN);
   });
 
   test('empty (the default) lets any Origin through', async () => {
     await using t = await startBridge(TOML, secretEnv);
-    using socket = await openSocket(t.wsUrl('news'), { headers: { origin: 'https://anywhere.example' } });
+    using socket = await connect(t.wsUrl('news'), { headers: { origin: 'https://anywhere.example' } });
     expect(socket.socket.readyState).toBe(WebSocket.OPEN);
   });
 });

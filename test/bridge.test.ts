@@ -113,7 +113,9 @@ describe('raw channels', () => {
     const channel = uniqueChannel('many');
     const clients = [];
     for (let batch = 0; batch < 20; batch++) {
-      clients.push(...(await Promise.all(Array.from({ length: 100 }, () => connect(t.wsUrl(channel), 15_000)))));
+      clients.push(
+        ...(await Promise.all(Array.from({ length: 100 }, () => connect(t.wsUrl(channel), { ms: 15_000 })))),
+      );
     }
     await t.notify(channel, 'to all');
     const got = await Promise.all(clients.map((c) => c.next(15_000)));

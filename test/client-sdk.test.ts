@@ -6,6 +6,7 @@
 import { describe, expect, setDefaultTimeout, test } from 'bun:test';
 import { SignJWT } from 'jose';
 import { type Client, type ConnectionState, createClient, type GapInfo, PgwsError } from '../src/client/client.ts';
+import { fakeClock } from './clock.ts';
 import { databaseUrl, metric, startBridge, type TestBridge, uniqueChannel, waitFor, within } from './harness.ts';
 import { startTcpProxy, type TcpProxy } from './proxy.ts';
 
@@ -288,38 +289,58 @@ describe('the client: publish and close', () => {
 
 describe('the client: tokens', () => {
   const SECRET = 's'.repeat(40);
-  const sign = (ttl: number) =>
+  const sign = (exp: number) =>
     new SignJWT({ channels: { '*': 'rw' } })
       .setProtectedHeader({ alg: 'HS256' })
       .setSubject('alice')
-      .setExpirationTime(Math.floor(Date.now() / 1000) + ttl)
+      .setExpirationTime(exp)
       .sign(new TextEncoder().encode(SECRET));
 
   test('refreshes the token in-band before it expires, without a disconnect', async () => {
     const channel = uniqueChannel();
-    await using t = await startBridge('[auth]\nsecret_env = "TEST_JWT_SECRET"\n', { env: { TEST_JWT_SECRET: SECRET } });
+    // The bridge's expiry runs on a fake clock; the client's refresh timer is its own (real) one.
+    const clock = fakeClock();
+    await using t = await startBridge('[auth]\nsecret_env = "TEST_JWT_SECRET"\n', {
+      env: { TEST_JWT_SECRET: SECRET },
+      clock,
+    });
+    const firstExpiry = Math.floor(Date.now() / 1000) + 1;
     let calls = 0;
-    let firstExpiry = 0;
     const states: ConnectionState[] = [];
+    // The real WebSocket, watched: the server's second `ready` is its answer to the refresh.
+    const readies: unknown[] = [];
+    const refreshed = Promise.withResolvers<void>();
+    class Watched extends WebSocket {
+      constructor(url: string, protocols?: string | string[]) {
+        super(url, protocols);
+        this.addEventListener('message', (event) => {
+          const frame = JSON.parse(String(event.data));
+          if (frame.type === 'ready' && readies.push(frame) === 2) refreshed.resolve();
+        });
+      }
+    }
     const client = createClient({
       url: `ws://${t.url.host}/`,
-      token: () => {
-        calls += 1;
-        if (firstExpiry === 0) firstExpiry = Math.floor(Date.now() / 1000) + 2;
-        return sign(2);
-      },
+      WebSocket: Watched,
+      // A second left on the first token: the client refreshes within it; the next one lasts.
+      token: () => (++calls === 1 ? sign(firstExpiry) : sign(clock.seconds() + 600)),
       onState: (state) => states.push(state),
     });
     const seen = recorder();
     client.subscribe(channel, seen.handlers);
     await opened(client);
-    // Past the first token's exp plus the 5 s tolerance: an unrefreshed socket would have been closed with 4401.
-    await waitFor(() => Date.now() > (firstExpiry + 6) * 1000, 15_000, 'the first token to be long expired');
-    expect(calls).toBeGreaterThanOrEqual(3);
+    await within(refreshed.promise, 5000, 'the ready answering the refresh');
+    expect(readies).toEqual([
+      { type: 'ready', subject: 'alice', expires: firstExpiry },
+      { type: 'ready', subject: 'alice', expires: clock.seconds() + 600 },
+    ]);
+    // Past the first token's exp plus the 5 s tolerance: an unrefreshed socket would be closed with 4401 now.
+    clock.advanceTo((firstExpiry + 5) * 1000 + 1);
     await t.notify(channel, 'still here');
     await seen.until(1);
+    expect(calls).toBe(2);
     expect(states).toEqual(['open']);
     expect(await metric(t.url, 'pgws_closes_total', { reason: 'token_expired' })).toBe(0);
     await client.close();
-  }, 30_000);
+  });
 });

@@ -1,8 +1,9 @@
 /**
- * A WebSocket test client that records every frame and the close, so tests await events instead of
- * sleeping.
+ * The plain-mode test client (`ws://host/<channel>`): a WebSocket that can send headers (`Authorization`,
+ * `Origin`) and records every frame and the close, so tests await events instead of sleeping; and a
+ * refused-upgrade probe that sends the same headers. Multiplexed clients are `mux.ts`'s.
  */
-import { within } from './harness.ts';
+import { within } from './wait.ts';
 
 /** A connected client. `next()` resolves with the next unread frame. */
 export interface TestClient extends Disposable {
@@ -14,9 +15,17 @@ export interface TestClient extends Disposable {
   received(count: number, ms?: number): Promise<string[]>;
 }
 
-/** Opens a socket; resolves on open, rejects if the upgrade fails. */
-export async function connect(url: string, ms = 5000): Promise<TestClient> {
-  const socket = new WebSocket(url);
+/** How a plain client connects. */
+export interface ConnectOptions {
+  /** Request headers, e.g. `authorization` and `origin`. */
+  readonly headers?: Readonly<Record<string, string>>;
+  /** How long opening may take. */
+  readonly ms?: number;
+}
+
+/** Opens a socket; resolves on open, rejects if the upgrade fails or the server closes first. */
+export async function connect(url: string, options: ConnectOptions = {}): Promise<TestClient> {
+  const socket = new WebSocket(url, options.headers === undefined ? {} : { headers: { ...options.headers } });
   const messages: string[] = [];
   let read = 0;
   const waiters: Array<{ count: number; resolve: () => void }> = [];
@@ -28,12 +37,14 @@ export async function connect(url: string, ms = 5000): Promise<TestClient> {
       waiter.resolve();
     }
   };
-  socket.onclose = (event) => closed.resolve({ code: event.code, reason: event.reason });
-  const opened = new Promise<void>((resolve, reject) => {
-    socket.onopen = () => resolve();
-    socket.onerror = () => reject(new Error(`WebSocket to ${url} failed to open`));
-  });
-  await within(opened, ms, `the socket to ${url} to open`);
+  const opened = Promise.withResolvers<void>();
+  socket.onopen = () => opened.resolve();
+  socket.onerror = () => opened.reject(new Error(`WebSocket to ${url} failed to open`));
+  socket.onclose = (event) => {
+    opened.reject(new Error(`WebSocket to ${url} closed with ${event.code} before it opened`));
+    closed.resolve({ code: event.code, reason: event.reason });
+  };
+  await within(opened.promise, options.ms ?? 5000, `the socket to ${url} to open`);
   const until = (count: number) =>
     messages.length >= count ? Promise.resolve() : new Promise<void>((resolve) => waiters.push({ count, resolve }));
   return {
@@ -54,15 +65,33 @@ export async function connect(url: string, ms = 5000): Promise<TestClient> {
   };
 }
 
-/** The HTTP status of an upgrade attempt that the server refuses (a real handshake over fetch). */
-export async function upgradeStatus(url: string): Promise<{ status: number; body: string; retryAfter: string | null }> {
-  const response = await fetch(url.replace(/^ws/, 'http'), {
-    headers: {
-      upgrade: 'websocket',
-      connection: 'Upgrade',
-      'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==',
-      'sec-websocket-version': '13',
-    },
-  });
-  return { status: response.status, body: await response.text(), retryAfter: response.headers.get('retry-after') };
+/**
+ * What an upgrade attempt that the server refuses gets back: a real handshake over fetch, with `headers`.
+ * An upgrade that succeeds never resolves a fetch (101), so it fails here after `ms` instead of hanging.
+ */
+export async function upgradeStatus(
+  url: string,
+  headers: Readonly<Record<string, string>> = {},
+  ms = 5000,
+): Promise<{ status: number; body: string; retryAfter: string | null }> {
+  const abort = new AbortController();
+  try {
+    const response = await within(
+      fetch(url.replace(/^ws/, 'http'), {
+        signal: abort.signal,
+        headers: {
+          upgrade: 'websocket',
+          connection: 'Upgrade',
+          'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==',
+          'sec-websocket-version': '13',
+          ...headers,
+        },
+      }),
+      ms,
+      `a refusal of the upgrade to ${url.slice(0, 200)}`,
+    );
+    return { status: response.status, body: await response.text(), retryAfter: response.headers.get('retry-after') };
+  } finally {
+    abort.abort();
+  }
 }

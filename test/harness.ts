@@ -7,11 +7,16 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import postgres from 'postgres';
 import { resolveKeys } from '../src/auth/keys.ts';
+import type { Clock } from '../src/base/clock.ts';
 import { createLogger, type Logger } from '../src/base/log.ts';
 import { type Bridge, createBridge } from '../src/bridge.ts';
 import { bundleClient } from '../src/client/bundle.ts';
 import { parseConfig } from '../src/config/load.ts';
 import { startEmbeddedPostgres } from '../src/db/embedded.ts';
+import { within } from './wait.ts';
+
+// Re-exported: most tests take their waits from here with the bridge.
+export { waitFor, within } from './wait.ts';
 
 /** The database the suite runs against (set by test/setup.ts). */
 export function databaseUrl(): string {
@@ -32,19 +37,6 @@ let counter = 0;
 /** A channel name no other test uses, so suites can share one database. */
 export const uniqueChannel = (prefix = 'ch') =>
   `${prefix}_${process.pid}_${++counter}_${Math.random().toString(36).slice(2, 6)}`;
-
-/** Waits for a promise, failing with `what` after `ms` instead of hanging the suite. */
-export async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: Timer | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
-  });
-  try {
-    return await Promise.race([promise, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 /** A config file written to a temp dir (so schema module paths resolve), parsed by the real loader. */
 export async function configFrom(toml: string, files: Record<string, string> = {}) {
@@ -78,6 +70,8 @@ export async function startBridge(
     waitReady?: boolean;
     /** Extra environment for `[auth] secret_env`. */
     env?: Record<string, string>;
+    /** Token expiry's time (test/clock.ts `fakeClock`, to move past an `exp` without waiting for it). */
+    clock?: Clock;
   } = {},
 ): Promise<TestBridge> {
   const text = `[server]\nhost = "127.0.0.1"\nport = 0\n${options.server ?? ''}\n[database]\n${options.database ?? ''}\n${toml}`;
@@ -102,6 +96,7 @@ export async function startBridge(
     consoleHtml,
     clientJs: await clientJs(),
     ...(auth === undefined ? {} : { authKeys: auth.keys }),
+    ...(options.clock === undefined ? {} : { clock: options.clock }),
   });
   const sql = postgres(databaseUrl(), { max: 2, onnotice: () => {} });
   if (options.waitReady !== false) await within(bridge.ready, 10_000, 'the bridge to become ready');
@@ -121,21 +116,6 @@ export async function startBridge(
     stop,
     [Symbol.asyncDispose]: stop,
   };
-}
-
-/** Polls `check` until it is true; for states that have no event to wait on (health after a restart). */
-export async function waitFor(check: () => boolean | Promise<boolean>, ms: number, what: string): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (
-      await Promise.resolve()
-        .then(check)
-        .catch(() => false)
-    )
-      return;
-    await Bun.sleep(20);
-  }
-  throw new Error(`timed out after ${ms} ms waiting for ${what}`);
 }
 
 /** Reads one sample from GET /metrics, e.g. `metric(t.url, 'pgws_closes_total', { reason: 'slow_consumer' })`. */

@@ -7,7 +7,8 @@ import { MARKER } from '../src/channels/reference.ts';
 import { EVENTS, quoteIdent, triggerSql } from '../src/db/trigger.ts';
 import { connect } from './client.ts';
 import { metric, startBridge, type TestBridge, uniqueChannel, waitFor } from './harness.ts';
-import { connectMux, installPgws, scratchDatabase } from './pgws.ts';
+import { connectMux } from './mux.ts';
+import { installPgws, scratchDatabase } from './pgws.ts';
 
 // Here, not only in test/setup.ts: bun:test's setDefaultTimeout is per file, and the preload's reaches only the first.
 setDefaultTimeout(60_000);
@@ -46,7 +47,7 @@ describe('large payloads through pgws.notify', () => {
     try {
       await t.sql.unsafe(triggerSql({ schema: 'public', table, channel: WIDE, events: EVENTS })).simple();
       using plain = await connect(t.wsUrl(WIDE));
-      using mux = await connectMux(t.url.host);
+      using mux = await connectMux(t.url);
       const { seq } = await mux.subscribe(WIDE);
       const fetchesBefore = await metric(t.url, 'pgws_payload_fetches_total');
       // json_build_object writes `"key" : value`; the body fills the payload to exactly 1 MiB.
@@ -55,7 +56,7 @@ describe('large payloads through pgws.notify', () => {
       await t.sql.unsafe(`INSERT INTO ${quoteIdent(table)} VALUES (1, $1)`, [body]);
       const expected = { table, schema: 'public', type: 'INSERT', row: { id: 1, body } };
       expect(JSON.parse(await plain.next(10_000))).toEqual(expected);
-      const message = await mux.next('message');
+      const [message] = await mux.received(WIDE, 1);
       expect(message).toEqual({ type: 'message', channel: WIDE, seq: Number(seq) + 1, payload: expected });
       const [stored] = await t.sql`SELECT octet_length(payload) AS bytes FROM pgws.payloads WHERE channel = ${WIDE}`;
       expect(Number(stored?.['bytes'])).toBe(MiB);
@@ -68,7 +69,7 @@ describe('large payloads through pgws.notify', () => {
   test('200 small and large notifications in one transaction arrive in commit order in both modes', async () => {
     const channel = uniqueChannel('mixed');
     using plain = await connect(t.wsUrl(channel));
-    using mux = await connectMux(t.url.host);
+    using mux = await connectMux(t.url);
     await mux.subscribe(channel);
     const payloads = Array.from({ length: 200 }, (_, i) =>
       i % 4 === 0 ? `${i}:${'L'.repeat(9000 + i * 37)}` : `${i}:small`,
@@ -81,16 +82,15 @@ describe('large payloads through pgws.notify', () => {
       }
     });
     expect(await plain.received(200)).toEqual(payloads);
-    const messages = [];
-    for (let i = 0; i < 200; i++) messages.push(await mux.next('message'));
-    expect(messages.map((m) => m['payload'])).toEqual(payloads);
-    expect(messages.map((m) => m['seq'])).toEqual(payloads.map((_, i) => i + 1));
+    const messages = await mux.received(channel, 200);
+    expect(messages.map((m) => m.payload)).toEqual(payloads);
+    expect(messages.map((m) => m.seq)).toEqual(payloads.map((_, i) => i + 1));
   });
 
   test('large payloads are kept in history and replayed to a multiplexed client that resumes', async () => {
     using watcher = await connect(t.wsUrl(HISTORY));
     const before = await (async () => {
-      using first = await connectMux(t.url.host);
+      using first = await connectMux(t.url);
       // Awaited here: the socket closes when this block ends.
       return await first.subscribe(HISTORY);
     })();
@@ -100,13 +100,13 @@ describe('large payloads through pgws.notify', () => {
     await large(HISTORY, missed[2] as string);
     // Delivered to the plain watcher means recorded in history (one synchronous step).
     expect(await watcher.received(3)).toEqual(missed);
-    using back = await connectMux(t.url.host);
-    const since = { epoch: before['epoch'], seq: before['seq'] };
+    using back = await connectMux(t.url);
+    const since = { epoch: String(before.epoch), seq: Number(before.seq) };
     const resumed = await back.subscribe(HISTORY, { since });
-    expect(resumed).toMatchObject({ recovered: true, seq: before['seq'] });
-    const replayed = [await back.next('message'), await back.next('message'), await back.next('message')];
-    expect(replayed.map((m) => m['payload'])).toEqual(missed);
-    expect(replayed.map((m) => m['seq'])).toEqual([1, 2, 3].map((n) => Number(before['seq']) + n));
+    expect(resumed).toMatchObject({ recovered: true, seq: since.seq });
+    const replayed = await back.received(HISTORY, 3);
+    expect(replayed.map((m) => m.payload)).toEqual(missed);
+    expect(replayed.map((m) => m.seq)).toEqual([1, 2, 3].map((n) => since.seq + n));
   });
 
   test.each([
@@ -151,12 +151,15 @@ describe('large payloads through pgws.notify', () => {
   });
 
   test('a multiplexed publish over 7999 bytes goes through pgws.notify and comes back to the publisher', async () => {
-    using mux = await connectMux(t.url.host);
+    using mux = await connectMux(t.url);
     await mux.subscribe(PUBLISH);
     const payload = 'p'.repeat(20_000);
-    mux.send({ type: 'publish', id: 1, channel: PUBLISH, payload });
-    expect(await mux.next('published')).toEqual({ type: 'published', id: 1, channel: PUBLISH });
-    expect((await mux.next('message'))['payload']).toBe(payload);
+    expect(await mux.request({ type: 'publish', id: 1, channel: PUBLISH, payload })).toEqual({
+      type: 'published',
+      id: 1,
+      channel: PUBLISH,
+    });
+    expect((await mux.received(PUBLISH, 1))[0]?.payload).toBe(payload);
   });
 });
 
@@ -188,12 +191,11 @@ describe('large payloads on a database of their own', () => {
       databaseUrl: db.url,
       server: 'max_payload_bytes = 30000',
     });
-    using mux = await connectMux(t.url.host);
+    using mux = await connectMux(t.url);
     await mux.subscribe(channel);
     const publish = async (id: number, bytes: number) => {
-      mux.send({ type: 'publish', id, channel, payload: 'q'.repeat(bytes) });
-      const answer = await mux.next(['published', 'error']);
-      return [answer['type'] === 'error' ? answer['code'] : answer['type'], answer['message']];
+      const answer = await mux.request({ type: 'publish', id, channel, payload: 'q'.repeat(bytes) });
+      return [answer.type === 'error' ? answer.code : answer.type, answer.message];
     };
     expect(await publish(1, 7999)).toEqual(['published', undefined]);
     const [code, message] = await publish(2, 20_000);
@@ -205,7 +207,7 @@ describe('large payloads on a database of their own', () => {
     ]);
     await installPgws(db.url);
     expect(await publish(4, 20_000)).toEqual(['published', undefined]);
-    const delivered = [await mux.next('message'), await mux.next('message')];
-    expect(delivered.map((m) => String(m['payload']).length)).toEqual([7999, 20_000]);
+    const delivered = await mux.received(channel, 2);
+    expect(delivered.map((m) => String(m.payload).length)).toEqual([7999, 20_000]);
   });
 });

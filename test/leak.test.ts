@@ -56,7 +56,7 @@ async function round(server: ServerProcess, sql: postgres.Sql, channels: readonl
       Array.from({ length: 100 }, async (_, i) => {
         const channel = channels[(opened + i) % channels.length] ?? '';
         if ((opened + i) % 10 === 0) raws.push(await rawClient('127.0.0.1', port, `/${encodeURIComponent(channel)}`));
-        else clients.push(await connect(server.wsUrl(channel), 15_000));
+        else clients.push(await connect(server.wsUrl(channel), { ms: 15_000 }));
       }),
     );
   }

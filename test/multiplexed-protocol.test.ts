@@ -36,8 +36,13 @@ describe('the handshake', () => {
 
   test('sends ready first, with no subject and no expiry when the bridge has no [auth]', async () => {
     using client = await connectMux(t.url);
-    expect(client.first).toEqual({ type: 'ready', subject: null, expires: null });
-    expect(client.texts).toHaveLength(1);
+    // And nothing else first: a ping sent now is answered by the very next frame.
+    client.send({ type: 'ping', id: 'after ready' });
+    await client.next('pong');
+    expect(client.frames).toEqual([
+      { type: 'ready', subject: null, expires: null },
+      { type: 'pong', id: 'after ready' },
+    ]);
   });
 });
 

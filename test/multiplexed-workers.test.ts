@@ -82,16 +82,18 @@ describe('workers', () => {
         expect(answer).toMatchObject({ epoch, seq: base + 1, recovered: true });
       }
       await notify('f');
+      for (const client of resumed) await client.received(channel, 5);
+      // A sentinel sent after all of them: a doubled or stray message would come before it.
+      await notify('end');
       for (const client of resumed) {
-        await client.received(channel, 5);
-        // Held back a moment: a doubled or stray message would arrive by now.
-        await Bun.sleep(20);
+        await client.until((frames) => frames.some((f) => f.payload === 'end'), 10_000, 'the sentinel');
         expect(client.messages(channel).map((m) => [m.seq, m.payload])).toEqual([
           [base + 2, 'b'],
           [base + 3, 'c'],
           [base + 4, 'd'],
           [base + 5, 'e'],
           [base + 6, 'f'],
+          [base + 7, 'end'],
         ]);
         client.socket.close();
       }

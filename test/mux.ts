@@ -1,12 +1,14 @@
 /**
- * A test client for the multiplexed protocol `pgws.v1` (PROTOCOL.md): a real WebSocket on `/` that
- * records every server frame, parsed, so tests wait on frames instead of sleeping. Every wait has a
- * named timeout and fails at once, with the close code, if the server closes the socket meanwhile.
+ * The test client of the multiplexed protocol `pgws.v1` (PROTOCOL.md), the only one in test/: a real
+ * WebSocket on `/` that can offer subprotocols (`bearer.<token>` too) and send headers (`Authorization`,
+ * `Origin`), records every server frame, parsed, and its close, so tests wait on frames instead of
+ * sleeping. Every wait has a named timeout and fails at once, with the close code, if the server closes
+ * the socket meanwhile. It imports nothing of the bridge, so bench/ can use it to check correctness.
  */
 import { exchange, upgradeRequest } from './fuzz/frames.ts';
-import { within } from './harness.ts';
+import { within } from './wait.ts';
 
-/** The subprotocol a multiplexed client offers. */
+/** The subprotocol a multiplexed client offers (the contract's literal, not imported from src/). */
 export const SUBPROTOCOL = 'pgws.v1';
 
 /** A server frame as parsed. A text that is not a JSON object is kept as `{ type: '(not a JSON object)' }`. */
@@ -27,8 +29,8 @@ export interface Frame {
   readonly text?: string;
 }
 
-/** What `next` looks for: a frame type, or any test of a frame. */
-export type Match = string | ((frame: Frame) => boolean);
+/** What `next` looks for: a frame type, one of several types, or any test of a frame. */
+export type Match = string | readonly string[] | ((frame: Frame) => boolean);
 
 /** A resume position, as `since` carries it. */
 export interface Position {
@@ -36,19 +38,39 @@ export interface Position {
   readonly seq: number;
 }
 
-/** A connected multiplexed client. */
+/** How a client connects. */
+export interface MuxOptions {
+  /** The subprotocols offered, in order (default: only `pgws.v1`). */
+  readonly protocols?: readonly string[];
+  /** A token offered as the subprotocol `bearer.<token>`, after `protocols`. */
+  readonly bearer?: string;
+  /** Request headers, e.g. `authorization` and `origin`. */
+  readonly headers?: Readonly<Record<string, string>>;
+  /** What follows `/` in the URL, e.g. `?token=…`. */
+  readonly query?: string;
+  /** How long opening (and, for `connectMux`, the first frame) may take. */
+  readonly ms?: number;
+}
+
+/** The close of a socket, as the client saw it. */
+export interface Closed {
+  readonly code: number;
+  readonly reason: string;
+}
+
+/** A multiplexed client. */
 export interface MuxClient extends Disposable {
   readonly socket: WebSocket;
-  /** The first frame the server sent (the contract says: `ready`). */
-  readonly first: Frame;
-  /** Every server frame so far, in arrival order, `first` included. */
+  /** The subprotocol the server selected. */
+  readonly protocol: string;
+  /** Every server frame so far, in arrival order. */
   readonly frames: Frame[];
   /** Every server frame's text, for checks on the exact bytes. */
   readonly texts: string[];
-  readonly closed: Promise<{ code: number; reason: string }>;
+  readonly closed: Promise<Closed>;
   /**
    * The next frame after the previous `next` that matches (any frame when `match` is absent); frames it
-   * passes over stay in `frames`.
+   * passes over stay in `frames`. Rejects, naming what it waited for, after `ms` or when the socket closes.
    */
   next(match?: Match, ms?: number): Promise<Frame>;
   /** Resolves once `check(frames)` holds. */
@@ -59,7 +81,7 @@ export interface MuxClient extends Disposable {
   answer(id: string | number, ms?: number): Promise<Frame>;
   /** Sends `frame` with a fresh `id` (unless it has one) and resolves with the first answer echoing it. */
   request(frame: Record<string, unknown>, ms?: number): Promise<Frame>;
-  /** Subscribes; resolves with the `subscribed` answer and throws with the answer if it is anything else. */
+  /** Subscribes (or resumes, with `since`); resolves with `subscribed`, throws with any other answer. */
   subscribe(channel: string, options?: { since?: Position; filter?: unknown }, ms?: number): Promise<Frame>;
   /** The `message` frames on `channel` so far. */
   messages(channel: string): Frame[];
@@ -69,26 +91,40 @@ export interface MuxClient extends Disposable {
 
 let ids = 0;
 
-/** The multiplexed endpoint of a bridge at `base` (its http:// URL). */
-export const muxUrl = (base: URL | string) => {
-  const url = new URL('/', base);
+/** The multiplexed endpoint of a bridge at `base` (its http:// URL), with `query` after the `/`. */
+export const muxUrl = (base: URL | string, query = '') => {
+  const url = new URL(`/${query}`, base);
   url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
   return url.href;
 };
 
-/** Opens a multiplexed socket offering `protocols` (default: only `pgws.v1`) and waits for the first frame. */
-export async function connectMux(
-  base: URL | string,
-  options: { protocols?: string[]; ms?: number } = {},
-): Promise<MuxClient> {
-  const url = muxUrl(base);
+const matcher = (match: Match | undefined): [test: (frame: Frame) => boolean, what: string] => {
+  if (match === undefined) return [() => true, 'the next frame'];
+  if (typeof match === 'function') return [match, 'a matching frame'];
+  const types: readonly string[] = typeof match === 'string' ? [match] : match;
+  return [(frame) => types.includes(frame.type), `a ${types.map((type) => `"${type}"`).join(' or ')} frame`];
+};
+
+/**
+ * Opens a multiplexed socket and resolves once it is open, before any frame: for tests of what the
+ * server sends first, or of a close that comes instead (4401).
+ */
+export async function openMux(base: URL | string, options: MuxOptions = {}): Promise<MuxClient> {
+  const url = muxUrl(base, options.query);
   const ms = options.ms ?? 5000;
-  const socket = new WebSocket(url, options.protocols ?? [SUBPROTOCOL]);
+  const protocols = [
+    ...(options.protocols ?? [SUBPROTOCOL]),
+    ...(options.bearer === undefined ? [] : [`bearer.${options.bearer}`]),
+  ];
+  const socket = new WebSocket(url, {
+    protocols,
+    ...(options.headers === undefined ? {} : { headers: { ...options.headers } }),
+  });
   const frames: Frame[] = [];
   const texts: string[] = [];
   const waiters = new Set<{ check: () => boolean; resolve: () => void; reject: (error: Error) => void }>();
-  let closedWith: { code: number; reason: string } | undefined;
-  const closed = Promise.withResolvers<{ code: number; reason: string }>();
+  let closedWith: Closed | undefined;
+  const closed = Promise.withResolvers<Closed>();
   const settle = () => {
     for (const waiter of waiters) {
       if (waiter.check()) {
@@ -106,16 +142,16 @@ export async function connectMux(
     frames.push(parse(text));
     settle();
   };
+  const opened = Promise.withResolvers<void>();
+  socket.onopen = () => opened.resolve();
+  socket.onerror = () => opened.reject(new Error(`WebSocket to ${url} failed to open`));
   socket.onclose = (event) => {
+    opened.reject(new Error(`WebSocket to ${url} closed with ${event.code} before it opened`));
     closedWith = { code: event.code, reason: event.reason };
     closed.resolve(closedWith);
     settle();
   };
-  const opened = new Promise<void>((resolve, reject) => {
-    socket.onopen = () => resolve();
-    socket.onerror = () => reject(new Error(`WebSocket to ${url} failed to open`));
-  });
-  await within(opened, ms, `the multiplexed socket to ${url} to open`);
+  await within(opened.promise, ms, `the multiplexed socket to ${url} to open`);
 
   const until = (check: (frames: readonly Frame[]) => boolean, wait: number, what: string) => {
     const done = Promise.withResolvers<void>();
@@ -126,9 +162,8 @@ export async function connectMux(
   };
   let read = 0;
   const next = async (match?: Match, wait = 5000) => {
-    const test = match === undefined ? () => true : typeof match === 'string' ? (f: Frame) => f.type === match : match;
+    const [test, what] = matcher(match);
     const found = () => frames.findIndex((frame, index) => index >= read && test(frame));
-    const what = match === undefined ? 'the next frame' : typeof match === 'string' ? `a "${match}" frame` : 'a frame';
     await until(() => found() !== -1, wait, `${what} after frame #${read} on ${url}`);
     const index = found();
     read = index + 1;
@@ -148,10 +183,9 @@ export async function connectMux(
   };
   const messages = (channel: string) => frames.filter((f) => f.type === 'message' && f.channel === channel);
 
-  const first = await next(undefined, ms);
   return {
     socket,
-    first,
+    protocol: socket.protocol,
     frames,
     texts,
     closed: closed.promise,
@@ -179,6 +213,18 @@ export async function connectMux(
       socket.close();
     },
   };
+}
+
+/** Opens a multiplexed socket and reads its first frame (the contract says: `ready`), as most tests need. */
+export async function connectMux(base: URL | string, options: MuxOptions = {}): Promise<MuxClient> {
+  const client = await openMux(base, options);
+  try {
+    await client.next(undefined, options.ms ?? 5000);
+  } catch (error) {
+    client.socket.close();
+    throw error;
+  }
+  return client;
 }
 
 /** Parses a server frame's text; anything but a JSON object with a type is kept as `(not a JSON object)`. */

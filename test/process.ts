@@ -7,7 +7,7 @@ import { connect as tcpConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Subprocess } from 'bun';
-import { waitFor, within } from './harness.ts';
+import { waitFor, within } from './wait.ts';
 
 const MAIN = join(import.meta.dir, '..', 'src', 'main.ts');
 
@@ -95,9 +95,10 @@ export async function spawnServer(options: SpawnOptions): Promise<ServerProcess>
       if (child.exitCode !== null) return;
       // SIGTERM first, so an embedded PostgreSQL the server started is stopped with it, not orphaned.
       child.kill('SIGTERM');
-      const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-      await child.exited;
-      clearTimeout(timer);
+      await within(child.exited, 10_000, 'the server to exit after SIGTERM').catch(() => {
+        child.kill('SIGKILL');
+        return child.exited;
+      });
     },
   };
 }

@@ -3,7 +3,7 @@
  * and then never reads, never answers pings, or sends hand-made frames.
  */
 import { type Socket, connect as tcpConnect } from 'node:net';
-import { within } from './harness.ts';
+import { within } from './wait.ts';
 
 /** A server frame as read off the wire. */
 export interface RawFrame {

@@ -4,6 +4,7 @@
  * Prints the tests' count lines at the end and exits with the test run's code.
  */
 import { join } from 'node:path';
+import { within } from './wait.ts';
 
 const root = join(import.meta.dir, '..');
 const scale = process.env['FUZZ_SCALE'] ?? '20';
@@ -20,11 +21,6 @@ const child = Bun.spawn(['bun', 'test', ...files], {
   stdout: 'pipe',
   stderr: 'pipe',
 });
-const deadline = setTimeout(() => {
-  console.error(`soak: still running after ${deadlineSeconds} s; stopping it`);
-  child.kill('SIGKILL');
-}, deadlineSeconds * 1000);
-
 /** Echoes a stream as it comes and keeps the count lines the tests print. */
 async function relay(stream: ReadableStream<Uint8Array>, write: (text: string) => void, keep: string[]): Promise<void> {
   const decoder = new TextDecoder();
@@ -40,12 +36,15 @@ async function relay(stream: ReadableStream<Uint8Array>, write: (text: string) =
 }
 
 const summary: string[] = [];
-await Promise.all([
+const finished = Promise.all([
   relay(child.stdout, (text) => process.stdout.write(text), summary),
   relay(child.stderr, (text) => process.stderr.write(text), summary),
-]);
-const code = await child.exited;
-clearTimeout(deadline);
+]).then(() => child.exited);
+const code = await within(finished, deadlineSeconds * 1000, 'the soak run (SOAK_DEADLINE_S)').catch((error) => {
+  console.error(`soak: ${error instanceof Error ? error.message : String(error)}; stopping it`);
+  child.kill('SIGKILL');
+  return finished;
+});
 console.log(`\nsoak summary (${((performance.now() - started) / 1000).toFixed(0)} s, exit ${code}):`);
 for (const line of summary) console.log(`  ${line.trim()}`);
 process.exit(code);

@@ -15,6 +15,7 @@ import {
   type JWTVerifyGetKey,
   jwtVerify,
 } from 'jose';
+import { type Clock, systemClock } from '../base/clock.ts';
 import { compileGrants, GRANT_VALUES, type Grants, NO_GRANTS } from './grants.ts';
 
 /** Where keys come from, resolved at startup by `keys.ts`. */
@@ -46,6 +47,8 @@ export interface VerifierOptions {
   readonly keys: KeySource;
   readonly audience?: string | readonly string[] | undefined;
   readonly issuer?: string | undefined;
+  /** What `exp` and `nbf` are checked against (the real clock by default). */
+  readonly clock?: Clock | undefined;
 }
 
 /** PROTOCOL.md: 5 seconds of clock tolerance on `exp` (and `nbf`). */
@@ -83,7 +86,7 @@ export function algorithmsOf(jwks: JSONWebKeySet): string[] {
 
 /** Creates a verifier; a remote key set is fetched on first use, not here. */
 export function createVerifier(options: VerifierOptions): Verifier {
-  const { keys } = options;
+  const { keys, clock = systemClock } = options;
   const common = {
     requiredClaims: ['exp', 'sub'],
     clockTolerance: CLOCK_TOLERANCE_SECONDS,
@@ -99,10 +102,11 @@ export function createVerifier(options: VerifierOptions): Verifier {
   // Imported once as a CryptoKey: handing jose the raw bytes re-imports the key on every verify (twice the CPU).
   function withSecret(secret: Uint8Array<ArrayBuffer>) {
     const key = crypto.subtle.importKey('raw', secret, { name: 'HMAC', hash: 'SHA-256' }, false, ['verify']);
-    return async (token: string) => jwtVerify(token, await key, { ...common, algorithms: ['HS256'] });
+    return async (token: string) =>
+      jwtVerify(token, await key, { ...common, algorithms: ['HS256'], currentDate: new Date(clock.now()) });
   }
   function withKeySet(keySet: JWTVerifyGetKey, algorithms: string[]) {
-    return (token: string) => jwtVerify(token, keySet, { ...common, algorithms });
+    return (token: string) => jwtVerify(token, keySet, { ...common, algorithms, currentDate: new Date(clock.now()) });
   }
 
   return {

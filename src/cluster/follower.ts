@@ -9,6 +9,7 @@
  * worker is ready only when that whole path works.
  */
 
+import { type Clock, systemClock } from '../base/clock.ts';
 import { ChannelLimitError } from '../base/errors.ts';
 import type { Logger } from '../base/log.ts';
 import { within } from '../base/timeout.ts';
@@ -29,6 +30,8 @@ export interface FollowerOptions {
   /** This worker's metrics for the primary's aggregate (prom-client's JSON form). */
   sample(): Promise<unknown>;
   log: Logger;
+  /** Times the wait for a scrape's answer (the real clock by default). */
+  clock?: Clock | undefined;
 }
 
 /** What a follower reports: a listener's events, plus what the primary numbered. */
@@ -59,7 +62,7 @@ const SCRAPE_TIMEOUT_MS = 3000;
 
 /** Creates the follower; `start` says hello to the primary. */
 export function createFollower(options: FollowerOptions): Follower {
-  const { log } = options;
+  const { log, clock = systemClock } = options;
   let events: FollowerEvents | undefined;
   let state: ListenerState = 'connecting';
   let generation = 0;
@@ -108,7 +111,7 @@ export function createFollower(options: FollowerOptions): Follower {
     // Abandoned while the primary was LISTENing (every subscriber left, or it timed out): give it back.
     if (!current) {
       options.send({ t: 'unlisten', channel });
-      return;
+      return request.settle(new Error('abandoned before the primary answered'));
     }
     options.onListen(channel, message.snapshot);
     request.settle();
@@ -173,9 +176,14 @@ export function createFollower(options: FollowerOptions): Follower {
       scrapes.set(id, resolve);
       options.send({ t: 'scrape', id, byWorker });
       try {
-        return await within(promise, SCRAPE_TIMEOUT_MS, () => {
-          throw new Error('the primary did not answer the metrics request');
-        });
+        return await within(
+          promise,
+          SCRAPE_TIMEOUT_MS,
+          () => {
+            throw new Error('the primary did not answer the metrics request');
+          },
+          clock,
+        );
       } finally {
         scrapes.delete(id);
       }

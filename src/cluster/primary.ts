@@ -7,6 +7,7 @@
  * No I/O of its own: links to workers are passed in (`workers.ts` owns the processes).
  */
 
+import { type Clock, systemClock } from '../base/clock.ts';
 import { ChannelLimitError } from '../base/errors.ts';
 import type { Logger } from '../base/log.ts';
 import { within } from '../base/timeout.ts';
@@ -34,6 +35,8 @@ export interface ClusterOptions {
   /** Every process's metrics as one exposition text; per worker when `byWorker`. */
   aggregate(samples: readonly WorkerSample[], byWorker: boolean): Promise<string>;
   log: Logger;
+  /** Times the wait for workers' metrics samples (the real clock by default). */
+  clock?: Clock | undefined;
 }
 
 /** The primary's view of its workers. */
@@ -68,7 +71,7 @@ const SAMPLE_TIMEOUT_MS = 1000;
 
 /** Creates the primary's cluster state; nothing is sent until a worker says hello. */
 export function createCluster(options: ClusterOptions): Cluster {
-  const { listener, hub, log } = options;
+  const { listener, hub, log, clock = systemClock } = options;
   const pinned = new Set(options.pinned);
   const members = new Map<WorkerLink, Member>();
   const probes = new Map<string, Member>();
@@ -134,7 +137,7 @@ export function createCluster(options: ClusterOptions): Cluster {
       const { promise, resolve } = Promise.withResolvers<unknown>();
       samples.set(id, resolve);
       send(member, { t: 'sample', id });
-      return within(promise, SAMPLE_TIMEOUT_MS, () => undefined)
+      return within(promise, SAMPLE_TIMEOUT_MS, () => undefined, clock)
         .then((metrics) => ({ worker: member.link.index, metrics }))
         .finally(() => samples.delete(id));
     });

@@ -2,13 +2,15 @@
  * Token expiry for open sockets: one timer per socket, reset on refresh, cleared on close (never a scan of
  * all sockets). Expiries due together (10,000 tokens minted in one second) are closed a batch per
  * macrotask, so pings, frames and upgrades interleave with them instead of waiting out one long loop.
+ * Time comes from a {@link Clock} (the real one unless a test passes its own).
  */
 import { CLOCK_TOLERANCE_SECONDS } from '../auth/tokens.ts';
+import { type Clock, type ClockTimer, systemClock } from '../base/clock.ts';
 
 /** What a socket carries for its expiry (in its data). */
 export interface ExpiryState {
   /** The pending timer. */
-  expiry: Timer | undefined;
+  expiry: ClockTimer;
   /** When the socket expires (ms since the epoch), checked again when the close is made. */
   deadline: number | undefined;
 }
@@ -25,10 +27,11 @@ export interface Expiries<Socket> {
 const MAX_TIMER_MS = 2 ** 31 - 1;
 const BATCH = 256;
 
-/** Creates the clock; `close` ends one expired socket. */
+/** Creates the expiries; `close` ends one expired socket. */
 export function createExpiries<Socket>(
   state: (socket: Socket) => ExpiryState,
   close: (socket: Socket) => void,
+  clock: Clock = systemClock,
 ): Expiries<Socket> {
   const expiring: Socket[] = [];
   let at = 0;
@@ -38,7 +41,7 @@ export function createExpiries<Socket>(
       const socket = expiring[at]!;
       const { deadline } = state(socket);
       // A refresh that landed while this socket waited in the queue moved its deadline: it stays.
-      if (deadline !== undefined && Date.now() >= deadline) close(socket);
+      if (deadline !== undefined && clock.now() >= deadline) close(socket);
     }
     if (at < expiring.length) return void setImmediate(closeExpired);
     expiring.length = 0;
@@ -49,7 +52,7 @@ export function createExpiries<Socket>(
   };
   const clear = (socket: Socket) => {
     const data = state(socket);
-    clearTimeout(data.expiry);
+    clock.clearTimeout(data.expiry);
     data.expiry = undefined;
     data.deadline = undefined;
   };
@@ -62,8 +65,8 @@ export function createExpiries<Socket>(
       const deadline = (expires + CLOCK_TOLERANCE_SECONDS) * 1000;
       data.deadline = deadline;
       const arm = () => {
-        const wait = deadline - Date.now();
-        data.expiry = setTimeout(wait > MAX_TIMER_MS ? arm : () => expire(socket), Math.min(wait, MAX_TIMER_MS));
+        const wait = deadline - clock.now();
+        data.expiry = clock.setTimeout(wait > MAX_TIMER_MS ? arm : () => expire(socket), Math.min(wait, MAX_TIMER_MS));
       };
       arm();
     },

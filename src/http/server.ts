@@ -7,6 +7,7 @@
  * hub's topics (one per channel and filter), and everything they send goes through `protocol/session.ts`.
  */
 import type { Server, ServerWebSocket } from 'bun';
+import type { Clock } from '../base/clock.ts';
 import { StartupError } from '../base/errors.ts';
 import { within } from '../base/timeout.ts';
 import { type CloseLabel, Closes, closeLabelOf } from '../base/wire.ts';
@@ -25,6 +26,8 @@ export interface ServerOptions extends Omit<UpgradeOptions, 'stopping'> {
   routes: Routes;
   /** Share the port with sibling worker processes (`[server] workers`). */
   reusePort: boolean;
+  /** Token expiry's time (the real clock by default). */
+  clock?: Clock | undefined;
 }
 
 /** Where the server listens: the address it bound, and a URL a local client can use. */
@@ -68,6 +71,7 @@ export function createServer(options: ServerOptions): BridgeServer {
   const expiries = createExpiries<Socket>(
     (ws) => ws.data,
     (ws) => close(ws, 'token_expired'),
+    options.clock,
   );
   const expireAt = expiries.expireAt;
   const topics = createTopics<Socket>({

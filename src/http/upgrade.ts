@@ -17,13 +17,14 @@ import type { Canary } from '../db/canary.ts';
 import type { Listener } from '../db/listener.ts';
 import type { Peer, SessionState } from '../protocol/state.ts';
 import { admit, admitMultiplexed } from './admission.ts';
+import type { ExpiryState } from './expiry.ts';
 import { BEARER_PREFIX, type Offer, readOffer, SUBPROTOCOL, tokenFrom } from './offer.ts';
 
 /** What every socket carries. */
 export interface Common {
   closedBy: CloseLabel | undefined;
-  /** Its token's expiry clock (see `expiry.ts`). */
-  expiry: Timer | undefined;
+  /** Its token's expiry timer (see `expiry.ts`). */
+  expiry: ExpiryState['expiry'];
   deadline: number | undefined;
   /**
    * The topics this socket joined, so a sweep can find it and its close can leave them. An array: a socket

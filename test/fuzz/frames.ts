@@ -5,6 +5,7 @@
  */
 import { connect as tcpConnect } from 'node:net';
 import { parseFrames, type RawFrame } from '../raw.ts';
+import { within } from '../wait.ts';
 import type { Rng } from './random.ts';
 
 /** One client frame, described field by field (RFC 6455 §5.2) so any of them can be wrong. */
@@ -100,11 +101,12 @@ export async function exchange(host: string, port: number, script: Script, ms = 
     if (Buffer.concat(received).includes('\r\n\r\n')) head.resolve();
   });
   socket.on('error', () => {});
-  let timer: Timer | undefined;
-  const closed = new Promise<boolean>((resolve) => {
-    socket.once('close', () => resolve(true));
-    timer = setTimeout(() => resolve(false), ms);
-  });
+  const closeEvent = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+  // Never throws: a connection the server still holds after `ms` is an outcome like any other.
+  const closed = within(closeEvent, ms, 'the server to close the connection').then(
+    () => true,
+    () => false,
+  );
   const connected = await Promise.race([
     new Promise<boolean>((resolve) => socket.once('connect', () => resolve(true))),
     closed.then(() => false),
@@ -120,7 +122,6 @@ export async function exchange(host: string, port: number, script: Script, ms = 
     if (answered && script.fin && !socket.destroyed) socket.end();
   }
   const didClose = await closed;
-  clearTimeout(timer);
   socket.destroy();
   const response = Buffer.concat(received);
   const status = statusOf(response);
