@@ -1,5 +1,5 @@
 /**
- * A test client for the multiplexed protocol `pgws.v1` (PROTOCOL.md): a real WebSocket on `/` that
+ * A test client for the multiplexed protocol `pgws.v1` (docs/PROTOCOL.md): a real WebSocket on `/` that
  * records every server frame, parsed, so tests wait on frames instead of sleeping. Every wait has a
  * named timeout and fails at once, with the close code, if the server closes the socket meanwhile.
  */
