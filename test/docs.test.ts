@@ -1,0 +1,113 @@
+/**
+ * Docs that cannot drift: every folder of src/ has a README naming exactly its `.ts` files, the README's
+ * Layout table names exactly src/'s folders and top-level files, and docs/PROTOCOL.md lists the code's error and
+ * close codes.
+ *
+ * How a README's `.ts` names are read: a bare name (`listener.ts`) is a file of the README's own folder; a
+ * path starting with `./` or `../` is relative to that folder (`../http/wire.ts`); any other path is relative
+ * to the repository root (`test/conformance.test.ts`). Every such name must exist.
+ */
+import { describe, expect, setDefaultTimeout, test } from 'bun:test';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Closes } from '../src/http/wire.ts';
+import { ErrorCode } from '../src/protocol/replies.ts';
+
+// Per file: bun:test's default timeout is per file, so test/setup.ts's call reaches only the first one.
+setDefaultTimeout(60_000);
+
+const ROOT = join(import.meta.dir, '..');
+const SRC = join(ROOT, 'src');
+const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
+const protocol = readFileSync(join(ROOT, 'docs', 'PROTOCOL.md'), 'utf8');
+
+/** Every folder under src/, at any depth, as a path relative to src/ (`auth`, `protocol/x`). */
+function srcFolders(under = ''): string[] {
+  return readdirSync(join(SRC, under), { withFileTypes: true })
+    .filter((entry) => entry.isDirectory())
+    .flatMap((entry) => {
+      const folder = under === '' ? entry.name : `${under}/${entry.name}`;
+      return [folder, ...srcFolders(folder)];
+    })
+    .sort();
+}
+
+const tsFilesIn = (dir: string) =>
+  readdirSync(dir, { withFileTypes: true })
+    .filter((entry) => entry.isFile() && entry.name.endsWith('.ts'))
+    .map((entry) => entry.name)
+    .sort();
+
+// A `.ts` name anywhere in the text, with the path it is written with; not a bare extension such as `.d.ts`.
+const TS_NAME = /(?<![\w./-])(?:\.{1,2}\/)*[\w-][\w./-]*\.ts\b/g;
+
+/** Where a `.ts` name written in the README of `src/<folder>` points (see the rules above). */
+function resolveMention(folder: string, name: string): string {
+  if (!name.includes('/') || name.startsWith('./') || name.startsWith('../')) return join(SRC, folder, name);
+  return join(ROOT, name);
+}
+
+/** What is wrong with `src/<folder>/README.md`, each problem naming the folder and the files. */
+function folderReadmeProblems(folder: string): string[] {
+  const path = join(SRC, folder, 'README.md');
+  if (!existsSync(path))
+    return [`src/${folder}/README.md is missing: write one naming ${tsFilesIn(join(SRC, folder)).join(', ')}`];
+  const text = readFileSync(path, 'utf8');
+  const problems: string[] = [];
+  const missing = tsFilesIn(join(SRC, folder)).filter((file) => !text.includes(`\`${file}\``));
+  if (missing.length > 0) problems.push(`src/${folder}/README.md does not name (in backticks): ${missing.join(', ')}`);
+  const extra = [...new Set(text.match(TS_NAME) ?? [])].filter((name) => !existsSync(resolveMention(folder, name)));
+  if (extra.length > 0) problems.push(`src/${folder}/README.md names files that do not exist: ${extra.join(', ')}`);
+  return problems;
+}
+
+/** The lines of `markdown` under `heading` (a whole line such as `### Layout`), up to the next heading. */
+function section(markdown: string, heading: string): string[] {
+  const lines = markdown.split('\n');
+  const start = lines.indexOf(heading);
+  if (start === -1) throw new Error(`no "${heading}" heading`);
+  const end = lines.findIndex((line, index) => index > start && /^#{1,6} /.test(line));
+  return lines.slice(start + 1, end === -1 ? undefined : end);
+}
+
+/** The first cells of the body rows of the first markdown table in `lines`, unwrapped from their backticks. */
+function firstCells(lines: readonly string[]): string[] {
+  const start = lines.findIndex((line) => /^\|[-| :]+\|$/.test(line));
+  const end = lines.findIndex((line, index) => index > start && !line.startsWith('|'));
+  return lines
+    .slice(start + 1, end === -1 ? undefined : end)
+    .flatMap((line) => /^\| `([^`]+)` \|/.exec(line)?.[1] ?? []);
+}
+
+describe('folder READMEs', () => {
+  test.each(srcFolders())('src/%s/README.md names exactly the .ts files of its folder', (folder) => {
+    expect(folderReadmeProblems(folder)).toEqual([]);
+  });
+
+  test("the README's Layout lists every folder and top-level file of src/, and nothing else", () => {
+    const listed = firstCells(section(readme, '### Layout'));
+    const wanted = [
+      ...srcFolders()
+        .filter((folder) => !folder.includes('/'))
+        .map((folder) => `src/${folder}/`),
+      ...tsFilesIn(SRC).map((file) => `src/${file}`),
+    ];
+    expect({
+      missing: wanted.filter((entry) => !listed.includes(entry)),
+      extra: listed.filter((entry) => !existsSync(join(ROOT, entry))),
+    }).toEqual({ missing: [], extra: [] });
+  });
+});
+
+describe('docs/PROTOCOL.md follows the code', () => {
+  const errorRows = firstCells(section(protocol, '### Error codes'));
+
+  test('its error-code table has exactly the codes of src/protocol/replies.ts', () => {
+    expect(errorRows.toSorted()).toEqual(Object.keys(ErrorCode).toSorted());
+  });
+
+  test.each(Object.entries(Closes))('close cause %s is in its close-code table with its code', (label, cause) => {
+    const rows = section(protocol, '## Close codes').filter((line) => line.startsWith(`| ${cause.code} |`));
+    expect(rows.some((row) => row.includes(`\`${label}\``))).toBe(true);
+  });
+});
