@@ -1,17 +1,19 @@
 /**
  * Docs that cannot drift: every folder of src/ has a README naming exactly its `.ts` files, the README's
- * Layout table names exactly src/'s folders and top-level files, and docs/PROTOCOL.md lists the code's error and
- * close codes.
+ * Layout table names exactly src/'s folders and top-level files, docs/PROTOCOL.md lists the code's error and
+ * close codes, and the quick start's example output is what `bun run start` prints, line for line.
  *
  * How a README's `.ts` names are read: a bare name (`listener.ts`) is a file of the README's own folder; a
  * path starting with `./` or `../` is relative to that folder (`../http/wire.ts`); any other path is relative
  * to the repository root (`test/conformance.test.ts`). Every such name must exist.
  */
 import { describe, expect, setDefaultTimeout, test } from 'bun:test';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { Closes } from '../src/http/wire.ts';
 import { ErrorCode } from '../src/protocol/replies.ts';
+import { waitFor } from './harness.ts';
+import { spawnServer } from './process.ts';
 
 // Per file: bun:test's default timeout is per file, so test/setup.ts's call reaches only the first one.
 setDefaultTimeout(60_000);
@@ -110,4 +112,62 @@ describe('docs/PROTOCOL.md follows the code', () => {
     const rows = section(protocol, '## Close codes').filter((line) => line.startsWith(`| ${cause.code} |`));
     expect(rows.some((row) => row.includes(`\`${label}\``))).toBe(true);
   });
+});
+
+// The paragraph that introduces the quick start's example output, and the fence after it.
+const QUICK_START = '`bun run start` with no database configured starts';
+
+/** The example log lines the README shows after the quick-start paragraph. */
+function quickStartLines(): string[] {
+  const at = readme.indexOf(QUICK_START);
+  const open = readme.indexOf('\n```\n', at);
+  const close = readme.indexOf('\n```\n', open + 5);
+  if (at === -1 || open === -1 || close === -1) throw new Error(`no example output after "${QUICK_START}"`);
+  return readme.slice(open + 5, close).split('\n');
+}
+
+/**
+ * A log line reduced to what must agree: `time` only has to be there, ports and the working directory are
+ * the run's own. `keys` limits it to the README's fields when the README elides the rest with `, ...}`.
+ */
+function comparable(line: string, cwd: string, keys?: readonly string[]): Record<string, unknown> {
+  const entry = JSON.parse(line) as Record<string, unknown>;
+  const out: Record<string, unknown> = {};
+  for (const key of keys ?? Object.keys(entry)) {
+    const value = entry[key];
+    if (key === 'time') out[key] = Number.isNaN(Date.parse(String(value))) ? value : 'TIME';
+    else if (key === 'port') out[key] = typeof value === 'number' ? 'PORT' : value;
+    else if (typeof value === 'string')
+      out[key] = value.replaceAll(cwd, '.').replace(/(127\.0\.0\.1|0\.0\.0\.0|localhost):\d+/g, '$1:PORT');
+    else out[key] = value;
+  }
+  return out;
+}
+
+describe('the quick start', () => {
+  test('its example output is what `bun run start` prints with no database configured', async () => {
+    const shown = quickStartLines().map((line) => {
+      const elided = line.endsWith(', ...}');
+      const json = elided ? `${line.slice(0, -', ...}'.length)}}` : line;
+      return { json, keys: elided ? Object.keys(JSON.parse(json)) : undefined };
+    });
+    // The shipped channels.toml with no database: the embedded PostgreSQL starts in the temporary working
+    // directory's .data/. PORT=0 (from spawnServer) instead of 8080, which another program may hold.
+    const server = await spawnServer({
+      toml: '',
+      env: { DATABASE_URL: '', HOST: '' },
+      command: ['bun', join(SRC, 'main.ts'), '--config', join(ROOT, 'channels.toml')],
+      readyMs: 60_000,
+    });
+    try {
+      await waitFor(() => server.lines.length >= shown.length, 10_000, `${shown.length} lines of output`);
+      const printed = server.lines.slice(0, shown.length);
+      expect(printed.map((line, index) => comparable(line, server.cwd, shown[index]?.keys))).toEqual(
+        shown.map(({ json }) => comparable(json, server.cwd)),
+      );
+    } finally {
+      await server[Symbol.asyncDispose]();
+      rmSync(server.cwd, { recursive: true, force: true });
+    }
+  }, 120_000);
 });
