@@ -1,5 +1,5 @@
 /**
- * Replay of a full history (PROTOCOL.md "History and resume"): a channel with `history = 10000` on a
+ * Replay of a full history (docs/PROTOCOL.md "History and resume"): a channel with `history = 10000` on a
  * fresh server of ours, filled with 10,000 distinct payloads while a first multiplexed socket watches
  * them arrive live (its `subscribed` answer gives the epoch). Then, several times, a fresh socket
  * subscribes with `since: {epoch, seq: 0}` and must get `recovered: true` and seqs 1..10,000 in order,

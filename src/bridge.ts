@@ -104,7 +104,7 @@ export async function createBridge(options: BridgeOptions): Promise<Bridge> {
     isPublic: catalog.isPublic,
   });
   const probe = probeChannel();
-  // PROTOCOL.md: a channel with history is LISTENed from startup, with or without subscribers.
+  // docs/PROTOCOL.md: a channel with history is LISTENed from startup, with or without subscribers.
   const pinned = [...config.channels.values()].filter((channel) => channel.history > 0).map((channel) => channel.name);
 
   const hub = createHub({ history: catalog.history });
