@@ -25,6 +25,7 @@ import { createSweeper } from './db/sweeper.ts';
 import { createFanOut } from './delivery/fanout.ts';
 import { createPipeline } from './delivery/pipeline.ts';
 import { fileLimitSockets } from './http/admission.ts';
+import { createGate } from './http/gate.ts';
 import { createRoutes } from './http/routes.ts';
 import { type Bound, createServer } from './http/server.ts';
 import { aggregateMetrics } from './observe/aggregate.ts';
@@ -182,7 +183,7 @@ export async function createBridge(options: BridgeOptions): Promise<Bridge> {
     config,
     catalog,
     listener,
-    canary,
+    gate: createGate({ config, listener, canary, stats }),
     stats,
     routes,
     log: log.child('server'),

@@ -321,7 +321,12 @@ describe('publish (no socket, no database)', () => {
       [3, 'published'],
     ]);
     expect(listener.published).toEqual([['raw', "$1'; SELECT 1; --"]]);
-    expect(Object.fromEntries(stats.publishes)).toEqual({ invalid: 1, forbidden: 1, rate_limited: 1, published: 1 });
+    expect(Object.fromEntries(stats.publishes.get('ws') ?? [])).toEqual({
+      invalid: 1,
+      forbidden: 1,
+      rate_limited: 1,
+      published: 1,
+    });
   });
 
   test('refuses a payload over 7999 bytes without pgws.notify, and a non-string on a raw channel', async () => {

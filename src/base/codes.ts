@@ -27,3 +27,23 @@ export const ErrorCode = {
 
 /** One of the keys of the `ErrorCode` table. */
 export type ErrorCode = keyof typeof ErrorCode;
+
+/**
+ * The HTTP status of each code where the answer is HTTP rather than a frame: a `GET /events` refused before its
+ * stream starts, and `POST /channels/C/messages`. The body is then `{"code","message"}` (plus `channel` and
+ * `issues` where the frame would carry them).
+ */
+export const ErrorStatus = {
+  bad_request: 400,
+  bad_channel: 400,
+  unknown_channel: 404,
+  forbidden: 403,
+  // A stream that names a channel twice.
+  already_subscribed: 400,
+  not_subscribed: 400,
+  invalid_payload: 400,
+  payload_too_large: 413,
+  rate_limited: 429,
+  too_many_subscriptions: 400,
+  unavailable: 503,
+} as const satisfies Record<ErrorCode, number>;

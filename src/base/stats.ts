@@ -1,10 +1,17 @@
 /**
  * The bridge's counters and gauges, kept as plain numbers so the hot path is an increment. /metrics reads
- * them on scrape; nothing here formats or exports anything. Labels come from the tables in `http/wire.ts`.
+ * them on scrape; nothing here formats or exports anything. Labels come from the tables in `wire.ts`.
  */
 
+import type { ErrorCode } from './codes.ts';
 import type { AuthFailure, PublishOutcome, ReferenceProblem } from './reasons.ts';
-import type { CloseMetricLabel, RefusalLabel } from './wire.ts';
+import type { CloseMetricLabel, HeldTransport, RefusalLabel, Transport } from './wire.ts';
+
+/** Why a request was refused: a refusal label, or (a stream refused by the protocol engine) a pgws.v1 error code. */
+export type RefusalMetricLabel = RefusalLabel | ErrorCode;
+
+/** Counts by transport, then by reason. */
+export type ByTransport<T extends Transport, K> = Map<T, Map<K, number>>;
 
 /** Per-channel counters, plus the channel's open sockets (a gauge the server keeps). */
 export interface ChannelStats {
@@ -20,23 +27,29 @@ export interface ChannelStats {
 /** All counters of one process. */
 export interface Stats {
   readonly channels: Map<string, ChannelStats>;
-  readonly closes: Map<CloseMetricLabel, number>;
-  readonly refusals: Map<RefusalLabel, number>;
-  readonly publishes: Map<PublishOutcome, number>;
+  readonly closes: ByTransport<HeldTransport, CloseMetricLabel>;
+  readonly refusals: ByTransport<HeldTransport, RefusalMetricLabel>;
+  readonly publishes: ByTransport<Transport, PublishOutcome>;
   readonly authFailures: Map<AuthFailure, number>;
   /** Resumes (subscribes with `since`) answered, by whether they were recovered. */
   readonly replays: { recovered: number; notRecovered: number };
-  /** Open sockets, upgrades in progress included. */
-  connections: number;
+  /** Open sockets and streams, upgrades and streams being admitted included: what `max_connections` caps. */
+  readonly connections: number;
+  /** The same, by transport. */
+  readonly open: Readonly<Record<HeldTransport, number>>;
   /** `gap` frames sent (one per multiplexed subscription per broken stream). */
   gaps: number;
   /** Stored payloads (pgws.payloads) deleted by the TTL sweep. */
   payloadsExpired: number;
   /** The counters of a channel, created on first use. */
   channel(name: string): ChannelStats;
-  close(label: CloseMetricLabel): void;
-  refuse(label: RefusalLabel): void;
-  publish(outcome: PublishOutcome): void;
+  /** One more connection (counted from its admission on). */
+  connect(transport: HeldTransport): void;
+  /** One connection fewer: it closed, or its admission was undone. */
+  disconnect(transport: HeldTransport): void;
+  close(label: CloseMetricLabel, transport: HeldTransport): void;
+  refuse(label: RefusalMetricLabel, transport: HeldTransport): void;
+  publish(outcome: PublishOutcome, transport: Transport): void;
   authFailure(reason: AuthFailure): void;
 }
 
@@ -51,11 +64,21 @@ const noReferences = (): Record<ReferenceProblem, number> => ({
 /** Creates an empty set of counters. */
 export function createStats(): Stats {
   const channels = new Map<string, ChannelStats>();
-  const closes = new Map<CloseMetricLabel, number>();
-  const refusals = new Map<RefusalLabel, number>();
-  const publishes = new Map<PublishOutcome, number>();
+  const closes: Stats['closes'] = new Map();
+  const refusals: Stats['refusals'] = new Map();
+  const publishes: Stats['publishes'] = new Map();
   const authFailures = new Map<AuthFailure, number>();
+  const open: Record<HeldTransport, number> = { ws: 0, sse: 0, ndjson: 0 };
+  let connections = 0;
   const count = <K>(map: Map<K, number>, key: K) => map.set(key, (map.get(key) ?? 0) + 1);
+  const countBy = <T, K>(map: Map<T, Map<K, number>>, transport: T, key: K) => {
+    let counts = map.get(transport);
+    if (counts === undefined) {
+      counts = new Map();
+      map.set(transport, counts);
+    }
+    count(counts, key);
+  };
   return {
     channels,
     closes,
@@ -63,7 +86,10 @@ export function createStats(): Stats {
     publishes,
     authFailures,
     replays: { recovered: 0, notRecovered: 0 },
-    connections: 0,
+    get connections() {
+      return connections;
+    },
+    open,
     gaps: 0,
     payloadsExpired: 0,
     channel(name) {
@@ -81,9 +107,17 @@ export function createStats(): Stats {
       }
       return stats;
     },
-    close: (label) => count(closes, label),
-    refuse: (label) => count(refusals, label),
-    publish: (outcome) => count(publishes, outcome),
+    connect(transport) {
+      connections += 1;
+      open[transport] += 1;
+    },
+    disconnect(transport) {
+      connections -= 1;
+      open[transport] -= 1;
+    },
+    close: (label, transport) => countBy(closes, transport, label),
+    refuse: (label, transport) => countBy(refusals, transport, label),
+    publish: (outcome, transport) => countBy(publishes, transport, outcome),
     authFailure: (reason) => count(authFailures, reason),
   };
 }

@@ -201,6 +201,24 @@ export function refusalHeaders(label: RefusalLabel): Record<string, string> {
   return Refusals[label].status === 503 ? { 'retry-after': '1' } : {};
 }
 
+/**
+ * How a client reaches the bridge: the `transport` label of the metrics that count connections, closes,
+ * refusals and publishes. `ws` is a WebSocket (plain or multiplexed), `sse` and `ndjson` a `GET /events`
+ * stream, `http` one `POST /channels/C/messages`.
+ */
+export const Transports = {
+  ws: 'a WebSocket, plain or multiplexed',
+  sse: 'a Server-Sent Events stream (`GET /events`)',
+  ndjson: 'a newline-delimited JSON stream (`GET /events` with `Accept: application/x-ndjson`)',
+  http: 'one publish over HTTP (`POST /channels/C/messages`)',
+} as const;
+
+/** One of {@link Transports}. */
+export type Transport = keyof typeof Transports;
+
+/** The transports that hold a connection open (every one but a single publish request). */
+export type HeldTransport = Exclude<Transport, 'http'>;
+
 /** Text frames are all the bridge sends; this is the one place that says how a payload is framed. */
 export type Frame = string;
 

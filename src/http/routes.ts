@@ -8,6 +8,7 @@ import { Refusals } from '../base/wire.ts';
 import type { Canary } from '../db/canary.ts';
 import type { Listener } from '../db/listener.ts';
 import type { Metrics } from '../observe/metrics.ts';
+import { preflight, refusal } from './answers.ts';
 
 /** Plain HTTP routes by exact path (GET and HEAD only); the server answers 404/405/426 for the rest. */
 export type Routes = Readonly<Record<string, (request: Request) => Response | Promise<Response>>>;
@@ -64,16 +65,45 @@ export function createRoutes(options: RouteOptions): Routes {
   };
 }
 
+/** The endpoints that take more than a route: `GET /events` and `POST /channels/C/messages`. */
+export interface Endpoints {
+  events(request: Request): Promise<Response>;
+  /** `channel` is the path segment, percent-decoded (and not yet checked as a name). */
+  publish(request: Request, channel: string): Promise<Response>;
+}
+
+const PUBLISH_PATH = /^\/channels\/([^/]+)\/messages$/;
+
+const notAllowed = (allow: string) => new Response('method not allowed\n', { status: 405, headers: { allow } });
+
 /**
- * The answer to a plain HTTP request (not an upgrade): its route (GET and HEAD only, else 405), 426 on a
- * channel's path (counted as a `not_websocket` refusal), 404 for anything else.
+ * The answer to a plain HTTP request (not an upgrade): `/events` (GET, and a CORS preflight) and
+ * `/channels/C/messages` (POST, and a preflight) to their endpoints; a route (GET and HEAD only, else 405); 426
+ * on a channel's path (counted as a `not_websocket` refusal); 404 for anything else.
  */
 export function answer(
   routes: Routes,
   request: Request,
   pathname: string,
   stats: Pick<Stats, 'refuse'>,
+  endpoints: Endpoints,
 ): Response | Promise<Response> {
+  const publishPath = PUBLISH_PATH.exec(pathname);
+  if (pathname === '/events' || publishPath !== null) {
+    if (request.method === 'OPTIONS') return preflight(request);
+    if (publishPath === null) return request.method === 'GET' ? endpoints.events(request) : notAllowed('GET, OPTIONS');
+    if (request.method !== 'POST') return notAllowed('POST, OPTIONS');
+    let channel: string;
+    try {
+      channel = decodeURIComponent(publishPath[1]!);
+    } catch {
+      return refusal(request, {
+        code: 'bad_channel',
+        message: 'the channel in the path is not valid percent-encoding',
+      });
+    }
+    return endpoints.publish(request, channel);
+  }
   const route = Object.hasOwn(routes, pathname) ? routes[pathname] : undefined;
   if (route !== undefined) {
     if (request.method !== 'GET' && request.method !== 'HEAD') {
@@ -82,7 +112,7 @@ export function answer(
     return route(request);
   }
   if (channelFromPath(pathname).ok) {
-    stats.refuse('not_websocket');
+    stats.refuse('not_websocket', 'ws');
     return new Response('connect with a WebSocket to receive this channel\n', {
       status: Refusals.not_websocket.status,
       headers: { upgrade: 'websocket' },

@@ -1,10 +1,13 @@
 /**
  * The one file that touches `Bun.serve` and `ServerWebSocket`: upgrades in both modes, fan-out through
- * Bun's topics, slow-consumer enforcement, and the HTTP routes it is handed.
+ * Bun's topics, slow-consumer enforcement, and the HTTP routes it is handed, `GET /events` streams and
+ * `POST /channels/C/messages` among them.
  *
  * Fan-out is `server.publish(topic, frame)`: uWebSockets writes the same frame to every subscriber in
  * native code. Plain sockets subscribe to the topic named after their channel; multiplexed ones to the
  * hub's topics (one per channel and filter), and everything they send goes through `protocol/session.ts`.
+ * Streams hold the hub's topics too, in the same table; Bun's publish does not reach them, so the table
+ * hands them each frame in the same step.
  */
 import type { Server, ServerWebSocket } from 'bun';
 import type { Clock } from '../base/clock.ts';
@@ -14,7 +17,9 @@ import { type CloseLabel, Closes, closeLabelOf } from '../base/wire.ts';
 import type { Sessions } from '../protocol/session.ts';
 import type { Peer } from '../protocol/state.ts';
 import { createExpiries } from './expiry.ts';
+import { createPublishing } from './publishing.ts';
 import { answer, type Routes } from './routes.ts';
+import { createStreams } from './streams.ts';
 import { createTopics } from './topics.ts';
 import { createUpgrades, type SocketData, type UpgradeOptions } from './upgrade.ts';
 
@@ -103,6 +108,8 @@ export function createServer(options: ServerOptions): BridgeServer {
   }
 
   const upgrades = createUpgrades({ ...options, stopping: () => stopping });
+  const streams = createStreams({ ...options, topics, stopping: () => stopping });
+  const publishing = createPublishing(options);
 
   async function upgrade(request: Request, bun: Server<SocketData>, pathname: string) {
     const decided = await upgrades.decide(request, pathname);
@@ -118,7 +125,14 @@ export function createServer(options: ServerOptions): BridgeServer {
   function fetch(request: Request, bun: Server<SocketData>) {
     const pathname = new URL(request.url).pathname;
     if (request.headers.get('upgrade')?.toLowerCase() === 'websocket') return upgrade(request, bun, pathname);
-    return answer(routes, request, pathname, stats);
+    return answer(routes, request, pathname, stats, {
+      events(request) {
+        // A stream may be quiet for a while between heartbeats: Bun's idle timeout is for requests, not streams.
+        bun.timeout(request, 0);
+        return streams.open(request);
+      },
+      publish: (request, channel) => publishing.publish(request, channel, bun.requestIP(request)?.address),
+    });
   }
 
   function serve(): Server<SocketData> {
@@ -171,8 +185,8 @@ export function createServer(options: ServerOptions): BridgeServer {
           const { data } = ws;
           expiries.clear(ws);
           for (const topic of [...data.topics]) topics.leave(ws, topic);
-          stats.connections -= 1;
-          stats.close(data.closedBy ?? closeLabelOf(code, reason));
+          stats.disconnect('ws');
+          stats.close(data.closedBy ?? closeLabelOf(code, reason), 'ws');
           if (data.mode === 'multiplexed') {
             multiplexed.delete(ws);
             if (data.session !== undefined) sessions.close(data.session);
@@ -206,7 +220,8 @@ export function createServer(options: ServerOptions): BridgeServer {
       const count = topics.count(topic);
       if (count === 0 || server === undefined) return 0;
       // -1: someone is backpressured, 0: someone dropped it (and was closed at the hard cap).
-      if (server.publish(topic, frame) <= 0) topics.congested(topic);
+      if (topics.sockets(topic) > 0 && server.publish(topic, frame) <= 0) topics.congested(topic);
+      topics.push(topic, frame);
       return count;
     },
     closePlain(cause) {
@@ -219,6 +234,7 @@ export function createServer(options: ServerOptions): BridgeServer {
       stopping = true;
       for (const ws of plain) close(ws, 'shutdown');
       for (const ws of multiplexed) close(ws, 'shutdown');
+      streams.stop();
       if (server === undefined) return;
       const closed = server.stop(false).then(() => true);
       if (!(await within(closed, graceMs, () => false))) await server.stop(true);

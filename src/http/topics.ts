@@ -3,6 +3,9 @@
  * say how many sockets a frame reached, a publish that met backpressure can find the sockets past the
  * slow-consumer bound, and a closing socket can leave every topic it joined. Generic over the socket, so
  * `server.ts` stays the only file that knows Bun's socket type.
+ *
+ * `GET /events` streams are members too ({@link PushMember}): Bun's `server.publish` reaches WebSockets
+ * only, so the table hands them each frame itself, in the same step, and they keep the order of the topic.
  */
 
 /** What the topic table needs of a socket. */
@@ -12,6 +15,11 @@ export interface TopicSocket {
     readonly topics: string[];
   };
   subscribe(topic: string): void;
+}
+
+/** A member Bun's `server.publish` does not reach (a `GET /events` stream): `push` hands it each frame. */
+export interface PushMember extends TopicSocket {
+  push(frame: string): void;
 }
 
 /** Options of {@link createTopics}. */
@@ -24,11 +32,15 @@ export interface TopicOptions<S> {
 
 /** The topic table of one server. */
 export interface Topics<S> {
-  join(socket: S, topic: string): void;
+  join(socket: S | PushMember, topic: string): void;
   /** Forgets the membership; Bun's side is the caller's (a closed socket has already left it). */
-  leave(socket: S, topic: string): void;
-  /** Sockets on the topic (0 when none). */
+  leave(socket: S | PushMember, topic: string): void;
+  /** Members of the topic, streams included (0 when none). */
   count(topic: string): number;
+  /** Members Bun's `server.publish` reaches (the sockets). */
+  sockets(topic: string): number;
+  /** Hands `frame` to every stream on the topic. */
+  push(topic: string, frame: string): void;
   /**
    * A publish on `topic` met backpressure (Bun's `publish` returned -1 or 0): after the current batch of
    * notifications, whoever is past the bound is cut. One sweep per topic however many frames met it.
@@ -39,30 +51,40 @@ export interface Topics<S> {
 /** Creates an empty topic table. */
 export function createTopics<S extends TopicSocket>(options: TopicOptions<S>): Topics<S> {
   const members = new Map<string, Set<S>>();
+  const streams = new Map<string, Set<PushMember>>();
   const sweeps = new Set<string>();
   const sweep = (topic: string) => {
     sweeps.delete(topic);
     for (const socket of members.get(topic) ?? []) if (options.slow(socket)) options.cut(socket);
   };
+  const tableOf = (member: S | PushMember): Map<string, Set<S | PushMember>> =>
+    ('push' in member ? streams : members) as Map<string, Set<S | PushMember>>;
   return {
-    join(socket, topic) {
-      let set = members.get(topic);
+    join(member, topic) {
+      const table = tableOf(member);
+      let set = table.get(topic);
       if (set === undefined) {
         set = new Set();
-        members.set(topic, set);
+        table.set(topic, set);
       }
-      set.add(socket);
-      if (!socket.data.topics.includes(topic)) socket.data.topics.push(topic);
-      socket.subscribe(topic);
+      set.add(member);
+      if (!member.data.topics.includes(topic)) member.data.topics.push(topic);
+      member.subscribe(topic);
     },
-    leave(socket, topic) {
-      const set = members.get(topic);
-      set?.delete(socket);
-      if (set?.size === 0) members.delete(topic);
-      const at = socket.data.topics.indexOf(topic);
-      if (at !== -1) socket.data.topics.splice(at, 1);
+    leave(member, topic) {
+      const table = tableOf(member);
+      const set = table.get(topic);
+      set?.delete(member);
+      if (set?.size === 0) table.delete(topic);
+      const at = member.data.topics.indexOf(topic);
+      if (at !== -1) member.data.topics.splice(at, 1);
     },
-    count: (topic) => members.get(topic)?.size ?? 0,
+    count: (topic) => (members.get(topic)?.size ?? 0) + (streams.get(topic)?.size ?? 0),
+    sockets: (topic) => members.get(topic)?.size ?? 0,
+    push(topic, frame) {
+      const set = streams.get(topic);
+      if (set !== undefined) for (const stream of set) stream.push(frame);
+    },
     congested(topic) {
       if (sweeps.has(topic)) return;
       sweeps.add(topic);

@@ -13,11 +13,11 @@ import type { Stats } from '../base/stats.ts';
 import { type CloseLabel, type RefusalLabel, Refusals, refusalHeaders } from '../base/wire.ts';
 import type { Catalog } from '../channels/catalog.ts';
 import type { Config } from '../config/load.ts';
-import type { Canary } from '../db/canary.ts';
 import type { Listener } from '../db/listener.ts';
 import type { Peer, SessionState } from '../protocol/state.ts';
 import { admit, admitMultiplexed } from './admission.ts';
 import type { ExpiryState } from './expiry.ts';
+import type { Gate } from './gate.ts';
 import { BEARER_PREFIX, type Offer, readOffer, SUBPROTOCOL, tokenFrom } from './offer.ts';
 
 /** What every socket carries. */
@@ -65,8 +65,8 @@ export interface UpgradeOptions {
   catalog: Catalog;
   /** Used only to acquire and release channels, and to see whether the database is up. */
   listener: Pick<Listener, 'acquire' | 'release' | 'has' | 'channelCount' | 'state' | 'generation'>;
-  /** Upgrades wait (up to one canary interval) for a round trip through the current LISTEN connection. */
-  canary: Pick<Canary, 'verified'>;
+  /** The origin and readiness checks, shared with streams. */
+  gate: Gate;
   access: Access;
   stats: Stats;
   log: Logger;
@@ -85,24 +85,20 @@ export interface Upgrades {
 
 /** Creates the decisions. */
 export function createUpgrades(options: UpgradeOptions): Upgrades {
-  const { config, catalog, listener, canary, access, stats, log } = options;
+  const { config, catalog, listener, gate, access, stats, log } = options;
   const limits = config.server;
   const queryToken = config.auth?.queryToken ?? false;
   const common = () => ({ closedBy: undefined, expiry: undefined, deadline: undefined, topics: [] as string[] });
 
   const refuse = (label: RefusalLabel, message: string) => {
-    stats.refuse(label);
+    stats.refuse(label, 'ws');
     return new Response(`${message}\n`, { status: Refusals[label].status, headers: refusalHeaders(label) });
   };
 
   /** Holds a connection slot while the canary proves notifications arrive; undefined once it has. */
   async function ready(): Promise<Response | undefined> {
-    // Accept no client that cannot be served: behind a transaction-mode pooler LISTEN succeeds and
-    // nothing is ever delivered, so only a round trip through the current connection proves it works.
-    // At startup this also waits out the first connect.
-    if (await canary.verified(config.database.canaryIntervalMs)) return undefined;
-    if (listener.state !== 'up') return refuse('database_down', 'database connection is down; retry shortly');
-    return refuse('not_ready', 'notifications are not arriving from the database yet; retry shortly');
+    const refused = await gate.ready();
+    return refused === undefined ? undefined : refuse(refused.label, refused.message);
   }
 
   /** Plain mode with `[auth]`: a channel that is not public needs a token granting `r` on it. */
@@ -142,17 +138,17 @@ export function createUpgrades(options: UpgradeOptions): Upgrades {
     const channel = decision.channel;
     const authorized = await authorizePlain(request, channel);
     if (authorized instanceof Response) return authorized;
-    stats.connections += 1;
+    stats.connect('ws');
     const unready = await ready();
     if (unready !== undefined) {
-      stats.connections -= 1;
+      stats.disconnect('ws');
       return unready;
     }
     const generation = listener.generation;
     try {
       await listener.acquire(channel);
     } catch (error) {
-      stats.connections -= 1;
+      stats.disconnect('ws');
       if (error instanceof ChannelLimitError) return refuse('channel_limit', error.message);
       log.warn('LISTEN failed; upgrade refused', { channel, error });
       return refuse('database_down', 'could not LISTEN on the channel; retry shortly');
@@ -169,7 +165,7 @@ export function createUpgrades(options: UpgradeOptions): Upgrades {
       data,
       headers: { 'sec-websocket-protocol': plainProtocol(offered) },
       undo() {
-        stats.connections -= 1;
+        stats.disconnect('ws');
         listener.release(channel);
       },
     };
@@ -185,10 +181,10 @@ export function createUpgrades(options: UpgradeOptions): Upgrades {
       maxSockets: options.maxSockets,
     });
     if (!decision.ok) return refuse(decision.reason, decision.message);
-    stats.connections += 1;
+    stats.connect('ws');
     const unready = await ready();
     if (unready !== undefined) {
-      stats.connections -= 1;
+      stats.disconnect('ws');
       return unready;
     }
     // A browser sees close codes, not statuses: a bad token still opens the socket, to close it with 4401.
@@ -212,7 +208,7 @@ export function createUpgrades(options: UpgradeOptions): Upgrades {
       // Set explicitly: Bun would otherwise echo the first value offered, which may be a bearer token.
       headers: { 'sec-websocket-protocol': SUBPROTOCOL },
       undo() {
-        stats.connections -= 1;
+        stats.disconnect('ws');
       },
     };
   }
@@ -220,12 +216,7 @@ export function createUpgrades(options: UpgradeOptions): Upgrades {
   return {
     refuse,
     async decide(request, pathname) {
-      // Cross-site WebSocket hijacking: a page on another origin must not ride the user's network position.
-      const origin = request.headers.get('origin');
-      if (origin !== null && limits.allowedOrigins.length > 0 && !limits.allowedOrigins.includes(origin)) {
-        stats.authFailure('origin');
-        return refuse('origin_not_allowed', 'this Origin is not allowed');
-      }
+      if (!gate.originAllowed(request)) return refuse('origin_not_allowed', 'this Origin is not allowed');
       const offered = request.headers.get('sec-websocket-protocol');
       return pathname === '/' ? multiplexed(request, readOffer(offered)) : plain(request, pathname, offered);
     },

@@ -45,14 +45,23 @@ const perChannel = (pick: (counters: ChannelStats) => number) => (source: Metric
 const labelled = <K extends string>(counts: ReadonlyMap<K, number>) =>
   [...counts].map(([reason, count]) => [{ reason }, count] as const);
 
+/** Counts by transport and reason, as series labelled `transport` and `key` (`reason` unless told). */
+const byTransport = <T extends string, K extends string>(
+  counts: ReadonlyMap<T, ReadonlyMap<K, number>>,
+  key = 'reason',
+) =>
+  [...counts].flatMap(([transport, byReason]) =>
+    [...byReason].map(([reason, count]) => [{ [key]: reason, transport }, count] as const),
+  );
+
 /** Every metric the bridge exports, all with the `pgws_` prefix. */
 export const METRICS: readonly MetricDefinition[] = [
   {
     name: 'pgws_connections',
     type: 'gauge',
-    help: 'Open WebSocket connections (including upgrades in progress).',
-    labels: [],
-    read: (s) => s.stats.connections,
+    help: 'Open connections by transport (ws: WebSockets; sse, ndjson: GET /events streams), those being admitted included.',
+    labels: ['transport'],
+    read: (s) => Object.entries(s.stats.open).map(([transport, count]) => [{ transport }, count]),
   },
   {
     name: 'pgws_channel_subscribers',
@@ -114,9 +123,9 @@ export const METRICS: readonly MetricDefinition[] = [
   {
     name: 'pgws_publishes_total',
     type: 'counter',
-    help: 'Multiplexed publish frames, by outcome (published, invalid, forbidden, rate_limited, too_large, unavailable).',
-    labels: ['outcome'],
-    read: (s) => [...s.stats.publishes].map(([outcome, count]) => [{ outcome }, count]),
+    help: 'Publishes by outcome (published, invalid, forbidden, rate_limited, too_large, unavailable) and transport (ws: publish frames; http: POST /channels/C/messages).',
+    labels: ['outcome', 'transport'],
+    read: (s) => byTransport(s.stats.publishes, 'outcome'),
   },
   {
     name: 'pgws_auth_failures_total',
@@ -175,16 +184,16 @@ export const METRICS: readonly MetricDefinition[] = [
   {
     name: 'pgws_closes_total',
     type: 'counter',
-    help: `Sockets closed, by reason (${[...Object.keys(Closes), 'client'].join(', ')}).`,
-    labels: ['reason'],
-    read: (s) => labelled(s.stats.closes),
+    help: `Sockets and streams closed, by reason (${[...Object.keys(Closes), 'client'].join(', ')}) and transport.`,
+    labels: ['reason', 'transport'],
+    read: (s) => byTransport(s.stats.closes),
   },
   {
     name: 'pgws_upgrades_refused_total',
     type: 'counter',
-    help: `WebSocket upgrades refused, by reason (${Object.keys(Refusals).join(', ')}).`,
-    labels: ['reason'],
-    read: (s) => labelled(s.stats.refusals),
+    help: `WebSocket upgrades and streams refused, by reason (${Object.keys(Refusals).join(', ')}; a stream may also be refused with a pgws.v1 error code) and transport.`,
+    labels: ['reason', 'transport'],
+    read: (s) => byTransport(s.stats.refusals),
   },
   {
     name: 'pgws_listener_reconnects_total',

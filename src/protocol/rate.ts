@@ -40,3 +40,43 @@ export function createBucket(rate: number, now: () => number = () => performance
     },
   };
 }
+
+/** Buckets by key, for publishes that arrive without a socket to keep a bucket in (`POST /channels/C/messages`). */
+export interface Buckets {
+  /** The bucket of `key` (a subject, or a client address), made full on first use. */
+  get(key: string): Bucket;
+  /** Keys held now. */
+  readonly size: number;
+}
+
+/**
+ * Creates an empty table of buckets at `rate` per second. A bucket left alone until it is full again is the
+ * same as a new one, so such buckets are forgotten (checked at most once per refill time): the table holds
+ * only the keys that published lately, however many addresses come and go.
+ */
+export function createBuckets(rate: number, now: () => number = () => performance.now()): Buckets {
+  const held = new Map<string, { readonly bucket: Bucket; used: number }>();
+  // Past this an idle bucket has refilled completely: its burst (max(1, rate)) at `rate` per second.
+  const refillMs = rate >= 1 ? 1000 : 1000 / rate;
+  let swept = now();
+  const sweep = (time: number) => {
+    swept = time;
+    for (const [key, entry] of held) if (time - entry.used >= refillMs) held.delete(key);
+  };
+  return {
+    get(key) {
+      const time = now();
+      if (time - swept >= refillMs) sweep(time);
+      let entry = held.get(key);
+      if (entry === undefined) {
+        entry = { bucket: createBucket(rate, now), used: time };
+        held.set(key, entry);
+      }
+      entry.used = time;
+      return entry.bucket;
+    },
+    get size() {
+      return held.size;
+    },
+  };
+}

@@ -12,6 +12,7 @@ import type { Logger } from '../base/log.ts';
 import { NOTIFY_MAX_BYTES } from '../base/notify.ts';
 import type { PublishOutcome } from '../base/reasons.ts';
 import type { Stats } from '../base/stats.ts';
+import type { Transport } from '../base/wire.ts';
 import type { Catalog } from '../channels/catalog.ts';
 import type { ServerConfig } from '../config/sections.ts';
 import type { Listener } from '../db/listener.ts';
@@ -60,9 +61,10 @@ export const sessionLimits = (server: ServerConfig): SessionOptions['limits'] =>
 export interface Sessions {
   /**
    * A socket opened with the identity its upgrade established (undefined: anonymous): its initial
-   * state; the `ready` frame is sent.
+   * state; the `ready` frame is sent. A `GET /events` stream or an HTTP publish is a session too, over
+   * another transport (`ws` unless told).
    */
-  open(peer: Peer, identity: Identity | undefined): SessionState;
+  open(peer: Peer, identity: Identity | undefined, transport?: Transport): SessionState;
   /** A text frame arrived. Never throws: every problem is answered with an `error` frame. */
   message(peer: Peer, state: SessionState, text: string): void;
   /** The socket wrote out its backlog: paused replays go on. */
@@ -103,7 +105,7 @@ export function createSessions(options: SessionOptions): Sessions {
       text,
     });
     const refuse = (outcome: PublishOutcome, reply: Omit<ErrorReply, 'id' | 'channel'>) => {
-      stats.publish(outcome);
+      stats.publish(outcome, state.transport);
       fail(peer, { id, channel, ...reply });
     };
     if (!decision.ok) {
@@ -123,7 +125,7 @@ export function createSessions(options: SessionOptions): Sessions {
       options.log.warn('publish failed', { channel, error });
       return refuse('unavailable', { code: 'unavailable', message: 'the database did not take the publish; retry' });
     }
-    stats.publish('published');
+    stats.publish('published', state.transport);
     if (!state.closed) peer.send(encodePublished(channel, id));
   }
 
@@ -172,8 +174,9 @@ export function createSessions(options: SessionOptions): Sessions {
   }
 
   return {
-    open(peer, identity) {
+    open(peer, identity, transport = 'ws') {
       const state: SessionState = {
+        transport,
         subscriptions: new Map(),
         bucket: undefined,
         identity,

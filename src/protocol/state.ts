@@ -6,7 +6,7 @@
  */
 
 import type { Identity } from '../auth/tokens.ts';
-import type { CloseLabel } from '../base/wire.ts';
+import type { CloseLabel, Transport } from '../base/wire.ts';
 import type { Membership } from './hub.ts';
 import type { FrameId } from './replies.ts';
 
@@ -24,6 +24,8 @@ export interface Peer {
 
 /** Per-socket state, kept in the socket's data. */
 export interface SessionState {
+  /** How the client is connected, for the metrics: a WebSocket, a `GET /events` stream, one HTTP publish. */
+  readonly transport: Transport;
   readonly subscriptions: Map<string, Entry>;
   /** Made at the first publish: most sockets never publish, and at 100,000 sockets each byte counts. */
   bucket: { take(): boolean } | undefined;

@@ -1,0 +1,132 @@
+/**
+ * `POST /channels/C/messages`: a publish over HTTP, decided and sent by the same engine as a multiplexed
+ * `publish` frame. The request becomes a one-frame session: its body becomes the frame's `payload`, the
+ * subject's (or, without a token, the client address's) rate bucket stands in for the socket's, and the engine's
+ * answer, `published` or `error`, becomes the HTTP response. So `publish = true`, the `w` grant, the schema,
+ * the size limits and `publish_rate` are checked by the code that checks them for sockets, once.
+ *
+ * The body: on a channel with a schema it is JSON; on a raw channel it is the text itself, unless it is sent as
+ * `application/json`, when it must be a JSON string (exactly a publish frame's `payload`), so a client that
+ * always sends JSON needs to know nothing of the channel.
+ */
+import type { Access } from '../auth/access.ts';
+import type { Identity } from '../auth/tokens.ts';
+import type { Stats } from '../base/stats.ts';
+import type { Catalog } from '../channels/catalog.ts';
+import type { Config } from '../config/load.ts';
+import { createBuckets } from '../protocol/rate.ts';
+import type { Sessions } from '../protocol/session.ts';
+import type { Peer } from '../protocol/state.ts';
+import { corsHeaders, type RefusalBody, refusal } from './answers.ts';
+import type { Gate } from './gate.ts';
+import { tokenFrom } from './offer.ts';
+
+/** What HTTP publishes need from the rest of the server. */
+export interface PublishingOptions {
+  config: Config;
+  catalog: Pick<Catalog, 'hasSchema'>;
+  sessions: Sessions;
+  access: Access;
+  gate: Pick<Gate, 'originAllowed'>;
+  stats: Stats;
+}
+
+/** HTTP publishes of one server. */
+export interface Publishing {
+  /** Answers a POST to `/channels/<channel>/messages`; `address` is the client's, for the rate without a token. */
+  publish(request: Request, channel: string, address: string | undefined): Promise<Response>;
+}
+
+const JSON_TYPE = /^application\/(?:[\w.+-]+\+)?json\s*(?:;|$)/i;
+
+/** Reads at most `limit` bytes of the body as text; undefined when it is longer. */
+async function readCapped(request: Request, limit: number): Promise<string | undefined> {
+  const declared = Number(request.headers.get('content-length') ?? Number.NaN);
+  if (declared > limit) return undefined;
+  if (request.body === null) return '';
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for await (const chunk of request.body) {
+    size += chunk.byteLength;
+    if (size > limit) return undefined;
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+/** Creates the HTTP publishes of one server. */
+export function createPublishing(options: PublishingOptions): Publishing {
+  const { config, catalog, sessions, access, gate, stats } = options;
+  const { publishRate, maxMessageBytes } = config.server;
+  const buckets = createBuckets(publishRate);
+  const queryToken = config.auth?.queryToken ?? false;
+  const retryAfter = Math.max(1, Math.ceil(1 / publishRate));
+
+  /** Sends one frame through a one-frame session and resolves with the engine's answer (parsed). */
+  function decide(frame: string, identity: Identity | undefined, key: string): Promise<Record<string, unknown>> {
+    const { promise, resolve } = Promise.withResolvers<Record<string, unknown>>();
+    const peer: Peer = {
+      send(text) {
+        const answer = JSON.parse(text) as Record<string, unknown>;
+        if (answer['type'] === 'published' || answer['type'] === 'error') resolve(answer);
+      },
+      buffered: () => 0,
+      subscribe() {},
+      unsubscribe() {},
+      close() {},
+      expireAt() {},
+    };
+    const state = sessions.open(peer, identity, 'http');
+    state.bucket = buckets.get(key);
+    sessions.message(peer, state, frame);
+    return promise.finally(() => sessions.close(state));
+  }
+
+  return {
+    async publish(request, channel, address) {
+      const refuse = (body: RefusalBody) =>
+        refusal(request, body, body.code === 'rate_limited' ? retryAfter : undefined);
+      if (!gate.originAllowed(request))
+        return refuse({ code: 'origin_not_allowed', message: 'this Origin is not allowed' });
+      let identity: Identity | undefined;
+      if (access.enabled) {
+        const token = tokenFrom(request, undefined, queryToken);
+        if (token === undefined) {
+          stats.authFailure('missing');
+          return refuse({ code: 'token_missing', message: 'publishing needs a token granting "w" on the channel' });
+        }
+        const verified = await access.verify(token);
+        if (!verified.ok) {
+          stats.authFailure(verified.reason);
+          return refuse({ code: 'token_invalid', message: verified.message });
+        }
+        identity = verified.identity;
+      }
+      const body = await readCapped(request, maxMessageBytes);
+      if (body === undefined) {
+        const message = `the body is over ${maxMessageBytes} bytes (max_message_bytes)`;
+        stats.publish('too_large', 'http');
+        return refuse({ code: 'payload_too_large', message, channel });
+      }
+      const json = catalog.hasSchema(channel) || JSON_TYPE.test(request.headers.get('content-type') ?? '');
+      if (json) {
+        try {
+          // Parsed first so that the text spliced into the frame below is one JSON value and nothing more.
+          JSON.parse(body);
+        } catch {
+          stats.publish('invalid', 'http');
+          return refuse({ code: 'bad_request', message: 'the body is not JSON', channel });
+        }
+      }
+      const payload = json ? body : JSON.stringify(body);
+      const frame = `{"type":"publish","id":0,"channel":${JSON.stringify(channel)},"payload":${payload}}`;
+      const answer = await decide(frame, identity, identity?.subject ?? `address ${address ?? 'unknown'}`);
+      if (answer['type'] === 'error') {
+        const { code, message, issues } = answer as unknown as RefusalBody;
+        return refuse({ code, message, channel, issues });
+      }
+      const { id: _id, ...published } = answer;
+      return Response.json(published, { headers: { ...corsHeaders(request), 'cache-control': 'no-store' } });
+    },
+  };
+}
