@@ -11,6 +11,7 @@
  */
 import type { Access } from '../auth/access.ts';
 import type { Identity } from '../auth/tokens.ts';
+import type { Clock } from '../base/clock.ts';
 import type { Stats } from '../base/stats.ts';
 import type { Catalog } from '../channels/catalog.ts';
 import type { Config } from '../config/load.ts';
@@ -29,6 +30,8 @@ export interface PublishingOptions {
   access: Access;
   gate: Pick<Gate, 'originAllowed'>;
   stats: Stats;
+  /** Time for the rate buckets (the monotonic clock by default; a test passes one it moves). */
+  clock?: Clock | undefined;
 }
 
 /** HTTP publishes of one server. */
@@ -58,7 +61,7 @@ async function readCapped(request: Request, limit: number): Promise<string | und
 export function createPublishing(options: PublishingOptions): Publishing {
   const { config, catalog, sessions, access, gate, stats } = options;
   const { publishRate, maxMessageBytes } = config.server;
-  const buckets = createBuckets(publishRate);
+  const buckets = createBuckets(publishRate, options.clock === undefined ? undefined : () => options.clock!.now());
   const queryToken = config.auth?.queryToken ?? false;
   const retryAfter = Math.max(1, Math.ceil(1 / publishRate));
 
