@@ -5,52 +5,14 @@
  */
 import { describe, expect, setDefaultTimeout, test } from 'bun:test';
 import { SignJWT } from 'jose';
-import { type Client, type ConnectionState, createClient, type GapInfo, PgwsError } from '../src/client/client.ts';
+import { type ConnectionState, createClient, PgwsError } from '../src/client/client.ts';
 import { fakeClock } from './clock.ts';
 import { databaseUrl, metric, startBridge, type TestBridge, uniqueChannel, waitFor, within } from './harness.ts';
 import { startTcpProxy, type TcpProxy } from './proxy.ts';
+import { opened, recorder } from './sdk.ts';
 
 // Per file: bun:test's default timeout is per file, so test/setup.ts's call reaches only the first one.
 setDefaultTimeout(60_000);
-
-/** What one subscription saw, in order. */
-function recorder() {
-  const events: string[] = [];
-  const gaps: GapInfo[] = [];
-  const errors: PgwsError[] = [];
-  let waiters: Array<() => void> = [];
-  const push = (event: string) => {
-    events.push(event);
-    // Swapped first: a waiter that is not satisfied yet puts itself back for the next event.
-    const woken = waiters;
-    waiters = [];
-    for (const wake of woken) wake();
-  };
-  return {
-    events,
-    gaps,
-    errors,
-    handlers: {
-      onMessage: (payload: unknown, meta: { seq: number }) => push(`${meta.seq}:${JSON.stringify(payload)}`),
-      onGap: (info: GapInfo) => {
-        gaps.push(info);
-        push(`gap:${info.reason}`);
-      },
-      onError: (error: PgwsError) => {
-        errors.push(error);
-        push(`error:${error.code}`);
-      },
-    },
-    /** Resolves once `count` events have been seen. */
-    async until(count: number, ms = 10_000) {
-      const reached = new Promise<void>((resolve) => {
-        const check = () => (events.length >= count ? resolve() : waiters.push(check));
-        check();
-      });
-      await within(reached, ms, `${count} events (have: ${events.join(', ')})`);
-    },
-  };
-}
 
 /** A client through a proxy in front of `t`; closed by the caller. */
 function through(proxy: TcpProxy, extra: Partial<Parameters<typeof createClient>[0]> = {}) {
@@ -63,9 +25,6 @@ function through(proxy: TcpProxy, extra: Partial<Parameters<typeof createClient>
   });
   return { client, states };
 }
-
-const opened = (client: Client<Record<string, unknown>>) =>
-  waitFor(() => client.state === 'open', 10_000, 'the client to open');
 
 async function withProxy(t: TestBridge) {
   return startTcpProxy({ target: { host: '127.0.0.1', port: Number(t.url.port) } });

@@ -2,6 +2,8 @@
  * A TCP proxy on 127.0.0.1 for tests: forwards bytes both ways, can cut every connection at once, and can
  * rewrite what the server sends. `dropNotifications` plays a transaction-mode pooler (PgBouncer
  * `pool_mode = transaction`): LISTEN succeeds, but NotificationResponse messages never reach the client.
+ * `refuseUpgrades` plays a corporate HTTP proxy that lets plain HTTP through and answers every WebSocket
+ * upgrade with 403.
  */
 import type { Socket, TCPSocketListener } from 'bun';
 
@@ -32,6 +34,7 @@ interface Pair {
 export function startTcpProxy(options: {
   target: { host: string; port: number };
   dropNotifications?: boolean;
+  refuseUpgrades?: boolean;
 }): TcpProxy {
   const pairs = new Set<Pair>();
   const target = { ...options.target };
@@ -73,6 +76,15 @@ export function startTcpProxy(options: {
       },
       data(client, chunk) {
         const pair = client.data;
+        // A request head asking to upgrade (headers are case-insensitive, RFC 9110 §5.1): refused, never forwarded.
+        if (options.refuseUpgrades && /\r\nupgrade:[ \t]*websocket/i.test(Buffer.from(chunk).toString('latin1'))) {
+          client.write(
+            'HTTP/1.1 403 Forbidden\r\ncontent-type: text/plain\r\ncontent-length: 31\r\nconnection: close\r\n\r\nWebSockets are not allowed here',
+          );
+          client.end();
+          pair.upstream?.end();
+          return;
+        }
         if (pair.upstream === undefined) pair.toUpstream.push(new Uint8Array(chunk));
         else pair.upstream.write(chunk);
       },

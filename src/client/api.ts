@@ -6,6 +6,12 @@
 /** What a UI shows: connecting (or reconnecting), open, or closed for good by `close()`. */
 export type ConnectionState = 'connecting' | 'open' | 'closed';
 
+/**
+ * What carries the client: `ws`, one multiplexed WebSocket; `sse`, a `GET /events` stream for what arrives and
+ * `POST /channels/C/messages` for publishes (the same names as the server's `transport` metric label).
+ */
+export type ClientTransport = 'ws' | 'sse';
+
 /** Where a message sits in its channel's stream. */
 export interface MessageMeta {
   readonly seq: number;
@@ -35,11 +41,19 @@ export class PgwsError extends Error {
   }
 }
 
+/** Where a subscription starts (or resumes): the server's `subscribed` answer. */
+export interface SubscribedInfo extends MessageMeta {
+  /** Present when the subscribe resumed from a position: whether every missed message follows. */
+  readonly recovered?: boolean;
+}
+
 /** Callbacks of one subscription. */
 export interface SubscribeOptions<Payload> {
   /** Conditions on the payload (see the README's Filters); only schema channels take one. */
   readonly filter?: Readonly<Record<string, unknown>>;
   onMessage(payload: Payload, meta: MessageMeta): void;
+  /** The server answered the subscribe (again after each reconnect): messages from here on are delivered. */
+  onSubscribed?(info: SubscribedInfo): void;
   onGap?(info: GapInfo): void;
   /** The subscription ended with an error (refused, or no longer allowed); the client's `onError` otherwise. */
   onError?(error: PgwsError): void;
@@ -62,7 +76,15 @@ export interface ClientOptions {
   /** Reconnect backoff bounds (full jitter); defaults 250 ms to 10 s. */
   readonly reconnect?: { readonly minMs?: number; readonly maxMs?: number };
   readonly WebSocket?: WebSocketConstructor;
-  onState?(state: ConnectionState): void;
+  /**
+   * `ws` (the default): a WebSocket. `sse`: `GET /events` and HTTP publishes. `auto`: a WebSocket, or streams
+   * when the upgrade fails where HTTP works (a proxy that refuses WebSockets); the same API and resume either way.
+   */
+  readonly transport?: ClientTransport | 'auto';
+  /** The fetch the `sse` transport uses (the global one by default). */
+  readonly fetch?: typeof fetch;
+  /** The connection's state, and the transport that carries it. */
+  onState?(state: ConnectionState, transport: ClientTransport): void;
   onError?(error: PgwsError): void;
   /** A `ping` frame after this long without a frame from the server; no answer within it again means reconnect. Default 20 s. */
   readonly pingIntervalMs?: number;
@@ -71,6 +93,8 @@ export interface ClientOptions {
 /** A client bound to one server; `Channels` maps channel names to payload types. */
 export interface Client<Channels extends Record<string, unknown>> {
   readonly state: ConnectionState;
+  /** What carries the client now. */
+  readonly transport: ClientTransport;
   /** Subscribes; throws if this client already has a subscription to the channel. */
   subscribe<Name extends keyof Channels & string>(
     channel: Name,

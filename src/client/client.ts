@@ -19,9 +19,11 @@ import { createSubscriptions } from './subscriptions.ts';
 export type {
   Client,
   ClientOptions,
+  ClientTransport,
   ConnectionState,
   GapInfo,
   MessageMeta,
+  SubscribedInfo,
   SubscribeOptions,
   Subscription,
   WebSocketConstructor,
@@ -43,6 +45,7 @@ export function createClient<Channels extends Record<string, unknown> = Record<s
       requests.dropped();
       subscriptions.suspend();
     },
+    initial: () => subscriptions.frames(),
   });
   const requests = createRequests(connection, (pending) => subscriptions.hold(pending));
   const subscriptions = createSubscriptions(connection, requests);
@@ -61,6 +64,9 @@ export function createClient<Channels extends Record<string, unknown> = Record<s
   return {
     get state() {
       return connection.state;
+    },
+    get transport() {
+      return connection.transport;
     },
     subscribe(channel, subscribeOptions) {
       return subscriptions.add(channel, subscribeOptions as SubscribeOptions<unknown>);

@@ -3,10 +3,16 @@
  * jittered backoff after any drop, the `ready` handshake that makes the client open, token refresh before
  * `exp`, and the `ping` frames that find a dead link. What travels over the socket is the other files' business:
  * they hear of it through {@link ConnectionEvents}.
+ *
+ * The socket is a WebSocket, or a stream socket (`stream.ts`: `GET /events` and HTTP publishes behind the same
+ * frames). With `transport: "auto"`, a WebSocket that fails before it ever opens is followed at once by a stream
+ * socket; if that one opens, the server is reachable but the upgrade is not (a proxy that refuses it), and the
+ * client stays on streams from then on. If it fails too, the server is away: back to WebSockets, with backoff.
  */
 
 import { backoffDelay } from '../base/backoff.ts';
-import { type ClientOptions, type ConnectionState, PgwsError } from './api.ts';
+import { type ClientOptions, type ClientTransport, type ConnectionState, PgwsError } from './api.ts';
+import { openStreamSocket, type SocketLike } from './stream.ts';
 
 /** What the socket tells the rest of the client. */
 export interface ConnectionEvents {
@@ -16,11 +22,15 @@ export interface ConnectionEvents {
   frame(frame: Record<string, unknown>): void;
   /** The socket is gone (or `close()` began): nothing sent on it will be answered. */
   dropped(): void;
+  /** The subscribe frames a new socket starts with (a stream names its channels in its request). */
+  initial(): readonly Record<string, unknown>[];
 }
 
 /** The socket as the subscriptions and requests use it. */
 export interface Connection {
   readonly state: ConnectionState;
+  /** What carries the client now (or will, on its next attempt). */
+  readonly transport: ClientTransport;
   /** `close()` was called: the client is over, even while its socket is still closing. */
   readonly ended: boolean;
   /** Sends a frame if the socket is open; otherwise drops it (a reconnect resends what matters). */
@@ -41,10 +51,14 @@ const REFRESH_LEAD_MS = 30_000;
 /** Creates the connection, idle until `start()`. */
 export function createConnection(options: ClientOptions, events: ConnectionEvents): Connection {
   const Socket = options.WebSocket ?? globalThis.WebSocket;
+  const mode = options.transport ?? 'ws';
+  let transport: ClientTransport = mode === 'sse' ? 'sse' : 'ws';
+  /** `auto` found the upgrade refused where HTTP works: streams for the rest of the client's life. */
+  let settled = mode !== 'auto';
   const minMs = options.reconnect?.minMs ?? 250;
   const maxMs = Math.max(minMs, options.reconnect?.maxMs ?? 10_000);
   const pingIntervalMs = options.pingIntervalMs ?? 20_000;
-  let socket: WebSocket | undefined;
+  let socket: SocketLike | undefined;
   let state: ConnectionState = 'connecting';
   let failures = 0;
   let ended = false;
@@ -60,7 +74,7 @@ export function createConnection(options: ClientOptions, events: ConnectionEvent
   const setState = (next: ConnectionState) => {
     if (state === next) return;
     state = next;
-    options.onState?.(next);
+    options.onState?.(next, transport);
   };
   const report = (error: PgwsError) => options.onError?.(error);
   const backoff = (attempt: number) => backoffDelay(attempt, minMs, maxMs, Math.random);
@@ -81,7 +95,17 @@ export function createConnection(options: ClientOptions, events: ConnectionEvent
     }
     if (ended) return;
     const protocols = current === undefined ? ['pgws.v1'] : ['pgws.v1', `bearer.${current}`];
-    const ws = new Socket(String(options.url), protocols);
+    const url = String(options.url);
+    const ws: SocketLike =
+      transport === 'ws'
+        ? // Every member SocketLike names is a WebSocket's; only the handlers' types are wider there.
+          (new Socket(url, protocols) as unknown as SocketLike)
+        : openStreamSocket({
+            url,
+            token: current,
+            initial: events.initial(),
+            fetch: options.fetch ?? globalThis.fetch,
+          });
     socket = ws;
     ws.onmessage = (event) => {
       if (socket !== ws) return;
@@ -105,6 +129,7 @@ export function createConnection(options: ClientOptions, events: ConnectionEvent
     // A `ready` on an open socket answers a token refresh: nothing to redo.
     if (state === 'open') return;
     failures = 0;
+    settled = true;
     setState('open');
     events.opened();
   }
@@ -121,6 +146,12 @@ export function createConnection(options: ClientOptions, events: ConnectionEvent
       return;
     }
     if (code === 4401) report(new PgwsError('unauthorized', `the server refused the token: ${reason}`));
+    // 1006 is all a browser learns of a refused upgrade (and of a server that is not there).
+    if (!settled && state === 'connecting' && code === 1006) {
+      // Never opened: a WebSocket is followed at once by a stream; a stream that failed too goes back to waiting.
+      transport = transport === 'ws' ? 'sse' : 'ws';
+      if (transport === 'sse') return void connect();
+    }
     scheduleReconnect();
   }
 
@@ -169,6 +200,9 @@ export function createConnection(options: ClientOptions, events: ConnectionEvent
   return {
     get state() {
       return state;
+    },
+    get transport() {
+      return transport;
     },
     get ended() {
       return ended;

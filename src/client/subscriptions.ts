@@ -30,6 +30,8 @@ export interface Subscriptions {
   receive(frame: Record<string, unknown>): void;
   /** Handles an `error` frame's error if it names a subscribed channel; false when it names none. */
   failed(frame: Record<string, unknown>, error: PgwsError): boolean;
+  /** The subscribe frame of every subscription, from its position: what a new stream starts with. */
+  frames(): Record<string, unknown>[];
   /** Keeps a publish back while its channel's subscribe is unanswered; false when it may go now. */
   hold(pending: Pending): boolean;
   /** The socket dropped or the client closed: stops retries, and unsent held publishes wait for the next socket. */
@@ -47,14 +49,16 @@ export function createSubscriptions(connection: Connection, requests: Requests):
     for (const pending of sub.held.splice(0)) requests.send(pending);
   };
 
+  const frameOf = (sub: Sub) => ({
+    type: 'subscribe',
+    channel: sub.channel,
+    ...(sub.position === undefined ? {} : { since: sub.position }),
+    ...(sub.options.filter === undefined ? {} : { filter: sub.options.filter }),
+  });
+
   function subscribeFrame(sub: Sub): void {
     sub.live = false;
-    connection.send({
-      type: 'subscribe',
-      channel: sub.channel,
-      ...(sub.position === undefined ? {} : { since: sub.position }),
-      ...(sub.options.filter === undefined ? {} : { filter: sub.options.filter }),
-    });
+    connection.send(frameOf(sub));
   }
 
   function receive(frame: Record<string, unknown>): void {
@@ -68,7 +72,9 @@ export function createSubscriptions(connection: Connection, requests: Requests):
         const seq = Number(frame['seq']);
         sub.position = { epoch, seq };
         sub.live = true;
-        if (frame['recovered'] === false) sub.options.onGap?.({ channel, epoch, seq, reason: 'not_recovered' });
+        const recovered = typeof frame['recovered'] === 'boolean' ? frame['recovered'] : undefined;
+        sub.options.onSubscribed?.({ epoch, seq, ...(recovered === undefined ? {} : { recovered }) });
+        if (recovered === false) sub.options.onGap?.({ channel, epoch, seq, reason: 'not_recovered' });
         release(sub);
         return;
       }
@@ -136,6 +142,7 @@ export function createSubscriptions(connection: Connection, requests: Requests):
     },
     receive,
     failed,
+    frames: () => [...subs.values()].map(frameOf),
     hold(pending) {
       const sub = subs.get(pending.channel);
       if (sub === undefined || sub.live) return false;
