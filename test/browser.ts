@@ -36,8 +36,13 @@ const ARGS = [
 
 /** One Chromium for a test file, with a profile directory of its own that is removed with it. */
 export interface Browser extends AsyncDisposable {
-  /** Opens the console of the bridge at `base` (with `?channel=` for each of `channels`). */
-  open(base: URL, options?: { channels?: string[]; width?: number; height?: number }): Promise<ConsolePage>;
+  /** Opens the console of the bridge at `base` (with `?channel=` for each of `channels`, and `?transport=`). */
+  open(
+    base: URL,
+    options?: { channels?: string[]; transport?: string; width?: number; height?: number },
+  ): Promise<ConsolePage>;
+  /** Opens any page (for scripts of a test's own, such as an `EventSource`); closed by the caller. */
+  page(url: URL): Promise<Page>;
 }
 
 /** A console tab; disposing it checks that the page threw nothing. */
@@ -67,7 +72,10 @@ export async function launchBrowser(): Promise<Browser> {
       await page.setViewportSize({ width: options.width ?? 1280, height: options.height ?? 800 });
       const errors: string[] = [];
       page.on('pageerror', (error) => errors.push(error.message));
-      const query = (options.channels ?? []).map((c) => `channel=${encodeURIComponent(c)}`).join('&');
+      const query = [
+        ...(options.transport === undefined ? [] : [`transport=${options.transport}`]),
+        ...(options.channels ?? []).map((c) => `channel=${encodeURIComponent(c)}`),
+      ].join('&');
       await page.goto(new URL(query ? `/?${query}` : '/', base).href);
       // Set by the console's module once the channel list is loaded and ?channel= subscriptions are made.
       await page.locator('body[data-ready="true"]').waitFor({ timeout: 10_000 });
@@ -85,6 +93,11 @@ export async function launchBrowser(): Promise<Browser> {
           if (errors.length > 0) throw new Error(`the console threw: ${errors.join('; ')}`);
         },
       };
+    },
+    async page(url) {
+      const page = await context.newPage();
+      await page.goto(url.href);
+      return page;
     },
     async [Symbol.asyncDispose]() {
       await context.close();

@@ -104,7 +104,8 @@ export function createConnection(options: ClientOptions, events: ConnectionEvent
             url,
             token: current,
             initial: events.initial(),
-            fetch: options.fetch ?? globalThis.fetch,
+            // Bound: a browser's fetch called as another object's method throws "Illegal invocation".
+            fetch: options.fetch ?? globalThis.fetch.bind(globalThis),
           });
     socket = ws;
     ws.onmessage = (event) => {
