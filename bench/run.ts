@@ -2,7 +2,7 @@
  * `bun run bench`: pg-notify-ws under load, beside two baselines measured in the same run (raw
  * postgres.js LISTEN, the database's ceiling; and the ~30-line bare bridge in bench/bare.ts), so every
  * figure is a ratio. Flags: --quick (smaller counts, ~1 min), --only SCENARIO (capacity, fanout,
- * schema, multiplexed, latency, workers, large, fdlimit, auth, scale; repeatable; --scenario is the
+ * schema, multiplexed, latency, workers, large, fdlimit, auth, scale, streams; repeatable; --scenario is the
  * same), --profile, --generators N, --levels N,N (the scale scenario's client counts), --out FILE.
  *
  * Starts a throwaway embedded PostgreSQL (BENCH_DATABASE_URL overrides), generator processes
@@ -28,6 +28,7 @@ import { renderReport } from './report.ts';
 import { scale } from './scale.ts';
 import type { Context, Scenario } from './scenario.ts';
 import type { Section, TargetCheck } from './stats.ts';
+import { streams } from './streams.ts';
 import { stopAllTargets } from './target.ts';
 import { workers } from './workers.ts';
 
@@ -41,6 +42,7 @@ const SCENARIOS: readonly (readonly [string, Scenario])[] = [
   ['fdlimit', fdLimit],
   ['auth', auth],
   ['scale', scale],
+  ['streams', streams],
 ];
 const NAMES = new Set([...SCENARIOS.map(([name]) => name), 'schema']);
 const PRODUCERS = 4;

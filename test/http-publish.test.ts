@@ -96,12 +96,26 @@ describe('POST /channels/C/messages', () => {
     expect(await answer.json()).toMatchObject({ code: 'forbidden', channel });
   });
 
-  test('a body over max_message_bytes is 413 payload_too_large', async () => {
+  test('a body over max_message_bytes is 413 payload_too_large, with a Content-Length or without', async () => {
     await using t = await startBridge(TOML, { server: 'max_message_bytes = 1024' });
     const answer = await post(t.url, RAW, 'x'.repeat(1025));
     expect(answer.status).toBe(413);
     expect(await answer.json()).toMatchObject({ code: 'payload_too_large' });
     expect((await post(t.url, RAW, 'x'.repeat(1024))).status).toBe(200);
+    // Without a Content-Length (chunked), the body is read only as far as the limit.
+    const chunked = (size: number) =>
+      fetch(new URL(`/channels/${RAW}/messages`, t.url), {
+        method: 'POST',
+        body: new ReadableStream({
+          start(controller) {
+            for (let sent = 0; sent < size; sent += 512)
+              controller.enqueue(new TextEncoder().encode('y'.repeat(Math.min(512, size - sent))));
+            controller.close();
+          },
+        }),
+      });
+    expect((await chunked(4096)).status).toBe(413);
+    expect((await chunked(1000)).status).toBe(200);
   });
 
   test('a GET on the path is 405, and OPTIONS answers a CORS preflight', async () => {
