@@ -198,6 +198,13 @@ describe('GET /events', () => {
     expect(stream.text()).toEndWith(': closed 1001 shutdown: server shutting down\n\n');
   });
 
+  test('a plain GET on a channel path (what curl -N tries first) is still 426, and names the /events URL that streams it', async () => {
+    await using t = await startBridge();
+    const answer = await fetch(new URL('/chat%20room', t.url));
+    expect(answer.status).toBe(426);
+    expect(await answer.text()).toContain('GET /events?channel=chat%20room');
+  });
+
   test('counts a stream the client closes under pgws_closes_total{reason="client",transport="sse"}', async () => {
     const { chat, toml } = channels();
     await using t = await startBridge(toml);

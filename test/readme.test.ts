@@ -4,9 +4,9 @@
  */
 import { describe, expect, setDefaultTimeout, test } from 'bun:test';
 import { join } from 'node:path';
-import { ErrorCode } from '../src/base/codes.ts';
+import { ErrorCode, ErrorStatus } from '../src/base/codes.ts';
 import { ReferenceProblems } from '../src/base/reasons.ts';
-import { Closes, Refusals } from '../src/base/wire.ts';
+import { Closes, Refusals, Transports } from '../src/base/wire.ts';
 import { EVENTS, triggerSql } from '../src/db/trigger.ts';
 import { METRICS } from '../src/observe/table.ts';
 
@@ -25,8 +25,15 @@ describe('README tables follow the code', () => {
     expect(rows).toContain(`| ${cause.status} | \`${label}\` | ${cause.when} | ${cause.advice} |`);
   });
 
-  test.each(Object.entries(ErrorCode))('protocol error code %s has its row with its meaning', (code, meaning) => {
-    expect(rows).toContain(`| \`${code}\` | ${meaning} |`);
+  test.each(Object.entries(ErrorCode))(
+    'protocol error code %s has its row with its meaning and HTTP status',
+    (code, meaning) => {
+      expect(rows).toContain(`| \`${code}\` | ${meaning} | ${ErrorStatus[code as ErrorCode]} |`);
+    },
+  );
+
+  test.each(Object.entries(Transports))('transport %s has its row with its meaning', (transport, meaning) => {
+    expect(rows).toContain(`| \`${transport}\` | ${meaning} |`);
   });
 
   test.each(METRICS.map((m) => [m.name, m] as const))('metric %s has its row with its type', (name, metric) => {

@@ -133,12 +133,12 @@ export const Refusals = {
   },
   token_missing: {
     status: 401,
-    when: 'plain mode with `[auth]`: no token offered for a channel that is not `public`',
+    when: 'with `[auth]`: no token offered for a plain socket or a stream on a channel that is not `public`, or for an HTTP publish',
     advice: 'send `Authorization: Bearer <token>` (or `?token=` where `query_token` is on)',
   },
   token_invalid: {
     status: 401,
-    when: 'plain mode with `[auth]`: the token is invalid or expired',
+    when: 'with `[auth]`: the token of a plain upgrade, a stream or an HTTP publish is invalid or expired',
     advice: 'get a fresh token; do not retry with this one',
   },
   forbidden: {
@@ -159,7 +159,7 @@ export const Refusals = {
   not_websocket: {
     status: 426,
     when: 'a plain HTTP GET on a channel path',
-    advice: 'connect with a WebSocket',
+    advice: 'connect with a WebSocket, or stream the channel with `GET /events?channel=C`',
   },
   database_down: {
     status: 503,

@@ -111,9 +111,12 @@ export function answer(
     }
     return route(request);
   }
-  if (channelFromPath(pathname).ok) {
+  const channel = channelFromPath(pathname);
+  if (channel.ok) {
     stats.refuse('not_websocket', 'ws');
-    return new Response('connect with a WebSocket to receive this channel\n', {
+    // `curl -N host/orders` is what a newcomer tries first: the answer names the URL that streams it.
+    const events = `/events?channel=${encodeURIComponent(channel.name)}`;
+    return new Response(`connect with a WebSocket to receive this channel, or stream it over HTTP: GET ${events}\n`, {
       status: Refusals.not_websocket.status,
       headers: { upgrade: 'websocket' },
     });
