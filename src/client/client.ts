@@ -1,11 +1,12 @@
 /**
- * The pg-notify-ws client for browsers and Bun: one multiplexed `pgws.v1` socket, many subscriptions, and
- * reconnect, resume and gaps behind three callbacks. After any drop it reconnects with capped, jittered
+ * The pg-notify-ws client for browsers and Bun: one multiplexed `pgws.v1` socket (or, with `transport`, a
+ * `GET /events` stream and HTTP publishes speaking the same frames), many subscriptions, and reconnect,
+ * resume and gaps behind three callbacks. After any drop it reconnects with capped, jittered
  * backoff and resubscribes every channel with `since` its last position: a recovered resume delivers the
  * missed messages through `onMessage` exactly once; anything else calls `onGap`, the one signal that state
  * must be reloaded.
  *
- * No dependencies: the platform's WebSocket (or one passed in), timers and JSON. Served bundled at
+ * No dependencies: the platform's WebSocket and fetch (or ones passed in), timers and JSON. Served bundled at
  * `GET /client.js`; Bun and bundlers import this file directly (`pg-notify-ws/client`). This file only wires
  * the socket (connection.ts), the subscriptions (subscriptions.ts) and the publishes (requests.ts) together
  * and routes each frame to the one that owns it.

@@ -14,6 +14,7 @@ import type { Identity } from '../auth/tokens.ts';
 import { type Clock, type ClockTimer, systemClock } from '../base/clock.ts';
 import { type CursorPosition, decodeCursor } from '../base/cursor.ts';
 import type { Stats } from '../base/stats.ts';
+import type { CloseMetricLabel } from '../base/wire.ts';
 import type { Config } from '../config/load.ts';
 import type { Listener } from '../db/listener.ts';
 import type { Sessions } from '../protocol/session.ts';
@@ -92,7 +93,7 @@ export function createStreams(options: StreamsOptions): Streams {
     drained(stream: Stream) {
       if (stream.state !== undefined) sessions.drain(stream, stream.state);
     },
-    ended(stream: Stream, label: Parameters<Stats['close']>[0]) {
+    ended(stream: Stream, label: CloseMetricLabel) {
       expiries.clear(stream);
       for (const topic of [...stream.member.data.topics]) topics.leave(stream.member, topic);
       if (stream.state !== undefined) sessions.close(stream.state);
