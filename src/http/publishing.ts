@@ -36,8 +36,11 @@ export interface PublishingOptions {
 
 /** HTTP publishes of one server. */
 export interface Publishing {
-  /** Answers a POST to `/channels/<channel>/messages`; `address` is the client's, for the rate without a token. */
-  publish(request: Request, channel: string, address: string | undefined): Promise<Response>;
+  /**
+   * Answers a POST to `/channels/<channel>/messages`; `address` gives the client's, for the rate without a
+   * token (asked only then: reading it costs a few µs).
+   */
+  publish(request: Request, channel: string, address: () => string | undefined): Promise<Response>;
 }
 
 const JSON_TYPE = /^application\/(?:[\w.+-]+\+)?json\s*(?:;|$)/i;
@@ -124,7 +127,7 @@ export function createPublishing(options: PublishingOptions): Publishing {
       }
       const payload = json ? body : JSON.stringify(body);
       const frame = `{"type":"publish","id":0,"channel":${JSON.stringify(channel)},"payload":${payload}}`;
-      const answer = await decide(frame, identity, identity?.subject ?? `address ${address ?? 'unknown'}`);
+      const answer = await decide(frame, identity, identity?.subject ?? `address ${address() ?? 'unknown'}`);
       if (answer['type'] === 'error') {
         const { code, message, issues } = answer as unknown as RefusalBody;
         return refuse({ code, message, channel, issues });

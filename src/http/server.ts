@@ -131,7 +131,7 @@ export function createServer(options: ServerOptions): BridgeServer {
         bun.timeout(request, 0);
         return streams.open(request);
       },
-      publish: (request, channel) => publishing.publish(request, channel, bun.requestIP(request)?.address),
+      publish: (request, channel) => publishing.publish(request, channel, () => bun.requestIP(request)?.address),
     });
   }
 

@@ -35,7 +35,7 @@ export interface StreamsOptions {
   gate: Gate;
   stats: Stats;
   listener: Pick<Listener, 'state'>;
-  topics: Pick<Topics<never>, 'join' | 'leave'>;
+  topics: Pick<Topics<never>, 'joinStream' | 'leaveStream'>;
   stopping: () => boolean;
   maxSockets: number;
   /** Heartbeats and token expiry (the real clock by default). */
@@ -84,8 +84,8 @@ export function createStreams(options: StreamsOptions): Streams {
   );
   const host = {
     slowConsumerBytes: config.server.slowConsumerBytes,
-    join: topics.join,
-    leave: topics.leave,
+    join: topics.joinStream,
+    leave: topics.leaveStream,
     expireAt: expiries.expireAt,
     schedule(stream: Stream) {
       if (dirty.push(stream) === 1) queueMicrotask(flushAll);
@@ -95,7 +95,7 @@ export function createStreams(options: StreamsOptions): Streams {
     },
     ended(stream: Stream, label: CloseMetricLabel) {
       expiries.clear(stream);
-      for (const topic of [...stream.member.data.topics]) topics.leave(stream.member, topic);
+      for (const topic of [...stream.member.data.topics]) topics.leaveStream(stream.member, topic);
       if (stream.state !== undefined) sessions.close(stream.state);
       // A stream refused before it started was never counted as open.
       if (!open.delete(stream)) return;

@@ -32,9 +32,12 @@ export interface TopicOptions<S> {
 
 /** The topic table of one server. */
 export interface Topics<S> {
-  join(socket: S | PushMember, topic: string): void;
+  join(socket: S, topic: string): void;
   /** Forgets the membership; Bun's side is the caller's (a closed socket has already left it). */
-  leave(socket: S | PushMember, topic: string): void;
+  leave(socket: S, topic: string): void;
+  /** A stream joins: `push` hands it each frame of the topic from now on. */
+  joinStream(stream: PushMember, topic: string): void;
+  leaveStream(stream: PushMember, topic: string): void;
   /** Members of the topic, streams included (0 when none). */
   count(topic: string): number;
   /** Members Bun's `server.publish` reaches (the sockets). */
@@ -57,11 +60,10 @@ export function createTopics<S extends TopicSocket>(options: TopicOptions<S>): T
     sweeps.delete(topic);
     for (const socket of members.get(topic) ?? []) if (options.slow(socket)) options.cut(socket);
   };
-  const tableOf = (member: S | PushMember): Map<string, Set<S | PushMember>> =>
-    ('push' in member ? streams : members) as Map<string, Set<S | PushMember>>;
-  return {
-    join(member, topic) {
-      const table = tableOf(member);
+  // One way in and out for both tables; kept apart so the sockets' path asks nothing of a socket.
+  const enter =
+    <M extends TopicSocket>(table: Map<string, Set<M>>) =>
+    (member: M, topic: string) => {
       let set = table.get(topic);
       if (set === undefined) {
         set = new Set();
@@ -70,15 +72,21 @@ export function createTopics<S extends TopicSocket>(options: TopicOptions<S>): T
       set.add(member);
       if (!member.data.topics.includes(topic)) member.data.topics.push(topic);
       member.subscribe(topic);
-    },
-    leave(member, topic) {
-      const table = tableOf(member);
+    };
+  const exit =
+    <M extends TopicSocket>(table: Map<string, Set<M>>) =>
+    (member: M, topic: string) => {
       const set = table.get(topic);
       set?.delete(member);
       if (set?.size === 0) table.delete(topic);
       const at = member.data.topics.indexOf(topic);
       if (at !== -1) member.data.topics.splice(at, 1);
-    },
+    };
+  return {
+    join: enter(members),
+    leave: exit(members),
+    joinStream: enter(streams),
+    leaveStream: exit(streams),
     count: (topic) => (members.get(topic)?.size ?? 0) + (streams.get(topic)?.size ?? 0),
     sockets: (topic) => members.get(topic)?.size ?? 0,
     push(topic, frame) {
