@@ -5,6 +5,7 @@
  */
 import { describe, expect, setDefaultTimeout, test } from 'bun:test';
 import { type ClientTransport, type ConnectionState, createClient } from '../src/client/client.ts';
+import { fakeClock } from './clock.ts';
 import { metric, startBridge, type TestBridge, uniqueChannel, waitFor } from './harness.ts';
 import { startTcpProxy } from './proxy.ts';
 import { opened, recorder } from './sdk.ts';
@@ -136,6 +137,40 @@ describe('the client over streams', () => {
     await streamsOpen(t, 1);
     await t.notify(declared, 'still here');
     await kept.until(1);
+    await client.close();
+  });
+
+  test('refreshes its token before exp by opening the stream again with the new one: no drop, nothing lost', async () => {
+    const channel = uniqueChannel();
+    // The bridge's expiry runs on a fake clock; the client's refresh timer is its own (real) one.
+    const clock = fakeClock();
+    await using t = await startBridge(`${authToml()}[channels."${channel}"]\nhistory = 10\n`, { ...secretEnv, clock });
+    const firstExpiry = Math.floor(Date.now() / 1000) + 1;
+    let calls = 0;
+    const grant = { channels: { [channel]: 'r' } };
+    const { client, states } = clientAt(Number(t.url.port), 'sse', {
+      // A second left on the first token: the client refreshes within it; the next one lasts.
+      token: () =>
+        ++calls === 1 ? hs256({ ...grant, exp: firstExpiry }) : hs256({ ...grant, exp: clock.seconds() + 600 }),
+    });
+    const seen = recorder();
+    client.subscribe(channel, seen.handlers);
+    await opened(client);
+    await waitFor(() => calls === 2, 5000, 'the refresh');
+    // The old stream is closed by the client once the new one is asked for: one stream again, the second.
+    await waitFor(
+      async () => (await metric(t.url, 'pgws_closes_total', { reason: 'client', transport: 'sse' })) === 1,
+      5000,
+      'the first stream to be replaced',
+    );
+    await streamsOpen(t, 1);
+    // Past the first token's exp plus the 5 s tolerance: a stream still on it would be ended now.
+    clock.advanceTo((firstExpiry + 5) * 1000 + 1);
+    await t.notify(channel, 'still here');
+    await seen.until(1);
+    expect(seen.events).toEqual(['1:"still here"']);
+    expect(states.map(([state]) => state)).toEqual(['open']);
+    expect(await metric(t.url, 'pgws_closes_total', { reason: 'token_expired', transport: 'sse' })).toBe(0);
     await client.close();
   });
 

@@ -59,6 +59,8 @@ export function openStreamSocket(options: StreamSocketOptions): SocketLike {
   let scheduled = false;
   /** Bytes arrived since the last `ping`: the server's heartbeats keep this true on a live stream. */
   let alive = true;
+  /** A refreshed token is on its way: the stream that carries it answers with `ready`, as a socket would. */
+  let refreshed = false;
 
   const socket: SocketLike = {
     readyState: 0,
@@ -80,7 +82,8 @@ export function openStreamSocket(options: StreamSocketOptions): SocketLike {
   }
 
   function opened(): void {
-    if (socket.readyState !== 0) return;
+    if (socket.readyState === 1 && !refreshed) return;
+    refreshed = false;
     setState(1);
     emit({ type: 'ready', subject: null, expires: expiresOf(token) });
   }
@@ -111,6 +114,7 @@ export function openStreamSocket(options: StreamSocketOptions): SocketLike {
         return;
       case 'auth':
         token = String(frame['token']);
+        refreshed = true;
         schedule(true);
         return;
       case 'publish':
@@ -161,6 +165,7 @@ export function openStreamSocket(options: StreamSocketOptions): SocketLike {
     covers = new Map(wanted);
     if (wanted.size === 0) {
       if (socket.readyState === 0) await probe();
+      else if (refreshed) opened();
       return;
     }
     const abort = new AbortController();
