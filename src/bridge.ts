@@ -149,26 +149,12 @@ export async function createBridge(options: BridgeOptions): Promise<Bridge> {
     send: (token) => listener.queries.notify(probe, token),
     onFailing: logFailing(log.child('canary')),
   });
-  const sessions = createSessions({
-    catalog,
-    hub,
-    listener,
-    limits: sessionLimits(config.server),
-    stats,
-    access,
-    log: log.child('session'),
-  });
+  const limits = sessionLimits(config.server);
+  const sessions = createSessions({ catalog, hub, listener, limits, stats, access, log: log.child('session') });
   const metrics = createMetrics({ stats, listener, canary, hub });
   const cluster =
     options.cluster?.role === 'primary'
-      ? createCluster({
-          listener,
-          hub,
-          pinned,
-          sample: metrics.sample,
-          aggregate: aggregateMetrics,
-          log,
-        })
+      ? createCluster({ listener, hub, pinned, sample: metrics.sample, aggregate: aggregateMetrics, log })
       : undefined;
   const scrape = cluster?.scrape ?? follower?.scrape;
   const routes = createRoutes({

@@ -32,10 +32,6 @@ export interface StreamSocketOptions {
   readonly fetch: typeof fetch;
 }
 
-interface Wanted {
-  readonly filter: string | undefined;
-}
-
 /** The `exp` of a JWT, read without checking it: only to schedule a refresh, as the `ready` frame would say. */
 function expiresOf(token: string | undefined): number | null {
   try {
@@ -52,10 +48,11 @@ export function openStreamSocket(options: StreamSocketOptions): SocketLike {
   const http = new URL(options.url);
   http.protocol = http.protocol === 'wss:' ? 'https:' : 'http:';
   let token = options.token;
-  const wanted = new Map<string, Wanted>();
+  /** The channels the stream should carry, each with its filter as JSON text. */
+  const wanted = new Map<string, string | undefined>();
   const positions = new Map<string, CursorPosition>();
   let current: AbortController | undefined;
-  let covers = new Map<string, Wanted>();
+  let covers = new Map<string, string | undefined>();
   let scheduled = false;
   /** Bytes arrived since the last `ping`: the server's heartbeats keep this true on a live stream. */
   let alive = true;
@@ -102,9 +99,9 @@ export function openStreamSocket(options: StreamSocketOptions): SocketLike {
         const filter = frame['filter'] === undefined ? undefined : JSON.stringify(frame['filter']);
         const since = frame['since'] as CursorPosition | undefined;
         if (since !== undefined && !positions.has(channel)) positions.set(channel, since);
-        wanted.set(channel, { filter });
+        wanted.set(channel, filter);
         // After a (re)open, the client subscribes again what the stream already carries: nothing to do.
-        if (covers.get(channel)?.filter !== filter || !covers.has(channel)) schedule();
+        if (covers.get(channel) !== filter || !covers.has(channel)) schedule();
         return;
       }
       case 'unsubscribe':
@@ -171,7 +168,7 @@ export function openStreamSocket(options: StreamSocketOptions): SocketLike {
     const abort = new AbortController();
     current = abort;
     const url = new URL('events', http);
-    for (const [channel, { filter }] of wanted) {
+    for (const [channel, filter] of wanted) {
       url.searchParams.append('channel', channel);
       if (filter !== undefined) url.searchParams.set(`filter.${channel}`, filter);
     }
