@@ -1,9 +1,9 @@
 /**
  * The bridge's counters and gauges, kept as plain numbers so the hot path is an increment. /metrics reads
- * them on scrape; nothing here formats or exports anything. Labels come from the tables in `http/wire.ts`.
+ * them on scrape; nothing here formats or exports anything. Labels come from the tables in `wire.ts` and `reasons.ts`.
  */
 
-import type { AuthFailure, PublishOutcome, ReferenceProblem } from './reasons.ts';
+import type { AuthFailure, CutoffReason, PublishOutcome, ReferenceProblem, RevocationRefusal } from './reasons.ts';
 import type { CloseMetricLabel, RefusalLabel } from './wire.ts';
 
 /** Per-channel counters, plus the channel's open sockets (a gauge the server keeps). */
@@ -24,6 +24,10 @@ export interface Stats {
   readonly refusals: Map<RefusalLabel, number>;
   readonly publishes: Map<PublishOutcome, number>;
   readonly authFailures: Map<AuthFailure, number>;
+  /** Connections closed because their subject was cut off (4403), by why. */
+  readonly cutoffs: Map<CutoffReason, number>;
+  /** Tokens refused because a revocation covers them, by why. */
+  readonly revocationRefusals: Map<RevocationRefusal, number>;
   /** Resumes (subscribes with `since`) answered, by whether they were recovered. */
   readonly replays: { recovered: number; notRecovered: number };
   /** Open sockets, upgrades in progress included. */
@@ -38,6 +42,8 @@ export interface Stats {
   refuse(label: RefusalLabel): void;
   publish(outcome: PublishOutcome): void;
   authFailure(reason: AuthFailure): void;
+  cutoff(reason: CutoffReason): void;
+  revocationRefusal(reason: RevocationRefusal): void;
 }
 
 const noReferences = (): Record<ReferenceProblem, number> => ({
@@ -55,6 +61,8 @@ export function createStats(): Stats {
   const refusals = new Map<RefusalLabel, number>();
   const publishes = new Map<PublishOutcome, number>();
   const authFailures = new Map<AuthFailure, number>();
+  const cutoffs = new Map<CutoffReason, number>();
+  const revocationRefusals = new Map<RevocationRefusal, number>();
   const count = <K>(map: Map<K, number>, key: K) => map.set(key, (map.get(key) ?? 0) + 1);
   return {
     channels,
@@ -62,6 +70,8 @@ export function createStats(): Stats {
     refusals,
     publishes,
     authFailures,
+    cutoffs,
+    revocationRefusals,
     replays: { recovered: 0, notRecovered: 0 },
     connections: 0,
     gaps: 0,
@@ -85,5 +95,7 @@ export function createStats(): Stats {
     refuse: (label) => count(refusals, label),
     publish: (outcome) => count(publishes, outcome),
     authFailure: (reason) => count(authFailures, reason),
+    cutoff: (reason) => count(cutoffs, reason),
+    revocationRefusal: (reason) => count(revocationRefusals, reason),
   };
 }
