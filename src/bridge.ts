@@ -7,10 +7,12 @@
  * runs until `listener.start`, so no callback can reach a piece that does not exist yet.
  */
 import { createAccess } from './auth/access.ts';
-import { createVerifier, type KeySource } from './auth/tokens.ts';
+import { type Cutoff, createRevocations } from './auth/revocations.ts';
+import { createSubjectCounter } from './auth/slots.ts';
+import type { KeySource } from './auth/tokens.ts';
 import type { Clock } from './base/clock.ts';
 import type { Logger } from './base/log.ts';
-import { PROBE_PREFIX } from './base/name.ts';
+import { CONTROL_CHANNEL, PROBE_PREFIX } from './base/name.ts';
 import { createStats } from './base/stats.ts';
 import { createCatalog } from './channels/catalog.ts';
 import { describeChannels } from './channels/discovery.ts';
@@ -19,6 +21,7 @@ import type { WorkerRole } from './cluster/messages.ts';
 import { type Cluster, createCluster } from './cluster/primary.ts';
 import type { Config } from './config/load.ts';
 import { createCanary, logFailing } from './db/canary.ts';
+import { createControl } from './db/control.ts';
 import { createListener, type Listener } from './db/listener.ts';
 import { createQueries } from './db/queries.ts';
 import { createSweeper } from './db/sweeper.ts';
@@ -27,6 +30,7 @@ import { createPipeline } from './delivery/pipeline.ts';
 import { fileLimitSockets } from './http/admission.ts';
 import { createRoutes } from './http/routes.ts';
 import { type Bound, createServer } from './http/server.ts';
+import { createSubjects, type Holder } from './http/subjects.ts';
 import { aggregateMetrics } from './observe/aggregate.ts';
 import { createMetrics } from './observe/metrics.ts';
 import { createHub } from './protocol/hub.ts';
@@ -69,9 +73,9 @@ export interface Bridge {
   /** The address and port actually bound. */
   readonly bound: Bound;
   /**
-   * Resolves once the bridge serves clients: the LISTEN connection is up and a NOTIFY round trip came
-   * back through it. For tests and embedders, instead of polling /readyz. Never rejects; a bridge whose
-   * database never answers never becomes ready.
+   * Resolves once the bridge serves clients: the LISTEN connection is up, a NOTIFY round trip came back
+   * through it, and (with `[auth]`) the revocations were read. For tests and embedders, instead of polling
+   * /readyz. Never rejects; a bridge whose database never answers never becomes ready.
    */
   readonly ready: Promise<void>;
   /** In the primary of `[server] workers > 1`: the workers' side, for `workers.ts` to attach them. */
@@ -88,21 +92,21 @@ export async function createBridge(options: BridgeOptions): Promise<Bridge> {
   const { config, log } = options;
   const stats = createStats();
   const catalog = createCatalog(config);
-  if (config.auth !== undefined && options.authKeys === undefined)
-    throw new Error('[auth] is set but no keys were resolved');
+  const authLog = log.child('auth');
+  // Cut-offs matter only to tokens: without [auth] revocations are always current and empty.
+  const revocations = createRevocations(config.auth !== undefined);
   const access = createAccess({
     auth: config.auth,
-    verifier:
-      options.authKeys === undefined
-        ? undefined
-        : createVerifier({
-            keys: options.authKeys,
-            audience: config.auth?.audience,
-            issuer: config.auth?.issuer,
-            clock: options.clock,
-          }),
+    keys: options.authKeys,
+    clock: options.clock,
     isPublic: catalog.isPublic,
+    revocations,
+    stats,
+    log: authLog,
   });
+  // The instance's count; a worker claims its slots from the primary's instead (cluster/claims.ts).
+  const counter = createSubjectCounter(config.auth?.maxConnectionsPerSubject ?? 0);
+  const subjects = createSubjects<Holder>({ revocations, stats, log: authLog });
   const probe = probeChannel();
   // PROTOCOL.md: a channel with history is LISTENed from startup, with or without subscribers.
   const pinned = [...config.channels.values()].filter((channel) => channel.history > 0).map((channel) => channel.name);
@@ -126,6 +130,7 @@ export async function createBridge(options: BridgeOptions): Promise<Bridge> {
           onListen: hub.open,
           onUnlisten,
           sample: () => metrics.sample(),
+          limited: counter.limited,
           log: listenerLog,
         });
   const listener: Listener =
@@ -135,6 +140,7 @@ export async function createBridge(options: BridgeOptions): Promise<Bridge> {
       reconnectMinMs: config.database.reconnectMinMs,
       reconnectMaxMs: config.database.reconnectMaxMs,
       probeChannel: probe,
+      controlChannel: config.auth === undefined ? undefined : CONTROL_CHANNEL,
       pinned,
       log: listenerLog,
       onListen: (channel) => isProbe(channel) || hub.open(channel),
@@ -143,6 +149,18 @@ export async function createBridge(options: BridgeOptions): Promise<Bridge> {
       isPrivate: isProbe,
       maxChannels: config.server.maxChannels,
     });
+  const slots = follower?.slots ?? counter;
+  // Where the LISTEN connection is: the primary reads cut-offs for the instance and hands them to its workers.
+  const control =
+    follower === undefined && config.auth !== undefined
+      ? createControl({
+          queries: listener.queries,
+          onCutoff: cutoff,
+          retryMinMs: config.database.reconnectMinMs,
+          retryMaxMs: config.database.reconnectMaxMs,
+          log: authLog,
+        })
+      : undefined;
   const canary = createCanary({
     intervalMs: config.database.canaryIntervalMs,
     send: (token) => listener.queries.notify(probe, token),
@@ -155,15 +173,18 @@ export async function createBridge(options: BridgeOptions): Promise<Bridge> {
     limits: sessionLimits(config.server),
     stats,
     access,
+    slots,
     log: log.child('session'),
   });
-  const metrics = createMetrics({ stats, listener, canary, hub });
+  const metrics = createMetrics({ stats, listener, canary, hub, revocations });
   const cluster =
     options.cluster?.role === 'primary'
       ? createCluster({
           listener,
           hub,
           pinned,
+          slots: counter,
+          revocations,
           sample: metrics.sample,
           aggregate: aggregateMetrics,
           log,
@@ -173,6 +194,7 @@ export async function createBridge(options: BridgeOptions): Promise<Bridge> {
   const routes = createRoutes({
     listener,
     canary,
+    revocations,
     metrics: scrape === undefined ? metrics : { ...metrics, render: (byWorker = false) => scrape(byWorker) },
     channelsDocument: JSON.stringify(describeChannels(config)),
     consoleHtml: options.consoleHtml,
@@ -188,6 +210,8 @@ export async function createBridge(options: BridgeOptions): Promise<Bridge> {
     log: log.child('server'),
     sessions,
     access,
+    slots,
+    subjects,
     reusePort: options.reusePort ?? false,
     maxSockets: fileLimitSockets(options.openFiles),
     clock: options.clock,
@@ -209,6 +233,13 @@ export async function createBridge(options: BridgeOptions): Promise<Bridge> {
     log: log.child('sweeper'),
   });
 
+  /** A cut-off read here or by the primary: the revocations change, then whatever it reaches is closed. */
+  function cutoff(change: Cutoff): void {
+    revocations.apply(change);
+    subjects.apply(change);
+    cluster?.cutoff(change);
+  }
+
   // Before `start`, whose hello the primary answers.
   if (follower !== undefined) worker?.onMessage(follower.receive);
   const databaseUp = Promise.withResolvers<void>();
@@ -216,16 +247,28 @@ export async function createBridge(options: BridgeOptions): Promise<Bridge> {
   const events: FollowerEvents = {
     notification(channel, payload) {
       if (channel === probe) return canary.receive(payload);
+      if (channel === CONTROL_CHANNEL) return control?.receive(payload);
       if (cluster?.probe(channel, payload)) return;
       pipeline.notification(channel, payload);
     },
     delivered: pipeline.delivered,
+    cutoff,
     state(state, epochs) {
       if (state === 'up') {
         databaseUp.resolve();
         canary.restart();
-        void canary.verified(Number.POSITIVE_INFINITY).then((ok) => ok && ready.resolve());
+        // The control channel is LISTENed by now: what the read misses arrives as a hint.
+        control?.reload();
+        void canary
+          .verified(Number.POSITIVE_INFINITY)
+          .then((ok) => ok && revocations.whenCurrent(Number.POSITIVE_INFINITY))
+          .then((ok) => ok && ready.resolve());
       } else canary.stop();
+      if (state !== 'up') {
+        // Revocations committed from now on are not heard until the next full read: no token passes meanwhile.
+        revocations.stale();
+        control?.lost();
+      }
       if (state === 'down') {
         pipeline.reset();
         // Tell clients now, not when the database is back: until then they would wait in silence.
@@ -246,6 +289,7 @@ export async function createBridge(options: BridgeOptions): Promise<Bridge> {
   const stop = () => {
     stopped ??= (async () => {
       canary.stop();
+      control?.stop();
       sweeper.stop();
       await server.stop();
       await listener.stop();

@@ -2,6 +2,7 @@
  * The plain HTTP endpoints: the console, health, readiness, metrics and the channel catalog, and the
  * answer to any other plain request. Each reads the bridge's state at request time; none touches a socket.
  */
+import type { Revocations } from '../auth/revocations.ts';
 import { channelFromPath } from '../base/name.ts';
 import type { Stats } from '../base/stats.ts';
 import { Refusals } from '../base/wire.ts';
@@ -16,6 +17,8 @@ export type Routes = Readonly<Record<string, (request: Request) => Response | Pr
 export interface RouteOptions {
   listener: Pick<Listener, 'state'>;
   canary: Pick<Canary, 'status'>;
+  /** With `[auth]`, not ready until the revocations are read: until then no token is accepted. */
+  revocations: Pick<Revocations, 'current'>;
   metrics: Metrics;
   /** The /channels document, serialised once at startup. */
   channelsDocument: string;
@@ -29,7 +32,7 @@ const json = (body: unknown, status = 200) => Response.json(body, { status, head
 
 /** Builds the route table. */
 export function createRoutes(options: RouteOptions): Routes {
-  const { listener, canary, metrics } = options;
+  const { listener, canary, revocations, metrics } = options;
   const consoleHtml = options.consoleHtml ?? 'console.html not found\n';
   return {
     '/': () => new Response(consoleHtml, { headers: { 'content-type': 'text/html; charset=utf-8' } }),
@@ -47,10 +50,12 @@ export function createRoutes(options: RouteOptions): Routes {
       return json({ status: up ? 'ok' : 'unavailable', database: listener.state, pid: process.pid }, up ? 200 : 503);
     },
     // The connection and a recent NOTIFY round trip through it: will a subscriber get its notifications.
+    // And, with [auth], will a token be accepted: the revocations are current.
     '/readyz': () => {
       const status = canary.status();
-      const ready = listener.state === 'up' && status.ready;
-      return json({ ...status, ready, database: listener.state }, ready ? 200 : 503);
+      const ready = listener.state === 'up' && status.ready && revocations.current;
+      const body = { ...status, ready, database: listener.state, revocationsCurrent: revocations.current };
+      return json(body, ready ? 200 : 503);
     },
     // With workers: the whole server's figures, or each process's labelled `worker` with `?by=worker`.
     '/metrics': async (request) => {

@@ -1,20 +1,22 @@
 /**
  * The one file that touches `Bun.serve` and `ServerWebSocket`: upgrades in both modes, fan-out through
- * Bun's topics, slow-consumer enforcement, and the HTTP routes it is handed.
+ * Bun's topics, slow-consumer enforcement, cut-offs of a subject's sockets, and the HTTP routes it is handed.
  *
  * Fan-out is `server.publish(topic, frame)`: uWebSockets writes the same frame to every subscriber in
  * native code. Plain sockets subscribe to the topic named after their channel; multiplexed ones to the
  * hub's topics (one per channel and filter), and everything they send goes through `protocol/session.ts`.
  */
 import type { Server, ServerWebSocket } from 'bun';
+import type { Identity } from '../auth/tokens.ts';
 import type { Clock } from '../base/clock.ts';
 import { StartupError } from '../base/errors.ts';
 import { within } from '../base/timeout.ts';
-import { type CloseLabel, Closes, closeLabelOf } from '../base/wire.ts';
+import { type CloseLabel, Closes, closeLabelOf, closeText } from '../base/wire.ts';
 import type { Sessions } from '../protocol/session.ts';
 import type { Peer } from '../protocol/state.ts';
 import { createExpiries } from './expiry.ts';
 import { answer, type Routes } from './routes.ts';
+import type { Holder, Subjects } from './subjects.ts';
 import { createTopics } from './topics.ts';
 import { createUpgrades, type SocketData, type UpgradeOptions } from './upgrade.ts';
 
@@ -24,6 +26,8 @@ type Socket = ServerWebSocket<SocketData>;
 export interface ServerOptions extends Omit<UpgradeOptions, 'stopping'> {
   sessions: Sessions;
   routes: Routes;
+  /** Who speaks for which subject: every socket with a token is held there while it is open. */
+  subjects: Subjects<Holder>;
   /** Share the port with sibling worker processes (`[server] workers`). */
   reusePort: boolean;
   /** Token expiry's time (the real clock by default). */
@@ -56,17 +60,17 @@ const HARD_CAP_HEADROOM = 64 * 1024;
 
 /** Creates the server; `listen` binds it. */
 export function createServer(options: ServerOptions): BridgeServer {
-  const { config, listener, sessions, stats, routes, log } = options;
+  const { config, listener, sessions, subjects, slots, stats, routes, log } = options;
   const limits = config.server;
   const plain = new Set<Socket>();
   const multiplexed = new Set<Socket>();
   let stopping = false;
   let server: Server<SocketData> | undefined;
 
-  const close = (ws: Socket, cause: CloseLabel) => {
+  const close = (ws: Socket, cause: CloseLabel, text: string = Closes[cause].text) => {
     if (ws.data.closedBy !== undefined) return;
     ws.data.closedBy = cause;
-    ws.close(Closes[cause].code, Closes[cause].text);
+    ws.close(Closes[cause].code, closeText(text));
   };
   const expiries = createExpiries<Socket>(
     (ws) => ws.data,
@@ -79,7 +83,8 @@ export function createServer(options: ServerOptions): BridgeServer {
     cut: (ws) => close(ws, 'slow_consumer'),
   });
   // A class, not an object of closures: its methods are shared, so each multiplexed socket costs one field.
-  class SocketPeer implements Peer {
+  // Also what a plain socket with a token is held by in `subjects`.
+  class SocketPeer implements Peer, Holder {
     constructor(private readonly ws: Socket) {}
     send(text: string) {
       return this.ws.send(text);
@@ -94,11 +99,12 @@ export function createServer(options: ServerOptions): BridgeServer {
       this.ws.unsubscribe(topic);
       topics.leave(this.ws, topic);
     }
-    close(cause: CloseLabel) {
-      close(this.ws, cause);
+    close(cause: CloseLabel, text?: string) {
+      close(this.ws, cause, text);
     }
-    expireAt(expires: number | undefined) {
-      expireAt(this.ws, expires);
+    identify(identity: Identity | undefined) {
+      expireAt(this.ws, identity?.expires);
+      subjects.hold(this, identity);
     }
   }
 
@@ -142,15 +148,20 @@ export function createServer(options: ServerOptions): BridgeServer {
           if (data.mode === 'multiplexed') {
             multiplexed.add(ws);
             if (data.offered !== undefined && 'refused' in data.offered) return close(ws, data.offered.refused);
-            data.peer = new SocketPeer(ws);
-            data.session = sessions.open(data.peer, data.offered?.identity);
+            const peer = new SocketPeer(ws);
+            data.peer = peer;
+            data.session = sessions.open(peer, data.offered?.identity);
             if (stopping) close(ws, 'shutdown');
             return;
           }
-          expireAt(ws, data.expires);
           plain.add(ws);
           stats.channel(data.channel).subscribers += 1;
           topics.join(ws, data.channel);
+          if (data.identity !== undefined) {
+            const holder = new SocketPeer(ws);
+            data.holder = holder;
+            holder.identify(data.identity);
+          }
           if (stopping) close(ws, 'shutdown');
           // The connection was lost (and perhaps restored) between the LISTEN and this open.
           else if (listener.generation !== data.generation || listener.state !== 'up') close(ws, 'database_lost');
@@ -175,12 +186,15 @@ export function createServer(options: ServerOptions): BridgeServer {
           stats.close(data.closedBy ?? closeLabelOf(code, reason));
           if (data.mode === 'multiplexed') {
             multiplexed.delete(ws);
+            if (data.peer !== undefined) subjects.release(data.peer);
             if (data.session !== undefined) sessions.close(data.session);
             return;
           }
           plain.delete(ws);
           stats.channel(data.channel).subscribers -= 1;
           listener.release(data.channel);
+          if (data.holder !== undefined) subjects.release(data.holder);
+          if (data.identity !== undefined) slots.give(data.identity.subject);
         },
       },
     });

@@ -7,6 +7,7 @@
  * this file dispatches frames, handles `auth`, and owns the per-socket state.
  */
 import type { Access } from '../auth/access.ts';
+import type { SubjectSlots } from '../auth/slots.ts';
 import type { Identity } from '../auth/tokens.ts';
 import type { Logger } from '../base/log.ts';
 import { NOTIFY_MAX_BYTES } from '../base/notify.ts';
@@ -44,6 +45,8 @@ export interface SessionOptions {
   log: Logger;
   /** The one permission check every subscribe (`r`) and publish (`w`) passes. */
   access: Access;
+  /** `[auth] max_connections_per_subject`: an `auth` frame that makes an anonymous socket a subject's takes a slot. */
+  slots: SubjectSlots;
 }
 
 /** A session's limits, from `[server]`. */
@@ -59,22 +62,22 @@ export const sessionLimits = (server: ServerConfig): SessionOptions['limits'] =>
 /** The protocol engine for every multiplexed socket of one bridge. */
 export interface Sessions {
   /**
-   * A socket opened with the identity its upgrade established (undefined: anonymous): its initial
-   * state; the `ready` frame is sent.
+   * A socket opened with the identity its upgrade established (undefined: anonymous), holding the
+   * subject's slot the upgrade took: its initial state; the `ready` frame is sent.
    */
   open(peer: Peer, identity: Identity | undefined): SessionState;
   /** A text frame arrived. Never throws: every problem is answered with an `error` frame. */
   message(peer: Peer, state: SessionState, text: string): void;
   /** The socket wrote out its backlog: paused replays go on. */
   drain(peer: Peer, state: SessionState): void;
-  /** The socket closed: its subscriptions are released. */
+  /** The socket closed: its subscriptions and its subject's slot are released. */
   close(state: SessionState): void;
 }
 
 /** Creates the engine. */
 export function createSessions(options: SessionOptions): Sessions {
   const { catalog, hub, listener, limits, stats } = options;
-  const { access } = options;
+  const { access, slots } = options;
   const permits = (state: SessionState, channel: string, mode: 'r' | 'w') =>
     access.permits(state.identity, channel, mode);
 
@@ -127,24 +130,37 @@ export function createSessions(options: SessionOptions): Sessions {
     if (!state.closed) peer.send(encodePublished(channel, id));
   }
 
-  /** An `auth` frame: present or refresh a token. Whatever does not verify closes the socket with 4401. */
+  /**
+   * An `auth` frame: present or refresh a token. Whatever does not verify (a revoked token included)
+   * closes the socket with 4401; a first token whose subject already holds its limit, with 4429. It waits
+   * for the revocations to be current (after a database outage), however long that takes: meanwhile the
+   * socket keeps the token it had.
+   */
   async function authenticate(peer: Peer, state: SessionState, frame: AuthFrame): Promise<void> {
-    const verified = await access.verify(frame.token);
+    const verified = await access.verify(frame.token, Number.POSITIVE_INFINITY);
     if (state.closed) return;
-    if (!verified.ok) {
-      stats.authFailure(verified.reason);
-      return peer.close(verified.reason === 'expired' ? 'token_expired' : 'token_invalid');
-    }
+    if (!verified.ok) return peer.close(verified.reason === 'expired' ? 'token_expired' : 'token_invalid');
     const { identity } = verified;
+    if (state.identity === undefined && !(await takeSlot(peer, state, identity.subject))) return;
     if (state.identity !== undefined && state.identity.subject !== identity.subject) {
       stats.authFailure('invalid');
       return peer.close('token_subject');
     }
     state.identity = identity;
-    peer.expireAt(identity.expires);
+    peer.identify(identity);
     peer.send(encodeReady(identity.subject, identity.expires));
     // A refreshed token that grants less takes away what it no longer grants, and says so.
     subscriptions.narrow(peer, state);
+  }
+
+  /** An anonymous socket becomes `subject`'s: takes its slot, or closes with 4429. False: go no further. */
+  async function takeSlot(peer: Peer, state: SessionState, subject: string): Promise<boolean> {
+    const taken = await slots.take(subject);
+    // Closed meanwhile, or another `auth` frame got there first (and holds the slot): this one is not kept.
+    if (taken && (state.closed || state.identity !== undefined)) slots.give(subject);
+    if (state.closed) return false;
+    if (!taken) peer.close('subject_limit');
+    return taken;
   }
 
   function handle(peer: Peer, state: SessionState, frame: ClientFrame, text: string): void {
@@ -179,7 +195,7 @@ export function createSessions(options: SessionOptions): Sessions {
         identity,
         closed: false,
       };
-      peer.expireAt(identity?.expires);
+      peer.identify(identity);
       peer.send(encodeReady(identity?.subject ?? null, identity?.expires ?? null));
       return state;
     },
@@ -195,6 +211,7 @@ export function createSessions(options: SessionOptions): Sessions {
     close(state) {
       state.closed = true;
       subscriptions.releaseAll(state);
+      if (state.identity !== undefined) slots.give(state.identity.subject);
     },
   };
 }
