@@ -20,7 +20,10 @@ export interface GapInfo {
   readonly reason: 'not_recovered' | 'gap';
 }
 
-/** An error from the server or the client; `code` is the protocol's error code (or `closed`, `unavailable`). */
+/**
+ * An error from the server or the client; `code` is the protocol's error code, or the client's own:
+ * `closed`, `unavailable`, and for a close `unauthorized` (4401), `cut_off` (4403) or `subject_limit` (4429).
+ */
 export class PgwsError extends Error {
   override name = 'PgwsError' as const;
   readonly code: string;
@@ -57,7 +60,11 @@ export type WebSocketConstructor = new (url: string, protocols?: string | string
 export interface ClientOptions {
   /** The multiplexed endpoint, `ws://host:8080/`. */
   readonly url: string | URL;
-  /** A token, or a function returning one (or a promise of one), called on every connect and before `exp`. */
+  /**
+   * A token, or a function returning one (or a promise of one), called on every connect and before `exp`.
+   * After the server cut the subject off (4403) the token it used is never sent again: the function must
+   * give another one, or the client stops (as does a fixed token), telling `onError`.
+   */
   readonly token?: string | (() => string | Promise<string>);
   /** Reconnect backoff bounds (full jitter); defaults 250 ms to 10 s. */
   readonly reconnect?: { readonly minMs?: number; readonly maxMs?: number };

@@ -43,6 +43,11 @@ export function createClient<Channels extends Record<string, unknown> = Record<s
       requests.dropped();
       subscriptions.suspend();
     },
+    ended(error) {
+      // Held publishes join the waiting ones first, so the abort rejects every publish not yet answered.
+      subscriptions.suspend();
+      requests.abort(error);
+    },
   });
   const requests = createRequests(connection, (pending) => subscriptions.hold(pending));
   const subscriptions = createSubscriptions(connection, requests);
@@ -69,11 +74,7 @@ export function createClient<Channels extends Record<string, unknown> = Record<s
       return requests.publish(channel, payload);
     },
     close() {
-      return connection.close(() => {
-        // Held publishes join the waiting ones first, so the abort rejects every publish not yet answered.
-        subscriptions.suspend();
-        requests.abort(new PgwsError('closed', 'the client was closed'));
-      });
+      return connection.close();
     },
   };
 }

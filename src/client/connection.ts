@@ -1,12 +1,12 @@
 /**
  * The client's one socket: connecting with the token as a `bearer.` subprotocol, reconnecting with capped,
- * jittered backoff after any drop, the `ready` handshake that makes the client open, token refresh before
- * `exp`, and the `ping` frames that find a dead link. What travels over the socket is the other files' business:
- * they hear of it through {@link ConnectionEvents}.
+ * jittered backoff after any drop (how, after each close code, is `closes.ts`'s), the `ready` handshake that
+ * makes the client open, token refresh before `exp`, and the `ping` frames that find a dead link. What travels
+ * over the socket is the other files' business: they hear of it through {@link ConnectionEvents}.
  */
 
-import { backoffDelay } from '../base/backoff.ts';
 import { type ClientOptions, type ConnectionState, PgwsError } from './api.ts';
+import { afterClose, type Comeback, reconnectDelay } from './closes.ts';
 
 /** What the socket tells the rest of the client. */
 export interface ConnectionEvents {
@@ -16,6 +16,8 @@ export interface ConnectionEvents {
   frame(frame: Record<string, unknown>): void;
   /** The socket is gone (or `close()` began): nothing sent on it will be answered. */
   dropped(): void;
+  /** The client is over, by `close()` or because it cannot go on: reject whatever waits with `error`. */
+  ended(error: PgwsError): void;
 }
 
 /** The socket as the subscriptions and requests use it. */
@@ -31,8 +33,8 @@ export interface Connection {
   report(error: PgwsError): void;
   /** Starts connecting; called once, when the receivers of the events exist. */
   start(): void;
-  /** Ends for good: stops the timers, runs `drain` (rejecting what waits), closes the socket. */
-  close(drain: () => void): Promise<void>;
+  /** Ends for good: stops the timers, rejects what waits (`ended`), closes the socket. */
+  close(): Promise<void>;
 }
 
 // Refresh this long before `exp` (or a fifth of the token's life, if shorter), so the new one lands in time.
@@ -52,6 +54,9 @@ export function createConnection(options: ClientOptions, events: ConnectionEvent
   let refreshTimer: ReturnType<typeof setTimeout> | undefined;
   let pingTimer: ReturnType<typeof setTimeout> | undefined;
   let awaitingPong = false;
+  // The token the current socket speaks with, and the one the server cut off (4403), never to be sent again.
+  let inUse: string | undefined;
+  let cutOff: string | undefined;
   let closedNow!: () => void;
   const closed = new Promise<void>((resolve) => {
     closedNow = resolve;
@@ -63,7 +68,8 @@ export function createConnection(options: ClientOptions, events: ConnectionEvent
     options.onState?.(next);
   };
   const report = (error: PgwsError) => options.onError?.(error);
-  const backoff = (attempt: number) => backoffDelay(attempt, minMs, maxMs, Math.random);
+  const backoff = (attempt: number, comeback: Comeback = 'retry') =>
+    reconnectDelay(comeback, attempt, minMs, maxMs, Math.random);
   const send = (frame: unknown) => {
     if (socket?.readyState === 1) socket.send(JSON.stringify(frame));
   };
@@ -80,6 +86,13 @@ export function createConnection(options: ClientOptions, events: ConnectionEvent
       return scheduleReconnect();
     }
     if (ended) return;
+    if (cutOff !== undefined && current === cutOff) {
+      const error = new PgwsError('cut_off', 'the token function gave the token the server cut off again; stopping');
+      report(error);
+      return stop(error);
+    }
+    cutOff = undefined;
+    inUse = current;
     const protocols = current === undefined ? ['pgws.v1'] : ['pgws.v1', `bearer.${current}`];
     const ws = new Socket(String(options.url), protocols);
     socket = ws;
@@ -120,14 +133,38 @@ export function createConnection(options: ClientOptions, events: ConnectionEvent
       closedNow();
       return;
     }
-    if (code === 4401) report(new PgwsError('unauthorized', `the server refused the token: ${reason}`));
-    scheduleReconnect();
+    const after = afterClose(code, reason);
+    if (after.error !== undefined) report(after.error);
+    if (after.comeback === 'new_token') {
+      // A fixed token cannot be replaced: the client stops rather than be cut off again and again.
+      if (typeof options.token !== 'function') {
+        stop(after.error ?? new PgwsError('cut_off', reason));
+        return;
+      }
+      cutOff = inUse;
+    }
+    scheduleReconnect(after.comeback);
   }
 
-  function scheduleReconnect(): void {
+  function scheduleReconnect(comeback: Comeback = 'retry'): void {
     if (ended || reconnectTimer !== undefined) return;
     setState('connecting');
-    reconnectTimer = setTimeout(() => void connect(), backoff(failures++));
+    reconnectTimer = setTimeout(() => void connect(), backoff(failures++, comeback));
+  }
+
+  function clearTimers(): void {
+    clearTimeout(reconnectTimer);
+    clearTimeout(refreshTimer);
+    clearTimeout(pingTimer);
+  }
+
+  /** Ends the client without a socket to close: it cannot go on. */
+  function stop(error: PgwsError): void {
+    ended = true;
+    clearTimers();
+    events.ended(error);
+    setState('closed');
+    closedNow();
   }
 
   // Browsers cannot send WebSocket pings: a `ping` frame after a silence, and a reconnect if nothing answers.
@@ -156,7 +193,9 @@ export function createConnection(options: ClientOptions, events: ConnectionEvent
       async () => {
         try {
           const fresh = await token();
-          if (fresh !== undefined) send({ type: 'auth', token: fresh });
+          if (fresh === undefined || socket?.readyState !== 1) return;
+          inUse = fresh;
+          send({ type: 'auth', token: fresh });
         } catch (error) {
           report(new PgwsError('unavailable', `the token function failed: ${String(error)}`));
         }
@@ -179,13 +218,11 @@ export function createConnection(options: ClientOptions, events: ConnectionEvent
     start() {
       void connect();
     },
-    close(drain) {
+    close() {
       if (ended) return closed;
       ended = true;
-      clearTimeout(reconnectTimer);
-      clearTimeout(refreshTimer);
-      clearTimeout(pingTimer);
-      drain();
+      clearTimers();
+      events.ended(new PgwsError('closed', 'the client was closed'));
       if (socket === undefined) {
         setState('closed');
         closedNow();
