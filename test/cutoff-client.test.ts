@@ -4,31 +4,22 @@
  * connection first"): against a real bridge for what the client does, and the pure rules of
  * src/client/closes.ts for how long it waits.
  */
-import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from 'bun:test';
-import postgres from 'postgres';
+import { describe, expect, setDefaultTimeout, test } from 'bun:test';
 import { createClient, type PgwsError } from '../src/client/client.ts';
 import { afterClose, reconnectDelay } from '../src/client/closes.ts';
-import { databaseUrl, startBridge, uniqueChannel, waitFor } from './harness.ts';
+import { startBridge, uniqueChannel, waitFor } from './harness.ts';
 import { connectMux } from './mux.ts';
-import { installPgws } from './pgws.ts';
-import { authToml, hs256, nowSeconds, secretEnv } from './tokens.ts';
+import { operator } from './pgws.ts';
+import { authToml, secretEnv, subjectToken } from './tokens.ts';
 
 // Per file: bun:test's default timeout is per file, so test/setup.ts's call reaches only the first one.
 setDefaultTimeout(60_000);
 
-const PREFIX = `cutc_${process.pid}_`;
-let subjects = 0;
-const subject = () => `${PREFIX}${++subjects}`;
+const ops = operator(`cutc_${process.pid}_`);
+const subject = () => ops.subject('alice');
 /** A distinct token of `sub` each call (`jti` differs), each issued now. */
 let minted = 0;
-const token = (sub: string) => hs256({ sub, iat: nowSeconds(), jti: String(++minted), channels: { '*': 'r' } });
-
-let sql: postgres.Sql;
-beforeAll(async () => {
-  await installPgws();
-  sql = postgres(databaseUrl(), { max: 1, onnotice: () => {} });
-});
-afterAll(() => sql.end({ timeout: 1 }));
+const token = (sub: string) => subjectToken(sub, undefined, { jti: String(++minted) });
 
 /** A client of the bridge at `base` that records the errors it reports and the tokens it was given. */
 function client(base: URL, tokens: string | (() => Promise<string>), maxMs = 200) {
@@ -52,7 +43,7 @@ describe('the client after 4403', () => {
       return given.at(-1) ?? '';
     });
     await waitFor(() => pgws.state === 'open', 10_000, 'the client to open');
-    await sql`SELECT pgws.disconnect(${alice}, 'sign in again')`;
+    await ops.sql`SELECT pgws.disconnect(${alice}, 'sign in again')`;
     await waitFor(() => given.length === 2 && pgws.state === 'open', 10_000, 'the reconnect with a new token');
     expect(codes()).toEqual(['cut_off']);
     expect(given[1]).not.toBe(given[0]);
@@ -65,7 +56,7 @@ describe('the client after 4403', () => {
     const same = await token(alice);
     const { pgws, codes } = client(t.url, async () => same);
     await waitFor(() => pgws.state === 'open', 10_000, 'the client to open');
-    await sql`SELECT pgws.disconnect(${alice})`;
+    await ops.sql`SELECT pgws.disconnect(${alice})`;
     await waitFor(() => pgws.state === 'closed', 10_000, 'the client to stop');
     expect(codes()).toEqual(['cut_off', 'cut_off']);
     await expect(pgws.publish(uniqueChannel(), 'never sent')).rejects.toMatchObject({ code: 'closed' });
@@ -76,7 +67,7 @@ describe('the client after 4403', () => {
     const alice = subject();
     const { pgws, codes } = client(t.url, await token(alice));
     await waitFor(() => pgws.state === 'open', 10_000, 'the client to open');
-    await sql`SELECT pgws.disconnect(${alice})`;
+    await ops.sql`SELECT pgws.disconnect(${alice})`;
     await waitFor(() => pgws.state === 'closed', 10_000, 'the client to stop');
     expect(codes()).toEqual(['cut_off']);
     await pgws.close();

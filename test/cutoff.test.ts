@@ -4,40 +4,23 @@
  * restart, a LISTEN connection that is down while a revoke is made), and `[auth] max_connections_per_subject`.
  * Every test has subjects of its own, so suites sharing the database never see each other's revocations.
  */
-import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from 'bun:test';
-import postgres from 'postgres';
+import { describe, expect, setDefaultTimeout, test } from 'bun:test';
 import { connect, upgradeStatus } from './client.ts';
 import { databaseUrl, metric, startBridge, uniqueChannel, waitFor, within } from './harness.ts';
 import { connectMux, openMux } from './mux.ts';
-import { installPgws } from './pgws.ts';
+import { operator } from './pgws.ts';
 import { startTcpProxy } from './proxy.ts';
-import { authToml, hs256, nowSeconds, secretEnv } from './tokens.ts';
+import { authToml, nowSeconds, secretEnv, subjectToken as token } from './tokens.ts';
 
 // Per file: bun:test's default timeout is per file, so test/setup.ts's call reaches only the first one.
 setDefaultTimeout(60_000);
 
-const PREFIX = `cut_${process.pid}_`;
-let subjects = 0;
-/** A subject no other test uses. */
-const subject = (name: string) => `${PREFIX}${++subjects}_${name}`;
-/** A token of `sub` that may read every channel; `iat` in Unix seconds (now by default), or `none`. */
-const token = (sub: string, iat: number | 'none' = nowSeconds()) =>
-  hs256({ sub, iat: iat === 'none' ? undefined : iat, channels: { '*': 'r' } });
+const ops = operator(`cut_${process.pid}_`);
+const subject = ops.subject;
 const bearer = (value: string) => ({ authorization: `Bearer ${value}` });
 /** What a socket closed by a cut-off sees. */
 const closedWith = (client: { closed: Promise<{ code: number; reason: string }> }, what: string) =>
   within(client.closed, 5000, what);
-
-let sql: postgres.Sql;
-beforeAll(async () => {
-  await installPgws();
-  sql = postgres(databaseUrl(), { max: 1, onnotice: () => {} });
-});
-afterAll(async () => {
-  // Straight from the table: no bridge of this file runs any more.
-  await sql`DELETE FROM pgws.revocations WHERE starts_with(subject, ${PREFIX})`;
-  await sql.end({ timeout: 1 });
-});
 
 describe('pgws.disconnect', () => {
   test('closes every plain and multiplexed socket of the subject on every instance with 4403 and the reason, and no other', async () => {
@@ -53,7 +36,7 @@ describe('pgws.disconnect', () => {
     expect(await framedOnB.next('ready')).toMatchObject({ subject: alice });
     using bobOnB = await connectMux(b.url, { bearer: await token(bob) });
 
-    await sql`SELECT pgws.disconnect(${alice}, 'account locked')`;
+    await ops.sql`SELECT pgws.disconnect(${alice}, 'account locked')`;
     for (const client of [plainOnA, muxOnB, framedOnB]) {
       expect(await closedWith(client, "the close of alice's socket")).toEqual({ code: 4403, reason: 'account locked' });
     }
@@ -70,7 +53,7 @@ describe('pgws.disconnect', () => {
     const alice = subject('alice');
     const aliceToken = await token(alice);
     using first = await connectMux(t.url, { bearer: aliceToken });
-    await sql`SELECT pgws.disconnect(${alice})`;
+    await ops.sql`SELECT pgws.disconnect(${alice})`;
     expect(await closedWith(first, 'the close')).toEqual({ code: 4403, reason: 'disconnected by the server' });
     using again = await connectMux(t.url, { bearer: aliceToken });
     expect(again.frames[0]).toMatchObject({ type: 'ready', subject: alice });
@@ -87,7 +70,7 @@ describe('pgws.revoke', () => {
     using plainOnA = await connect(a.wsUrl(channel), { headers: bearer(old) });
     using muxOnB = await connectMux(b.url, { bearer: noIat });
 
-    await sql`SELECT pgws.revoke(${alice})`;
+    await ops.sql`SELECT pgws.revoke(${alice})`;
     for (const client of [plainOnA, muxOnB]) {
       expect(await closedWith(client, 'the close of a socket using a revoked token')).toEqual({
         code: 4403,
@@ -119,7 +102,7 @@ describe('pgws.revoke', () => {
     const [older, newer] = [await token(alice, nowSeconds() - 7200), await token(alice, nowSeconds() - 60)];
     using covered = await connectMux(t.url, { bearer: older });
     using kept = await connectMux(t.url, { bearer: newer });
-    await sql`SELECT pgws.revoke(${alice}, now() - interval '1 hour')`;
+    await ops.sql`SELECT pgws.revoke(${alice}, now() - interval '1 hour')`;
     expect(await closedWith(covered, 'the close of the older token')).toMatchObject({ code: 4403 });
     expect(await kept.request({ type: 'ping' })).toMatchObject({ type: 'pong' });
     using another = await connectMux(t.url, { bearer: newer });
@@ -127,7 +110,7 @@ describe('pgws.revoke', () => {
 
     // Other tests' revocations share the database: only this one goes.
     const held = await metric(t.url, 'pgws_revocations');
-    await sql`SELECT pgws.unrevoke(${alice})`;
+    await ops.sql`SELECT pgws.unrevoke(${alice})`;
     await waitFor(
       async () => (await metric(t.url, 'pgws_revocations')) === held - 1,
       5000,
@@ -143,7 +126,7 @@ describe('pgws.revoke', () => {
     const old = await token(alice, nowSeconds() - 60);
     await using first = await startBridge(authToml(), secretEnv);
     using open = await connectMux(first.url, { bearer: old });
-    await sql`SELECT pgws.revoke(${alice})`;
+    await ops.sql`SELECT pgws.revoke(${alice})`;
     await closedWith(open, 'the close before the restart');
     await first.stop();
     await using restarted = await startBridge(authToml(), secretEnv);
@@ -169,7 +152,7 @@ describe('pgws.revoke', () => {
     proxy.retarget(deadPort);
     proxy.cut();
     await waitFor(async () => (await fetch(new URL('/healthz', t.url))).status === 503, 5000, 'the link to be down');
-    await sql`SELECT pgws.revoke(${alice})`;
+    await ops.sql`SELECT pgws.revoke(${alice})`;
     // Committed, but not heard: the socket is still open.
     expect(await open.request({ type: 'ping' })).toMatchObject({ type: 'pong' });
 
@@ -188,21 +171,21 @@ describe('the control channel', () => {
     const [alice, bob, carol] = [subject('alice'), subject('bob'), subject('carol')];
     const old = await token(alice, nowSeconds() - 60);
     using bobFirst = await connectMux(t.url, { bearer: await token(bob) });
-    await sql`SELECT pgws.disconnect(${bob})`;
+    await ops.sql`SELECT pgws.disconnect(${bob})`;
     await closedWith(bobFirst, "bob's first socket to close");
-    const [row] = await sql`SELECT max(id)::int AS id FROM pgws.disconnects WHERE subject = ${bob}`;
+    const [row] = await ops.sql`SELECT max(id)::int AS id FROM pgws.disconnects WHERE subject = ${bob}`;
     using bobAgain = await connectMux(t.url, { bearer: await token(bob) });
     using carolSocket = await connectMux(t.url, { bearer: await token(carol) });
     using aliceOld = await connectMux(t.url, { bearer: old });
-    await sql`SELECT pgws.revoke(${alice})`;
+    await ops.sql`SELECT pgws.revoke(${alice})`;
     await closedWith(aliceOld, "alice's socket to close");
 
     // Forged: a replay of bob's disconnect, a hint for alice (whose row is still there), an id of no row.
-    await sql`SELECT pg_notify('pgws.control', ${JSON.stringify({ disconnect: row?.['id'] })})`;
-    await sql`SELECT pg_notify('pgws.control', ${JSON.stringify({ revocation: alice })})`;
-    await sql`SELECT pg_notify('pgws.control', ${JSON.stringify({ disconnect: 2 ** 40 })})`;
+    await ops.sql`SELECT pg_notify('pgws.control', ${JSON.stringify({ disconnect: row?.['id'] })})`;
+    await ops.sql`SELECT pg_notify('pgws.control', ${JSON.stringify({ revocation: alice })})`;
+    await ops.sql`SELECT pg_notify('pgws.control', ${JSON.stringify({ disconnect: 2 ** 40 })})`;
     // A real disconnect after them: once it has arrived, the forged ones have been handled.
-    await sql`SELECT pgws.disconnect(${carol})`;
+    await ops.sql`SELECT pgws.disconnect(${carol})`;
     await closedWith(carolSocket, "carol's socket to close");
     expect(await bobAgain.request({ type: 'ping' })).toMatchObject({ type: 'pong' });
     const refused = await openMux(t.url, { bearer: old });
@@ -218,7 +201,7 @@ describe('the control channel', () => {
 
   test('a bridge that may not read the revocations accepts no token, serves anonymous sockets, and names the GRANT', async () => {
     const role = `pgws_unprivileged_${process.pid}`;
-    await sql.unsafe(`DROP ROLE IF EXISTS "${role}"; CREATE ROLE "${role}" NOLOGIN`);
+    await ops.sql.unsafe(`DROP ROLE IF EXISTS "${role}"; CREATE ROLE "${role}" NOLOGIN`);
     try {
       const url = new URL(databaseUrl());
       url.searchParams.set('role', role);
@@ -238,7 +221,7 @@ describe('the control channel', () => {
       using anonymous = await connectMux(t.url);
       expect(await anonymous.subscribe('open')).toMatchObject({ type: 'subscribed' });
     } finally {
-      await sql.unsafe(`DROP ROLE IF EXISTS "${role}"`);
+      await ops.sql.unsafe(`DROP ROLE IF EXISTS "${role}"`);
     }
   });
 });
