@@ -151,8 +151,8 @@ export const INSTALL_SQL = `-- pg-notify-ws: pgws.notify(channel, payload), NOTI
 -- owner may call them until it grants them to the operators' role, and a bridge that does not connect as
 -- the owner must read both tables (without, it accepts no token):
 --   GRANT EXECUTE ON FUNCTION pgws.disconnect(text, text), pgws.revoke(text, timestamptz),
---     pgws.unrevoke(text) TO operators_role;
---   GRANT SELECT ON pgws.revocations, pgws.disconnects TO bridge_role, operators_role;
+--     pgws.unrevoke(text) TO operators;
+--   GRANT SELECT ON pgws.revocations, pgws.disconnects TO bridge_role, operators;
 DO $install$
 DECLARE
   fresh boolean;
