@@ -53,8 +53,6 @@ export interface OursOptions {
   readonly healthyInARow?: number;
   /** More `[channels.NAME]` tables (see {@link schemaChannelToml}). */
   readonly channelsToml?: string;
-  /** Run the server of this source tree (another commit's, bench/worktree.ts) instead of this checkout's. */
-  readonly checkout?: string;
 }
 
 /** Starts our server and returns it once healthy; throws with its stderr if it exits first. */
@@ -71,7 +69,7 @@ export async function startOurs(options: OursOptions): Promise<Target> {
     options.profileDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-md', `--cpu-prof-dir=${options.profileDir}`];
   return launch({
     label: options.label ?? 'ours',
-    argv: [process.execPath, ...profile, join(options.checkout ?? '.', 'src', 'main.ts'), '--config', file],
+    argv: [process.execPath, ...profile, 'src/main.ts', '--config', file],
     env: { DATABASE_URL: options.databaseUrl, LOG_LEVEL: 'warn', HOST: '' },
     dir,
     port,
@@ -80,14 +78,14 @@ export async function startOurs(options: OursOptions): Promise<Target> {
   });
 }
 
-/** Starts the bare bridge. */
-export async function startBare(databaseUrl: string): Promise<Target> {
+/** Starts the bare bridge as `processes` processes on one port, each with its own LISTEN. */
+export async function startBare(databaseUrl: string, processes = 1): Promise<Target> {
   const dir = mkdtempSync(join(tmpdir(), 'pgws-bench-bare-'));
   const argv = [process.execPath, join(import.meta.dir, 'bare.ts')];
   return launch({
-    label: 'bare',
+    label: processes === 1 ? 'bare' : `bare, ${processes} processes`,
     argv,
-    env: { DATABASE_URL: databaseUrl, HOST: '0.0.0.0' },
+    env: { DATABASE_URL: databaseUrl, HOST: '0.0.0.0', PROCESSES: String(processes) },
     dir,
     port: await freePort('0.0.0.0'),
     metrics: false,
