@@ -8,11 +8,21 @@
  * `slow_consumer_bytes`, the bare bridge silently drops past Bun's backpressure limit); with it the
  * figure is the throughput the whole chain sustains with nothing lost. If the credit stops coming
  * (a client lost frames and never completes), the notifier goes on open-loop and says so.
+ *
+ * Every payload is padded to an exact size: {"r":RUN,"seq":SEQ,"t":SEND_TIME_MS,"p":"xxx…"}. RUN tells
+ * one measured case from any stray notification of an earlier one; SEQ is 0..count-1 and SEQ %
+ * producers names the producer connection, whose own notifications must arrive in order;
+ * SEND_TIME_MS is {@link clock} in this process. For filter cases the payload also carries `"k":KEY`
+ * after SEQ (see `Spread`). A multiplexed client receives it as the `payload` of
+ *   {"type":"message","channel":C,"seq":N,"payload":{"r":…}}
+ * where N is the server's own count on channel C.
  */
 import postgres from 'postgres';
-import { clock } from './protocol.ts';
 
-/** Where credit comes from: the fleet's progress (bench/fleet.ts). */
+/** The clock payloads are stamped and read with, in ms: sub-millisecond, and comparable across processes on one machine. */
+export const clock = (): number => performance.timeOrigin + performance.now();
+
+/** Where credit comes from: the client processes' progress (bench/pool.ts). */
 export interface Credit {
   progress(): number;
   nextProgress(ms: number): Promise<void>;
@@ -35,26 +45,20 @@ export interface Spread {
   readonly keys?: number | undefined;
 }
 
-/** One as-fast-as-possible burst: notifications 0..count-1 of `run` on `channel`, `size` bytes each. */
-export interface BurstPlan extends Spread {
+/** Notifications 0..count-1 of `run` on `channel` (or spread over channels), `size` bytes each. */
+export interface Plan extends Spread {
   readonly channel: string;
   readonly via?: NotifyFunction | undefined;
   readonly run: number;
   readonly count: number;
   readonly size: number;
+}
+
+/** As fast as the credit allows: at most `windowBytes` of payload ahead of the slowest client. */
+export interface BurstPlan extends Plan {
   readonly windowBytes: number;
   readonly credit: Credit;
   readonly deadlineMs: number;
-}
-
-/** A fixed-rate stream from one producer: `rate` notifications per second for `count` notifications. */
-export interface PacedPlan extends Spread {
-  readonly channel: string;
-  readonly via?: NotifyFunction | undefined;
-  readonly run: number;
-  readonly count: number;
-  readonly size: number;
-  readonly rate: number;
 }
 
 /** What was sent; `openLoop` is set when credit stalled and the rest went without flow control. */
@@ -70,7 +74,8 @@ export interface Notifier {
   /** The credit step generators report in: a quarter of the window. */
   step(size: number, windowBytes: number): number;
   burst(plan: BurstPlan): Promise<Sent>;
-  paced(plan: PacedPlan): Promise<Sent>;
+  /** One producer, one notification per transaction, `rate` a second. */
+  paced(plan: Plan & { readonly rate: number }): Promise<Sent>;
   end(): Promise<void>;
 }
 
@@ -93,13 +98,7 @@ export async function startNotifier(url: string, producers: number): Promise<Not
   // PG: identical payloads in one transaction are folded into one; the sequence number keeps each
   // distinct, and rpad pads to the exact size (the prefix is always shorter than 100 bytes). Without a
   // Spread the statement is the same as it always was.
-  const send = (
-    sql: postgres.Sql,
-    plan: { channel: string; run: number; size: number; via?: NotifyFunction | undefined } & Spread,
-    start: number,
-    end: number,
-    step: number,
-  ) => {
+  const send = (sql: postgres.Sql, plan: Plan, start: number, end: number, step: number) => {
     const channels = plan.channels ?? 1;
     // PG: s, step and the divisions are int, so s / step is the group (integer division).
     const channel =

@@ -5,8 +5,8 @@
  * schema, multiplexed, latency, workers, large, fdlimit, auth, scale; repeatable; --scenario is the
  * same), --profile, --generators N, --levels N,N (the scale scenario's client counts), --out FILE.
  *
- * Starts a throwaway embedded PostgreSQL (BENCH_DATABASE_URL overrides), generator processes
- * (bench/clients.ts) and each scenario's server processes; all traffic stays on 127.0.0.0/8, every
+ * Starts a throwaway embedded PostgreSQL (BENCH_DATABASE_URL overrides), the client processes
+ * (bench/pool.ts) and each scenario's server processes; all traffic stays on 127.0.0.0/8, every
  * loop is bounded, and everything started is stopped at the end, also on failure or Ctrl-C.
  * Full usage and the latest results: bench/RESULTS.md.
  */
@@ -15,20 +15,18 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { auth } from './auth.ts';
-import { capacity } from './capacity.ts';
-import { type BenchDatabase, startDatabase } from './database.ts';
+import { capacity, fdLimit } from './capacity.ts';
+import { startDatabase } from './database.ts';
 import { fanout } from './fanout.ts';
-import { fdLimit } from './fdlimit.ts';
-import { type Fleet, startFleet } from './fleet.ts';
 import { large } from './large.ts';
 import { latency } from './latency.ts';
 import { multiplexed } from './multiplexed.ts';
-import { type Notifier, startNotifier } from './notifier.ts';
-import { renderReport } from './report.ts';
+import { startNotifier } from './notifier.ts';
+import { startPool } from './pool.ts';
+import { renderReport, type Section, type TargetCheck } from './report.ts';
 import { scale } from './scale.ts';
 import type { Context, Scenario } from './scenario.ts';
-import type { Section, TargetCheck } from './stats.ts';
-import { stopAllTargets } from './target.ts';
+import { stopAllTargets } from './servers.ts';
 import { workers } from './workers.ts';
 
 const SCENARIOS: readonly (readonly [string, Scenario])[] = [
@@ -110,18 +108,18 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
 async function main(): Promise<number> {
   const startedAt = new Date();
   say(`starting PostgreSQL${process.env['BENCH_DATABASE_URL'] ? ' (BENCH_DATABASE_URL)' : ' (embedded)'}`);
-  const db: BenchDatabase = await startDatabase(process.env);
+  const db = await startDatabase(process.env);
   cleanups.push(() => db.stop());
   // Scenarios stop their own servers; this catches any an interruption left running.
   cleanups.push(stopAllTargets);
-  const fleet: Fleet = await startFleet(generators);
-  cleanups.push(() => fleet.stop());
-  const notifier: Notifier = await startNotifier(db.url, PRODUCERS);
+  const pool = await startPool(generators);
+  cleanups.push(() => pool.stop());
+  const notifier = await startNotifier(db.url, PRODUCERS);
   cleanups.push(() => notifier.end());
   const profileDir = values.profile ? mkdtempSync(join(tmpdir(), 'pgws-bench-profile-')) : undefined;
 
   const context: Context = {
-    rig: { db, fleet, notifier, addresses: ADDRESSES, windowBytes: WINDOW_BYTES },
+    rig: { db, pool, notifier, addresses: ADDRESSES, windowBytes: WINDOW_BYTES },
     quick: values.quick,
     profileDir,
     say,

@@ -1,32 +1,53 @@
 /**
- * The two bridges the benchmark starts: ours (`bun src/main.ts --config <generated toml>`, env
- * DATABASE_URL, PORT, LOG_LEVEL=warn) and the bare one (bench/bare.ts). Our config sets only what a
- * scenario asks for; every other key keeps its default ("limits at defaults").
+ * The servers under test, each a real process: ours (`bun src/main.ts --config <generated toml>`, env
+ * DATABASE_URL, PORT, LOG_LEVEL=warn; the config sets only what a scenario asks for, every other key
+ * keeps its default) and the bare bridge (bench/bare.ts). Each is spawned on a free port on 0.0.0.0, so
+ * clients can spread over 127.0.0.1..N, returned once healthy, and stopped with its whole process tree
+ * and its temp dir. Every live one is remembered, so an interrupted run can still stop them all.
  */
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort } from '../src/db/embedded.ts';
-import { launch, type Target } from './target.ts';
+import { listeningSockets, processTree, treeRssKb } from './procstat.ts';
+import { within } from './wait.ts';
+
+/** A running server under test; `await using` stops it. */
+export interface Target extends AsyncDisposable {
+  readonly label: string;
+  readonly pid: number;
+  readonly port: number;
+  /** The WebSocket URLs of a channel, one per destination address 127.0.0.1..N. */
+  urls(channel: string, addresses: number): string[];
+  /** The multiplexed endpoint `/`, one URL per destination address 127.0.0.1..N. */
+  rootUrls(addresses: number): string[];
+  /** Resolves once `processes` sockets listen on the port (workers bind it one by one), then as {@link launch}. */
+  whenHealthy(processes: number): Promise<void>;
+  /** The server process and its descendants (workers), now. */
+  processes(): number[];
+  rssKb(): number;
+  /** A value from /metrics (`name` with its labels, if any), as one process answers on a fresh connection. */
+  metric(name: string): Promise<number | undefined>;
+  /** What the server says about refusals and closes (our /metrics and logs; empty for the bare bridge). */
+  diagnose(): Promise<string>;
+  stop(): Promise<void>;
+}
 
 /** The declared channel with an inline schema: "every feature on". Other channels pass through raw. */
 export const SCHEMA_CHANNEL = 'bench_schema';
 
 /**
- * A declared channel whose inline schema is the benchmark payload's own shape (bench/protocol.ts), as
+ * A declared channel whose inline schema is the benchmark payload's own shape (bench/notifier.ts), as
  * strict as it can be. `keyed` adds the integer `k` the filter cases match on, between `seq` and `t`:
  * a schema channel re-serialises the payload in the schema's property order, which must stay the
  * payload's for the generators' parser. `history` keeps that many messages for resume.
  */
-export function schemaChannelToml(
-  name: string,
-  options: { readonly keyed?: boolean; readonly history?: number; readonly description?: string } = {},
-): string {
+export function schemaChannelToml(name: string, options: { readonly keyed?: boolean; readonly history?: number } = {}) {
   const table = `channels.${name}`;
   const property = (key: string, lines: string) => `\n[${table}.schema.properties.${key}]\n${lines}`;
   return [
     `\n[${table}]`,
-    `description = ${JSON.stringify(options.description ?? 'Benchmark payloads, checked against an inline schema')}`,
+    'description = "Benchmark payloads, checked against an inline schema"',
     ...(options.history === undefined ? [] : [`history = ${options.history}`]),
     `\n[${table}.schema]`,
     'type = "object"',
@@ -40,54 +61,176 @@ export function schemaChannelToml(
   ].join('\n');
 }
 
-const SCHEMA_TOML = schemaChannelToml(SCHEMA_CHANNEL);
-
-/** Options for our server; `server` adds `[server]` keys. */
+/** Our server: `server` adds `[server]` keys, `toml` more tables (channels, `[auth]`), `env` more variables. */
 export interface OursOptions {
   readonly databaseUrl: string;
   readonly server?: Readonly<Record<string, number | string>>;
+  readonly toml?: string;
+  readonly env?: Readonly<Record<string, string>>;
   readonly label?: string;
   /** Write a CPU profile (`bun --cpu-prof`, .cpuprofile and .md) into this directory at exit. */
   readonly profileDir?: string | undefined;
-  /** Return after this many healthy /healthz answers in a row (default 20). */
+  /** Return after this many healthy /healthz answers in a row (default 20; 1: the first, as a client would). */
   readonly healthyInARow?: number;
-  /** More `[channels.NAME]` tables (see {@link schemaChannelToml}). */
-  readonly channelsToml?: string;
 }
 
 /** Starts our server and returns it once healthy; throws with its stderr if it exits first. */
 export async function startOurs(options: OursOptions): Promise<Target> {
   const dir = mkdtempSync(join(tmpdir(), 'pgws-bench-ours-'));
   const port = await freePort('0.0.0.0');
-  const extra = Object.entries(options.server ?? {}).map(([key, value]) => `${key} = ${JSON.stringify(value)}`);
+  const server = Object.entries(options.server ?? {}).map(([key, value]) => `${key} = ${JSON.stringify(value)}`);
   const file = join(dir, 'channels.toml');
-  writeFileSync(
-    file,
-    ['[server]', 'host = "0.0.0.0"', `port = ${port}`, ...extra, SCHEMA_TOML, options.channelsToml ?? ''].join('\n'),
-  );
+  const toml = ['[server]', 'host = "0.0.0.0"', `port = ${port}`, ...server, schemaChannelToml(SCHEMA_CHANNEL)];
+  writeFileSync(file, [...toml, options.toml ?? ''].join('\n'));
   const profile =
     options.profileDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-md', `--cpu-prof-dir=${options.profileDir}`];
   return launch({
     label: options.label ?? 'ours',
     argv: [process.execPath, ...profile, 'src/main.ts', '--config', file],
-    env: { DATABASE_URL: options.databaseUrl, LOG_LEVEL: 'warn', HOST: '' },
+    env: { DATABASE_URL: options.databaseUrl, LOG_LEVEL: 'warn', HOST: '', ...options.env },
     dir,
     port,
-    healthyInARow: options.healthyInARow,
+    healthyInARow: options.healthyInARow ?? HEALTHY_IN_A_ROW,
     metrics: true,
   });
 }
 
 /** Starts the bare bridge as `processes` processes on one port, each with its own LISTEN. */
 export async function startBare(databaseUrl: string, processes = 1): Promise<Target> {
-  const dir = mkdtempSync(join(tmpdir(), 'pgws-bench-bare-'));
-  const argv = [process.execPath, join(import.meta.dir, 'bare.ts')];
   return launch({
     label: processes === 1 ? 'bare' : `bare, ${processes} processes`,
-    argv,
+    argv: [process.execPath, join(import.meta.dir, 'bare.ts')],
     env: { DATABASE_URL: databaseUrl, HOST: '0.0.0.0', PROCESSES: String(processes) },
-    dir,
+    dir: mkdtempSync(join(tmpdir(), 'pgws-bench-bare-')),
     port: await freePort('0.0.0.0'),
+    healthyInARow: HEALTHY_IN_A_ROW,
     metrics: false,
   });
+}
+
+/** Stops every server still running (for an interrupted or failed run). */
+export async function stopAllTargets(): Promise<void> {
+  await Promise.all([...live].map((target) => target.stop()));
+}
+
+/** How to start one. `dir` is a temp dir of its own, removed at stop; logs go there. */
+interface Spawn {
+  readonly label: string;
+  readonly argv: readonly string[];
+  readonly env: Record<string, string>;
+  readonly dir: string;
+  readonly port: number;
+  readonly healthyInARow: number;
+  readonly metrics: boolean;
+}
+
+const root = join(import.meta.dir, '..');
+const HEALTHY_IN_A_ROW = 20;
+const live = new Set<Target>();
+// Fresh connections: with workers the kernel spreads them over processes, and one may still be
+// connecting to the database while another already answers.
+const fresh = { headers: { connection: 'close' } };
+
+const readText = (path: string) => {
+  try {
+    return readFileSync(path, 'utf8').trim();
+  } catch {
+    return '';
+  }
+};
+
+/** Spawns the server and waits until it is healthy; throws with its stderr if it exits first. */
+async function launch(spec: Spawn): Promise<Target> {
+  const log = (name: string) => join(spec.dir, name);
+  const child = Bun.spawn([...spec.argv], {
+    cwd: root,
+    env: { ...process.env, ...spec.env, PORT: String(spec.port) },
+    stdin: 'ignore',
+    stdout: Bun.file(log('stdout.log')),
+    stderr: Bun.file(log('stderr.log')),
+  });
+  const base = `http://127.0.0.1:${spec.port}`;
+  const stderrText = () => readText(log('stderr.log')).slice(-2000);
+  const healthy = async (inARow: number) => {
+    const deadline = performance.now() + 30_000;
+    for (let answered = 0; answered < inARow; ) {
+      if (child.exitCode !== null) throw new Error(`${spec.label} exited with ${child.exitCode}: ${stderrText()}`);
+      const status = await fetch(`${base}/healthz`, fresh).then(
+        (r) => r.status,
+        () => 0,
+      );
+      answered = status === 200 ? answered + 1 : 0;
+      if (performance.now() > deadline)
+        throw new Error(`${spec.label} not healthy within 30 s (last status ${status}): ${stderrText()}`);
+      if (answered === 0) await Bun.sleep(50);
+    }
+  };
+  const metrics = () =>
+    fetch(`${base}/metrics`, fresh).then(
+      (r) => r.text(),
+      () => '',
+    );
+
+  let stopped: Promise<void> | undefined;
+  const target: Target = {
+    label: spec.label,
+    pid: child.pid,
+    port: spec.port,
+    urls: (channel, addresses) =>
+      Array.from({ length: addresses }, (_, i) => `ws://127.0.0.${i + 1}:${spec.port}/${encodeURIComponent(channel)}`),
+    rootUrls: (addresses) => Array.from({ length: addresses }, (_, i) => `ws://127.0.0.${i + 1}:${spec.port}/`),
+    async whenHealthy(processes) {
+      const deadline = performance.now() + 30_000;
+      while (listeningSockets(spec.port) < processes) {
+        if (performance.now() > deadline)
+          throw new Error(`${spec.label}: fewer than ${processes} sockets listen on port ${spec.port} after 30 s`);
+        await Bun.sleep(20);
+      }
+      await healthy(HEALTHY_IN_A_ROW);
+    },
+    processes: () => processTree(child.pid),
+    rssKb: () => treeRssKb(child.pid),
+    async metric(name) {
+      const line = (await metrics()).split('\n').find((l) => l.startsWith(`${name} `));
+      return line === undefined ? undefined : Number(line.slice(name.length + 1));
+    },
+    async diagnose() {
+      if (!spec.metrics) return '';
+      // Each scrape lands on one worker; a few fresh ones see them all.
+      const lines = new Set<string>();
+      for (let i = 0; i < 8; i++) {
+        for (const line of (await metrics()).split('\n'))
+          if (/^pgws_(upgrades_refused|closes|listener_reconnects)_total.* [1-9]/.test(line)) lines.add(line);
+      }
+      // LOG_LEVEL=warn: whatever the server logged is worth showing.
+      const logged = ['stdout.log', 'stderr.log']
+        .map((name) => readText(log(name)).split('\n').slice(-3).join(' ⏎ '))
+        .filter((text) => text !== '');
+      return [...lines, ...logged.map((text) => `log: ${text.slice(0, 600)}`)].join('; ');
+    },
+    stop() {
+      stopped ??= (async () => {
+        const tree = processTree(child.pid);
+        child.kill('SIGTERM');
+        await within(child.exited, 8000, `exit of ${spec.label}`).catch(() => child.kill('SIGKILL'));
+        await child.exited;
+        // Workers must not outlive it; only its own tree's pids, and only if they still run our command.
+        for (const pid of tree.slice(1)) {
+          if (readText(`/proc/${pid}/cmdline`).includes(spec.argv.at(-1) ?? '\0')) process.kill(pid, 'SIGKILL');
+        }
+        live.delete(target);
+        rmSync(spec.dir, { recursive: true, force: true });
+      })();
+      return stopped;
+    },
+    [Symbol.asyncDispose]: () => target.stop(),
+  };
+  live.add(target);
+  try {
+    await healthy(spec.healthyInARow);
+  } catch (error) {
+    await target.stop();
+    throw error;
+  }
+  return target;
 }

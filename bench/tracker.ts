@@ -6,14 +6,15 @@
  * A client may be meant to get only a share of the notifications (group floor(SEQ / producers) %
  * modulus === key: one channel of many, or one filter of several; see bench/notifier.ts `Spread`); its
  * credit is then counted in notifications, not frames, as `unique × modulus`, so the notifier's window
- * means the same thing for every client. Multiplexed
- * clients also check the server's own `seq` per channel ("lane").
+ * means the same thing for every client. Multiplexed clients also check the server's own `seq` per
+ * channel ("lane").
  *
- * The hot path is `receive`: two indexOf calls on the frame's prefix (two more for a multiplexed
- * frame's envelope), a bit test, a typed-array store.
+ * The hot path is `receive`: two indexOf calls on the frame's prefix (after a multiplexed frame's
+ * envelope, stepped over by bench/mux-client.ts), a bit test, a typed-array store.
  */
 import { createSamples, encodeHistogram } from './histogram.ts';
-import type { ArmCommand, GeneratorReport } from './protocol.ts';
+import { type MessageParts, readMessage } from './mux-client.ts';
+import type { Arm, GeneratorReport } from './pool.ts';
 
 /** One client's counters; opaque to callers, who hand it back on every frame. */
 export interface Client {
@@ -51,19 +52,7 @@ export interface Share {
   readonly consecutive?: boolean;
 }
 
-// How the server starts a `message` frame (src/protocol/replies.ts); the channel's JSON follows.
-const MESSAGE_PREFIX = '{"type":"message","channel":';
-const SEQ_KEY = ',"seq":';
-const PAYLOAD_KEY = ',"payload":';
 const STRAY_TEXT = 200;
-
-// The 10th character tells a `message` from every other server frame (gap, error, subscribed, …), and
-// the 29th opens the channel's JSON string; cheaper than startsWith(MESSAGE_PREFIX).
-const isMessage = (frame: string) =>
-  frame.charCodeAt(9) === 109 && frame.charCodeAt(MESSAGE_PREFIX.length) === 34 && frame.charCodeAt(0) === 123;
-// `key` (`,"…":`) sits at `i`: its comma and its closing colon are where they should be.
-const at = (frame: string, i: number, key: string) =>
-  frame.charCodeAt(i) === 44 && frame.charCodeAt(i + key.length - 1) === 58;
 
 /** The unsigned decimal (digits, optionally a fraction) at `i`, without slicing; NaN if none. */
 function numberAt(text: string, i: number): number {
@@ -87,7 +76,7 @@ export interface Tracker {
   closed(client: Client, code: number): void;
   /** Forgets every client (after they were closed). */
   clear(): void;
-  arm(command: ArmCommand): void;
+  arm(arm: Arm): void;
   /** A plain frame: the payload itself. */
   receive(client: Client, frame: string, nowMs: number): void;
   /** A multiplexed frame: a `message` whose `payload` is the payload, or anything else (stray). */
@@ -116,6 +105,7 @@ export function createTracker(onProgress: (run: number, count: number) => void):
   let lastReceiveMs = 0;
   let latency = createSamples(0);
   let open = 0;
+  const parts: MessageParts = { seq: 0, payloadAt: 0 };
 
   // Of notifications 0..expected-1, those in groups key, key + modulus, … (a group is `producers` SEQs).
   const shareOf = (client: Client) => {
@@ -225,8 +215,8 @@ export function createTracker(onProgress: (run: number, count: number) => void):
       for (let k = 1; k <= client.level; k++) reached[k]! -= 1;
       advance();
     },
-    arm(command) {
-      ({ run, expected, producers, step } = command);
+    arm(next) {
+      ({ run, expected, producers, step } = next);
       top = Math.ceil(expected / step);
       reached = new Int32Array(top + 1);
       level = 0;
@@ -249,19 +239,8 @@ export function createTracker(onProgress: (run: number, count: number) => void):
     },
     receiveMessage(client, frame, nowMs) {
       if (client.retired) return;
-      // {"type":"message","channel":"NAME","seq":N,"payload":P}, in this order (src/protocol/replies.ts).
-      // No benchmark channel name needs escaping, so one quote ends NAME, and the rest is stepped over
-      // with character checks: indexOf with a long needle, or startsWith, costs 15-100 ns a frame, and
-      // the generators (~1 µs of CPU a frame in all) are what limits these cases.
-      const quote = isMessage(frame) ? frame.indexOf('"', MESSAGE_PREFIX.length + 1) : -1;
-      const digits = quote + 1 + SEQ_KEY.length;
-      let end = digits;
-      let serverSeq = 0;
-      for (let code = frame.charCodeAt(end); code >= 48 && code <= 57; code = frame.charCodeAt(++end))
-        serverSeq = serverSeq * 10 + (code - 48);
-      if (quote < 0 || end === digits || !at(frame, quote + 1, SEQ_KEY) || !at(frame, end, PAYLOAD_KEY))
-        return strayFrame(frame);
-      count(client, frame, end + PAYLOAD_KEY.length, nowMs, serverSeq);
+      if (readMessage(frame, parts)) count(client, frame, parts.payloadAt, nowMs, parts.seq);
+      else strayFrame(frame);
     },
     received: () => clients.reduce((sum, c) => sum + c.unique, 0),
     report() {

@@ -4,12 +4,11 @@
  * per-client reports, close the clients. Every wait is bounded.
  */
 import type { BenchDatabase } from './database.ts';
-import type { ConnectSpec, Fleet } from './fleet.ts';
 import { createHistogram, decodeHistogram, type Histogram, maxLatencyMs, quantileMs } from './histogram.ts';
 import type { Notifier, NotifyFunction, Sent, Spread } from './notifier.ts';
-import { cpuMeter, machineBusySeconds } from './procstat.ts';
-import type { ClientKind, GeneratorReport, MuxSubscribe } from './protocol.ts';
-import type { Target } from './target.ts';
+import type { ConnectResult, ConnectSpec, GeneratorReport, MuxSubscribe, Pool } from './pool.ts';
+import { cpuMeter, machineTimes } from './procstat.ts';
+import type { Target } from './servers.ts';
 
 /**
  * What to run. `target` undefined means raw LISTEN clients straight on the database. The optional rest
@@ -30,16 +29,14 @@ export interface TrialSpec {
   readonly mux?: MuxSubscribe;
   /** Client URLs instead of the target's URLs of `channel` (e.g. one channel per client). */
   readonly urls?: readonly string[];
-  /** Client i gets only its share of the notifications (ConnectCommand.modulus; default 1: all). */
+  /** Client i gets only its share of the notifications (ConnectSpec.modulus; default 1: all). */
   readonly modulus?: number;
   /** Round-robin channels and filter keys of the notifications (bench/notifier.ts). */
   readonly spread?: Spread;
   /** Credit window for this trial instead of the rig's. */
   readonly windowBytes?: number;
-  /** Put the clients on this many generator processes only. */
-  readonly generators?: number;
-  /** How the clients connect, where not the fleet's defaults (timeouts, retries, own addresses). */
-  readonly connect?: Pick<ConnectSpec, 'timeoutMs' | 'retryRefusedMs' | 'ownAddresses'>;
+  /** How the clients connect, where not the pool's defaults. */
+  readonly connect?: Pick<ConnectSpec, 'generators' | 'timeoutMs' | 'retryRefusedMs' | 'ownAddresses'>;
   /** Called at the trial's turns, e.g. to watch the delivery window (bench/timeline.ts). */
   readonly hooks?: TrialHooks;
 }
@@ -111,7 +108,7 @@ export interface TrialResult {
 /** The shared machinery a trial runs on. */
 export interface Rig {
   readonly db: BenchDatabase;
-  readonly fleet: Fleet;
+  readonly pool: Pool;
   readonly notifier: Notifier;
   /** Destination addresses 127.0.0.1..N the clients spread over. */
   readonly addresses: number;
@@ -126,19 +123,17 @@ const SEND_DEADLINE_MS = 120_000;
 
 /** Runs one trial; the clients are closed again whatever happens. */
 export async function runTrial(rig: Rig, spec: TrialSpec): Promise<TrialResult> {
-  const { fleet, notifier, db } = rig;
-  const kind: ClientKind = spec.target === undefined ? 'pg' : spec.mux !== undefined ? 'mux' : 'ws';
+  const { pool, notifier, db } = rig;
   const rssEmptyKb = spec.target?.rssKb() ?? 0;
   const windowBytes = spec.windowBytes ?? rig.windowBytes;
   try {
-    const connect = await fleet.connect({
-      kind,
+    const connect = await pool.connect({
+      kind: spec.target === undefined ? 'pg' : spec.mux !== undefined ? 'mux' : 'ws',
       urls: spec.urls ?? spec.target?.urls(spec.channel, rig.addresses) ?? [db.url],
       channel: spec.channel,
       count: spec.clients,
       ...(spec.modulus === undefined ? {} : { modulus: spec.modulus }),
       ...(spec.mux === undefined ? {} : { subscribe: spec.mux }),
-      ...(spec.generators === undefined ? {} : { generators: spec.generators }),
       ...spec.connect,
     });
     await Bun.sleep(250);
@@ -147,64 +142,65 @@ export async function runTrial(rig: Rig, spec: TrialSpec): Promise<TrialResult> 
     const run = ++runs;
     const { count } = spec.send;
     const paced = spec.send.kind === 'paced';
-    await fleet.arm(run, count, paced ? 1 : notifier.producers, paced ? count : notifier.step(spec.size, windowBytes));
+    const step = paced ? count : notifier.step(spec.size, windowBytes);
+    await pool.arm({ run, expected: count, producers: paced ? 1 : notifier.producers, step });
     const meters = {
       server: cpuMeter(() => spec.target?.processes() ?? []),
       postgres: cpuMeter(() => db.processes()),
-      generators: cpuMeter(() => fleet.pids),
+      generators: cpuMeter(() => pool.pids),
       notifier: cpuMeter(() => [process.pid]),
     };
     spec.hooks?.sending?.();
-    const machineStart = machineBusySeconds();
+    const machineStart = machineTimes().busy;
     const wallStart = performance.now();
     const base = { channel: spec.channel, run, count, size: spec.size, via: spec.via, ...spec.spread };
     const sent: Sent =
       spec.send.kind === 'paced'
         ? await notifier.paced({ ...base, rate: spec.send.rate })
-        : await notifier.burst({ ...base, windowBytes, credit: fleet, deadlineMs: SEND_DEADLINE_MS });
+        : await notifier.burst({ ...base, windowBytes, credit: pool, deadlineMs: SEND_DEADLINE_MS });
     // Drain: until every open client has all, or nothing arrives for DRAIN_MS. Credit moves in steps
     // every client of a generator must pass (1,310 notifications × 1,000 clients = 1.3 M frames at
     // 100 B), which on a loaded machine can take longer than DRAIN_MS, so while credit is quiet the
     // frames received so far are what says whether anything still moves.
-    let last = fleet.progress();
+    let last = pool.progress();
     let frames = -1;
     let movedAt = performance.now();
     const drainUntil = movedAt + SEND_DEADLINE_MS;
     while (last < sent.sent && connect.opened > 0 && performance.now() - movedAt < DRAIN_MS) {
       if (performance.now() > drainUntil) break;
-      await fleet.nextProgress(QUIET_CHECK_MS);
-      const now = fleet.progress();
-      const received = now === last ? await fleet.received() : frames;
+      await pool.nextProgress(QUIET_CHECK_MS);
+      const now = pool.progress();
+      const received = now === last ? await pool.received() : frames;
       // Progress that came in while the count was asked for would otherwise wait out QUIET_CHECK_MS.
-      const latest = fleet.progress();
+      const latest = pool.progress();
       if (latest !== last || received !== frames) movedAt = performance.now();
       last = latest;
       frames = received;
     }
     spec.hooks?.drained?.();
-    const readings = {
-      server: meters.server(),
-      postgres: meters.postgres(),
-      generators: meters.generators(),
-      notifier: meters.notifier(),
+    const [server, postgres, generators, orchestrator] = [
+      meters.server(),
+      meters.postgres(),
+      meters.generators(),
+      meters.notifier(),
+    ];
+    const machine = ((machineTimes().busy - machineStart) / ((performance.now() - wallStart) / 1000)) * 100;
+    const ours = server.percent + postgres.percent + generators.percent + orchestrator.percent;
+    const cpu = {
+      server: server.percent,
+      postgres: postgres.percent,
+      generators: generators.percent,
+      notifier: orchestrator.percent,
+      other: Math.max(0, machine - ours),
+      seconds: { server: server.seconds, generators: generators.seconds },
     };
-    const groups = {
-      server: readings.server.percent,
-      postgres: readings.postgres.percent,
-      generators: readings.generators.percent,
-      notifier: readings.notifier.percent,
-    };
-    const cpuSeconds = { server: readings.server.seconds, generators: readings.generators.seconds };
-    const machine = ((machineBusySeconds() - machineStart) / ((performance.now() - wallStart) / 1000)) * 100;
-    const ours = groups.server + groups.postgres + groups.generators + groups.notifier;
-    const cpu = { ...groups, other: Math.max(0, machine - ours), seconds: cpuSeconds };
     const rssAfterKb = spec.target?.rssKb() ?? 0;
-    const reports = await fleet.report();
+    const reports = await pool.report();
     const troubled = connect.failed > 0 || reports.some((r) => Object.keys(r.closes).some((code) => code !== '1000'));
     const diagnosis = troubled ? ((await spec.target?.diagnose()) ?? '') : '';
     return summarize(spec, reports, sent, cpu, { connect, rssEmptyKb, rssIdleKb, rssAfterKb, diagnosis });
   } finally {
-    await fleet.close();
+    await pool.close();
   }
 }
 
@@ -214,7 +210,7 @@ function summarize(
   sent: Sent,
   cpu: TrialResult['cpu'],
   extra: {
-    connect: Awaited<ReturnType<Fleet['connect']>>;
+    connect: ConnectResult;
     rssEmptyKb: number;
     rssIdleKb: number;
     rssAfterKb: number;
@@ -243,8 +239,8 @@ function summarize(
     connectFailures: extra.connect.failed,
     firstError: extra.connect.firstError,
     connectMs: extra.connect.ms,
-    refused: extra.connect.refused ?? 0,
-    retried: extra.connect.retried ?? 0,
+    refused: extra.connect.refused,
+    retried: extra.connect.retried,
     planned: spec.send.count,
     sent: sent.sent,
     expected,

@@ -1,0 +1,278 @@
+/**
+ * The client processes (bench/generator.ts) as the orchestrator sees them, and the messages between
+ * them over Bun's IPC: spawned once per run (the scale scenario spawns more of its own), handed a share
+ * of every case's clients, armed, asked for their reports, and stopped at the end, also on failure.
+ * Their combined progress is the notifier's credit.
+ */
+import { join } from 'node:path';
+import { within } from './wait.ts';
+
+/**
+ * How a client receives: a plain WebSocket on `/<channel>` (`ws`), a `pgws.v1` socket on `/` (`mux`,
+ * subscribing once ready), or a postgres.js `sql.listen` straight on the database (`pg`, the ceiling).
+ */
+export type ClientKind = 'ws' | 'mux' | 'pg';
+
+/**
+ * What each `mux` client subscribes to. Notification SEQ travels on
+ * `channels[floor(SEQ / producers) % channels.length]` (bench/notifier.ts `Spread`); with `filterField`,
+ * client i subscribes with the filter `{[filterField]: {"eq": i % modulus}}`.
+ */
+export interface MuxSubscribe {
+  readonly channels: readonly string[];
+  readonly filterField: string | undefined;
+}
+
+/** What `connect` asks for: `count` clients, client i of all going to `urls[i % urls.length]`. */
+export interface ConnectSpec {
+  readonly kind: ClientKind;
+  readonly urls: readonly string[];
+  /** The channel of `pg` clients (`ws` clients have theirs in the URL). */
+  readonly channel?: string;
+  readonly count: number;
+  /**
+   * Client i should receive exactly the notifications whose group floor(SEQ / producers) is i modulo
+   * `modulus` (default 1: all of them). Its URL or its filter decides what it gets; this is what it is
+   * checked against.
+   */
+  readonly modulus?: number;
+  readonly subscribe?: MuxSubscribe;
+  /** `mux` only: client i offers `tokens[i]` as the subprotocol `bearer.T`. */
+  readonly tokens?: readonly string[];
+  /** Put every client on the first N processes only (default: spread over all). */
+  readonly generators?: number;
+  /** Handshakes in flight at once per process (default 64); more only overflows the listen backlog. */
+  readonly concurrency?: number;
+  /** Per client (default 20 s); a process stops starting connects after 3 × this. */
+  readonly timeoutMs?: number;
+  /**
+   * An upgrade refused with 503 (a full process: `file_limit`) is tried again on a fresh connection,
+   * which SO_REUSEPORT may hand to another worker, after its Retry-After, for this long after the
+   * client's first attempt (default 0: never).
+   */
+  readonly retryRefusedMs?: number;
+  /**
+   * Process g connects only to the URLs j with j % (processes used) === g: with one URL per destination
+   * address, each has addresses, and so ephemeral-port ranges, of its own.
+   */
+  readonly ownAddresses?: boolean;
+}
+
+/** A {@link ConnectSpec} with its defaults in place, as a process receives it (its own URLs and tokens). */
+export type Connecting = ConnectSpec & Required<Pick<ConnectSpec, 'modulus' | 'concurrency' | 'timeoutMs'>>;
+
+/** How a connect went; `ms` is the slowest process's time to its last open. */
+export interface ConnectResult {
+  readonly opened: number;
+  readonly failed: number;
+  readonly firstError: string | undefined;
+  readonly ms: number;
+  /** Upgrades answered with 503, and how many of them were tried again. */
+  readonly refused: number;
+  readonly retried: number;
+}
+
+/**
+ * Forget the previous case and expect notifications 0..expected-1 of `run`, sent by `producers`
+ * connections; report progress each time every open client has received another `step`.
+ */
+export interface Arm {
+  readonly run: number;
+  readonly expected: number;
+  readonly producers: number;
+  readonly step: number;
+}
+
+/** What one process saw in one case; arrays are per client, in the process's client order. */
+export interface GeneratorReport {
+  /** What each client should receive of the armed run (its share of `expected`). */
+  readonly expected: readonly number[];
+  readonly unique: readonly number[];
+  readonly duplicated: readonly number[];
+  readonly reordered: readonly number[];
+  /** Frames that were not this run's (earlier runs, unparsable, or not a `message` frame), and the first. */
+  readonly stray: number;
+  readonly firstStray: string | undefined;
+  /** Multiplexed frames whose server `seq` broke their channel's sequence (bench/tracker.ts). */
+  readonly seqBreaks: number;
+  /** Close codes seen during the case (e.g. 1008 slow consumer), by code. */
+  readonly closes: Readonly<Record<string, number>>;
+  readonly lastReceiveMs: number;
+  /** Every frame's latency, as an encoded HdrHistogram (bench/histogram.ts). */
+  readonly latency: string;
+}
+
+/** A close of an open client that it did not ask for: the code, and `Date.now()` when it came. */
+export interface SeenClose {
+  readonly code: number;
+  readonly at: number;
+}
+
+/** What each command is answered with. */
+export interface Answers {
+  readonly connect: ConnectResult;
+  readonly arm: null;
+  readonly report: GeneratorReport;
+  readonly count: number;
+  readonly closes: SeenClose[];
+  readonly close: null;
+}
+
+/** Orchestrator → process; `id` comes back with the answer. */
+export type Command = { readonly id: number } & (
+  | { readonly type: 'connect'; readonly spec: Connecting; readonly first: number; readonly count: number }
+  | ({ readonly type: 'arm' } & Arm)
+  | { readonly type: 'report' }
+  | { readonly type: 'count' }
+  | { readonly type: 'closes' }
+  | { readonly type: 'close' }
+  | { readonly type: 'exit' }
+);
+
+/** Process → orchestrator; `progress` is the one unsolicited message (the notifier's credit). */
+export type Reply =
+  | { readonly type: 'ready' }
+  | { readonly type: 'answer'; readonly id: number; readonly value: unknown }
+  | { readonly type: 'progress'; readonly run: number; readonly count: number };
+
+/** The running processes. */
+export interface Pool {
+  readonly pids: readonly number[];
+  connect(spec: ConnectSpec): Promise<ConnectResult>;
+  arm(arm: Arm): Promise<void>;
+  /** The count every open client of the armed run has reached (the least over processes with clients). */
+  progress(): number;
+  /** Resolves on the next progress report, or after `ms`. */
+  nextProgress(ms: number): Promise<void>;
+  /** Distinct frames of the armed run received so far by all clients (cheaper than a report). */
+  received(): Promise<number>;
+  report(): Promise<GeneratorReport[]>;
+  /** Every close since the clients were opened that they did not ask for. */
+  closes(): Promise<SeenClose[]>;
+  /** Closes every client. */
+  close(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+interface Member {
+  readonly child: Bun.Subprocess;
+  readonly waiting: Map<number, PromiseWithResolvers<unknown>>;
+  clients: number;
+  progress: number;
+}
+
+/** A command before its id is given (distributive, so each keeps its own fields). */
+type Unsent<C = Command> = C extends unknown ? Omit<C, 'id'> : never;
+
+const ASK_MS = 120_000;
+// A process stops starting connects after 3 × timeoutMs (bench/generator.ts); the last may take one more.
+const connectAnswerMs = (timeoutMs: number) => Math.max(ASK_MS, 4 * timeoutMs + 10_000);
+const DEFAULTS = { modulus: 1, concurrency: 64, timeoutMs: 20_000 } as const;
+
+/** Spawns `size` client processes and waits until each has said it is ready. */
+export async function startPool(size: number): Promise<Pool> {
+  let nextId = 1;
+  let run = -1;
+  let wake = Promise.withResolvers<void>();
+  const readies: Promise<void>[] = [];
+  const members = Array.from({ length: size }, (): Member => {
+    const ready = Promise.withResolvers<void>();
+    readies.push(ready.promise);
+    const waiting = new Map<number, PromiseWithResolvers<unknown>>();
+    const child = Bun.spawn([process.execPath, join(import.meta.dir, 'generator.ts')], {
+      stdio: ['ignore', 'inherit', 'inherit'],
+      serialization: 'json',
+      ipc(message: Reply) {
+        if (message.type === 'ready') return ready.resolve();
+        if (message.type === 'answer') return waiting.get(message.id)?.resolve(message.value);
+        if (message.run === run) member.progress = Math.max(member.progress, message.count);
+        // Everyone waiting shares one promise; the next waiters get a fresh one.
+        wake.resolve();
+        wake = Promise.withResolvers<void>();
+      },
+    });
+    const member: Member = { child, waiting, clients: 0, progress: 0 };
+    void child.exited.then((code) => {
+      const gone = new Error(`client process ${child.pid} exited with ${code}`);
+      ready.reject(gone);
+      for (const pending of waiting.values()) pending.reject(gone);
+      if (code !== 0) process.stderr.write(`bench: ${gone.message}\n`);
+    });
+    return member;
+  });
+
+  const ask = <T extends keyof Answers>(member: Member, command: Unsent & { type: T }, ms = ASK_MS) => {
+    const id = nextId++;
+    const answer = Promise.withResolvers<unknown>();
+    member.waiting.set(id, answer);
+    member.child.send({ ...command, id });
+    const what = `${command.type} answer from client process ${member.child.pid}`;
+    return within(answer.promise as Promise<Answers[T]>, ms, what).finally(() => member.waiting.delete(id));
+  };
+  const all = <T extends keyof Answers>(command: Unsent & { type: T }) =>
+    Promise.all(members.map((member) => ask<T>(member, command)));
+
+  const pool: Pool = {
+    pids: members.map((m) => m.child.pid),
+    async connect(spec) {
+      const used = Math.max(1, Math.min(size, spec.generators ?? size));
+      const full = { ...DEFAULTS, ...spec };
+      let first = 0;
+      const results = await Promise.all(
+        members.map((member, g) => {
+          const count = g >= used ? 0 : Math.floor(spec.count / used) + (g < spec.count % used ? 1 : 0);
+          const start = first;
+          first += count;
+          member.clients = count;
+          if (count === 0) return { opened: 0, failed: 0, firstError: undefined, ms: 0, refused: 0, retried: 0 };
+          const urls = spec.ownAddresses ? spec.urls.filter((_, j) => j % used === g) : spec.urls;
+          if (urls.length === 0) throw new Error(`client process ${g} has no URL of its own (${spec.urls.length})`);
+          const tokens = spec.tokens?.slice(start, start + count);
+          const mine: Connecting = { ...full, urls, ...(tokens === undefined ? {} : { tokens }) };
+          return ask(member, { type: 'connect', spec: mine, first: start, count }, connectAnswerMs(full.timeoutMs));
+        }),
+      );
+      const total = (pick: (r: ConnectResult) => number) => results.reduce((sum, r) => sum + pick(r), 0);
+      return {
+        opened: total((r) => r.opened),
+        failed: total((r) => r.failed),
+        firstError: results.find((r) => r.firstError !== undefined)?.firstError,
+        ms: Math.max(...results.map((r) => r.ms)),
+        refused: total((r) => r.refused),
+        retried: total((r) => r.retried),
+      };
+    },
+    async arm(arm) {
+      run = arm.run;
+      for (const member of members) member.progress = 0;
+      await all({ type: 'arm', ...arm });
+    },
+    progress() {
+      const active = members.filter((m) => m.clients > 0);
+      return active.length === 0 ? 0 : Math.min(...active.map((m) => m.progress));
+    },
+    nextProgress: (ms) => within(wake.promise, ms, 'progress').catch(() => {}),
+    received: async () => (await all({ type: 'count' })).reduce((sum, n) => sum + n, 0),
+    report: () => all({ type: 'report' }),
+    closes: async () => (await all({ type: 'closes' })).flat(),
+    async close() {
+      await all({ type: 'close' });
+      for (const member of members) member.clients = 0;
+    },
+    async stop() {
+      for (const { child } of members) if (child.exitCode === null) child.send({ type: 'exit', id: 0 });
+      const exited = Promise.all(members.map((m) => m.child.exited));
+      await within(exited, 5000, 'exit of the client processes').catch(async () => {
+        for (const { child } of members) child.kill('SIGKILL');
+        await exited;
+      });
+    },
+  };
+  try {
+    await within(Promise.all(readies), 30_000, 'start of the client processes');
+  } catch (error) {
+    await pool.stop();
+    throw error;
+  }
+  return pool;
+}
