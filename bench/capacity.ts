@@ -87,7 +87,7 @@ export async function capacity(context: Context): Promise<Outcome> {
 }
 
 /** Runs the fd-limit scenario on a fresh server of ours, its admission cap raised past the file limit. */
-export async function fdLimit(context: Context): Promise<Outcome> {
+export async function fdlimit(context: Context): Promise<Outcome> {
   const { rig, say } = context;
   const started = startOursFor(context, { server: { max_connections: 1_000_000 } });
   const { pid } = await started;

@@ -10,15 +10,7 @@
  * reading, or waiting.
  */
 import { availableParallelism } from 'node:os';
-import {
-  allProcesses,
-  type CpuSplit,
-  cpuSplit,
-  type MachineTimes,
-  machineTimes,
-  mainThreadSeconds,
-  type ProcessCpu,
-} from './procstat.ts';
+import { allProcesses, type CpuSplit, cpuSplit, machineTimes, mainThreadSeconds } from './procstat.ts';
 import { type Column, ms, num, section } from './report.ts';
 import type { TrialResult } from './trial.ts';
 
@@ -29,25 +21,9 @@ export interface Groups {
   readonly postgres: readonly number[];
   readonly bench: readonly number[];
 }
-type Group = keyof Groups;
-const SAMPLED = ['server', 'generators'] as const;
 
-/** What one group did in the window: CPU seconds and, for the sampled ones, per process the ticks it ran in. */
-interface GroupWindow extends CpuSplit {
-  readonly busyMs: readonly (readonly number[])[];
-}
-
-/** The window: from {@link watchWindow} to its `stop`; times are ms after its start. */
-export interface DeliveryWindow {
-  readonly ms: number;
-  readonly groups: Readonly<Record<Group, GroupWindow>>;
-  /** The machine's CPU seconds over the window (all cores), and its busy seconds so far at each tick. */
-  readonly machine: MachineTimes;
-  readonly busyTicks: readonly (readonly [number, number])[];
-  /** CPU seconds of every process outside the groups (kernel threads included), and the largest by name. */
-  readonly othersSeconds: number;
-  readonly others: readonly ProcessCpu[];
-}
+/** The window: its groups' user and kernel CPU seconds, the machine's, and the others' by name. */
+export type DeliveryWindow = ReturnType<ReturnType<typeof watchWindow>['stop']>;
 
 const TICK_MS = 10;
 // A main thread that ran less than this in a tick counts as idle there (a timer, a scrape).
@@ -59,23 +35,34 @@ const SATURATED = 0.9;
 
 const split = (pids: readonly number[]): CpuSplit =>
   pids.map(cpuSplit).reduce((a, b) => ({ user: a.user + b.user, system: a.system + b.system }), { user: 0, system: 0 });
+const since = (before: CpuSplit, after: CpuSplit) => ({
+  user: after.user - before.user,
+  system: after.system - before.system,
+});
 
-/** Starts the window now. */
-export function watchWindow(groups: Groups): { stop(): DeliveryWindow } {
+/**
+ * Starts the window now. Every tick it notes the machine's busy seconds so far and, per server and
+ * generator process, whether its main thread ran ("busy ticks", ms after the start).
+ */
+export function watchWindow(groups: Groups) {
   const started = performance.now();
-  const groupNames = Object.keys(groups) as Group[];
-  const startCpu = groupNames.map((name) => split(groups[name]));
+  const startCpu = {
+    server: split(groups.server),
+    generators: split(groups.generators),
+    postgres: split(groups.postgres),
+    bench: split(groups.bench),
+  };
   const startMachine = machineTimes();
   // The whole table at the two ends only: reading it costs a few ms, too much for every tick.
-  const startTable = allProcesses();
-  const sampled = SAMPLED.flatMap((group) =>
-    groups[group].map((pid) => ({ group, pid, last: mainThreadSeconds(pid), busy: [] as number[] })),
-  );
+  const startTable = new Map(allProcesses().map((p) => [p.pid, p.user + p.system]));
+  const sampled = (pids: readonly number[]) =>
+    pids.map((pid) => ({ pid, last: mainThreadSeconds(pid), busy: [] as number[] }));
+  const threads = { server: sampled(groups.server), generators: sampled(groups.generators) };
   const busyTicks: [number, number][] = [[0, startMachine.busy]];
   const sample = () => {
     const at = performance.now() - started;
     busyTicks.push([at, machineTimes().busy]);
-    for (const p of sampled) {
+    for (const p of [...threads.server, ...threads.generators]) {
       const now = mainThreadSeconds(p.pid);
       if (now - p.last >= BUSY_SECONDS) p.busy.push(at);
       p.last = now;
@@ -90,19 +77,20 @@ export function watchWindow(groups: Groups): { stop(): DeliveryWindow } {
       const mine = new Set(Object.values(groups).flat());
       // CPU seconds of the processes outside the groups, summed by name (ksoftirqd/0, …), most first.
       const byName = new Map<string, number>();
-      for (const [pid, { name, seconds }] of allProcesses()) {
-        const spent = seconds - (startTable.get(pid)?.seconds ?? 0);
+      for (const { pid, name, user, system } of allProcesses()) {
+        const spent = user + system - (startTable.get(pid) ?? 0);
         if (!mine.has(pid) && spent > 0) byName.set(name, (byName.get(name) ?? 0) + spent);
       }
       const others = [...byName].map(([name, seconds]) => ({ name, seconds })).sort((a, b) => b.seconds - a.seconds);
-      const window = (name: Group, i: number): GroupWindow => {
-        const now = split(groups[name]);
-        const busyMs = sampled.filter((p) => p.group === name).map((p) => p.busy);
-        return { user: now.user - (startCpu[i]?.user ?? 0), system: now.system - (startCpu[i]?.system ?? 0), busyMs };
-      };
       return {
         ms: performance.now() - started,
-        groups: Object.fromEntries(groupNames.map((name, i) => [name, window(name, i)])) as DeliveryWindow['groups'],
+        server: { ...since(startCpu.server, split(groups.server)), busyMs: threads.server.map((p) => p.busy) },
+        generators: {
+          ...since(startCpu.generators, split(groups.generators)),
+          busyMs: threads.generators.map((p) => p.busy),
+        },
+        postgres: since(startCpu.postgres, split(groups.postgres)),
+        bench: since(startCpu.bench, split(groups.bench)),
         machine: {
           busy: end.busy - startMachine.busy,
           system: end.system - startMachine.system,
@@ -116,18 +104,12 @@ export function watchWindow(groups: Groups): { stop(): DeliveryWindow } {
   };
 }
 
-/** How a wait for a quiet machine ended: after how long, and how busy its cores were in the last slice. */
-export interface Settled {
-  readonly waitedMs: number;
-  readonly busy: number;
-}
-
 /**
  * Waits until the machine's cores were less than `below` busy (0..1) over a half-second slice, or
- * `maxMs` passed: what connecting started (the kernel's own work, garbage collection) should not run
- * into the window.
+ * `maxMs` passed, so that what connecting started (the kernel's own work, garbage collection) does not
+ * run into the window; says how long it waited and how busy the last slice was.
  */
-export async function settle(below: number, maxMs: number): Promise<Settled> {
+export async function settle(below: number, maxMs: number) {
   const started = performance.now();
   for (;;) {
     const before = machineTimes().busy;
@@ -138,6 +120,9 @@ export async function settle(below: number, maxMs: number): Promise<Settled> {
   }
 }
 
+/** How a wait for a quiet machine ended. */
+export type Settled = Awaited<ReturnType<typeof settle>>;
+
 /** One row of the profile: its name, what the trial measured, and its window. */
 export interface Profiled {
   readonly name: string;
@@ -145,26 +130,21 @@ export interface Profiled {
   readonly window: DeliveryWindow | undefined;
 }
 
-/** When a sampled group worked, up to the last receipt (what comes after it is not delivery). */
-interface Activity {
-  /** The first tick in which any of its main threads ran. */
-  readonly firstBusyMs: number | undefined;
-  /** The last tick in which the first of them to finish ran, and the same for the last to finish. */
-  readonly firstDoneMs: number | undefined;
-  readonly lastDoneMs: number | undefined;
-}
-
-function activity(row: Profiled, group: Group): Activity {
+/**
+ * When a sampled group worked, up to the last receipt (what comes after it is not delivery): the first
+ * tick in which any of its main threads ran, and the last tick of the first and of the last to finish.
+ */
+function activity(row: Profiled, group: 'server' | 'generators') {
   const untilMs = row.result.durationMs + TICK_MS;
-  const ticks = (row.window?.groups[group].busyMs ?? [])
+  const ticks = (row.window?.[group].busyMs ?? [])
     .map((busy) => busy.filter((at) => at <= untilMs))
     .filter((busy) => busy.length > 0);
-  if (ticks.length === 0 || row.result.durationMs <= 0)
-    return { firstBusyMs: undefined, firstDoneMs: undefined, lastDoneMs: undefined };
+  const none = ticks.length === 0 || row.result.durationMs <= 0;
+  const ends = ticks.map((busy) => busy.at(-1) ?? 0);
   return {
-    firstBusyMs: Math.min(...ticks.map((busy) => busy[0] ?? 0)),
-    firstDoneMs: Math.min(...ticks.map((busy) => busy.at(-1) ?? 0)),
-    lastDoneMs: Math.max(...ticks.map((busy) => busy.at(-1) ?? 0)),
+    firstBusyMs: none ? undefined : Math.min(...ticks.map((busy) => busy[0] ?? 0)),
+    firstDoneMs: none ? undefined : Math.min(...ends),
+    lastDoneMs: none ? undefined : Math.max(...ends),
   };
 }
 
@@ -180,18 +160,18 @@ function busyBetween(w: DeliveryWindow, fromMs: number, toMs: number): number {
 const sendingBusy = (row: Profiled, w: DeliveryWindow) =>
   busyBetween(w, activity(row, 'server').firstBusyMs ?? 0, row.result.durationMs);
 
-const cpuMs = (g: GroupWindow) => (g.user + g.system) * 1000;
+const cpuMs = (g: CpuSplit) => (g.user + g.system) * 1000;
 
 /** CPU ms in the window by who spent it, in the issue's words (ours, Bun's, the kernel's, the clients'). */
 const consumers = (w: DeliveryWindow): [string, number][] => [
-  ["ours and Bun's (the servers in user mode: fan-out and framing)", w.groups.server.user * 1000],
+  ["ours and Bun's (the servers in user mode: fan-out and framing)", w.server.user * 1000],
   [
     "the kernel's (the servers' system time: a send() per socket, which over loopback also runs the receiving side's TCP)",
-    w.groups.server.system * 1000,
+    w.server.system * 1000,
   ],
-  ["the co-located clients' (the generator processes reading their sockets)", cpuMs(w.groups.generators)],
-  ["PostgreSQL's", cpuMs(w.groups.postgres)],
-  ["the orchestrator's", cpuMs(w.groups.bench)],
+  ["the co-located clients' (the generator processes reading their sockets)", cpuMs(w.generators)],
+  ["PostgreSQL's", cpuMs(w.postgres)],
+  ["the orchestrator's", cpuMs(w.bench)],
   ["the rest of the machine's (kernel threads and other processes)", w.othersSeconds * 1000],
 ];
 
@@ -204,9 +184,9 @@ function boundText(row: Profiled): string {
   const last = r.durationMs;
   const busy = sendingBusy(row, w);
   const perClient = (cpu: number) => `${num((cpu * 1000) / Math.max(1, r.connected), 1)} µs per client`;
-  const serverUser = w.groups.server.user * 1000;
-  const serverKernel = w.groups.server.system * 1000;
-  const generators = cpuMs(w.groups.generators);
+  const serverUser = w.server.user * 1000;
+  const serverKernel = w.server.system * 1000;
+  const generators = cpuMs(w.generators);
   const other = w.othersSeconds * 1000;
   // Kernel threads such as ksoftirqd (network receive work deferred from the senders), or other jobs.
   const othersNamed = w.others
@@ -222,7 +202,7 @@ function boundText(row: Profiled): string {
   const kernelShare = ((w.machine.system + w.machine.interrupts) / Math.max(w.machine.busy, 1e-9)) * 100;
   const parts = [
     `${row.name}: the last client received ${ms(last)} ms after the NOTIFY; the first server process woke at ${ms(server.firstBusyMs)} ms, the first to finish stopped at ${ms(server.firstDoneMs)} ms and the last at ${ms(server.lastDoneMs)} ms.`,
-    `CPU in the window: servers ${num(serverUser)} ms user + ${num(serverKernel)} ms kernel (${perClient(serverUser + serverKernel)}), generators ${num(generators)} ms (${perClient(generators)}), PostgreSQL ${num(cpuMs(w.groups.postgres))} ms, other ${num(other)} ms${othersNamed === '' ? '' : ` (the most: ${othersNamed})`}; the kernel's share of the machine's busy time (system, irq, softirq) is ${num(kernelShare)} %.`,
+    `CPU in the window: servers ${num(serverUser)} ms user + ${num(serverKernel)} ms kernel (${perClient(serverUser + serverKernel)}), generators ${num(generators)} ms (${perClient(generators)}), PostgreSQL ${num(cpuMs(w.postgres))} ms, other ${num(other)} ms${othersNamed === '' ? '' : ` (the most: ${othersNamed})`}; the kernel's share of the machine's busy time (system, irq, softirq) is ${num(kernelShare)} %.`,
   ];
   const done = server.lastDoneMs;
   if (done !== undefined && done < last * SERVERS_DONE_SHARE) {
@@ -244,15 +224,15 @@ function boundText(row: Profiled): string {
 /** A cell of the window, '–' without one. */
 const of = (cell: (w: DeliveryWindow, row: Profiled) => string) => (row: Profiled) =>
   row.window === undefined ? '–' : cell(row.window, row);
-const userSys = (g: GroupWindow) => `${num(g.user * 1000)} / ${num(g.system * 1000)}`;
+const userSys = (g: CpuSplit) => `${num(g.user * 1000)} / ${num(g.system * 1000)}`;
 
 const COLUMNS: readonly Column<Profiled>[] = [
   ['row', (row) => row.name],
   ['window ms', of((w) => ms(w.ms))],
-  ['server CPU ms user / sys', of((w) => userSys(w.groups.server))],
-  ['generators CPU ms user / sys', of((w) => userSys(w.groups.generators))],
-  ['PostgreSQL CPU ms', of((w) => num(cpuMs(w.groups.postgres)))],
-  ['bench CPU ms', of((w) => num(cpuMs(w.groups.bench)))],
+  ['server CPU ms user / sys', of((w) => userSys(w.server))],
+  ['generators CPU ms user / sys', of((w) => userSys(w.generators))],
+  ['PostgreSQL CPU ms', of((w) => num(cpuMs(w.postgres)))],
+  ['bench CPU ms', of((w) => num(cpuMs(w.bench)))],
   ['other CPU ms', of((w) => num(w.othersSeconds * 1000))],
   [
     'machine busy while sending',
@@ -268,12 +248,7 @@ const COLUMNS: readonly Column<Profiled>[] = [
 /** The profile as a report section: a table row and a bound sentence per row. */
 export function profileSection(rows: readonly Profiled[]) {
   return section('Scale: where the time from the NOTIFY to the last receipt goes', COLUMNS, rows, [
-    [
-      'The window runs from just before the NOTIFY to the moment every client had it (as the generators report it over IPC); times are ms after the NOTIFY.',
-      `CPU from /proc/<pid>/stat at the window's two ends (10 ms ticks; reaped children included); machine busy = the machine's busy time (/proc/stat, read every tick) from the first server's wake-up to the last receipt ÷ (that time × ${availableParallelism()} cores); other = every other process on the machine (/proc/<pid>/stat of each at both ends): kernel threads such as ksoftirqd, and anything else running; interrupts = the machine's irq + softirq time (loopback packets being received), which tick accounting also charges to the process it interrupted.`,
-      'Busy and done times: the main thread (Bun\'s event loop) of every server and generator process is read every 10 ms (/proc/<pid>/sched); "last server done" is the last tick up to the last receipt in which any server process\'s main thread ran, "generators done" the same for the generators.',
-      'The bound, row by row:',
-    ].join(' '),
+    `The window runs from just before the NOTIFY to the moment every client had it (as the generators report it over IPC); times are ms after the NOTIFY. CPU from /proc/<pid>/stat at the window's two ends (10 ms ticks; reaped children included); machine busy = the machine's busy time (/proc/stat, read every tick) from the first server's wake-up to the last receipt ÷ (that time × ${availableParallelism()} cores); other = every other process on the machine (/proc/<pid>/stat of each at both ends): kernel threads such as ksoftirqd, and anything else running; interrupts = the machine's irq + softirq time (loopback packets being received), which tick accounting also charges to the process it interrupted. Busy and done times: the main thread (Bun's event loop) of every server and generator process is read every 10 ms (/proc/<pid>/sched); "last server done" is the last tick up to the last receipt in which any server process's main thread ran, "generators done" the same for the generators. The bound, row by row:`,
     ...rows.map(boundText),
   ]);
 }

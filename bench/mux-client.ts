@@ -5,7 +5,7 @@
  * without parsing its JSON, which the generators do for every frame they receive.
  */
 import { BEARER_PREFIX, SUBPROTOCOL } from '../src/protocol/subprotocol.ts';
-import { type Closed, opening, watchClose, within } from './wait.ts';
+import { opening, watchClose, within } from './wait.ts';
 
 /** What one `subscribe` frame asks for. */
 export interface Subscription {
@@ -21,26 +21,8 @@ export interface Subscribed {
   readonly recovered?: boolean;
 }
 
-/** A socket on the multiplexed endpoint whose `ready` frame has come. */
-export interface MuxSocket {
-  readonly ws: WebSocket;
-  readonly closed: Promise<Closed>;
-  /** Closes it and waits (5 s at most) until it is closed. */
-  close(): Promise<void>;
-  /**
-   * Sends one subscribe per entry, all at once, and resolves with the `subscribed` answers in the same
-   * order; any other answer fails it. From the last answer on (at once, with none), every frame goes to
-   * `onFrame`, given here because messages may follow the answer immediately.
-   */
-  subscribe(
-    subscriptions: readonly Subscription[],
-    onFrame: (text: string) => void,
-    timeoutMs: number,
-  ): Promise<Subscribed[]>;
-}
-
-/** Opens a socket offering `pgws.v1` (and `bearer.<token>`) and resolves once its `ready` frame came. */
-export async function openMux(url: string, timeoutMs: number, token?: string): Promise<MuxSocket> {
+/** Opens a socket on the multiplexed endpoint offering `pgws.v1` (and `bearer.<token>`); resolves once `ready` came. */
+export async function openMux(url: string, timeoutMs: number, token?: string) {
   const ws = new WebSocket(url, token === undefined ? [SUBPROTOCOL] : [SUBPROTOCOL, `${BEARER_PREFIX}${token}`]);
   const closed = watchClose(ws);
   const ready = Promise.withResolvers<void>();
@@ -57,11 +39,17 @@ export async function openMux(url: string, timeoutMs: number, token?: string): P
   return {
     ws,
     closed,
+    /** Closes it and waits (5 s at most) until it is closed. */
     async close() {
       ws.close(1000);
       await within(closed, 5000, 'close');
     },
-    async subscribe(subscriptions, onFrame, ms) {
+    /**
+     * Sends one subscribe per entry, all at once, and resolves with the `subscribed` answers in the same
+     * order; any other answer fails it. From the last answer on (at once, with none), every frame goes to
+     * `onFrame`, given here because messages may follow the answer immediately.
+     */
+    async subscribe(subscriptions: readonly Subscription[], onFrame: (text: string) => void, ms: number) {
       const answers: Subscribed[] = [];
       let answered = 0;
       const done = Promise.withResolvers<void>();

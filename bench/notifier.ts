@@ -19,7 +19,7 @@
  */
 import postgres from 'postgres';
 
-/** The clock payloads are stamped and read with, in ms: sub-millisecond, and comparable across processes on one machine. */
+/** The clock payloads are stamped and read with, in ms: sub-millisecond, comparable across processes. */
 export const clock = (): number => performance.timeOrigin + performance.now();
 
 /** Where credit comes from: the client processes' progress (bench/pool.ts). */
@@ -54,13 +54,6 @@ export interface Plan extends Spread {
   readonly size: number;
 }
 
-/** As fast as the credit allows: at most `windowBytes` of payload ahead of the slowest client. */
-export interface BurstPlan extends Plan {
-  readonly windowBytes: number;
-  readonly credit: Credit;
-  readonly deadlineMs: number;
-}
-
 /** What was sent; `openLoop` is set when credit stalled and the rest went without flow control. */
 export interface Sent {
   readonly sent: number;
@@ -69,22 +62,14 @@ export interface Sent {
 }
 
 /** The producer connections. */
-export interface Notifier {
-  readonly producers: number;
-  /** The credit step generators report in: a quarter of the window. */
-  step(size: number, windowBytes: number): number;
-  burst(plan: BurstPlan): Promise<Sent>;
-  /** One producer, one notification per transaction, `rate` a second. */
-  paced(plan: Plan & { readonly rate: number }): Promise<Sent>;
-  end(): Promise<void>;
-}
+export type Notifier = Awaited<ReturnType<typeof startNotifier>>;
 
 const MAX_BATCH = 500;
 // No credit for this long means a client lost frames for good: fall back to open-loop.
 const STALL_MS = 2000;
 
 /** Opens `producers` connections to `url`. */
-export async function startNotifier(url: string, producers: number): Promise<Notifier> {
+export async function startNotifier(url: string, producers: number) {
   const connections = Array.from({ length: producers }, () =>
     postgres(url, {
       max: 1,
@@ -96,8 +81,7 @@ export async function startNotifier(url: string, producers: number): Promise<Not
   await Promise.all(connections.map((sql) => sql`SELECT 1`));
 
   // PG: identical payloads in one transaction are folded into one; the sequence number keeps each
-  // distinct, and rpad pads to the exact size (the prefix is always shorter than 100 bytes). Without a
-  // Spread the statement is the same as it always was.
+  // distinct, and rpad pads to the exact size (the prefix is always shorter than 100 bytes).
   const send = (sql: postgres.Sql, plan: Plan, start: number, end: number, step: number) => {
     const channels = plan.channels ?? 1;
     // PG: s, step and the divisions are int, so s / step is the group (integer division).
@@ -114,8 +98,12 @@ export async function startNotifier(url: string, producers: number): Promise<Not
 
   return {
     producers,
-    step: (size, windowBytes) => Math.max(1, Math.floor(window(size, windowBytes) / 4)),
-    async burst(plan) {
+    /** The credit step the client processes report in: a quarter of the window. */
+    step: (size: number, windowBytes: number) => Math.max(1, Math.floor(window(size, windowBytes) / 4)),
+    /** As fast as the credit allows: at most `windowBytes` of payload ahead of the slowest client. */
+    async burst(
+      plan: Plan & { readonly windowBytes: number; readonly credit: Credit; readonly deadlineMs: number },
+    ): Promise<Sent> {
       const w = window(plan.size, plan.windowBytes);
       const batch = batchFor(w);
       const deadline = performance.now() + plan.deadlineMs;
@@ -147,7 +135,8 @@ export async function startNotifier(url: string, producers: number): Promise<Not
       await Promise.all(connections.map((sql, p) => produce(sql, p)));
       return { sent: Math.min(issued, plan.count), firstSendMs, openLoop };
     },
-    async paced(plan) {
+    /** One producer, one notification per transaction, `rate` a second. */
+    async paced(plan: Plan & { readonly rate: number }): Promise<Sent> {
       const sql = connections[0];
       if (sql === undefined) throw new Error('notifier has no connection');
       const started = performance.now();

@@ -1,81 +1,65 @@
 /**
  * The client processes (bench/generator.ts) as the orchestrator sees them, and the messages between
- * them over Bun's IPC: spawned once per run (the scale scenario spawns more of its own), handed a share
- * of every case's clients, armed, asked for their reports, and stopped at the end, also on failure.
- * Their combined progress is the notifier's credit.
+ * them over Bun's IPC: spawned once per run (the scale scenario spawns its own), handed a share of every
+ * case's clients, armed, asked for their reports, and stopped at the end. Their combined progress is
+ * the notifier's credit.
  */
 import { join } from 'node:path';
+import type { GeneratorReport } from './tracker.ts';
 import { within } from './wait.ts';
 
-/**
- * How a client receives: a plain WebSocket on `/<channel>` (`ws`), a `pgws.v1` socket on `/` (`mux`,
- * subscribing once ready), or a postgres.js `sql.listen` straight on the database (`pg`, the ceiling).
- */
+/** How a client receives: a WebSocket on `/<channel>`, a `pgws.v1` socket on `/`, or `sql.listen` (the ceiling). */
 export type ClientKind = 'ws' | 'mux' | 'pg';
 
 /**
- * What each `mux` client subscribes to. Notification SEQ travels on
- * `channels[floor(SEQ / producers) % channels.length]` (bench/notifier.ts `Spread`); with `filterField`,
- * client i subscribes with the filter `{[filterField]: {"eq": i % modulus}}`.
+ * What each `mux` client subscribes to; with `filterField`, client i filters on `{[filterField]: {"eq":
+ * i % modulus}}`. Notification SEQ travels on channel floor(SEQ / producers) % channels (bench/notifier.ts).
  */
 export interface MuxSubscribe {
   readonly channels: readonly string[];
   readonly filterField: string | undefined;
 }
 
-/** What `connect` asks for: `count` clients, client i of all going to `urls[i % urls.length]`. */
+/** `count` clients, client i of all going to `urls[i % urls.length]`; the defaults are in DEFAULTS. */
 export interface ConnectSpec {
   readonly kind: ClientKind;
   readonly urls: readonly string[];
   /** The channel of `pg` clients (`ws` clients have theirs in the URL). */
   readonly channel?: string;
   readonly count: number;
-  /**
-   * Client i should receive exactly the notifications whose group floor(SEQ / producers) is i modulo
-   * `modulus` (default 1: all of them). Its URL or its filter decides what it gets; this is what it is
-   * checked against.
-   */
+  /** Client i should receive the notifications whose group floor(SEQ / producers) is i modulo this. */
   readonly modulus?: number;
   readonly subscribe?: MuxSubscribe;
-  /** `mux` only: client i offers `tokens[i]` as the subprotocol `bearer.T`. */
+  /** Client i offers `tokens[i]` as the subprotocol `bearer.T`. */
   readonly tokens?: readonly string[];
-  /** Put every client on the first N processes only (default: spread over all). */
+  /** Put every client on the first N processes only. */
   readonly generators?: number;
-  /** Handshakes in flight at once per process (default 64); more only overflows the listen backlog. */
+  /** Handshakes in flight at once per process; more only overflows the listen backlog. */
   readonly concurrency?: number;
-  /** Per client (default 20 s); a process stops starting connects after 3 × this. */
+  /** Per client; a process stops starting connects after 3 × this. */
   readonly timeoutMs?: number;
-  /**
-   * An upgrade refused with 503 (a full process: `file_limit`) is tried again on a fresh connection,
-   * which SO_REUSEPORT may hand to another worker, after its Retry-After, for this long after the
-   * client's first attempt (default 0: never).
-   */
+  /** Try an upgrade refused with 503 again on a fresh connection (maybe another worker) for this long. */
   readonly retryRefusedMs?: number;
-  /**
-   * Process g connects only to the URLs j with j % (processes used) === g: with one URL per destination
-   * address, each has addresses, and so ephemeral-port ranges, of its own.
-   */
+  /** Process g takes only the URLs j with j % processes === g: destination addresses, so port ranges, of its own. */
   readonly ownAddresses?: boolean;
 }
 
-/** A {@link ConnectSpec} with its defaults in place, as a process receives it (its own URLs and tokens). */
-export type Connecting = ConnectSpec & Required<Pick<ConnectSpec, 'modulus' | 'concurrency' | 'timeoutMs'>>;
+const DEFAULTS = { modulus: 1, concurrency: 64, timeoutMs: 20_000 } as const;
 
-/** How a connect went; `ms` is the slowest process's time to its last open. */
+/** A {@link ConnectSpec} as a process receives it: defaults in place, its own URLs and tokens. */
+export type Connecting = ConnectSpec & Required<Pick<ConnectSpec, keyof typeof DEFAULTS>>;
+
+/** How a connect went: `ms` is the slowest process's; `refused` counts 503 answers, `retried` their retries. */
 export interface ConnectResult {
   readonly opened: number;
   readonly failed: number;
   readonly firstError: string | undefined;
   readonly ms: number;
-  /** Upgrades answered with 503, and how many of them were tried again. */
   readonly refused: number;
   readonly retried: number;
 }
 
-/**
- * Forget the previous case and expect notifications 0..expected-1 of `run`, sent by `producers`
- * connections; report progress each time every open client has received another `step`.
- */
+/** A new case: notifications 0..expected-1 of `run`; progress is reported in steps of `step`. */
 export interface Arm {
   readonly run: number;
   readonly expected: number;
@@ -83,26 +67,7 @@ export interface Arm {
   readonly step: number;
 }
 
-/** What one process saw in one case; arrays are per client, in the process's client order. */
-export interface GeneratorReport {
-  /** What each client should receive of the armed run (its share of `expected`). */
-  readonly expected: readonly number[];
-  readonly unique: readonly number[];
-  readonly duplicated: readonly number[];
-  readonly reordered: readonly number[];
-  /** Frames that were not this run's (earlier runs, unparsable, or not a `message` frame), and the first. */
-  readonly stray: number;
-  readonly firstStray: string | undefined;
-  /** Multiplexed frames whose server `seq` broke their channel's sequence (bench/tracker.ts). */
-  readonly seqBreaks: number;
-  /** Close codes seen during the case (e.g. 1008 slow consumer), by code. */
-  readonly closes: Readonly<Record<string, number>>;
-  readonly lastReceiveMs: number;
-  /** Every frame's latency, as an encoded HdrHistogram (bench/histogram.ts). */
-  readonly latency: string;
-}
-
-/** A close of an open client that it did not ask for: the code, and `Date.now()` when it came. */
+/** A close an open client did not ask for, and `Date.now()` when it came. */
 export interface SeenClose {
   readonly code: number;
   readonly at: number;
@@ -129,30 +94,14 @@ export type Command = { readonly id: number } & (
   | { readonly type: 'exit' }
 );
 
-/** Process → orchestrator; `progress` is the one unsolicited message (the notifier's credit). */
+/** Process → orchestrator; `progress` (every open client has `count` of `run`) is the notifier's credit. */
 export type Reply =
   | { readonly type: 'ready' }
   | { readonly type: 'answer'; readonly id: number; readonly value: unknown }
   | { readonly type: 'progress'; readonly run: number; readonly count: number };
 
 /** The running processes. */
-export interface Pool {
-  readonly pids: readonly number[];
-  connect(spec: ConnectSpec): Promise<ConnectResult>;
-  arm(arm: Arm): Promise<void>;
-  /** The count every open client of the armed run has reached (the least over processes with clients). */
-  progress(): number;
-  /** Resolves on the next progress report, or after `ms`. */
-  nextProgress(ms: number): Promise<void>;
-  /** Distinct frames of the armed run received so far by all clients (cheaper than a report). */
-  received(): Promise<number>;
-  report(): Promise<GeneratorReport[]>;
-  /** Every close since the clients were opened that they did not ask for. */
-  closes(): Promise<SeenClose[]>;
-  /** Closes every client. */
-  close(): Promise<void>;
-  stop(): Promise<void>;
-}
+export type Pool = Awaited<ReturnType<typeof startPool>>;
 
 interface Member {
   readonly child: Bun.Subprocess;
@@ -167,10 +116,9 @@ type Unsent<C = Command> = C extends unknown ? Omit<C, 'id'> : never;
 const ASK_MS = 120_000;
 // A process stops starting connects after 3 × timeoutMs (bench/generator.ts); the last may take one more.
 const connectAnswerMs = (timeoutMs: number) => Math.max(ASK_MS, 4 * timeoutMs + 10_000);
-const DEFAULTS = { modulus: 1, concurrency: 64, timeoutMs: 20_000 } as const;
 
 /** Spawns `size` client processes and waits until each has said it is ready. */
-export async function startPool(size: number): Promise<Pool> {
+export async function startPool(size: number) {
   let nextId = 1;
   let run = -1;
   let wake = Promise.withResolvers<void>();
@@ -212,9 +160,10 @@ export async function startPool(size: number): Promise<Pool> {
   const all = <T extends keyof Answers>(command: Unsent & { type: T }) =>
     Promise.all(members.map((member) => ask<T>(member, command)));
 
-  const pool: Pool = {
+  const pool = {
     pids: members.map((m) => m.child.pid),
-    async connect(spec) {
+    /** Opens the clients over the processes at once. */
+    async connect(spec: ConnectSpec): Promise<ConnectResult> {
       const used = Math.max(1, Math.min(size, spec.generators ?? size));
       const full = { ...DEFAULTS, ...spec };
       let first = 0;
@@ -242,18 +191,22 @@ export async function startPool(size: number): Promise<Pool> {
         retried: total((r) => r.retried),
       };
     },
-    async arm(arm) {
+    async arm(arm: Arm) {
       run = arm.run;
       for (const member of members) member.progress = 0;
       await all({ type: 'arm', ...arm });
     },
+    /** The count every open client of the armed run has reached (the least over processes with clients). */
     progress() {
       const active = members.filter((m) => m.clients > 0);
       return active.length === 0 ? 0 : Math.min(...active.map((m) => m.progress));
     },
-    nextProgress: (ms) => within(wake.promise, ms, 'progress').catch(() => {}),
+    /** Resolves on the next progress report, or after `ms`. */
+    nextProgress: (ms: number) => within(wake.promise, ms, 'progress').catch(() => {}),
+    /** Distinct frames of the armed run received so far by all clients (cheaper than a report). */
     received: async () => (await all({ type: 'count' })).reduce((sum, n) => sum + n, 0),
     report: () => all({ type: 'report' }),
+    /** Every close since the clients opened that they did not ask for. */
     closes: async () => (await all({ type: 'closes' })).flat(),
     async close() {
       await all({ type: 'close' });

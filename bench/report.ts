@@ -109,8 +109,7 @@ export interface RunInfo {
   readonly command: string;
   readonly startedAt: Date;
   readonly seconds: number;
-  readonly postgresVersion: string;
-  readonly embedded: boolean;
+  readonly db: { readonly version: string; readonly embedded: boolean };
   readonly generators: number;
   readonly addresses: number;
   readonly failures: readonly string[];
@@ -120,7 +119,7 @@ const USAGE = `Usage (from the repository root):
 
     bun run bench                     # full run, about 10 minutes; rewrites bench/RESULTS.md
     bun run bench --quick             # smoke test with smaller counts, about a minute; prints only
-    bun run bench --only fanout       # one scenario (repeat --only or use commas; --scenario is the same):
+    bun run bench --only fanout       # one scenario (repeat --only or use commas):
                                       #   capacity, fanout, schema, multiplexed, latency, workers, large,
                                       #   fdlimit, auth, scale
     bun run bench --only scale --levels 20000
@@ -161,7 +160,7 @@ const TARGET_COLUMNS: readonly Column<TargetCheck>[] = [
 /** The whole report as markdown. */
 export function renderReport(info: RunInfo, sections: readonly Section[], targets: readonly TargetCheck[]): string {
   const met = targets.filter((t) => t.ok === true).length;
-  const database = info.embedded ? 'embedded, started by the benchmark' : 'BENCH_DATABASE_URL';
+  const database = info.db.embedded ? 'embedded, started by the benchmark' : 'BENCH_DATABASE_URL';
   const targetTable = section('', TARGET_COLUMNS, targets, []);
   return [
     '# pg-notify-ws benchmark results',
@@ -174,7 +173,7 @@ export function renderReport(info: RunInfo, sections: readonly Section[], target
     '',
     `- ${availableParallelism()} CPUs (nproc), ${cpuModel()}`,
     `- ${num(totalmem() / 2 ** 30, 1)} GiB memory, Linux ${release()}, open-file limit ${num(fileLimit())}`,
-    `- Bun ${Bun.version}, PostgreSQL ${info.postgresVersion} (${database})`,
+    `- Bun ${Bun.version}, PostgreSQL ${info.db.version} (${database})`,
     `- server, PostgreSQL, ${info.generators} generator processes and the notifier all share this machine; clients connect over loopback to 127.0.0.1..${info.addresses}`,
     ...(info.failures.length > 0 ? ['', '**Failures:**', ...info.failures.map((f) => `- ${f}`)] : []),
     '',

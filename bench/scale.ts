@@ -211,21 +211,7 @@ function settingsNote(rows: readonly Row[], limit: number, perProcess: number): 
     baseline !== undefined && baseline.clients < baseline.requested
       ? `, at the largest count one process's file limit allows (${num(baseline.clients)} of ${num(baseline.requested)})`
       : '';
-  return [
-    'Settings: a fresh server per row (`bun src/main.ts`) with `[server] workers` as in the row, `max_connections` at its default',
-    `(50,000 per process, above what a process's files allow, so the file limit is what binds) and \`idle_timeout = ${IDLE_TIMEOUT}\``,
-    '(so that no keep-alive ping, due about `idle_timeout` after a socket opened, falls into the window after a long connect);',
-    `\`ulimit -n\` ${num(limit)} for every process,`,
-    `so a process holds at most ${num(perProcess)} client sockets (the limit less 64) and answers 503 \`file_limit\` past that.`,
-    `Workers and generators are planned at ${num(FILL * 100)} % of that, since SO_REUSEPORT spreads connections by a hash.`,
-    `Each generator connects to ${ADDRESSES_PER_GENERATOR} destination addresses of its own (127.0.0.x, so its own ephemeral ports),`,
-    `retries an upgrade refused with 503 on a fresh connection after its Retry-After (1 s) for up to ${num(RETRY_REFUSED_MS / 1000)} s,`,
-    `and stops starting connects after ${num((CONNECT_TIMEOUT_MS * 3) / 1000)} s. The workers = 1 row is the baseline from the same run${cut}.`,
-    'Multiplexed sockets offer `pgws.v1` on `/` and subscribe to one channel each; plain ones connect to `/bench_schema`.',
-    "Server KB / conn = (RSS of all server processes with the clients connected − the same before any client) ÷ clients; clients RSS is the generators' total with the clients connected.",
-    "NOTIFY → last = the last client's receipt − the notifier's send time; p50 and p99 are of all clients' receipts.",
-    `Before connecting and again before the NOTIFY the machine is given up to ${num(QUIET_WAIT_MS / 1000)} s to become less than ${num(QUIET * 100)} % busy.`,
-  ].join(' ');
+  return `Settings: a fresh server per row (\`bun src/main.ts\`) with \`[server] workers\` as in the row, \`max_connections\` at its default (50,000 per process, above what a process's files allow, so the file limit is what binds) and \`idle_timeout = ${IDLE_TIMEOUT}\` (so that no keep-alive ping, due about \`idle_timeout\` after a socket opened, falls into the window after a long connect); \`ulimit -n\` ${num(limit)} for every process, so a process holds at most ${num(perProcess)} client sockets (the limit less 64) and answers 503 \`file_limit\` past that. Workers and generators are planned at ${num(FILL * 100)} % of that, since SO_REUSEPORT spreads connections by a hash. Each generator connects to ${ADDRESSES_PER_GENERATOR} destination addresses of its own (127.0.0.x, so its own ephemeral ports), retries an upgrade refused with 503 on a fresh connection after its Retry-After (1 s) for up to ${num(RETRY_REFUSED_MS / 1000)} s, and stops starting connects after ${num((CONNECT_TIMEOUT_MS * 3) / 1000)} s. The workers = 1 row is the baseline from the same run${cut}. Multiplexed sockets offer \`pgws.v1\` on \`/\` and subscribe to one channel each; plain ones connect to \`/bench_schema\`. Server KB / conn = (RSS of all server processes with the clients connected − the same before any client) ÷ clients; clients RSS is the generators' total with the clients connected. NOTIFY → last = the last client's receipt − the notifier's send time; p50 and p99 are of all clients' receipts. Before connecting and again before the NOTIFY the machine is given up to ${num(QUIET_WAIT_MS / 1000)} s to become less than ${num(QUIET * 100)} % busy.`;
 }
 
 /** Runs the scale scenario: its own client processes, a fresh server per row, one NOTIFY per row. */

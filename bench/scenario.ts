@@ -28,9 +28,6 @@ export interface Outcome {
   readonly targets: TargetCheck[];
 }
 
-/** A scenario: runs its trials and says what they showed. */
-export type Scenario = (context: Context) => Promise<Outcome>;
-
 /** Our server on the run's database (profiled with --profile), with `options` on top. */
 export const startOursFor = (context: Context, options: Omit<OursOptions, 'databaseUrl'> = {}): Promise<Target> =>
   startOurs({ databaseUrl: context.rig.db.url, profileDir: context.profileDir, ...options });
@@ -144,6 +141,8 @@ export function anomalies(r: TrialResult, name: string): string[] {
     notes.push(
       `${name}: ${num(r.lost)} of ${num(r.expected)} frames missing at the end, at ${num(r.incomplete)} of ${num(r.connected)} clients (the drain stops after 3 s without a frame)`,
     );
+  if (r.duplicated > 0 || r.reordered > 0)
+    notes.push(`${name}: ${num(r.duplicated)} frames arrived more than once, ${num(r.reordered)} out of order`);
   if (r.openLoop)
     notes.push(`${name}: credit stalled (a client stopped making progress); the rest was sent without flow control`);
   if (r.sent < r.planned)

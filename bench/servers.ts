@@ -13,25 +13,7 @@ import { listeningSockets, processTree, treeRssKb } from './procstat.ts';
 import { within } from './wait.ts';
 
 /** A running server under test; `await using` stops it. */
-export interface Target extends AsyncDisposable {
-  readonly label: string;
-  readonly pid: number;
-  readonly port: number;
-  /** The WebSocket URLs of a channel, one per destination address 127.0.0.1..N. */
-  urls(channel: string, addresses: number): string[];
-  /** The multiplexed endpoint `/`, one URL per destination address 127.0.0.1..N. */
-  rootUrls(addresses: number): string[];
-  /** Resolves once `processes` sockets listen on the port (workers bind it one by one), then as {@link launch}. */
-  whenHealthy(processes: number): Promise<void>;
-  /** The server process and its descendants (workers), now. */
-  processes(): number[];
-  rssKb(): number;
-  /** A value from /metrics (`name` with its labels, if any), as one process answers on a fresh connection. */
-  metric(name: string): Promise<number | undefined>;
-  /** What the server says about refusals and closes (our /metrics and logs; empty for the bare bridge). */
-  diagnose(): Promise<string>;
-  stop(): Promise<void>;
-}
+export type Target = Awaited<ReturnType<typeof launch>>;
 
 /** The declared channel with an inline schema: "every feature on". Other channels pass through raw. */
 export const SCHEMA_CHANNEL = 'bench_schema';
@@ -42,24 +24,24 @@ export const SCHEMA_CHANNEL = 'bench_schema';
  * a schema channel re-serialises the payload in the schema's property order, which must stay the
  * payload's for the generators' parser. `history` keeps that many messages for resume.
  */
-export function schemaChannelToml(name: string, options: { readonly keyed?: boolean; readonly history?: number } = {}) {
-  const table = `channels.${name}`;
-  const property = (key: string, lines: string) => `\n[${table}.schema.properties.${key}]\n${lines}`;
-  return [
-    `\n[${table}]`,
-    'description = "Benchmark payloads, checked against an inline schema"',
-    ...(options.history === undefined ? [] : [`history = ${options.history}`]),
-    `\n[${table}.schema]`,
-    'type = "object"',
-    `required = ["r", "seq", ${options.keyed ? '"k", ' : ''}"t", "p"]`,
-    'additionalProperties = false',
-    property('r', 'type = "integer"\nminimum = 0'),
-    property('seq', 'type = "integer"\nminimum = 0'),
-    ...(options.keyed ? [property('k', 'type = "integer"\nminimum = 0')] : []),
-    property('t', 'type = "number"'),
-    property('p', 'type = "string"\nmaxLength = 8000'),
-  ].join('\n');
-}
+export const schemaChannelToml = (
+  name: string,
+  options: { readonly keyed?: boolean; readonly history?: number } = {},
+) => `
+[channels.${name}]
+description = "Benchmark payloads, checked against an inline schema"
+${options.history === undefined ? '' : `history = ${options.history}`}
+
+[channels.${name}.schema]
+type = "object"
+required = ["r", "seq", ${options.keyed ? '"k", ' : ''}"t", "p"]
+additionalProperties = false
+properties.r = { type = "integer", minimum = 0 }
+properties.seq = { type = "integer", minimum = 0 }
+${options.keyed ? 'properties.k = { type = "integer", minimum = 0 }' : ''}
+properties.t = { type = "number" }
+properties.p = { type = "string", maxLength = 8000 }
+`;
 
 /** Our server: `server` adds `[server]` keys, `toml` more tables (channels, `[auth]`), `env` more variables. */
 export interface OursOptions {
@@ -113,20 +95,9 @@ export async function stopAllTargets(): Promise<void> {
   await Promise.all([...live].map((target) => target.stop()));
 }
 
-/** How to start one. `dir` is a temp dir of its own, removed at stop; logs go there. */
-interface Spawn {
-  readonly label: string;
-  readonly argv: readonly string[];
-  readonly env: Record<string, string>;
-  readonly dir: string;
-  readonly port: number;
-  readonly healthyInARow: number;
-  readonly metrics: boolean;
-}
-
 const root = join(import.meta.dir, '..');
 const HEALTHY_IN_A_ROW = 20;
-const live = new Set<Target>();
+const live = new Set<{ stop(): Promise<void> }>();
 // Fresh connections: with workers the kernel spreads them over processes, and one may still be
 // connecting to the database while another already answers.
 const fresh = { headers: { connection: 'close' } };
@@ -139,62 +110,76 @@ const readText = (path: string) => {
   }
 };
 
-/** Spawns the server and waits until it is healthy; throws with its stderr if it exits first. */
-async function launch(spec: Spawn): Promise<Target> {
+/**
+ * Spawns a server on `port` and waits until it is healthy; throws with its stderr if it exits first.
+ * `dir` is a temp dir of its own, for its logs, removed at stop.
+ */
+async function launch(spec: {
+  readonly label: string;
+  readonly argv: readonly string[];
+  readonly env: Record<string, string>;
+  readonly dir: string;
+  readonly port: number;
+  readonly healthyInARow: number;
+  readonly metrics: boolean;
+}) {
+  const { label, port } = spec;
   const log = (name: string) => join(spec.dir, name);
   const child = Bun.spawn([...spec.argv], {
     cwd: root,
-    env: { ...process.env, ...spec.env, PORT: String(spec.port) },
+    env: { ...process.env, ...spec.env, PORT: String(port) },
     stdin: 'ignore',
     stdout: Bun.file(log('stdout.log')),
     stderr: Bun.file(log('stderr.log')),
   });
-  const base = `http://127.0.0.1:${spec.port}`;
-  const stderrText = () => readText(log('stderr.log')).slice(-2000);
-  const healthy = async (inARow: number) => {
-    const deadline = performance.now() + 30_000;
-    for (let answered = 0; answered < inARow; ) {
-      if (child.exitCode !== null) throw new Error(`${spec.label} exited with ${child.exitCode}: ${stderrText()}`);
-      const status = await fetch(`${base}/healthz`, fresh).then(
-        (r) => r.status,
-        () => 0,
-      );
-      answered = status === 200 ? answered + 1 : 0;
-      if (performance.now() > deadline)
-        throw new Error(`${spec.label} not healthy within 30 s (last status ${status}): ${stderrText()}`);
-      if (answered === 0) await Bun.sleep(50);
-    }
-  };
+  const get = (path: string) => fetch(`http://127.0.0.1:${port}${path}`, fresh);
   const metrics = () =>
-    fetch(`${base}/metrics`, fresh).then(
+    get('/metrics').then(
       (r) => r.text(),
       () => '',
     );
-
+  const urls = (path: string, addresses: number) =>
+    Array.from({ length: addresses }, (_, i) => `ws://127.0.0.${i + 1}:${port}/${path}`);
   let stopped: Promise<void> | undefined;
-  const target: Target = {
-    label: spec.label,
+  const target = {
+    label,
     pid: child.pid,
-    port: spec.port,
-    urls: (channel, addresses) =>
-      Array.from({ length: addresses }, (_, i) => `ws://127.0.0.${i + 1}:${spec.port}/${encodeURIComponent(channel)}`),
-    rootUrls: (addresses) => Array.from({ length: addresses }, (_, i) => `ws://127.0.0.${i + 1}:${spec.port}/`),
-    async whenHealthy(processes) {
+    port,
+    /** The WebSocket URLs of a channel, one per destination address 127.0.0.1..N. */
+    urls: (channel: string, addresses: number) => urls(encodeURIComponent(channel), addresses),
+    /** The multiplexed endpoint `/`, one URL per destination address. */
+    rootUrls: (addresses: number) => urls('', addresses),
+    /** Resolves once `processes` sockets listen on the port, then `inARow` fresh /healthz answers were 200. */
+    async whenHealthy(processes = 1, inARow = HEALTHY_IN_A_ROW): Promise<void> {
       const deadline = performance.now() + 30_000;
-      while (listeningSockets(spec.port) < processes) {
+      let status = 0;
+      for (let answered = 0; answered < inARow; ) {
+        const stderr = () => readText(log('stderr.log')).slice(-2000);
+        if (child.exitCode !== null) throw new Error(`${label} exited with ${child.exitCode}: ${stderr()}`);
         if (performance.now() > deadline)
-          throw new Error(`${spec.label}: fewer than ${processes} sockets listen on port ${spec.port} after 30 s`);
-        await Bun.sleep(20);
+          throw new Error(`${label} not healthy within 30 s (last status ${status}): ${stderr()}`);
+        // Workers bind the port one by one, each once its database connection is up.
+        const listening = answered > 0 || listeningSockets(port) >= processes;
+        status = listening
+          ? await get('/healthz').then(
+              (r) => r.status,
+              () => 0,
+            )
+          : 0;
+        answered = status === 200 ? answered + 1 : 0;
+        if (answered === 0) await Bun.sleep(50);
       }
-      await healthy(HEALTHY_IN_A_ROW);
     },
+    /** The server process and its descendants (workers), now. */
     processes: () => processTree(child.pid),
     rssKb: () => treeRssKb(child.pid),
-    async metric(name) {
+    /** A value from /metrics (`name` with its labels, if any), as one process answers on a fresh connection. */
+    async metric(name: string): Promise<number | undefined> {
       const line = (await metrics()).split('\n').find((l) => l.startsWith(`${name} `));
       return line === undefined ? undefined : Number(line.slice(name.length + 1));
     },
-    async diagnose() {
+    /** What the server says about refusals and closes (our /metrics and logs; empty for the bare bridge). */
+    async diagnose(): Promise<string> {
       if (!spec.metrics) return '';
       // Each scrape lands on one worker; a few fresh ones see them all.
       const lines = new Set<string>();
@@ -208,11 +193,11 @@ async function launch(spec: Spawn): Promise<Target> {
         .filter((text) => text !== '');
       return [...lines, ...logged.map((text) => `log: ${text.slice(0, 600)}`)].join('; ');
     },
-    stop() {
+    stop(): Promise<void> {
       stopped ??= (async () => {
         const tree = processTree(child.pid);
         child.kill('SIGTERM');
-        await within(child.exited, 8000, `exit of ${spec.label}`).catch(() => child.kill('SIGKILL'));
+        await within(child.exited, 8000, `exit of ${label}`).catch(() => child.kill('SIGKILL'));
         await child.exited;
         // Workers must not outlive it; only its own tree's pids, and only if they still run our command.
         for (const pid of tree.slice(1)) {
@@ -223,11 +208,11 @@ async function launch(spec: Spawn): Promise<Target> {
       })();
       return stopped;
     },
-    [Symbol.asyncDispose]: () => target.stop(),
+    [Symbol.asyncDispose]: (): Promise<void> => target.stop(),
   };
   live.add(target);
   try {
-    await healthy(spec.healthyInARow);
+    await target.whenHealthy(1, spec.healthyInARow);
   } catch (error) {
     await target.stop();
     throw error;

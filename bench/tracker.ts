@@ -14,17 +14,28 @@
  */
 import { createSamples, encodeHistogram } from './histogram.ts';
 import { type MessageParts, readMessage } from './mux-client.ts';
-import type { Arm, GeneratorReport } from './pool.ts';
+import type { Arm } from './pool.ts';
+
+/**
+ * What a client is meant to receive: the notifications whose group floor(SEQ / producers) % modulus
+ * is key. Multiplexed, also the server `seq` each of its channels (lane: group % lanes.length) goes
+ * on from, and whether those must be consecutive (no filter) or only increasing.
+ */
+export interface Share {
+  readonly modulus: number;
+  readonly key: number;
+  readonly lanes?: readonly number[];
+  readonly consecutive?: boolean;
+}
 
 /** One client's counters; opaque to callers, who hand it back on every frame. */
 export interface Client {
   open: boolean;
   /** Set when the generator forgot it (between cases); late events for it are ignored. */
   retired: boolean;
-  /** It should receive the notifications whose group floor(SEQ / producers) % modulus === key. */
   readonly modulus: number;
   readonly key: number;
-  /** How many of the armed run's notifications that is. */
+  /** How many of the armed run's notifications its share is. */
   expected: number;
   unique: number;
   duplicated: number;
@@ -35,21 +46,9 @@ export interface Client {
   /** The credit level (see `arm`) this client has reached, and the `unique` count that reaches the next. */
   level: number;
   nextAt: number;
-  /**
-   * Multiplexed only: the server `seq` last seen per channel (lane: group % lanes.length), starting at
-   * the `subscribed` answer's; undefined for plain clients.
-   */
+  /** The server seq last seen per lane (multiplexed only). */
   readonly lanes: Float64Array | undefined;
-  /** Whether each lane's server seqs must be consecutive (no filter) or only increasing. */
   readonly consecutive: boolean;
-}
-
-/** What a client is meant to receive, and (multiplexed) where its channels' server seqs start. */
-export interface Share {
-  readonly modulus: number;
-  readonly key: number;
-  readonly lanes?: readonly number[];
-  readonly consecutive?: boolean;
 }
 
 const STRAY_TEXT = 200;
@@ -68,26 +67,11 @@ function numberAt(text: string, i: number): number {
   return digits === 0 ? Number.NaN : value;
 }
 
-/** Tracks the clients of one generator. */
-export interface Tracker {
-  /** Adds a client (already open, and subscribed if multiplexed); by default it gets everything. */
-  add(share?: Share): Client;
-  /** A client went away; its close code is counted and it no longer holds the credit back. */
-  closed(client: Client, code: number): void;
-  /** Forgets every client (after they were closed). */
-  clear(): void;
-  arm(arm: Arm): void;
-  /** A plain frame: the payload itself. */
-  receive(client: Client, frame: string, nowMs: number): void;
-  /** A multiplexed frame: a `message` whose `payload` is the payload, or anything else (stray). */
-  receiveMessage(client: Client, frame: string, nowMs: number): void;
-  /** Distinct frames of the run received so far, all clients together. */
-  received(): number;
-  report(): GeneratorReport;
-}
+/** What one process's clients saw in one case. */
+export type GeneratorReport = ReturnType<ReturnType<typeof createTracker>['report']>;
 
 /** `onProgress(count)`: every open client has now received at least `count` notifications of the run. */
-export function createTracker(onProgress: (run: number, count: number) => void): Tracker {
+export function createTracker(onProgress: (run: number, count: number) => void) {
   const clients: Client[] = [];
   let run = -1;
   let expected = 0;
@@ -184,7 +168,8 @@ export function createTracker(onProgress: (run: number, count: number) => void):
   };
 
   return {
-    add(share = { modulus: 1, key: 0 }) {
+    /** Adds a client (already open, and subscribed if multiplexed). */
+    add(share: Share): Client {
       const client: Client = {
         open: true,
         retired: false,
@@ -206,7 +191,8 @@ export function createTracker(onProgress: (run: number, count: number) => void):
       reset(client);
       return client;
     },
-    closed(client, code) {
+    /** A client went away: its close code is counted and it no longer holds the credit back. */
+    closed(client: Client, code: number) {
       if (client.retired || !client.open) return;
       client.open = false;
       open -= 1;
@@ -215,7 +201,7 @@ export function createTracker(onProgress: (run: number, count: number) => void):
       for (let k = 1; k <= client.level; k++) reached[k]! -= 1;
       advance();
     },
-    arm(next) {
+    arm(next: Arm) {
       ({ run, expected, producers, step } = next);
       top = Math.ceil(expected / step);
       reached = new Int32Array(top + 1);
@@ -229,26 +215,37 @@ export function createTracker(onProgress: (run: number, count: number) => void):
       for (const client of clients) reset(client);
       latency = createSamples(clients.reduce((sum, c) => sum + c.expected, 0));
     },
+    /** Forgets every client (after they were closed). */
     clear() {
       for (const client of clients) client.retired = true;
       clients.length = 0;
       open = 0;
     },
-    receive(client, frame, nowMs) {
+    /** A plain frame: the payload itself. */
+    receive(client: Client, frame: string, nowMs: number) {
       if (!client.retired) count(client, frame, 0, nowMs, 0);
     },
-    receiveMessage(client, frame, nowMs) {
+    /** A multiplexed frame: a `message` whose `payload` is the payload, or anything else (stray). */
+    receiveMessage(client: Client, frame: string, nowMs: number) {
       if (client.retired) return;
       if (readMessage(frame, parts)) count(client, frame, parts.payloadAt, nowMs, parts.seq);
       else strayFrame(frame);
     },
+    /** Distinct frames of the run received so far, all clients together. */
     received: () => clients.reduce((sum, c) => sum + c.unique, 0),
+    /**
+     * What the clients saw in this case: frames they should have received (each its share), received
+     * once, more than once and out of order; clients short of their share; frames not of this run (or not
+     * a message) and the first of them; seq breaks; close codes; every frame's latency, encoded.
+     */
     report() {
+      const sum = (pick: (c: Client) => number) => clients.reduce((n, c) => n + pick(c), 0);
       return {
-        expected: clients.map((c) => c.expected),
-        unique: clients.map((c) => c.unique),
-        duplicated: clients.map((c) => c.duplicated),
-        reordered: clients.map((c) => c.reordered),
+        expected: sum((c) => c.expected),
+        unique: sum((c) => c.unique),
+        duplicated: sum((c) => c.duplicated),
+        reordered: sum((c) => c.reordered),
+        incomplete: sum((c) => (c.unique < c.expected ? 1 : 0)),
         stray,
         firstStray,
         seqBreaks,
