@@ -9,19 +9,14 @@
 import { fileLimitSockets } from '../src/http/admission.ts';
 import { fileLimit, openFiles } from './procstat.ts';
 import { type Column, check, mb, num, ratio, section, times } from './report.ts';
-import { anomalies, type Context, clean, delivered, LATENCY, type Outcome, startOursFor } from './scenario.ts';
+import * as s from './scenario.ts';
 import { SCHEMA_CHANNEL, startBare, type Target } from './servers.ts';
 import { runTrial, type TrialResult } from './trial.ts';
 
 const KB_PER_CONNECTION_GOAL = 12;
-// Below this many clients the allocator's and GC's own swings are larger than the clients' share.
-const MEANINGFUL_CLIENTS = 1000;
 // Room the fd-limit server keeps for what it may open while serving: a reconnecting query connection, a scrape.
 const MARGIN = 32;
 const QUICK_CAP = 2000;
-
-const kbPerConnection = (r: TrialResult | undefined): number | undefined =>
-  r !== undefined && r.connected >= MEANINGFUL_CLIENTS ? (r.rssIdleKb - r.rssEmptyKb) / r.connected : undefined;
 
 /** One row: a level's trial, and ours beside the bare bridge's at that level. */
 interface Level {
@@ -34,49 +29,58 @@ const IDLE: readonly Column<Level>[] = [
   ['connected', ({ r }) => `${num(r.connected)}/${num(r.clients)}`],
   ['connect s', ({ r }) => num(r.connectMs / 1000, 2)],
   ['connects/s', ({ r }) => num(r.connected / (r.connectMs / 1000))],
-  ['received / expected', ({ r }) => delivered(r)],
+  ['received / expected', ({ r }) => s.delivered(r)],
   ['RSS empty MB', ({ r }) => mb(r.rssEmptyKb)],
   ['RSS idle MB', ({ r }) => mb(r.rssIdleKb)],
-  ['KB / conn', ({ r }) => num(kbPerConnection(r), 1)],
+  ['KB / conn', ({ r }) => num(s.kbPerIdleConnection(r), 1)],
 ];
 
 /** One NOTIFY to `clients` clients of a server that is stopped again right after. */
-async function notifyAll(context: Context, started: Promise<Target>, clients: number, channel = SCHEMA_CHANNEL) {
+async function notifyAll(context: s.Context, started: Promise<Target>, clients: number, channel = SCHEMA_CHANNEL) {
   await using target = await started;
   const send = { kind: 'burst', count: 1 } as const;
   return await runTrial(context.rig, { label: target.label, target, channel, clients, size: 100, send });
 }
 
 const reachesAll = (name: string, r: TrialResult) =>
-  check(`${name}: one NOTIFY reaches every client`, delivered(r), ratio(r.received, r.clients), { min: 1 }, clean(r));
+  check(
+    `${name}: one NOTIFY reaches every client`,
+    s.delivered(r),
+    ratio(r.received, r.clients),
+    { min: 1 },
+    s.clean(r),
+  );
 
 /** Runs the capacity scenario: both servers, fresh per level, one NOTIFY per level. */
-export async function capacity(context: Context): Promise<Outcome> {
+export async function capacity(context: s.Context): Promise<s.Outcome> {
   const { rig, say } = context;
   const levels: Level[] = [];
   for (const clients of context.quick ? [10, 100, 1000] : [10, 100, 1000, 10_000]) {
     say(`capacity: bare bridge, ${num(clients)} clients`);
     const bare = await notifyAll(context, startBare(rig.db.url), clients, 'bench_capacity');
     say(`capacity: ours, ${num(clients)} clients`);
-    const r = await notifyAll(context, startOursFor(context), clients);
+    const r = await notifyAll(context, s.startOursFor(context), clients);
     levels.push({ r: bare }, { r, bare });
   }
   const columns: Column<Level>[] = [
     ['server', ({ r }) => r.label],
     ...IDLE,
-    ['× bare KB', ({ r, bare }) => (bare === undefined ? '' : times(ratio(kbPerConnection(r), kbPerConnection(bare))))],
-    ...LATENCY,
+    [
+      '× bare KB',
+      ({ r, bare }) => (bare === undefined ? '' : times(ratio(s.kbPerIdleConnection(r), s.kbPerIdleConnection(bare)))),
+    ],
+    ...s.LATENCY,
   ];
   const ours = levels.filter((level) => level.bare !== undefined);
   const top = ours.at(-1);
-  const kb = kbPerConnection(top?.r);
-  const measured = `${num(kb, 1)} KB per idle connection at ${num(top?.r.connected)} clients (bare: ${num(kbPerConnection(top?.bare), 1)} KB)`;
+  const kb = s.kbPerIdleConnection(top?.r);
+  const measured = `${num(kb, 1)} KB per idle connection at ${num(top?.r.connected)} clients (bare: ${num(s.kbPerIdleConnection(top?.bare), 1)} KB)`;
   const memoryGoal = `memory ≤ ${KB_PER_CONNECTION_GOAL} KB per idle connection above the empty process`;
   return {
     sections: [
       section('Capacity: idle clients, one NOTIFY', columns, levels, [
-        `A fresh server process per row. KB / conn = (RSS with the clients connected and idle − RSS of the empty process) ÷ clients, shown from ${num(MEANINGFUL_CLIENTS)} clients up (below that, heap noise is larger than the clients' share). The memory target's ratio = KB ÷ ${KB_PER_CONNECTION_GOAL}.`,
-        ...levels.flatMap(({ r }) => anomalies(r, `${r.label}, ${num(r.clients)} clients`)),
+        `A fresh server process per row. KB / conn = (RSS with the clients connected and idle − RSS of the empty process) ÷ clients, shown from ${num(s.MEANINGFUL_CLIENTS)} clients up (below that, heap noise is larger than the clients' share). The memory target's ratio = KB ÷ ${KB_PER_CONNECTION_GOAL}.`,
+        ...levels.flatMap(({ r }) => s.anomalies(r, `${r.label}, ${num(r.clients)} clients`)),
       ]),
     ],
     targets: [
@@ -87,9 +91,9 @@ export async function capacity(context: Context): Promise<Outcome> {
 }
 
 /** Runs the fd-limit scenario on a fresh server of ours, its admission cap raised past the file limit. */
-export async function fdlimit(context: Context): Promise<Outcome> {
+export async function fdlimit(context: s.Context): Promise<s.Outcome> {
   const { rig, say } = context;
-  const started = startOursFor(context, { server: { max_connections: 1_000_000 } });
+  const started = s.startOursFor(context, { server: { max_connections: 1_000_000 } });
   const { pid } = await started;
   const limit = fileLimit(pid);
   const idleFds = openFiles(pid);
@@ -103,7 +107,7 @@ export async function fdlimit(context: Context): Promise<Outcome> {
     ['fd limit', () => num(limit)],
     ['fds idle', () => num(idleFds)],
     ...IDLE,
-    ...LATENCY,
+    ...s.LATENCY,
   ];
   const cap = context.quick ? ` --quick caps this at ${num(QUICK_CAP)} clients.` : '';
   return {
@@ -114,7 +118,7 @@ export async function fdlimit(context: Context): Promise<Outcome> {
         [{ r }],
         [
           `${num(rig.pool.pids.length)} generator processes, destinations 127.0.0.1..${rig.addresses}; [server] max_connections raised so the fd limit, not the admission cap, is what binds.${cap}`,
-          ...anomalies(r, 'fd limit'),
+          ...s.anomalies(r, 'fd limit'),
         ],
       ),
     ],

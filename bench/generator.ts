@@ -11,11 +11,8 @@ import type { Answers, Command, Connecting, ConnectResult, Reply, SeenClose } fr
 import { type Client, createTracker, type Share } from './tracker.ts';
 import { type Closed, opening, watchClose } from './wait.ts';
 
-interface Handle {
-  close(): void;
-  /** Resolves when the client is gone (bounded by the caller). */
-  readonly gone: Promise<unknown>;
-}
+/** Closes a client; resolves when it is gone (bounded by the caller). */
+type Handle = () => Promise<unknown>;
 
 // How Bun's WebSocket reports an upgrade refused with 503; every 503 of ours carries Retry-After: 1
 // (src/http/wire.ts refusalHeaders).
@@ -34,7 +31,10 @@ function held(ws: WebSocket, closed: Promise<Closed>, client: Client): Handle {
     tracker.closed(client, code);
     if (!closingAll) seenCloses.push({ code, at: Date.now() });
   });
-  return { close: () => ws.close(1000), gone: closed };
+  return () => {
+    ws.close(1000);
+    return closed;
+  };
 }
 
 async function openPlain(url: string, spec: Connecting, share: Share): Promise<Handle> {
@@ -68,29 +68,27 @@ async function openMultiplexed(url: string, spec: Connecting, share: Share, toke
 }
 
 async function openListener(url: string, channel: string, share: Share): Promise<Handle> {
-  const sql = postgres(url, {
+  const options = {
     max: 1,
     onnotice: () => {},
     fetch_types: false,
     connection: { application_name: 'pgws-bench-raw' },
-  });
+  };
+  const sql = postgres(url, options);
   let client: Client | undefined;
-  try {
-    await sql.listen(channel, (payload) => {
-      if (client !== undefined) tracker.receive(client, payload, clock());
-    });
-  } catch (error) {
+  const listening = sql.listen(channel, (payload) => {
+    if (client !== undefined) tracker.receive(client, payload, clock());
+  });
+  await listening.catch(async (error: unknown) => {
     await sql.end({ timeout: 1 });
     throw error;
-  }
+  });
   const added = tracker.add(share);
   client = added;
-  const gone = Promise.withResolvers<void>();
-  const close = () => {
+  return () => {
     tracker.closed(added, 1000);
-    void sql.end({ timeout: 1 }).finally(gone.resolve);
+    return sql.end({ timeout: 1 });
   };
-  return { close, gone: gone.promise };
 }
 
 /** Opens client `index` of the whole pool; `first` is this process's first. */
@@ -151,9 +149,7 @@ async function connect(spec: Connecting, first: number, count: number): Promise<
 
 async function closeAll(timeoutMs: number): Promise<null> {
   closingAll = true;
-  const all = handles.splice(0);
-  for (const handle of all) handle.close();
-  await Promise.race([Promise.all(all.map((h) => h.gone)), Bun.sleep(timeoutMs)]);
+  await Promise.race([Promise.all(handles.splice(0).map((close) => close())), Bun.sleep(timeoutMs)]);
   tracker.clear();
   seenCloses.length = 0;
   closingAll = false;

@@ -7,7 +7,7 @@
  */
 import { createHistogram, maxLatencyMs, quantileMs } from './histogram.ts';
 import { type Column, check, count, ms, num, ratio, section, times } from './report.ts';
-import { anomalies, type Context, clean, inTurns, type Outcome, startOursFor } from './scenario.ts';
+import * as s from './scenario.ts';
 import { SCHEMA_CHANNEL, startBare } from './servers.ts';
 import { runTrial, type TrialResult } from './trial.ts';
 
@@ -35,7 +35,7 @@ const mean = (rounds: readonly TrialResult[], pick: (r: TrialResult) => number) 
   rounds.length === 0 ? undefined : sum(rounds, pick) / rounds.length;
 
 /** Runs the fixed-rate latency scenario. */
-export async function latency(context: Context): Promise<Outcome> {
+export async function latency(context: s.Context): Promise<s.Outcome> {
   const { rig, say } = context;
   // p99 of a round is the tail of its one or two slowest notifications: many short rounds, taking
   // turns, keep one disturbed moment from deciding it.
@@ -43,13 +43,13 @@ export async function latency(context: Context): Promise<Outcome> {
   const rounds = context.quick ? 1 : 6;
   const send = { kind: 'paced', rate: RATE, count: RATE * seconds } as const;
   await using bare = await startBare(rig.db.url);
-  await using ours = await startOursFor(context);
+  await using ours = await s.startOursFor(context);
   const variants = [
     { label: 'bare', target: bare, channel: 'bench_latency' },
     { label: 'ours, raw channel', target: ours, channel: 'bench_latency_raw' },
     { label: 'ours, schema channel', target: ours, channel: SCHEMA_CHANNEL },
   ];
-  const results = await inTurns(variants, rounds, ({ label, target, channel }, round) => {
+  const results = await s.inTurns(variants, rounds, ({ label, target, channel }, round) => {
     say(`fixed-rate: ${label}, round ${round}/${rounds}`);
     return runTrial(rig, { label, target, channel, clients: CLIENTS, size: 100, send });
   });
@@ -82,7 +82,7 @@ export async function latency(context: Context): Promise<Outcome> {
     sections: [
       section(title, columns, pooled, [
         `p50 / p99 / max over the frames of all ${count(rounds, 'round')} pooled; the servers take turns round by round. Latency is send → client message event: it includes the commit (one transaction per notification) and the client's own event loop.`,
-        ...pooled.flatMap((p) => p.rounds.flatMap((r, i) => anomalies(r, `${r.label}, round ${i + 1}`))),
+        ...pooled.flatMap((p) => p.rounds.flatMap((r, i) => s.anomalies(r, `${r.label}, round ${i + 1}`))),
       ]),
     ],
     targets: [
@@ -91,7 +91,7 @@ export async function latency(context: Context): Promise<Outcome> {
         measured,
         ratio(schema?.p99, baseline?.p99),
         { max: 1.1 },
-        every.length > 0 && every.every(clean),
+        every.length > 0 && every.every(s.clean),
       ),
     ],
   };

@@ -8,9 +8,6 @@ import { join } from 'node:path';
 import type { GeneratorReport } from './tracker.ts';
 import { within } from './wait.ts';
 
-/** How a client receives: a WebSocket on `/<channel>`, a `pgws.v1` socket on `/`, or `sql.listen` (the ceiling). */
-export type ClientKind = 'ws' | 'mux' | 'pg';
-
 /**
  * What each `mux` client subscribes to; with `filterField`, client i filters on `{[filterField]: {"eq":
  * i % modulus}}`. Notification SEQ travels on channel floor(SEQ / producers) % channels (bench/notifier.ts).
@@ -22,7 +19,8 @@ export interface MuxSubscribe {
 
 /** `count` clients, client i of all going to `urls[i % urls.length]`; the defaults are in DEFAULTS. */
 export interface ConnectSpec {
-  readonly kind: ClientKind;
+  /** A WebSocket on `/<channel>`, a `pgws.v1` socket on `/`, or `sql.listen` on the database (the ceiling). */
+  readonly kind: 'ws' | 'mux' | 'pg';
   readonly urls: readonly string[];
   /** The channel of `pg` clients (`ws` clients have theirs in the URL). */
   readonly channel?: string;
@@ -87,11 +85,7 @@ export interface Answers {
 export type Command = { readonly id: number } & (
   | { readonly type: 'connect'; readonly spec: Connecting; readonly first: number; readonly count: number }
   | ({ readonly type: 'arm' } & Arm)
-  | { readonly type: 'report' }
-  | { readonly type: 'count' }
-  | { readonly type: 'closes' }
-  | { readonly type: 'close' }
-  | { readonly type: 'exit' }
+  | { readonly type: 'report' | 'count' | 'closes' | 'close' | 'exit' }
 );
 
 /** Process → orchestrator; `progress` (every open client has `count` of `run`) is the notifier's credit. */
@@ -212,7 +206,8 @@ export async function startPool(size: number) {
       await all({ type: 'close' });
       for (const member of members) member.clients = 0;
     },
-    async stop() {
+    [Symbol.asyncDispose]: () => pool.stop(),
+    async stop(): Promise<void> {
       for (const { child } of members) if (child.exitCode === null) child.send({ type: 'exit', id: 0 });
       const exited = Promise.all(members.map((m) => m.child.exited));
       await within(exited, 5000, 'exit of the client processes').catch(async () => {

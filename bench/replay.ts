@@ -15,7 +15,7 @@
 import { openMux } from './mux-client.ts';
 import type { Credit } from './notifier.ts';
 import { bytes, type Column, check, mb, ms, num, section, times } from './report.ts';
-import { type Context, middle, type Outcome, startOursFor } from './scenario.ts';
+import * as s from './scenario.ts';
 import { schemaChannelToml, type Target } from './servers.ts';
 import { within } from './wait.ts';
 
@@ -24,27 +24,6 @@ const SIZES = [100, 1000] as const;
 const STEP_MS = 30_000;
 // After a fill: let the last frames' work settle before reading RSS.
 const SETTLE_MS = 250;
-
-/** One replay: when `subscribed` and the last message came (ms after the subscribe), and what was wrong. */
-interface Replayed {
-  readonly subscribedMs: number;
-  readonly lastMs: number;
-  readonly rssKb: number;
-  readonly problem: string | undefined;
-}
-
-/** One payload size: the fill seen live, the server's memory, and every replay. */
-interface SizeResult {
-  readonly size: number;
-  readonly liveMs: number;
-  readonly rssEmptyKb: number;
-  readonly rssFilledKb: number;
-  readonly growthWithoutKb: number;
-  /** What /metrics says the channel's history holds. */
-  readonly held: { readonly messages: number | undefined; readonly bytes: number | undefined };
-  readonly replays: readonly Replayed[];
-  readonly problem: string | undefined;
-}
 
 /** Why a list of message frames is not seqs 1..HISTORY of `channel` in order, or undefined. */
 function disorder(frames: readonly string[], channel: string): string | undefined {
@@ -83,7 +62,7 @@ async function watch(target: Target, channel: string, since?: { epoch: string; s
 }
 
 /** Fills `channel` with HISTORY notifications of `size` bytes while a fresh socket watches them arrive. */
-async function fill(context: Context, target: Target, channel: string, size: number) {
+async function fill(context: s.Context, target: Target, channel: string, size: number) {
   const watcher = await watch(target, channel);
   try {
     const { windowBytes, notifier } = context.rig;
@@ -99,8 +78,11 @@ async function fill(context: Context, target: Target, channel: string, size: num
   }
 }
 
-/** Replays the whole history to a fresh socket and checks it against the live frames. */
-async function replayOnce(target: Target, channel: string, epoch: string, live: readonly string[]): Promise<Replayed> {
+/**
+ * Replays the whole history to a fresh socket and checks it against the live frames: when `subscribed`
+ * and the last message came (ms after the subscribe), the server's RSS then, and what was wrong.
+ */
+async function replayOnce(target: Target, channel: string, epoch: string, live: readonly string[]) {
   const replaying = await watch(target, channel, { epoch, seq: 0 });
   try {
     const { answer, frames, started, subscribedMs } = replaying;
@@ -120,19 +102,20 @@ async function replayOnce(target: Target, channel: string, epoch: string, live: 
 }
 
 /** The baseline for memory: how much the same fill grows a fresh server's RSS on a channel without history. */
-async function growthWithoutHistory(context: Context, size: number): Promise<number> {
+async function growthWithoutHistory(context: s.Context, size: number): Promise<number> {
   const channel = `bench_nohistory_${size}`;
-  await using target = await startOursFor(context, { toml: schemaChannelToml(channel) });
+  await using target = await s.startOursFor(context, { toml: schemaChannelToml(channel) });
   const empty = target.rssKb();
   await fill(context, target, channel, size);
   await Bun.sleep(SETTLE_MS);
   return target.rssKb() - empty;
 }
 
-async function measureSize(context: Context, size: number, rounds: number): Promise<SizeResult> {
+/** One payload size: the fill seen live, the server's memory and its own account of the history, every replay. */
+async function measureSize(context: s.Context, size: number, rounds: number) {
   const growthWithoutKb = await growthWithoutHistory(context, size);
   const channel = `bench_history_${size}`;
-  await using target = await startOursFor(context, { toml: schemaChannelToml(channel, { history: HISTORY }) });
+  await using target = await s.startOursFor(context, { toml: schemaChannelToml(channel, { history: HISTORY }) });
   const rssEmptyKb = target.rssKb();
   const filled = await fill(context, target, channel, size);
   await Bun.sleep(SETTLE_MS);
@@ -141,7 +124,7 @@ async function measureSize(context: Context, size: number, rounds: number): Prom
     messages: await target.metric(`pgws_history_messages{channel="${channel}"}`),
     bytes: await target.metric(`pgws_history_bytes{channel="${channel}"}`),
   };
-  const replays: Replayed[] = [];
+  const replays: Awaited<ReturnType<typeof replayOnce>>[] = [];
   for (let round = 1; round <= rounds && filled.problem === undefined; round++) {
     context.say(`multiplexed: replay of ${num(HISTORY)} × ${bytes(size)}, run ${round}/${rounds}`);
     replays.push(await replayOnce(target, channel, filled.epoch, filled.live));
@@ -150,14 +133,16 @@ async function measureSize(context: Context, size: number, rounds: number): Prom
   return { size, liveMs, rssEmptyKb, rssFilledKb, growthWithoutKb, held, replays, problem };
 }
 
-const lastMs = (r: SizeResult) => middle(r.replays, (x) => x.lastMs)?.lastMs;
+type SizeResult = Awaited<ReturnType<typeof measureSize>>;
+
+const lastMs = (r: SizeResult) => s.middle(r.replays, (x) => x.lastMs)?.lastMs;
 const exact = (r: SizeResult) => r.replays.filter((x) => x.problem === undefined).length;
 
 const COLUMNS: readonly Column<SizeResult>[] = [
   ['payload', (r) => bytes(r.size)],
   ['messages', () => num(HISTORY)],
   ['replays exact', (r) => `${exact(r)} / ${r.replays.length}`],
-  ['to subscribed ms', (r) => ms(middle(r.replays, (x) => x.subscribedMs)?.subscribedMs)],
+  ['to subscribed ms', (r) => ms(s.middle(r.replays, (x) => x.subscribedMs)?.subscribedMs)],
   ['to last ms', (r) => ms(lastMs(r))],
   ['to last ms per run', (r) => (r.replays.length < 2 ? '' : r.replays.map((x) => ms(x.lastMs)).join(' · '))],
   ['messages/s', (r) => num(HISTORY / ((lastMs(r) ?? Number.NaN) / 1000))],
@@ -172,7 +157,7 @@ const COLUMNS: readonly Column<SizeResult>[] = [
 ];
 
 /** Runs the replay part of the multiplexed scenario. */
-export async function replay(context: Context): Promise<Outcome> {
+export async function replay(context: s.Context): Promise<s.Outcome> {
   const rounds = context.quick ? 2 : 5;
   const results: SizeResult[] = [];
   for (const size of SIZES) results.push(await measureSize(context, size, rounds));

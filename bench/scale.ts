@@ -11,9 +11,9 @@ import { type DeliveryWindow, type Groups, profileSection, type Settled, settle,
 import { type Pool, startPool } from './pool.ts';
 import { fileLimit, rssKb } from './procstat.ts';
 import { type Column, check, mb, ms, num, ratio, section, type TargetCheck } from './report.ts';
-import { anomalies, type Context, clean, type Outcome, startOursFor } from './scenario.ts';
+import * as s from './scenario.ts';
 import { SCHEMA_CHANNEL } from './servers.ts';
-import { runTrial, type TrialResult } from './trial.ts';
+import { runTrial } from './trial.ts';
 
 const LEVELS = [100_000, 250_000];
 const QUICK_LEVELS = [5_000, 10_000];
@@ -34,31 +34,6 @@ const QUIET_WAIT_MS = 20_000;
 const IDLE_TIMEOUT = 120;
 const KB_GOAL = 3;
 const LAST_RECEIPT_GOAL_MS = 500;
-// Below this many clients the allocator's and GC's own swings are larger than the clients' share.
-const MEANINGFUL_CLIENTS = 1000;
-
-/** One row to run: `clients` is `requested` cut to what this machine's file limits allow. */
-interface Case {
-  /** The one-worker row, beside which the others are read. */
-  readonly baseline: boolean;
-  readonly kind: 'plain' | 'multiplexed';
-  readonly requested: number;
-  readonly clients: number;
-  readonly workers: number;
-  readonly generators: number;
-}
-
-/** One row as run. Client RSS in kB, summed over the client processes the row used. */
-interface Row {
-  readonly case: Case;
-  readonly name: string;
-  readonly result: TrialResult;
-  readonly window: DeliveryWindow | undefined;
-  readonly clientsEmptyKb: number;
-  readonly clientsIdleKb: number;
-  /** The waits for a quiet machine before connecting and before the NOTIFY. */
-  readonly settled: readonly (Settled | undefined)[];
-}
 
 /** What this machine's file limit allows: sockets per server process, and what a process is planned for. */
 function capacities() {
@@ -67,10 +42,13 @@ function capacities() {
   return { limit, perProcess, planned: Math.floor(perProcess * FILL) };
 }
 
-/** The rows to run: the one-worker baseline first, then each level plain and multiplexed. */
-function planCases(levels: readonly number[], quick: boolean): Case[] {
+/**
+ * The rows to run: the one-worker baseline first (beside which the others are read), then each level
+ * plain and multiplexed; `clients` is `requested` cut to what this machine's file limits allow.
+ */
+function planCases(levels: readonly number[], quick: boolean) {
   const { perProcess, planned } = capacities();
-  const sized = (requested: number, kind: Case['kind'], baseline = false): Case => {
+  const sized = (requested: number, kind: 'plain' | 'multiplexed', baseline = false) => {
     // One worker: the largest round hundred below its socket cap (no other worker to retry on).
     const clients = Math.min(requested, baseline ? Math.floor((perProcess - 1) / 100) * 100 : planned * MAX_PROCESSES);
     const processes = Math.ceil(clients / planned);
@@ -90,11 +68,14 @@ function planCases(levels: readonly number[], quick: boolean): Case[] {
   ];
 }
 
-async function runCase(context: Context, pool: Pool, c: Case): Promise<Row> {
+type Case = ReturnType<typeof planCases>[number];
+
+/** One row as run; client RSS is summed over the client processes the row used. */
+async function runCase(context: s.Context, pool: Pool, c: Case) {
   const { rig } = context;
   const name = `${c.kind}, ${num(c.clients)}, workers = ${c.workers}`;
   const label = `${c.kind}, workers = ${c.workers}`;
-  await using target = await startOursFor(context, {
+  await using target = await s.startOursFor(context, {
     server: { workers: c.workers, idle_timeout: IDLE_TIMEOUT },
     label,
   });
@@ -147,8 +128,7 @@ async function runCase(context: Context, pool: Pool, c: Case): Promise<Row> {
   return { case: c, name, result, window, clientsEmptyKb, clientsIdleKb, settled };
 }
 
-const kbPerConnection = (r: TrialResult): number | undefined =>
-  r.connected >= MEANINGFUL_CLIENTS ? (r.rssIdleKb - r.rssEmptyKb) / r.connected : undefined;
+type Row = Awaited<ReturnType<typeof runCase>>;
 
 const COLUMNS: readonly Column<Row>[] = [
   ['sockets', (row) => row.case.kind],
@@ -163,7 +143,7 @@ const COLUMNS: readonly Column<Row>[] = [
   ['p50 ms', ({ result: r }) => ms(r.p50Ms)],
   ['p99 ms', ({ result: r }) => ms(r.p99Ms)],
   ['server RSS MB empty → connected', ({ result: r }) => `${mb(r.rssEmptyKb)} → ${mb(r.rssIdleKb)}`],
-  ['server KB / conn', ({ result: r }) => num(kbPerConnection(r), 2)],
+  ['server KB / conn', ({ result: r }) => num(s.kbPerIdleConnection(r), 2)],
   ['clients RSS MB', (row) => mb(row.clientsIdleKb)],
   [
     'clients KB / conn',
@@ -177,7 +157,7 @@ function targetsOf(rows: readonly Row[], first: number | undefined): TargetCheck
     .filter((row) => !row.case.baseline)
     .flatMap(({ case: c, result: r }) => {
       const where = `scale ${num(c.clients)} ${c.kind}`;
-      const kb = kbPerConnection(r);
+      const kb = s.kbPerIdleConnection(r);
       const received = `opened ${num(r.connected)} / ${num(c.requested)}, received ${num(r.received)}`;
       const lastReceipt = check(
         `${where}: NOTIFY → last receipt ≤ ${LAST_RECEIPT_GOAL_MS / 1000} s`,
@@ -191,7 +171,7 @@ function targetsOf(rows: readonly Row[], first: number | undefined): TargetCheck
           received,
           ratio(r.received, c.requested),
           { min: 1 },
-          clean(r),
+          s.clean(r),
         ),
         ...(c.requested === first ? [lastReceipt] : []),
         check(
@@ -215,7 +195,7 @@ function settingsNote(rows: readonly Row[], limit: number, perProcess: number): 
 }
 
 /** Runs the scale scenario: its own client processes, a fresh server per row, one NOTIFY per row. */
-export async function scale(context: Context): Promise<Outcome> {
+export async function scale(context: s.Context): Promise<s.Outcome> {
   const { say } = context;
   const levels = context.levels ?? (context.quick ? QUICK_LEVELS : LEVELS);
   const cases = planCases(levels, context.quick);
@@ -223,22 +203,18 @@ export async function scale(context: Context): Promise<Outcome> {
   if (generators > MAX_PROCESSES) throw new Error(`scale: ${generators} generators needed, at most ${MAX_PROCESSES}`);
   const { limit, perProcess } = capacities();
   say(`scale: starting ${generators} generator processes (file limit ${num(limit)} each)`);
-  const pool = await startPool(generators);
   const rows: Row[] = [];
   const notes: string[] = [];
-  try {
-    for (const c of cases) {
-      say(`scale: ${c.kind}, ${num(c.clients)} clients, workers = ${c.workers}, ${c.generators} generators`);
-      try {
-        rows.push(await runCase(context, pool, c));
-      } catch (error) {
-        const message = error instanceof Error ? error.message : String(error);
-        say(`scale: ${c.kind}, ${num(c.clients)} clients failed: ${message}`);
-        notes.push(`- ${c.kind}, ${num(c.clients)} clients, workers = ${c.workers}: failed: ${message}`);
-      }
+  await using pool = await startPool(generators);
+  for (const c of cases) {
+    say(`scale: ${c.kind}, ${num(c.clients)} clients, workers = ${c.workers}, ${c.generators} generators`);
+    try {
+      rows.push(await runCase(context, pool, c));
+    } catch (error) {
+      const message = error instanceof Error ? error.message : String(error);
+      say(`scale: ${c.kind}, ${num(c.clients)} clients failed: ${message}`);
+      notes.push(`- ${c.kind}, ${num(c.clients)} clients, workers = ${c.workers}: failed: ${message}`);
     }
-  } finally {
-    await pool.stop();
   }
   for (const row of rows) {
     const cut = !row.case.baseline && row.case.clients < row.case.requested;
@@ -253,7 +229,7 @@ export async function scale(context: Context): Promise<Outcome> {
         `- ${row.name}: the machine was still ${num(settled.busy * 100)} % busy after ${num(settled.waitedMs / 1000)} s of waiting ${what}`,
       );
     }
-    notes.push(...anomalies(row.result, row.name));
+    notes.push(...s.anomalies(row.result, row.name));
   }
   const title = `Scale: ${levels.map((n) => num(n)).join(' and ')} concurrent subscribers, one NOTIFY each`;
   return {

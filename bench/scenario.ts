@@ -88,6 +88,13 @@ export function faults(results: readonly TrialResult[]): string {
 /** "Median of 3 runs by frames/s" (the first words of most notes). */
 export const medianOf = (repetitions: number): string => `Median of ${count(repetitions, 'run')} by frames/s`;
 
+// Below this many clients the allocator's and GC's own swings are larger than the clients' share.
+export const MEANINGFUL_CLIENTS = 1000;
+
+/** Server memory per idle client: (RSS with the clients connected − RSS before) ÷ clients, from MEANINGFUL_CLIENTS up. */
+export const kbPerIdleConnection = (r: TrialResult | undefined): number | undefined =>
+  r !== undefined && r.connected >= MEANINGFUL_CLIENTS ? (r.rssIdleKb - r.rssEmptyKb) / r.connected : undefined;
+
 /** "999,000 / 1,000,000" */
 export const delivered = (r: TrialResult): string => `${num(r.received)} / ${num(r.expected)}`;
 
