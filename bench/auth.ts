@@ -1,11 +1,8 @@
 /**
- * Authorization's cost (`--only auth`): two servers of ours, identical but for `[auth]` (HS256,
- * `query_token = true`), taking turns. Connection setup: 5,000 multiplexed sockets, each offering its
- * own token as the subprotocol `bearer.T` (none with auth off), counted when their `ready` arrives.
- * Fan-out: 1,000 plain clients, 100 B payloads (their token rides in `?token=`, the one place a plain
- * client's URL can carry it; the check is once per upgrade either way). Then the expiry storm of
- * bench/expiry.ts: 10,000 sockets whose tokens expire together. Reports fan-out ≥ 0.98× and setup
- * rate ≥ 0.8× against auth off, never asserted.
+ * Authorization's cost: two servers of ours, identical but for `[auth]` (HS256, `query_token = true`),
+ * taking turns. Connection setup of multiplexed sockets, each offering its own token as `bearer.T`; and
+ * fan-out to 1,000 plain clients whose URLs carry a token in `?token=`. Then the expiry storm
+ * (bench/expiry.ts).
  */
 import { SignJWT } from 'jose';
 import { runStorm, type Storm, stormSection } from './expiry.ts';

@@ -1,10 +1,7 @@
 /**
- * Idle clients and one NOTIFY every one of them must receive. Capacity: 10 / 100 / 1,000 / 10,000
- * clients, ours beside the bare bridge, each level on fresh server processes so "empty" is really
- * empty: RSS per idle connection = (RSS with the clients connected − RSS before) ÷ clients. Fd limit
- * (`--only fdlimit`): ours with as many clients as its open-file limit allows (one fd per socket), less
- * what the idle server holds and a margin, and no more than its admission takes at that limit; the
- * clients spread over the generator processes (each with its own limit) and destination addresses.
+ * Idle clients and one NOTIFY each must receive: capacity at 10 to 10,000 clients, ours beside the bare
+ * bridge, a fresh server per level so "empty" is empty; and fdlimit, ours with as many clients as its
+ * open-file limit allows (less what the idle server holds and a margin, no more than its admission takes).
  */
 import { fileLimitSockets } from '../src/http/admission.ts';
 import { fileLimit, openFiles } from './procstat.ts';

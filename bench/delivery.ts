@@ -1,13 +1,9 @@
 /**
- * The delivery window of one NOTIFY under a magnifier (the scale scenario's second section). While it
- * runs, every 10 ms it reads how long the main thread (Bun's event loop) of each server and generator
- * process has run, and the machine's busy time; at its two ends each group's user and kernel CPU and
- * every other process's, so the rest of the machine's share has names (ksoftirqd, another tenant's job).
- * From those numbers the section says who spent the CPU between the NOTIFY and the last receipt, when
- * the servers started and stopped sending, and what bounds that time, in plain words: the co-located
- * clients still reading after the servers had sent everything, the machine's cores shared by the
- * servers' sending (ours and Bun's work in user mode, the kernel's in system mode) and the clients'
- * reading, or waiting.
+ * The delivery window of one NOTIFY under a magnifier, the scale scenario's second section: every 10 ms
+ * whether the main thread (Bun's event loop) of each server and client process ran, and the machine's
+ * busy time; at both ends each group's user and kernel CPU and every other process's. From those, who
+ * spent the CPU between the NOTIFY and the last receipt, when the servers started and stopped sending,
+ * and what bounds that time, in plain words.
  */
 import { availableParallelism } from 'node:os';
 import { allProcesses, type CpuSplit, cpuSplit, machineTimes, mainThreadSeconds } from './procstat.ts';
@@ -33,12 +29,16 @@ const SETTLE_SLICE_MS = 500;
 const SERVERS_DONE_SHARE = 0.75;
 const SATURATED = 0.9;
 
-const split = (pids: readonly number[]): CpuSplit =>
-  pids.map(cpuSplit).reduce((a, b) => ({ user: a.user + b.user, system: a.system + b.system }), { user: 0, system: 0 });
-const since = (before: CpuSplit, after: CpuSplit) => ({
-  user: after.user - before.user,
-  system: after.system - before.system,
-});
+/** Starts measuring the user and kernel CPU of `pids`; the reading is the seconds since. */
+function cpuOf(pids: readonly number[]): () => CpuSplit {
+  const add = (a: CpuSplit, b: CpuSplit) => ({ user: a.user + b.user, system: a.system + b.system });
+  const split = () => pids.map(cpuSplit).reduce(add, { user: 0, system: 0 });
+  const start = split();
+  return () => {
+    const now = split();
+    return { user: now.user - start.user, system: now.system - start.system };
+  };
+}
 
 /**
  * Starts the window now. Every tick it notes the machine's busy seconds so far and, per server and
@@ -46,11 +46,11 @@ const since = (before: CpuSplit, after: CpuSplit) => ({
  */
 export function watchWindow(groups: Groups) {
   const started = performance.now();
-  const startCpu = {
-    server: split(groups.server),
-    generators: split(groups.generators),
-    postgres: split(groups.postgres),
-    bench: split(groups.bench),
+  const cpu = {
+    server: cpuOf(groups.server),
+    generators: cpuOf(groups.generators),
+    postgres: cpuOf(groups.postgres),
+    bench: cpuOf(groups.bench),
   };
   const startMachine = machineTimes();
   // The whole table at the two ends only: reading it costs a few ms, too much for every tick.
@@ -84,13 +84,10 @@ export function watchWindow(groups: Groups) {
       const others = [...byName].map(([name, seconds]) => ({ name, seconds })).sort((a, b) => b.seconds - a.seconds);
       return {
         ms: performance.now() - started,
-        server: { ...since(startCpu.server, split(groups.server)), busyMs: threads.server.map((p) => p.busy) },
-        generators: {
-          ...since(startCpu.generators, split(groups.generators)),
-          busyMs: threads.generators.map((p) => p.busy),
-        },
-        postgres: since(startCpu.postgres, split(groups.postgres)),
-        bench: since(startCpu.bench, split(groups.bench)),
+        server: { ...cpu.server(), busyMs: threads.server.map((p) => p.busy) },
+        generators: { ...cpu.generators(), busyMs: threads.generators.map((p) => p.busy) },
+        postgres: cpu.postgres(),
+        bench: cpu.bench(),
         machine: {
           busy: end.busy - startMachine.busy,
           system: end.system - startMachine.system,

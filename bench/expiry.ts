@@ -1,33 +1,21 @@
 /**
- * The expiry storm of the auth scenario: many multiplexed sockets whose tokens carry the same `exp`, so
- * the server's per-socket timers all fire at (exp + 5 s), "the deadline", and close them with 4401 at
- * once. Measured, not asserted: how long after the deadline the clients see their closes, and how long
- * the server's event loop is held meanwhile, read as the round trips of pgws.v1 `ping` frames that one
- * more client sends back to back (1 ms apart) from before the deadline until the last close.
+ * The auth scenario's expiry storm: sockets whose tokens share one `exp`, so the server closes them all
+ * with 4401 at exp + 5 s, "the deadline". Measured, not asserted: when the clients see their closes, and
+ * how long the server's event loop is held meanwhile, read as the round trips of `ping` frames one more
+ * client sends 1 ms apart from before the deadline until the last close.
  */
 import { openMux } from './mux-client.ts';
-import type { ConnectResult, Pool, SeenClose } from './pool.ts';
+import type { Pool, SeenClose } from './pool.ts';
 import { type Column, ms, num, type Section, section } from './report.ts';
 
 const TOLERANCE_MS = 5000;
 const WAIT_AFTER_MS = 30_000;
 
-/** What one storm showed: close times and ping round trips (ms, sorted), before the deadline and in the storm. */
-export interface Storm {
-  readonly sockets: number;
-  readonly connect: ConnectResult;
-  /** Ms between the last socket's `ready` and the deadline (negative: connecting overlapped it). */
-  readonly margin: number;
-  readonly closes: readonly SeenClose[];
-  /** Each close's time after the deadline. */
-  readonly offsets: readonly number[];
-  readonly pingsBefore: readonly number[];
-  readonly pingsInStorm: readonly number[];
-}
-
 /**
  * Runs one storm over `sockets` sockets on `generators` client processes, connected within about
- * `connectSeconds`; `mint(count, exp)` makes tokens expiring at `exp` (Unix seconds).
+ * `connectSeconds`; `mint(count, exp)` makes tokens expiring at `exp` (Unix seconds). Returns the close
+ * times after the deadline and the ping round trips before it and in the storm (ms, sorted), and the
+ * margin between the last socket's `ready` and the deadline (negative: connecting overlapped it).
  */
 export async function runStorm(
   pool: Pool,
@@ -38,7 +26,7 @@ export async function runStorm(
     readonly connectSeconds: number;
     readonly mint: (count: number, exp: number) => Promise<string[]>;
   },
-): Promise<Storm> {
+) {
   const exp = Math.ceil(Date.now() / 1000 + spec.connectSeconds) + 1;
   const deadline = exp * 1000 + TOLERANCE_MS;
   const [tokens, [pingToken]] = await Promise.all([spec.mint(spec.sockets, exp), spec.mint(1, exp + 3600)]);
@@ -72,6 +60,9 @@ export async function runStorm(
     await pool.close();
   }
 }
+
+/** What one storm showed. */
+export type Storm = Awaited<ReturnType<typeof runStorm>>;
 
 /** A multiplexed client with a long-lived token that, once started, pings back to back, 1 ms apart. */
 async function openPinger(url: string, token: string) {

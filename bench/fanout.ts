@@ -1,11 +1,8 @@
 /**
- * Fan-out as fast as possible, 1 / 100 / 1,000 clients × 100 B and 7,900 B payloads, with both
- * baselines in the same run: raw LISTEN (one plain `sql.listen`, the database's ceiling) and the
- * bare bridge. Ours runs twice per cell, on an undeclared (raw) channel and on the schema channel
- * ("every feature on"), which also gives the schema-vs-raw comparison. `--only schema` runs just ours.
- *
- * Each cell is repeated (3 times in a full run) with the servers taking turns, and the median run by
- * frames/s is reported: on two shared cores a single run can be off by a factor of two.
+ * Fan-out as fast as possible, 1 / 100 / 1,000 clients × 100 B and 7,900 B, beside raw LISTEN and the
+ * bare bridge. Ours runs on an undeclared (raw) channel and on the schema channel ("every feature on"),
+ * which also gives schema vs raw (`--only schema` runs just ours). Each cell is repeated, the servers
+ * taking turns, and the median run is reported: on two shared cores one run can be off by a factor of two.
  */
 import { bytes, type Column, check, count, ms, num, ratio, section, type TargetCheck, times } from './report.ts';
 import * as s from './scenario.ts';

@@ -1,9 +1,8 @@
 /**
- * Payloads beyond NOTIFY's limit (`--only large`): 64 KiB notifications sent with pgws.notify (stored,
- * notified by reference, fetched by the server) beside 7,900-byte ones sent directly with pg_notify, to
- * 1, 100 and 1,000 clients of one server in the same run. Reports frames/s, MB/s, and the database round
- * trips the server made per notification, read from its own pgws_payload_fetches_total: one per
- * notification whatever the number of clients is the point (the fetch is per notification, not per client).
+ * Payloads beyond NOTIFY's limit: 64 KiB sent with pgws.notify (stored, notified by reference, fetched by
+ * the server) beside 7,900 B sent with pg_notify, to 1, 100 and 1,000 clients of one server. Besides
+ * frames/s and MB/s, the database round trips per notification from the server's own
+ * pgws_payload_fetches_total: one, whatever the number of clients, is the point.
  */
 import postgres from 'postgres';
 import { INSTALL_SQL } from '../src/db/script.ts';

@@ -1,9 +1,8 @@
 /**
- * Fixed-rate latency: 10 notifications/s to 1,000 clients (about 10,000 frames/s), one producer,
- * one notification per transaction, stamped just before it is sent. Latency is send → WebSocket
- * message event in the client, so it includes the commit, the LISTEN connection, the fan-out and
- * the client's own event loop. Bare bridge, ours on a raw channel and ours on the schema channel
- * take turns each round, so none gets the quieter machine; p99 is over all rounds' frames pooled.
+ * Fixed-rate latency: 10 notifications/s to 1,000 clients, one producer, one notification per
+ * transaction, stamped just before it is sent; so latency includes the commit, the LISTEN connection,
+ * the fan-out and the client's own event loop. Bare bridge, ours on a raw channel and ours on the schema
+ * channel take turns each round; p99 is over all rounds' frames pooled.
  */
 import { createHistogram, maxLatencyMs, quantileMs } from './histogram.ts';
 import { type Column, check, count, ms, num, ratio, section, times } from './report.ts';

@@ -1,15 +1,9 @@
 /**
- * The multiplexed protocol (`pgws.v1`, one socket on `/`, subscriptions in frames) beside plain mode
- * (`/<channel>`) on the same server process, every figure with its baseline from the same run:
- * - fan-out to 1,000 clients on the schema channel, multiplexed vs plain (target ≥ 0.9×), and plain
- *   with payloads as large as a multiplexed frame, to tell the envelope's bytes from the protocol;
- * - the same 1,000 multiplexed clients spread over 10 filters of a keyed schema channel vs unfiltered
- *   multiplexed, in frames delivered per second (≥ 0.8×);
- * - one multiplexed socket subscribed to 100 channels vs 100 plain sockets, one per channel, both in
- *   one generator process (≥ 0.9×);
- * and, on a server of its own, the replay of a full 10,000-message history (bench/replay.ts).
- *
- * The cases take turns round by round (3 rounds in a full run) and each row is the median round.
+ * The multiplexed protocol (`pgws.v1`, one socket on `/`, subscriptions in frames) beside plain mode on
+ * one server process, each case against a baseline from the same run: multiplexed vs plain fan-out to
+ * 1,000 clients (and plain with frames as large as multiplexed ones), 10 filters vs no filter, and one
+ * socket on 100 channels vs 100 plain sockets; the cases take turns each round. Then the history replay
+ * (bench/replay.ts) on servers of its own.
  */
 import { replay } from './replay.ts';
 import { bytes, type Column, check, num, ratio, section, type TargetCheck, times } from './report.ts';

@@ -1,21 +1,14 @@
 /**
- * The notifier: several producer connections sending `pg_notify` as fast as the database takes them
- * (batched, one transaction per batch), or one notification at a time at a fixed rate.
+ * The notifier: producer connections sending `pg_notify` as fast as the database takes them (batched,
+ * one transaction per batch), or one at a time at a fixed rate. As fast as possible is still
+ * flow-controlled: at most `windowBytes` of notifications ahead of the slowest open client. Without it a
+ * burst at 1,000 clients only measures how soon a buffer overflows (ours closes a slow consumer, the
+ * bare bridge drops past Bun's backpressure limit); with it the figure is what the chain sustains with
+ * nothing lost. If the credit stops coming, the notifier goes on open-loop and says so.
  *
- * As fast as possible is still flow-controlled by a credit window: at most `windowBytes` of
- * notifications may be ahead of the slowest open client. Without it a burst aimed at 1,000 clients
- * only measures how soon a finite buffer overflows (our server closes a client past
- * `slow_consumer_bytes`, the bare bridge silently drops past Bun's backpressure limit); with it the
- * figure is the throughput the whole chain sustains with nothing lost. If the credit stops coming
- * (a client lost frames and never completes), the notifier goes on open-loop and says so.
- *
- * Every payload is padded to an exact size: {"r":RUN,"seq":SEQ,"t":SEND_TIME_MS,"p":"xxx…"}. RUN tells
- * one measured case from any stray notification of an earlier one; SEQ is 0..count-1 and SEQ %
- * producers names the producer connection, whose own notifications must arrive in order;
- * SEND_TIME_MS is {@link clock} in this process. For filter cases the payload also carries `"k":KEY`
- * after SEQ (see `Spread`). A multiplexed client receives it as the `payload` of
- *   {"type":"message","channel":C,"seq":N,"payload":{"r":…}}
- * where N is the server's own count on channel C.
+ * A payload, padded to its size: {"r":RUN,"seq":SEQ,"t":SEND_MS,"p":"xxx…"}. RUN tells a case from
+ * stray notifications of an earlier one; SEQ % producers names the producer, whose own notifications
+ * must arrive in order; SEND_MS is {@link clock}; filter cases add `"k":KEY` after SEQ (`Spread`).
  */
 import postgres from 'postgres';
 
@@ -28,24 +21,20 @@ export interface Credit {
   nextProgress(ms: number): Promise<void>;
 }
 
-/** What sends each notification: `pg_notify`, or `pgws.notify` (payloads beyond 8000 bytes, bench/large.ts). */
+/** `pg_notify`, or `pgws.notify` for payloads beyond 8000 bytes (bench/large.ts). */
 export type NotifyFunction = 'pg_notify' | 'pgws.notify';
 
 /**
- * Where notification SEQ goes and what it carries beyond the common fields. SEQ belongs to group
- * G = floor(SEQ / P), P being the producer connections sending (1 when paced): with `channels` > 1 it
- * goes to `${channel}${G % channels}` (round-robin), else to `channel`; with `keys` the payload also
- * carries `"k":G % keys`, for filters. The P notifications of a group come one from each producer, so
- * every channel and every filter takes from every producer: a client that gets one share never waits
- * on one producer alone, which would hold the credit of all of them (with SEQ % 100 and 4 producers,
- * channel j would be fed by producer j % 4 only).
+ * Where SEQ goes, by its group G = floor(SEQ / producers): with `channels`, to `${channel}${G % channels}`;
+ * with `keys`, the payload carries `"k":G % keys`. A group's notifications come one from each producer,
+ * so a client that gets one share never waits on one producer alone (whose credit would hold all).
  */
 export interface Spread {
   readonly channels?: number | undefined;
   readonly keys?: number | undefined;
 }
 
-/** Notifications 0..count-1 of `run` on `channel` (or spread over channels), `size` bytes each. */
+/** Notifications 0..count-1 of `run`, `size` bytes each. */
 export interface Plan extends Spread {
   readonly channel: string;
   readonly via?: NotifyFunction | undefined;
@@ -55,11 +44,7 @@ export interface Plan extends Spread {
 }
 
 /** What was sent; `openLoop` is set when credit stalled and the rest went without flow control. */
-export interface Sent {
-  readonly sent: number;
-  readonly firstSendMs: number;
-  readonly openLoop: boolean;
-}
+export type Sent = { readonly sent: number; readonly firstSendMs: number; readonly openLoop: boolean };
 
 /** The producer connections. */
 export type Notifier = Awaited<ReturnType<typeof startNotifier>>;

@@ -1,23 +1,19 @@
 /**
- * The client processes (bench/generator.ts) as the orchestrator sees them, and the messages between
- * them over Bun's IPC: spawned once per run (the scale scenario spawns its own), handed a share of every
- * case's clients, armed, asked for their reports, and stopped at the end. Their combined progress is
- * the notifier's credit.
+ * The client processes (bench/generator.ts) as the orchestrator sees them, and the IPC messages between
+ * them: spawned per run (the scale scenario spawns its own), handed a share of each case's clients,
+ * armed, asked for reports, stopped at the end. Their combined progress is the notifier's credit.
  */
 import { join } from 'node:path';
 import type { GeneratorReport } from './tracker.ts';
 import { within } from './wait.ts';
 
-/**
- * What each `mux` client subscribes to; with `filterField`, client i filters on `{[filterField]: {"eq":
- * i % modulus}}`. Notification SEQ travels on channel floor(SEQ / producers) % channels (bench/notifier.ts).
- */
+/** What each `mux` client subscribes to; with `filterField`, client i filters on `{[field]: {"eq": i % modulus}}`. */
 export interface MuxSubscribe {
   readonly channels: readonly string[];
   readonly filterField: string | undefined;
 }
 
-/** `count` clients, client i of all going to `urls[i % urls.length]`; the defaults are in DEFAULTS. */
+/** `count` clients, client i of all going to `urls[i % urls.length]`; defaults in DEFAULTS. */
 export interface ConnectSpec {
   /** A WebSocket on `/<channel>`, a `pgws.v1` socket on `/`, or `sql.listen` on the database (the ceiling). */
   readonly kind: 'ws' | 'mux' | 'pg';
@@ -25,7 +21,7 @@ export interface ConnectSpec {
   /** The channel of `pg` clients (`ws` clients have theirs in the URL). */
   readonly channel?: string;
   readonly count: number;
-  /** Client i should receive the notifications whose group floor(SEQ / producers) is i modulo this. */
+  /** Client i is checked for the notifications whose group floor(SEQ / producers) is i modulo this. */
   readonly modulus?: number;
   readonly subscribe?: MuxSubscribe;
   /** Client i offers `tokens[i]` as the subprotocol `bearer.T`. */

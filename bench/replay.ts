@@ -1,16 +1,9 @@
 /**
- * Replay of a full history (PROTOCOL.md "History and resume"): a channel with `history = 10000` on a
- * fresh server of ours, filled with 10,000 distinct payloads while a first multiplexed socket watches
- * them arrive live (its `subscribed` answer gives the epoch). Then, several times, a fresh socket
- * subscribes with `since: {epoch, seq: 0}` and must get `recovered: true` and seqs 1..10,000 in order,
- * each frame identical to the live one. Timed in this process, from sending the subscribe to the
- * 10,000th message; the server's RSS is read empty, once filled, and at the end of each replay. Once
- * with ~100 B payloads and once with ~1 KB, each on a server of its own so "empty" is empty, and each
- * beside the same fill on a channel without history (again a fresh server): what the fill leaves in the
- * heap that is not history.
- *
- * The baseline is the same 10,000 messages arriving live at the watcher (first NOTIFY sent → last
- * frame): what the database delivers, against which the replay shows what history saves a client.
+ * Replay of a full history, part of the multiplexed scenario: a channel with `history = 10000` on a fresh
+ * server is filled while a socket watches the messages arrive live (the baseline); then fresh sockets
+ * resume with `since: {epoch, seq: 0}` and must get `recovered: true` and the same 10,000 frames in
+ * order, timed in this process. RSS is read empty, filled and after each replay, beside the same fill on
+ * a channel without history (another fresh server), which tells the history from other heap growth.
  */
 import { openMux } from './mux-client.ts';
 import type { Credit } from './notifier.ts';

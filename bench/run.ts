@@ -1,13 +1,9 @@
 /**
- * `bun run bench`: pg-notify-ws under load, beside two baselines measured in the same run (raw
- * postgres.js LISTEN, the database's ceiling; and the bare bridge in bench/bare.ts), so every figure
- * is a ratio. Flags: --quick (smaller counts, ~1 min), --only SCENARIO (repeatable, or commas),
- * --profile, --generators N, --levels N,N (the scale scenario's client counts), --out FILE.
- *
- * Starts a throwaway embedded PostgreSQL (BENCH_DATABASE_URL overrides), the client processes
- * (bench/pool.ts) and each scenario's server processes; all traffic stays on 127.0.0.0/8, every
- * loop is bounded, and everything started is stopped at the end, also on failure or Ctrl-C.
- * Full usage and the latest results: bench/RESULTS.md.
+ * `bun run bench`: pg-notify-ws under load beside baselines measured in the same run (raw postgres.js
+ * LISTEN, the database's ceiling, and the bare bridge), so every figure is a ratio. Starts a throwaway
+ * embedded PostgreSQL (BENCH_DATABASE_URL overrides), the client processes and each scenario's servers;
+ * all traffic stays on 127.0.0.0/8, every loop is bounded, and everything started is stopped at the
+ * end, also on failure or Ctrl-C. Usage (the flags below) and the latest results: bench/RESULTS.md.
  */
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';

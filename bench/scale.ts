@@ -1,10 +1,8 @@
 /**
- * Scale (issue 14): 100,000 and 250,000 concurrent subscribers, plain and multiplexed, every one
- * opened and receiving one NOTIFY; beside them one worker at the largest count its file limit allows,
- * from the same run. A fresh server per row, with `[server] workers` chosen so that no process nears
- * its open-file limit, and client processes of the scenario's own, each under its own file limit
- * and connecting to destination addresses of its own. The delivery window of each NOTIFY is profiled
- * by bench/delivery.ts.
+ * Scale (issue 14): 100,000 and 250,000 subscribers, plain and multiplexed, each receiving one NOTIFY,
+ * beside one worker at the most its file limit allows. A fresh server per row with enough workers that
+ * no process nears its file limit, and client processes of the scenario's own, each with destination
+ * addresses of its own. bench/delivery.ts profiles each NOTIFY's delivery.
  */
 import { fileLimitSockets } from '../src/http/admission.ts';
 import { type DeliveryWindow, type Groups, profileSection, type Settled, settle, watchWindow } from './delivery.ts';

@@ -1,9 +1,8 @@
 /**
- * The servers under test, each a real process: ours (`bun src/main.ts --config <generated toml>`, env
- * DATABASE_URL, PORT, LOG_LEVEL=warn; the config sets only what a scenario asks for, every other key
- * keeps its default) and the bare bridge (bench/bare.ts). Each is spawned on a free port on 0.0.0.0, so
- * clients can spread over 127.0.0.1..N, returned once healthy, and stopped with its whole process tree
- * and its temp dir. Every live one is remembered, so an interrupted run can still stop them all.
+ * The servers under test, each a real process: ours (`bun src/main.ts` with a generated config that sets
+ * only what a scenario asks for) and the bare bridge (bench/bare.ts). Each is spawned on a free port on
+ * 0.0.0.0 (clients spread over 127.0.0.1..N), returned once healthy, and stopped with its process tree
+ * and temp dir; every live one is remembered, so an interrupted run can still stop them all.
  */
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';

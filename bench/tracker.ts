@@ -1,16 +1,10 @@
 /**
- * What every client of one generator received in the current case: unique, duplicated and reordered
- * frames (against a bitset of seen sequence numbers), receive times, every frame's latency, and the
- * notifier's credit (bench/notifier.ts): the count every open client has reached, in steps.
- *
- * A client may be meant to get only a share of the notifications (group floor(SEQ / producers) %
- * modulus === key: one channel of many, or one filter of several; see bench/notifier.ts `Spread`); its
- * credit is then counted in notifications, not frames, as `unique × modulus`, so the notifier's window
- * means the same thing for every client. Multiplexed clients also check the server's own `seq` per
- * channel ("lane").
- *
- * The hot path is `receive`: two indexOf calls on the frame's prefix (after a multiplexed frame's
- * envelope, stepped over by bench/mux-client.ts), a bit test, a typed-array store.
+ * What the clients of one process received in the current case: unique, duplicated and reordered frames
+ * (a bitset of seen sequence numbers; order per producer), every frame's latency, and the notifier's
+ * credit: the count every open client has reached, in steps. A client meant to get a share (one channel
+ * of many, one filter of several) earns credit as `unique × modulus`, so the window means the same for
+ * every client; a multiplexed one also checks the server's `seq` per channel ("lane"). The hot path,
+ * `receive`, is two indexOf calls, a bit test and a typed-array store.
  */
 import { createSamples, encodeHistogram } from './histogram.ts';
 import { type MessageParts, readMessage } from './mux-client.ts';
@@ -28,28 +22,30 @@ export interface Share {
   readonly consecutive?: boolean;
 }
 
-/** One client's counters; opaque to callers, who hand it back on every frame. */
-export interface Client {
-  open: boolean;
-  /** Set when the generator forgot it (between cases); late events for it are ignored. */
-  retired: boolean;
-  readonly modulus: number;
-  readonly key: number;
+/** A new client's counters; opaque to callers, who hand it back on every frame. */
+const newClient = (share: Share) => ({
+  open: true,
+  /** Set when the process forgot it (between cases); late events for it are ignored. */
+  retired: false,
+  modulus: share.modulus,
+  key: share.key,
   /** How many of the armed run's notifications its share is. */
-  expected: number;
-  unique: number;
-  duplicated: number;
-  reordered: number;
-  seen: Uint8Array;
+  expected: 0,
+  unique: 0,
+  duplicated: 0,
+  reordered: 0,
+  seen: new Uint8Array(0),
   /** The last sequence number per producer: each producer's notifications arrive in commit order. */
-  last: Int32Array;
+  last: new Int32Array(0),
   /** The credit level (see `arm`) this client has reached, and the `unique` count that reaches the next. */
-  level: number;
-  nextAt: number;
+  level: 0,
+  nextAt: 0,
   /** The server seq last seen per lane (multiplexed only). */
-  readonly lanes: Float64Array | undefined;
-  readonly consecutive: boolean;
-}
+  lanes: share.lanes === undefined ? undefined : Float64Array.from(share.lanes),
+  consecutive: share.consecutive ?? true,
+});
+
+export type Client = ReturnType<typeof newClient>;
 
 const STRAY_TEXT = 200;
 
@@ -170,22 +166,7 @@ export function createTracker(onProgress: (run: number, count: number) => void) 
   return {
     /** Adds a client (already open, and subscribed if multiplexed). */
     add(share: Share): Client {
-      const client: Client = {
-        open: true,
-        retired: false,
-        modulus: share.modulus,
-        key: share.key,
-        expected: 0,
-        unique: 0,
-        duplicated: 0,
-        reordered: 0,
-        seen: new Uint8Array(0),
-        last: new Int32Array(0),
-        level: 0,
-        nextAt: 0,
-        lanes: share.lanes === undefined ? undefined : Float64Array.from(share.lanes),
-        consecutive: share.consecutive ?? true,
-      };
+      const client = newClient(share);
       clients.push(client);
       open += 1;
       reset(client);

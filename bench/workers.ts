@@ -1,12 +1,8 @@
 /**
- * `[server] workers = N`: N server processes on one port (SO_REUSEPORT). Fan-out at 1, 2 and 4 workers,
- * same clients and payloads, the scaling between them, and beside the 4 workers the same fan-out through
- * the bare bridge as 4 processes, taking turns round by round: the simplest way to spread a bridge over
- * processes (each its own LISTEN, so the database delivers every notification once per process), from
- * the same run, as the fan-out scenario reads one process of ours against one bare one.
- * Before measuring, a startup probe keeps opening WebSockets for 2 s from the first healthy /healthz,
- * as clients of a fresh deployment would, and counts refused upgrades: a worker that already listens
- * on the shared port but has no database connection yet refuses with 503.
+ * `[server] workers = N` (N processes on one port, SO_REUSEPORT): fan-out at 1, 2 and 4 workers, and
+ * beside the 4 the bare bridge as 4 processes (each its own LISTEN: the simplest way to spread a bridge
+ * over processes), taking turns each round. A startup probe first opens WebSockets for 2 s from the
+ * first healthy /healthz, as a fresh deployment's clients would, and counts refused upgrades.
  */
 import { listeningSockets } from './procstat.ts';
 import { bytes, type Column, check, count, num, ratio, section, times } from './report.ts';
