@@ -1,8 +1,7 @@
 /**
- * Authorization's cost: two servers of ours, identical but for `[auth]` (HS256, `query_token = true`),
- * taking turns. Connection setup of multiplexed sockets, each offering its own token as `bearer.T`; and
- * fan-out to 1,000 plain clients whose URLs carry a token in `?token=`. Then the expiry storm
- * (bench/expiry.ts).
+ * Authorization's cost: two servers of ours, identical but for `[auth]`, taking turns: connection setup
+ * of multiplexed sockets with a token each, fan-out to plain clients with one in `?token=`, and the
+ * expiry storm (bench/expiry.ts).
  */
 import { SignJWT } from 'jose';
 import { runStorm, type Storm, stormSection } from './expiry.ts';
@@ -17,9 +16,8 @@ const SECRET = crypto.randomUUID() + crypto.randomUUID();
 const key = new TextEncoder().encode(SECRET);
 /** Client processes that open the setup sockets, 64 at a time each. */
 const HOLDERS = 2;
-// A 64 KiB credit window instead of the rig's 512 KiB: the generators report progress every quarter
-// window, and at 100 B that is 1.3 M frames, longer than the trial waits for progress (3 s) when other
-// work shares the machine; runs then ended early with frames still on their way ("lost").
+// 64 KiB instead of 512: a credit step at 100 B would be 1.3 M frames, longer than the trial waits for
+// progress on a busy machine; runs then ended with frames still on their way ("lost").
 const FANOUT_WINDOW_BYTES = 64 * 1024;
 
 /** Tokens for `bench-0`…, HS256 with the run's secret, granting the bench channels, expiring at `exp`. */
@@ -41,7 +39,7 @@ async function drained(target: Target): Promise<void> {
   while (performance.now() < deadline && (await target.metric('pgws_connections')) !== 0) await Bun.sleep(100);
 }
 
-/** One connection-setup run; server CPU per socket is steadier than the rate on a machine shared with the clients. */
+/** One connection-setup run; server CPU per socket is steadier than the rate on a shared machine. */
 async function setup(context: s.Context, target: Target, sockets: number, tokens: string[] | undefined) {
   const { pool, addresses } = context.rig;
   const meter = cpuMeter(() => target.processes());
@@ -88,8 +86,7 @@ export async function auth(context: s.Context): Promise<s.Outcome> {
     say(`auth: connection setup, ${num(sockets)} sockets, ${target.label}, run ${round}/${setupRounds}`);
     return setup(context, target, sockets, target === on ? await mint(sockets, inAnHour()) : undefined);
   });
-  // Round 1 warms the generators and both servers up and is not reported: on a fresh pool (--only
-  // auth) the first round ran slow enough that the trial's drain gave up on frames still arriving.
+  // Round 1 warms everything up and is not reported: on a fresh pool its drain gave up too early.
   const fanRig = { ...rig, windowBytes: FANOUT_WINDOW_BYTES };
   const fanouts = await s.inTurns(servers, rounds + 1, (target, round) => {
     const which = round === 1 ? 'warm-up' : `run ${round - 1}/${rounds}`;

@@ -1,9 +1,7 @@
 /**
- * The delivery window of one NOTIFY under a magnifier, the scale scenario's second section: every 10 ms
- * whether the main thread (Bun's event loop) of each server and client process ran, and the machine's
- * busy time; at both ends each group's user and kernel CPU and every other process's. From those, who
- * spent the CPU between the NOTIFY and the last receipt, when the servers started and stopped sending,
- * and what bounds that time, in plain words.
+ * The delivery window of one NOTIFY under a magnifier (the scale scenario's second section): which main
+ * threads ran every 10 ms, and CPU per group at both ends; from those, who spent the CPU until the last
+ * receipt, when the servers sent, and what bounds that time, in plain words.
  */
 import { availableParallelism } from 'node:os';
 import { allProcesses, type CpuSplit, cpuSplit, machineTimes, mainThreadSeconds } from './procstat.ts';
@@ -40,10 +38,7 @@ function cpuOf(pids: readonly number[]): () => CpuSplit {
   };
 }
 
-/**
- * Starts the window now. Every tick it notes the machine's busy seconds so far and, per server and
- * generator process, whether its main thread ran ("busy ticks", ms after the start).
- */
+/** Starts the window; each tick notes the machine's busy seconds and which server and client main threads ran. */
 export function watchWindow(groups: Groups) {
   const started = performance.now();
   const cpu = {
@@ -101,11 +96,7 @@ export function watchWindow(groups: Groups) {
   };
 }
 
-/**
- * Waits until the machine's cores were less than `below` busy (0..1) over a half-second slice, or
- * `maxMs` passed, so that what connecting started (the kernel's own work, garbage collection) does not
- * run into the window; says how long it waited and how busy the last slice was.
- */
+/** Waits until the machine's cores were under `below` busy over half a second, or `maxMs` passed. */
 export async function settle(below: number, maxMs: number) {
   const started = performance.now();
   for (;;) {
@@ -120,17 +111,14 @@ export async function settle(below: number, maxMs: number) {
 /** How a wait for a quiet machine ended. */
 export type Settled = Awaited<ReturnType<typeof settle>>;
 
-/** One row of the profile: its name, what the trial measured, and its window. */
+/** One row of the profile. */
 export interface Profiled {
   readonly name: string;
   readonly result: TrialResult;
   readonly window: DeliveryWindow | undefined;
 }
 
-/**
- * When a sampled group worked, up to the last receipt (what comes after it is not delivery): the first
- * tick in which any of its main threads ran, and the last tick of the first and of the last to finish.
- */
+/** When a sampled group worked until the last receipt: first busy tick, last of the first and last to finish. */
 function activity(row: Profiled, group: 'server' | 'generators') {
   const untilMs = row.result.durationMs + TICK_MS;
   const ticks = (row.window?.[group].busyMs ?? [])
@@ -145,7 +133,7 @@ function activity(row: Profiled, group: 'server' | 'generators') {
   };
 }
 
-/** The machine's busy share of all its cores (0..1) between two moments of the window, widened to the ticks around them. */
+/** The machine's busy share of its cores (0..1) between two moments, widened to the ticks around them. */
 function busyBetween(w: DeliveryWindow, fromMs: number, toMs: number): number {
   const before = w.busyTicks.findLast(([at]) => at <= fromMs) ?? w.busyTicks[0];
   const after = w.busyTicks.find(([at]) => at >= toMs) ?? w.busyTicks.at(-1);
@@ -159,7 +147,7 @@ const sendingBusy = (row: Profiled, w: DeliveryWindow) =>
 
 const cpuMs = (g: CpuSplit) => (g.user + g.system) * 1000;
 
-/** CPU ms in the window by who spent it, in the issue's words (ours, Bun's, the kernel's, the clients'). */
+/** CPU ms in the window by who spent it. */
 const consumers = (w: DeliveryWindow): [string, number][] => [
   ["ours and Bun's (the servers in user mode: fan-out and framing)", w.server.user * 1000],
   [

@@ -7,7 +7,7 @@
 import { bytes, type Column, check, count, ms, num, ratio, section, type TargetCheck, times } from './report.ts';
 import * as s from './scenario.ts';
 import { SCHEMA_CHANNEL, startBare, type Target } from './servers.ts';
-import { runTrial, type TrialResult } from './trial.ts';
+import { runTrial } from './trial.ts';
 
 const SIZES = [100, 7900] as const;
 const CLIENTS = [1, 100, 1000] as const;
@@ -43,9 +43,7 @@ export async function fanout(context: s.Context): Promise<s.Outcome> {
   await using ours = await s.startOursFor(context);
   await using bare = baselines ? await startBare(rig.db.url) : undefined;
   // Raw LISTEN has no server; each variant's own channel keeps stray frames of another out.
-  const servers: Readonly<
-    Record<Variant, { target: Target | undefined; channel: (size: number, n: number) => string }>
-  > = {
+  const servers: Record<Variant, { target: Target | undefined; channel: (size: number, n: number) => string }> = {
     listen: { target: undefined, channel: (size) => `bench_pg_${size}` },
     bare: { target: bare, channel: (size, n) => `bench_bare_${size}_${n}` },
     raw: { target: ours, channel: (size, n) => `bench_raw_${size}_${n}` },
@@ -106,26 +104,16 @@ function fanoutSection(cells: readonly Cell[], pick: Pick, repetitions: number) 
   ]);
 }
 
-/** One row of the schema-vs-raw table: ours on both channels in one cell. */
-interface Pair {
-  readonly clients: number;
-  readonly size: number;
-  readonly raw: TrialResult | undefined;
-  readonly schema: TrialResult | undefined;
-}
-
+/** Ours on both channels, cell by cell. */
 function schemaSection(pick: Pick) {
-  const pairs = SIZES.flatMap((size) =>
-    CLIENTS.map(
-      (clients): Pair => ({
-        clients,
-        size,
-        raw: pick('raw', clients, size)?.r,
-        schema: pick('schema', clients, size)?.r,
-      }),
-    ),
-  );
-  const columns: Column<Pair>[] = [
+  const pair = (clients: number, size: number) => ({
+    clients,
+    size,
+    raw: pick('raw', clients, size)?.r,
+    schema: pick('schema', clients, size)?.r,
+  });
+  const pairs = SIZES.flatMap((size) => CLIENTS.map((clients) => pair(clients, size)));
+  const columns: Column<ReturnType<typeof pair>>[] = [
     ['clients', (p) => num(p.clients)],
     ['payload', (p) => bytes(p.size)],
     ['raw frames/s', (p) => num(p.raw?.framesPerSecond)],

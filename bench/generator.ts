@@ -1,8 +1,7 @@
 /**
  * A client process of the pool (bench/pool.ts): holds its share of a case's clients (plain WebSockets,
- * `pgws.v1` sockets, or raw LISTEN connections, the database's ceiling), tracks what each receives
- * (bench/tracker.ts), and answers the pool's commands over IPC. It exits when told to or when its
- * parent goes.
+ * `pgws.v1` sockets, or raw LISTEN connections), tracks what each receives (bench/tracker.ts), and
+ * answers the pool over IPC; it exits when told to or when its parent goes.
  */
 import postgres from 'postgres';
 import { openMux } from './mux-client.ts';

@@ -1,9 +1,7 @@
 /**
- * The multiplexed protocol (`pgws.v1`, one socket on `/`, subscriptions in frames) beside plain mode on
- * one server process, each case against a baseline from the same run: multiplexed vs plain fan-out to
- * 1,000 clients (and plain with frames as large as multiplexed ones), 10 filters vs no filter, and one
- * socket on 100 channels vs 100 plain sockets; the cases take turns each round. Then the history replay
- * (bench/replay.ts) on servers of its own.
+ * The multiplexed protocol (`pgws.v1`) beside plain mode on one server, each case against a baseline of
+ * the same run: multiplexed vs plain fan-out, 10 filters vs none, one socket on 100 channels vs 100
+ * plain sockets; the cases take turns. Then the history replay (bench/replay.ts).
  */
 import { replay } from './replay.ts';
 import { bytes, type Column, check, num, ratio, section, type TargetCheck, times } from './report.ts';
@@ -32,19 +30,16 @@ interface Case {
   readonly label: string;
   readonly perSocket: string;
   readonly baseline?: CaseName;
-  /** The target against the baseline (reported, never asserted). */
   readonly goal?: { readonly min: number; readonly name: string };
   /** What differs from {@link SIZE} bytes to {@link CLIENTS} plain clients on the schema channel. */
   readonly trial: (target: Target, rig: Rig) => Partial<TrialSpec>;
 }
 
-/** Notifications per trial: about 3,000,000 frames at 1,000 clients, 600,000 through one socket. */
-function notifications(quick: boolean, name: CaseName): number {
-  const fanout = quick ? 200 : 3000;
-  if (name === 'filtered') return fanout * FILTERS;
-  if (name === 'plainMany' || name === 'muxMany') return quick ? 150_000 : 600_000;
-  return fanout;
-}
+// Notifications per trial: about 3,000,000 frames at 1,000 clients, 600,000 through one socket.
+const fanoutCount = (quick: boolean) => (quick ? 200 : 3000);
+const manyCount = (quick: boolean) => (quick ? 150_000 : 600_000);
+const notifications = (quick: boolean, name: CaseName) =>
+  name === 'filtered' ? fanoutCount(quick) * FILTERS : name.endsWith('Many') ? manyCount(quick) : fanoutCount(quick);
 
 const CASES: readonly Case[] = [
   { name: 'plain', label: 'plain, /bench_schema', perSocket: '1 channel', trial: () => ({}) },
@@ -191,7 +186,7 @@ function fanoutSection(rows: readonly Row[], base: (row: Row) => Row | undefined
     ['gen ns / frame', ({ r }) => num(perFrameNs(r.cpu.seconds.generators, r))],
     ...s.TAIL,
   ];
-  const fanout = notifications(quick, 'mux');
+  const fanout = fanoutCount(quick);
   return section('Multiplexed (pgws.v1) beside plain mode, as fast as possible', columns, rows, [
     `${s.medianOf(repetitions)}, the ${CASES.length} cases taking turns on one server process (limits at defaults; every channel has the benchmark schema). frames/s = frames received by all clients ÷ (last receive − first send), as in the fan-out table. A multiplexed client opens \`ws://127.0.0.x:PORT/\` offering \`pgws.v1\`, waits for \`ready\`, subscribes, and counts \`message\` frames; besides the payload checks (lost, dup, reord), "seq breaks" counts frames whose server \`seq\` is not the previous one + 1 on their channel (with a filter: not above it). ns / frame = CPU time of the server (srv) or of the generator processes (gen) over the send-and-drain phase ÷ frames received: where the machine's time went, which the frames/s ratio alone cannot say while the generators are the bottleneck.`,
     `Plain with ${bytes(SIZE + ENVELOPE)} payloads sends frames as large as the multiplexed ones (the ${bytes(SIZE)} payload in its ${ENVELOPE}-byte envelope): multiplexed beside it is the protocol's cost, beside plain at ${bytes(SIZE)} the envelope's too. The generators are the bottleneck, so larger frames cost frames/s even where the server's ns / frame does not move.`,

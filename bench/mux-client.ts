@@ -1,8 +1,7 @@
 /**
- * The benchmark's `pgws.v1` client (the multiplexed protocol: one socket on `/`, subscriptions in
- * frames), kept in this one file so that it can be swapped for another: opening a socket (offering a
- * token as `bearer.T` if given) up to its `ready` frame, subscribing, and reading a `message` frame
- * without parsing its JSON, which the generators do for every frame they receive.
+ * The benchmark's `pgws.v1` client, in one file so that it can be swapped for another: opening a socket
+ * on `/` (with a token as `bearer.T`) up to `ready`, subscribing, and reading a `message` frame without
+ * parsing its JSON, which the client processes do for every frame.
  */
 import { BEARER_PREFIX, SUBPROTOCOL } from '../src/protocol/subprotocol.ts';
 import { opening, watchClose, within } from './wait.ts';
@@ -21,7 +20,7 @@ export interface Subscribed {
   readonly recovered?: boolean;
 }
 
-/** Opens a socket on the multiplexed endpoint offering `pgws.v1` (and `bearer.<token>`); resolves once `ready` came. */
+/** Opens a socket offering `pgws.v1` (and `bearer.<token>`); resolves once `ready` came. */
 export async function openMux(url: string, timeoutMs: number, token?: string) {
   const ws = new WebSocket(url, token === undefined ? [SUBPROTOCOL] : [SUBPROTOCOL, `${BEARER_PREFIX}${token}`]);
   const closed = watchClose(ws);
@@ -45,9 +44,8 @@ export async function openMux(url: string, timeoutMs: number, token?: string) {
       await within(closed, 5000, 'close');
     },
     /**
-     * Sends one subscribe per entry, all at once, and resolves with the `subscribed` answers in the same
-     * order; any other answer fails it. From the last answer on (at once, with none), every frame goes to
-     * `onFrame`, given here because messages may follow the answer immediately.
+     * Sends every subscribe at once; resolves with the `subscribed` answers in order (any other fails it).
+     * From the last answer on, every frame goes to `onFrame`: messages may follow it at once.
      */
     async subscribe(subscriptions: readonly Subscription[], onFrame: (text: string) => void, ms: number) {
       const answers: Subscribed[] = [];
@@ -91,20 +89,16 @@ const isMessage = (frame: string) =>
 const keyAt = (frame: string, i: number, key: string) =>
   frame.charCodeAt(i) === 44 && frame.charCodeAt(i + key.length - 1) === 58;
 
-/** Where {@link readMessage} puts a frame's parts; one per caller, reused for every frame. */
+/** Where {@link readMessage} puts a frame's server seq and payload offset; reused for every frame. */
 export interface MessageParts {
-  /** The server's own count on the frame's channel. */
   seq: number;
-  /** Where the payload's JSON starts in the frame. */
   payloadAt: number;
 }
 
 /**
- * Reads `{"type":"message","channel":"NAME","seq":N,"payload":P}` (in this order, src/protocol/replies.ts)
- * into `parts`; false for any other frame. No benchmark channel name needs escaping, so one quote ends
- * NAME, and the rest is stepped over with character checks: indexOf with a long needle, or startsWith,
- * costs 15-100 ns a frame, and the generators (~1 µs of CPU a frame in all) are what limits the
- * multiplexed cases.
+ * Reads `{"type":"message","channel":"NAME","seq":N,"payload":P}` into `parts`; false for any other frame.
+ * No benchmark channel needs escaping, so one quote ends NAME; character checks step over the rest, as
+ * indexOf or startsWith cost 15-100 ns a frame, on client processes that are the bottleneck.
  */
 export function readMessage(frame: string, parts: MessageParts): boolean {
   const quote = isMessage(frame) ? frame.indexOf('"', MESSAGE_PREFIX.length + 1) : -1;

@@ -1,21 +1,16 @@
 /**
- * The notifier: producer connections sending `pg_notify` as fast as the database takes them (batched,
- * one transaction per batch), or one at a time at a fixed rate. As fast as possible is still
- * flow-controlled: at most `windowBytes` of notifications ahead of the slowest open client. Without it a
- * burst at 1,000 clients only measures how soon a buffer overflows (ours closes a slow consumer, the
- * bare bridge drops past Bun's backpressure limit); with it the figure is what the chain sustains with
- * nothing lost. If the credit stops coming, the notifier goes on open-loop and says so.
- *
- * A payload, padded to its size: {"r":RUN,"seq":SEQ,"t":SEND_MS,"p":"xxx…"}. RUN tells a case from
- * stray notifications of an earlier one; SEQ % producers names the producer, whose own notifications
- * must arrive in order; SEND_MS is {@link clock}; filter cases add `"k":KEY` after SEQ (`Spread`).
+ * The notifier: producer connections sending as fast as the database takes them (one transaction per
+ * batch), flow-controlled by a credit window so a burst measures what the chain sustains rather than how
+ * soon a buffer overflows; or one at a time at a fixed rate. A payload, padded to its size, is
+ * {"r":RUN,"seq":SEQ,"t":SEND_MS,"p":"xxx…"}; SEQ % producers names the producer, whose own must arrive
+ * in order.
  */
 import postgres from 'postgres';
 
 /** The clock payloads are stamped and read with, in ms: sub-millisecond, comparable across processes. */
 export const clock = (): number => performance.timeOrigin + performance.now();
 
-/** Where credit comes from: the client processes' progress (bench/pool.ts). */
+/** Where credit comes from: the client processes' progress. */
 export interface Credit {
   progress(): number;
   nextProgress(ms: number): Promise<void>;
@@ -25,9 +20,8 @@ export interface Credit {
 export type NotifyFunction = 'pg_notify' | 'pgws.notify';
 
 /**
- * Where SEQ goes, by its group G = floor(SEQ / producers): with `channels`, to `${channel}${G % channels}`;
- * with `keys`, the payload carries `"k":G % keys`. A group's notifications come one from each producer,
- * so a client that gets one share never waits on one producer alone (whose credit would hold all).
+ * By SEQ's group G = floor(SEQ / producers): `channels` sends it to `${channel}${G % channels}`, `keys` adds
+ * `"k":G % keys`. A group comes one from each producer, so no share waits on one producer alone.
  */
 export interface Spread {
   readonly channels?: number | undefined;

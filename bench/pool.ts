@@ -15,7 +15,7 @@ export interface MuxSubscribe {
 
 /** `count` clients, client i of all going to `urls[i % urls.length]`; defaults in DEFAULTS. */
 export interface ConnectSpec {
-  /** A WebSocket on `/<channel>`, a `pgws.v1` socket on `/`, or `sql.listen` on the database (the ceiling). */
+  /** A WebSocket on `/<channel>`, a `pgws.v1` socket, or `sql.listen` on the database (the ceiling). */
   readonly kind: 'ws' | 'mux' | 'pg';
   readonly urls: readonly string[];
   /** The channel of `pg` clients (`ws` clients have theirs in the URL). */
@@ -28,8 +28,6 @@ export interface ConnectSpec {
   readonly tokens?: readonly string[];
   /** Put every client on the first N processes only. */
   readonly generators?: number;
-  /** Handshakes in flight at once per process; more only overflows the listen backlog. */
-  readonly concurrency?: number;
   /** Per client; a process stops starting connects after 3 × this. */
   readonly timeoutMs?: number;
   /** Try an upgrade refused with 503 again on a fresh connection (maybe another worker) for this long. */
@@ -38,10 +36,15 @@ export interface ConnectSpec {
   readonly ownAddresses?: boolean;
 }
 
+// 64 handshakes in flight per process: more only overflows the listen backlog.
 const DEFAULTS = { modulus: 1, concurrency: 64, timeoutMs: 20_000 } as const;
 
 /** A {@link ConnectSpec} as a process receives it: defaults in place, its own URLs and tokens. */
-export type Connecting = ConnectSpec & Required<Pick<ConnectSpec, keyof typeof DEFAULTS>>;
+export type Connecting = ConnectSpec & {
+  readonly modulus: number;
+  readonly concurrency: number;
+  readonly timeoutMs: number;
+};
 
 /** How a connect went: `ms` is the slowest process's; `refused` counts 503 answers, `retried` their retries. */
 export interface ConnectResult {
@@ -100,7 +103,7 @@ interface Member {
   progress: number;
 }
 
-/** A command before its id is given (distributive, so each keeps its own fields). */
+// A command before its id is given (distributive, so each keeps its own fields).
 type Unsent<C = Command> = C extends unknown ? Omit<C, 'id'> : never;
 
 const ASK_MS = 120_000;
@@ -152,7 +155,6 @@ export async function startPool(size: number) {
 
   const pool = {
     pids: members.map((m) => m.child.pid),
-    /** Opens the clients over the processes at once. */
     async connect(spec: ConnectSpec): Promise<ConnectResult> {
       const used = Math.max(1, Math.min(size, spec.generators ?? size));
       const full = { ...DEFAULTS, ...spec };

@@ -1,7 +1,6 @@
 /**
- * Reads Linux /proc for the benchmark: CPU time (utime + stime, plus the reaped children's cutime +
- * cstime so a backend that exits mid-case is still counted), resident memory, open files, processes
- * and process trees, and the machine's busy time.
+ * Linux /proc for the benchmark: CPU time (with reaped children's, so a backend that exits mid-case still
+ * counts), resident memory, open files, process trees, the machine's busy time.
  */
 import { readdirSync, readFileSync } from 'node:fs';
 
@@ -49,11 +48,7 @@ const cpuSeconds = (pid: number) => {
   return user + system;
 };
 
-/**
- * CPU seconds the main thread of a process (Bun's event loop) has run, to the microsecond
- * (`se.sum_exec_runtime` of /proc/<pid>/sched, in ms); the whole process's, in ticks, where the kernel
- * has no such file (no CONFIG_SCHED_DEBUG).
- */
+/** CPU seconds a process's main thread (Bun's event loop) ran, to the µs (without sched_debug: the process's). */
 export function mainThreadSeconds(pid: number): number {
   const match = /^se\.sum_exec_runtime\s*:\s*([\d.]+)/m.exec(read(`/proc/${pid}/sched`));
   return match === null ? cpuSeconds(pid) : Number(match[1]) / 1000;
@@ -93,11 +88,7 @@ export function parentOf(pid: number): number | undefined {
   return ppid > 1 ? ppid : undefined;
 }
 
-/**
- * Sockets listening on a TCP port: one per process sharing it with SO_REUSEPORT. Asks `ss` (iproute2;
- * netlink, filtered in the kernel): /proc/net/tcp lists every TIME_WAIT socket too and takes long to read
- * after a benchmark's worth of connections.
- */
+/** Sockets listening on a TCP port (one per SO_REUSEPORT process); `ss`, as /proc/net/tcp lists every TIME_WAIT too. */
 export function listeningSockets(port: number): number {
   const ss = Bun.spawnSync(['ss', '-Hltn', `sport = :${port}`], { stdout: 'pipe', stderr: 'pipe' });
   if (!ss.success) throw new Error(`ss failed: ${ss.stderr.toString().trim()}`);
@@ -125,10 +116,7 @@ export function cpuMeter(list: () => readonly number[]): () => CpuReading {
   };
 }
 
-/**
- * CPU seconds the whole machine (all CPUs) has spent busy, in the kernel on behalf of processes
- * (system), and handling interrupts and softirqs (such as loopback packets being received).
- */
+/** CPU seconds the machine (all CPUs) spent busy, of that in the kernel (system), and on interrupts (irq, softirq). */
 export interface MachineTimes {
   readonly busy: number;
   readonly system: number;

@@ -1,9 +1,7 @@
 /**
- * Replay of a full history, part of the multiplexed scenario: a channel with `history = 10000` on a fresh
- * server is filled while a socket watches the messages arrive live (the baseline); then fresh sockets
- * resume with `since: {epoch, seq: 0}` and must get `recovered: true` and the same 10,000 frames in
- * order, timed in this process. RSS is read empty, filled and after each replay, beside the same fill on
- * a channel without history (another fresh server), which tells the history from other heap growth.
+ * History replay, in the multiplexed scenario: a channel with `history = 10000` on a fresh server is
+ * filled while a socket watches live (the baseline); fresh sockets then resume from seq 0 and must get
+ * the same 10,000 frames in order. RSS is compared with the same fill on a channel without history.
  */
 import { openMux } from './mux-client.ts';
 import type { Credit } from './notifier.ts';
@@ -31,10 +29,7 @@ function disorder(frames: readonly string[], channel: string): string | undefine
 // The fill has no client to wait for: its credit is always ahead.
 const NO_WAIT: Credit = { progress: () => Number.MAX_SAFE_INTEGER, nextProgress: () => Promise.resolve() };
 
-/**
- * A fresh socket subscribing to `channel` (from `since`, if given) and collecting every frame after its
- * answer; `done()` resolves with the moment (performance.now()) the HISTORY-th came.
- */
+/** A fresh socket subscribed to `channel` (from `since`) collecting frames; `done()`: when the HISTORY-th came. */
 async function watch(target: Target, channel: string, since?: { epoch: string; seq: number }) {
   const socket = await openMux(target.rootUrls(1)[0] ?? '', STEP_MS);
   const frames: string[] = [];
@@ -71,10 +66,7 @@ async function fill(context: s.Context, target: Target, channel: string, size: n
   }
 }
 
-/**
- * Replays the whole history to a fresh socket and checks it against the live frames: when `subscribed`
- * and the last message came (ms after the subscribe), the server's RSS then, and what was wrong.
- */
+/** Replays the history to a fresh socket: times after the subscribe, RSS then, and what differed from live. */
 async function replayOnce(target: Target, channel: string, epoch: string, live: readonly string[]) {
   const replaying = await watch(target, channel, { epoch, seq: 0 });
   try {
@@ -94,7 +86,7 @@ async function replayOnce(target: Target, channel: string, epoch: string, live: 
   }
 }
 
-/** The baseline for memory: how much the same fill grows a fresh server's RSS on a channel without history. */
+/** How much the same fill grows a fresh server's RSS on a channel without history. */
 async function growthWithoutHistory(context: s.Context, size: number): Promise<number> {
   const channel = `bench_nohistory_${size}`;
   await using target = await s.startOursFor(context, { toml: schemaChannelToml(channel) });
@@ -104,7 +96,7 @@ async function growthWithoutHistory(context: s.Context, size: number): Promise<n
   return target.rssKb() - empty;
 }
 
-/** One payload size: the fill seen live, the server's memory and its own account of the history, every replay. */
+/** One payload size: the fill seen live, the server's memory and own account of the history, the replays. */
 async function measureSize(context: s.Context, size: number, rounds: number) {
   const growthWithoutKb = await growthWithoutHistory(context, size);
   const channel = `bench_history_${size}`;

@@ -84,11 +84,9 @@ export function check(
   extraOk = true,
 ): TargetCheck {
   const goal = bound.min !== undefined ? `≥ ${bound.min}` : `≤ ${bound.max}`;
-  const within =
-    value === undefined
-      ? undefined
-      : (bound.min === undefined || value >= bound.min) && (bound.max === undefined || value <= bound.max);
-  return { name, measured, ratio: value, goal, ok: within === undefined ? undefined : within && extraOk };
+  const ok =
+    value === undefined ? undefined : value >= (bound.min ?? value) && value <= (bound.max ?? value) && extraOk;
+  return { name, measured, ratio: value, goal, ok };
 }
 
 /** A GitHub-flavoured markdown table, columns padded so it also reads well on a terminal. */
@@ -101,7 +99,7 @@ function markdownTable(headers: readonly string[], rows: readonly (readonly stri
 function renderSection(section: Section): string {
   // Paragraphs get a blank line around them; consecutive "- " bullets stay one list.
   const notes = section.notes.map((note) => (note.startsWith('- ') ? `\n${note}` : `\n\n${note}\n`)).join('');
-  return `### ${section.title}\n\n${markdownTable(section.headers, section.rows)}\n${notes}\n`;
+  return `### ${section.title}\n\n${markdownTable(section.headers, section.rows)}\n${notes}`;
 }
 
 /** What the report says about the run itself. */
@@ -162,31 +160,24 @@ export function renderReport(info: RunInfo, sections: readonly Section[], target
   const met = targets.filter((t) => t.ok === true).length;
   const database = info.db.embedded ? 'embedded, started by the benchmark' : 'BENCH_DATABASE_URL';
   const targetTable = section('', TARGET_COLUMNS, targets, []);
-  return [
-    '# pg-notify-ws benchmark results',
-    '',
-    USAGE,
-    '',
-    '## Run',
-    '',
-    `\`${info.command}\` on ${info.startedAt.toISOString()}, ${num(info.seconds)} s.`,
-    '',
+  const machine = [
     `- ${availableParallelism()} CPUs (nproc), ${cpuModel()}`,
     `- ${num(totalmem() / 2 ** 30, 1)} GiB memory, Linux ${release()}, open-file limit ${num(fileLimit())}`,
     `- Bun ${Bun.version}, PostgreSQL ${info.db.version} (${database})`,
     `- server, PostgreSQL, ${info.generators} generator processes and the notifier all share this machine; clients connect over loopback to 127.0.0.1..${info.addresses}`,
-    ...(info.failures.length > 0 ? ['', '**Failures:**', ...info.failures.map((f) => `- ${f}`)] : []),
-    '',
+  ];
+  return [
+    '# pg-notify-ws benchmark results',
+    USAGE,
+    '## Run',
+    `\`${info.command}\` on ${info.startedAt.toISOString()}, ${num(info.seconds)} s.`,
+    machine.join('\n'),
+    ...(info.failures.length > 0 ? [['**Failures:**', ...info.failures.map((f) => `- ${f}`)].join('\n')] : []),
     `## Targets (${met} of ${targets.length} met; reported, not asserted)`,
-    '',
     markdownTable(targetTable.headers, targetTable.rows),
-    '',
     '## Results',
-    '',
-    ...sections.map(renderSection),
+    sections.map(renderSection).join('\n'),
     '## How it measures',
-    '',
-    ...HOW,
-    '',
-  ].join('\n');
+    `${HOW.join('\n')}\n`,
+  ].join('\n\n');
 }

@@ -23,9 +23,8 @@ const MAX_PROCESSES = 32;
 const ADDRESSES_PER_GENERATOR = 2;
 const CONNECT_TIMEOUT_MS = 30_000;
 const RETRY_REFUSED_MS = 15_000;
-// Before connecting and before the NOTIFY, wait (bounded) for the machine to be this quiet: a
-// previous row's teardown, or the kernel's and the collectors' work after 250,000 connects, would
-// otherwise run into what is measured.
+// Before connecting and before the NOTIFY, wait (bounded) for the machine to be this quiet, so that a
+// previous row's teardown or the work after 250,000 connects does not run into what is measured.
 const QUIET = 0.25;
 const QUIET_WAIT_MS = 20_000;
 // Seconds; above the default 60 so that no keep-alive ping falls into the window after a long connect.
@@ -40,10 +39,7 @@ function capacities() {
   return { limit, perProcess, planned: Math.floor(perProcess * FILL) };
 }
 
-/**
- * The rows to run: the one-worker baseline first (beside which the others are read), then each level
- * plain and multiplexed; `clients` is `requested` cut to what this machine's file limits allow.
- */
+/** The rows: the one-worker baseline, then each level plain and multiplexed, cut to what the file limits allow. */
 function planCases(levels: readonly number[], quick: boolean) {
   const { perProcess, planned } = capacities();
   const sized = (requested: number, kind: 'plain' | 'multiplexed', baseline = false) => {

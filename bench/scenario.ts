@@ -1,8 +1,6 @@
 /**
- * What every scenario is given and gives back, and what they share: running cases in turns, reading
- * repeated runs (the median one, the spread, what went wrong) and the columns every throughput table
- * has. A scenario starts and stops its own servers (`await using`), runs trials on the shared rig, and
- * returns sections for the report plus the targets it can judge.
+ * What every scenario is given and gives back (sections and the targets it can judge), and what they
+ * share: cases taking turns, repeated runs read by their median, and the columns of throughput tables.
  */
 import { type Column, count, mb, ms, num, type Section, type TargetCheck } from './report.ts';
 import { type OursOptions, startOurs, type Target } from './servers.ts';
@@ -16,9 +14,9 @@ export interface Context {
   readonly profileDir: string | undefined;
   /** Narrates progress on stderr, so stdout stays the report. */
   readonly say: (line: string) => void;
-  /** The scenario names selected with `--only` (all when empty). */
+  /** `--only` (all when empty). */
   readonly only: ReadonlySet<string>;
-  /** Client counts for the scale scenario (`--levels`); undefined: its own (bench/scale.ts). */
+  /** `--levels`, the scale scenario's client counts. */
   readonly levels: readonly number[] | undefined;
 }
 
@@ -61,7 +59,7 @@ export interface Runs {
   readonly r: TrialResult;
 }
 
-/** {@link Runs} of `results`, undefined when there are none. */
+/** {@link Runs} of `results`, if any. */
 export function runsOf(results: readonly TrialResult[]): Runs | undefined {
   const r = middle(results, (x) => x.framesPerSecond);
   return r === undefined ? undefined : { runs: results, r };
@@ -91,14 +89,13 @@ export const medianOf = (repetitions: number): string => `Median of ${count(repe
 // Below this many clients the allocator's and GC's own swings are larger than the clients' share.
 export const MEANINGFUL_CLIENTS = 1000;
 
-/** Server memory per idle client: (RSS with the clients connected − RSS before) ÷ clients, from MEANINGFUL_CLIENTS up. */
+/** Server KB per idle client: (RSS with the clients connected − RSS before) ÷ clients, from 1,000 up. */
 export const kbPerIdleConnection = (r: TrialResult | undefined): number | undefined =>
   r !== undefined && r.connected >= MEANINGFUL_CLIENTS ? (r.rssIdleKb - r.rssEmptyKb) / r.connected : undefined;
 
 /** "999,000 / 1,000,000" */
 export const delivered = (r: TrialResult): string => `${num(r.received)} / ${num(r.expected)}`;
 
-/** A table row read from one trial (the median one, for {@link Runs}). */
 type OfTrial = { readonly r: TrialResult };
 
 /** Loss, duplicates and reordering. */

@@ -1,8 +1,7 @@
 /**
- * The servers under test, each a real process: ours (`bun src/main.ts` with a generated config that sets
- * only what a scenario asks for) and the bare bridge (bench/bare.ts). Each is spawned on a free port on
- * 0.0.0.0 (clients spread over 127.0.0.1..N), returned once healthy, and stopped with its process tree
- * and temp dir; every live one is remembered, so an interrupted run can still stop them all.
+ * The servers under test, real processes: ours (`bun src/main.ts`, a config with only what the scenario
+ * asks for) and the bare bridge, on a free port of 0.0.0.0, returned once healthy, stopped with their
+ * process tree; every live one is remembered, so an interrupted run can still stop them all.
  */
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -18,10 +17,9 @@ export type Target = Awaited<ReturnType<typeof launch>>;
 export const SCHEMA_CHANNEL = 'bench_schema';
 
 /**
- * A declared channel whose inline schema is the benchmark payload's own shape (bench/notifier.ts), as
- * strict as it can be. `keyed` adds the integer `k` the filter cases match on, between `seq` and `t`:
- * a schema channel re-serialises the payload in the schema's property order, which must stay the
- * payload's for the generators' parser. `history` keeps that many messages for resume.
+ * A channel whose inline schema is the benchmark payload's shape, as strict as it can be; `keyed` adds
+ * the filters' `k` between `seq` and `t` (a schema channel re-serialises the payload in property order,
+ * which the clients' parser relies on); `history` keeps that many messages for resume.
  */
 export const schemaChannelToml = (
   name: string,
@@ -49,9 +47,9 @@ export interface OursOptions {
   readonly toml?: string;
   readonly env?: Readonly<Record<string, string>>;
   readonly label?: string;
-  /** Write a CPU profile (`bun --cpu-prof`, .cpuprofile and .md) into this directory at exit. */
+  /** Write CPU profiles (`bun --cpu-prof`, .cpuprofile and .md) here at exit. */
   readonly profileDir?: string | undefined;
-  /** Return after this many healthy /healthz answers in a row (default 20; 1: the first, as a client would). */
+  /** Healthy /healthz answers in a row before returning (default 20; 1: the first, as a client would). */
   readonly healthyInARow?: number;
 }
 
@@ -109,10 +107,7 @@ const readText = (path: string) => {
   }
 };
 
-/**
- * Spawns a server on `port` and waits until it is healthy; throws with its stderr if it exits first.
- * `dir` is a temp dir of its own, for its logs, removed at stop.
- */
+/** Spawns a server on `port`, its logs in `dir` (removed at stop), and waits until it is healthy. */
 async function launch(spec: {
   readonly label: string;
   readonly argv: readonly string[];
@@ -169,10 +164,10 @@ async function launch(spec: {
         if (answered === 0) await Bun.sleep(50);
       }
     },
-    /** The server process and its descendants (workers), now. */
+    /** The server process and its workers, now. */
     processes: () => processTree(child.pid),
     rssKb: () => treeRssKb(child.pid),
-    /** A value from /metrics (`name` with its labels, if any), as one process answers on a fresh connection. */
+    /** A value from /metrics (`name` with its labels, if any), as one process answers. */
     async metric(name: string): Promise<number | undefined> {
       const line = (await metrics()).split('\n').find((l) => l.startsWith(`${name} `));
       return line === undefined ? undefined : Number(line.slice(name.length + 1));

@@ -1,19 +1,16 @@
 /**
- * What the clients of one process received in the current case: unique, duplicated and reordered frames
- * (a bitset of seen sequence numbers; order per producer), every frame's latency, and the notifier's
- * credit: the count every open client has reached, in steps. A client meant to get a share (one channel
- * of many, one filter of several) earns credit as `unique × modulus`, so the window means the same for
- * every client; a multiplexed one also checks the server's `seq` per channel ("lane"). The hot path,
- * `receive`, is two indexOf calls, a bit test and a typed-array store.
+ * What the clients of one process received in a case: unique, duplicated and reordered frames, every
+ * frame's latency, and the notifier's credit (the count every open client has reached, in steps). A
+ * client meant to get a share earns credit as `unique × modulus`, so the window means the same for all.
+ * The hot path, `receive`, is two indexOf calls, a bit test and a typed-array store.
  */
 import { createSamples, encodeHistogram } from './histogram.ts';
 import { type MessageParts, readMessage } from './mux-client.ts';
 import type { Arm } from './pool.ts';
 
 /**
- * What a client is meant to receive: the notifications whose group floor(SEQ / producers) % modulus
- * is key. Multiplexed, also the server `seq` each of its channels (lane: group % lanes.length) goes
- * on from, and whether those must be consecutive (no filter) or only increasing.
+ * A client receives the notifications whose group floor(SEQ / producers) % modulus is key; multiplexed,
+ * each channel's (lane's) server seq goes on from `lanes`, consecutively unless filtered.
  */
 export interface Share {
   readonly modulus: number;
@@ -25,11 +22,10 @@ export interface Share {
 /** A new client's counters; opaque to callers, who hand it back on every frame. */
 const newClient = (share: Share) => ({
   open: true,
-  /** Set when the process forgot it (between cases); late events for it are ignored. */
+  /** Forgotten between cases: late events for it are ignored. */
   retired: false,
   modulus: share.modulus,
   key: share.key,
-  /** How many of the armed run's notifications its share is. */
   expected: 0,
   unique: 0,
   duplicated: 0,
@@ -37,10 +33,9 @@ const newClient = (share: Share) => ({
   seen: new Uint8Array(0),
   /** The last sequence number per producer: each producer's notifications arrive in commit order. */
   last: new Int32Array(0),
-  /** The credit level (see `arm`) this client has reached, and the `unique` count that reaches the next. */
+  /** The credit level reached, and the `unique` count that reaches the next. */
   level: 0,
   nextAt: 0,
-  /** The server seq last seen per lane (multiplexed only). */
   lanes: share.lanes === undefined ? undefined : Float64Array.from(share.lanes),
   consecutive: share.consecutive ?? true,
 });
@@ -94,8 +89,7 @@ export function createTracker(onProgress: (run: number, count: number) => void) 
       share += Math.min(producers, expected - group * producers);
     return share;
   };
-  // The level a client's unique count stands for, in notifications (unique × modulus), capped below the
-  // top until it is complete.
+  // The level a unique count stands for (unique × modulus notifications), below the top until complete.
   const levelOf = (client: Client, unique: number) =>
     unique >= client.expected ? top : Math.min(top - 1, Math.floor((unique * client.modulus) / step));
   const nextAtOf = (client: Client) =>
@@ -164,7 +158,7 @@ export function createTracker(onProgress: (run: number, count: number) => void) 
   };
 
   return {
-    /** Adds a client (already open, and subscribed if multiplexed). */
+    /** Adds a client (open, and subscribed if multiplexed). */
     add(share: Share): Client {
       const client = newClient(share);
       clients.push(client);
@@ -214,11 +208,7 @@ export function createTracker(onProgress: (run: number, count: number) => void) 
     },
     /** Distinct frames of the run received so far, all clients together. */
     received: () => clients.reduce((sum, c) => sum + c.unique, 0),
-    /**
-     * What the clients saw in this case: frames they should have received (each its share), received
-     * once, more than once and out of order; clients short of their share; frames not of this run (or not
-     * a message) and the first of them; seq breaks; close codes; every frame's latency, encoded.
-     */
+    /** Sums over the clients; `incomplete`: clients short of their share; `stray`: frames not of this run. */
     report() {
       const sum = (pick: (c: Client) => number) => clients.reduce((n, c) => n + pick(c), 0);
       return {

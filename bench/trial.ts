@@ -1,7 +1,6 @@
 /**
- * One measured trial: connect the clients, arm the client processes, send (a burst or a fixed-rate
- * stream), wait until every open client has everything (or progress stops), read CPU and memory,
- * collect the reports, close the clients. Every wait is bounded.
+ * One measured trial: connect the clients, arm them, send (a burst or a fixed rate), wait until every
+ * open client has everything or progress stops, read CPU and memory, collect the reports, close.
  */
 import type { BenchDatabase } from './database.ts';
 import { createHistogram, decodeHistogram, maxLatencyMs, quantileMs } from './histogram.ts';
@@ -18,26 +17,20 @@ export interface TrialSpec {
   readonly channel: string;
   readonly clients: number;
   readonly size: number;
-  /** `pg_notify` unless given. */
   readonly via?: NotifyFunction;
   readonly send:
     | { readonly kind: 'burst'; readonly count: number }
     | { readonly kind: 'paced'; readonly count: number; readonly rate: number };
-  /** Multiplexed clients, subscribing to this. */
+  /** Multiplexed clients, subscribing to this (on `urls`). */
   readonly mux?: MuxSubscribe;
-  /** Client URLs instead of the target's URLs of `channel` (e.g. one channel per client). */
+  /** Instead of the target's URLs of `channel`. */
   readonly urls?: readonly string[];
   readonly modulus?: number;
-  /** Round-robin channels and filter keys of the notifications (bench/notifier.ts). */
   readonly spread?: Spread;
-  /** Credit window for this trial instead of the rig's. */
+  /** Instead of the rig's credit window. */
   readonly windowBytes?: number;
   readonly connect?: Pick<ConnectSpec, 'generators' | 'timeoutMs' | 'retryRefusedMs' | 'ownAddresses'>;
-  /**
-   * Called at the trial's turns (the scale scenario watches the delivery window): `idle` once the clients
-   * are connected and the idle RSS read (nothing is sent until it resolves), `sending` just before the
-   * first notification, `drained` when every open client has everything or nothing moved for a while.
-   */
+  /** At the trial's turns (for the delivery window): connected and idle (awaited), sending, drained. */
   readonly hooks?: {
     readonly idle?: () => Promise<void>;
     readonly sending?: () => void;
@@ -52,7 +45,7 @@ export interface Rig {
   readonly notifier: Notifier;
   /** Destination addresses 127.0.0.1..N the clients spread over. */
   readonly addresses: number;
-  /** Bytes of notifications allowed ahead of the slowest client (bench/notifier.ts). */
+  /** Bytes of notifications allowed ahead of the slowest client. */
   readonly windowBytes: number;
 }
 
@@ -64,11 +57,7 @@ const DRAIN_MS = 3000;
 const QUIET_CHECK_MS = 500;
 const SEND_DEADLINE_MS = 120_000;
 
-/**
- * CPU from now until the returned reading, as % of one core: of the server tree, PostgreSQL, the client
- * processes, this process, and `other`, the machine's busy time outside those (kernel threads, other
- * jobs); `seconds` for a cost per frame.
- */
+/** CPU % of one core from now to the reading, per group; `other` is the machine's busy time outside them. */
 function cpuPhase(rig: Rig, target: Target | undefined) {
   const server = cpuMeter(() => target?.processes() ?? []);
   const postgres = cpuMeter(() => rig.db.processes());
@@ -134,10 +123,9 @@ export async function runTrial(rig: Rig, spec: TrialSpec): Promise<TrialResult> 
 }
 
 /**
- * Waits until every open client has all `sent`, or nothing arrives for DRAIN_MS. Credit moves in steps
- * every client of a process must pass (1,310 notifications × 1,000 clients = 1.3 M frames at 100 B),
- * which on a loaded machine can take longer than DRAIN_MS, so while credit is quiet the frames received
- * so far are what says whether anything still moves.
+ * Waits until every open client has all `sent`, or nothing arrives for DRAIN_MS. A credit step can take
+ * longer than that on a loaded machine (1,310 notifications × 1,000 clients at 100 B), so while credit
+ * is quiet the frames received so far say whether anything still moves.
  */
 async function drain(pool: Pool, sent: number, opened: number) {
   let last = pool.progress();
@@ -162,7 +150,7 @@ function summarize(
   measured: {
     connect: ConnectResult;
     cpu: ReturnType<ReturnType<typeof cpuPhase>>;
-    /** Server RSS (kB, summed over its processes) before connecting, with the clients idle, after sending. */
+    /** Server RSS (kB, its processes) before connecting, with the clients idle, after sending. */
     rssEmptyKb: number;
     rssIdleKb: number;
     rssAfterKb: number;
@@ -194,7 +182,6 @@ function summarize(
     connectMs: connect.ms,
     refused: connect.refused,
     retried: connect.retried,
-    /** Notifications planned and sent (fewer only when the send deadline passed). */
     planned: spec.send.count,
     sent: sent.sent,
     /** Frames all clients together should receive (each its share of what was sent). */
@@ -214,7 +201,6 @@ function summarize(
     p50Ms: quantileMs(latency, 0.5),
     p99Ms: quantileMs(latency, 0.99),
     maxMs: maxLatencyMs(latency),
-    /** All frames' latencies, for pooling rounds. */
     latency,
     ...rest,
   };

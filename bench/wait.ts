@@ -1,7 +1,6 @@
 /**
- * Bounded waits. Every wait of the benchmark on something outside its control (an IPC answer, a
- * socket opening, a frame, a process exit) goes through `within`, so none can hang a run and the
- * error names what was awaited.
+ * Bounded waits: every wait on something outside the benchmark's control goes through `within`, so none
+ * can hang a run and the error names what was awaited.
  */
 
 /** Rejects after `ms` with what was being waited for; the timer never outlives the wait. */
@@ -38,7 +37,7 @@ export function watchClose(ws: WebSocket): Promise<Closed> {
   return closed.promise;
 }
 
-/** Waits for one step of opening `ws` (open, `ready`, …); a close, a failure or `ms` passing closes it and throws. */
+/** Waits for one step of opening `ws` (open, `ready`, …); a close or timeout closes it and throws. */
 export async function opening(
   ws: WebSocket,
   closed: Promise<Closed>,

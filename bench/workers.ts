@@ -26,10 +26,7 @@ interface Row extends s.Runs {
   readonly size: number;
 }
 
-/**
- * Connects PROBE_BATCH clients at a time, every PROBE_PAUSE_MS, for PROBE_MS, and notes when all
- * `workers` sockets listen on the port.
- */
+/** Connects PROBE_BATCH clients every PROBE_PAUSE_MS for PROBE_MS; notes when all workers listen. */
 async function probeStartup(context: s.Context, target: Target, workers: number): Promise<string> {
   const { pool, addresses } = context.rig;
   const started = performance.now();
