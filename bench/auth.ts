@@ -55,14 +55,8 @@ async function setup(context: s.Context, target: Target, sockets: number, tokens
 
 type Setup = Awaited<ReturnType<typeof setup>>;
 
-/** One server's setup runs and fan-out runs. */
-interface Side extends s.Runs {
-  readonly label: string;
-  readonly setups: readonly Setup[];
-  /** The setup run with the median rate, and the median server CPU per socket. */
-  readonly setup: Setup | undefined;
-  readonly cpuPerSocketUs: number | undefined;
-}
+/** One server's setup runs (the median one by rate, and the median server CPU per socket) and fan-out runs. */
+type Side = s.Runs & { label: string; setups: Setup[]; setup: Setup | undefined; cpuPerSocketUs: number | undefined };
 
 /** Runs the auth scenario. */
 export async function auth(context: s.Context): Promise<s.Outcome> {

@@ -21,6 +21,8 @@ interface Level {
   readonly bare?: TrialResult;
 }
 
+const kb = s.kbPerIdleConnection;
+
 const IDLE: readonly Column<Level>[] = [
   ['clients', ({ r }) => num(r.clients)],
   ['connected', ({ r }) => `${num(r.connected)}/${num(r.clients)}`],
@@ -29,7 +31,7 @@ const IDLE: readonly Column<Level>[] = [
   ['received / expected', ({ r }) => s.delivered(r)],
   ['RSS empty MB', ({ r }) => mb(r.rssEmptyKb)],
   ['RSS idle MB', ({ r }) => mb(r.rssIdleKb)],
-  ['KB / conn', ({ r }) => num(s.kbPerIdleConnection(r), 1)],
+  ['KB / conn', ({ r }) => num(kb(r), 1)],
 ];
 
 /** One NOTIFY to `clients` clients of a server that is stopped again right after. */
@@ -62,16 +64,13 @@ export async function capacity(context: s.Context): Promise<s.Outcome> {
   const columns: Column<Level>[] = [
     ['server', ({ r }) => r.label],
     ...IDLE,
-    [
-      '× bare KB',
-      ({ r, bare }) => (bare === undefined ? '' : times(ratio(s.kbPerIdleConnection(r), s.kbPerIdleConnection(bare)))),
-    ],
+    ['× bare KB', ({ r, bare }) => (bare === undefined ? '' : times(ratio(kb(r), kb(bare))))],
     ...s.LATENCY,
   ];
   const ours = levels.filter((level) => level.bare !== undefined);
   const top = ours.at(-1);
-  const kb = s.kbPerIdleConnection(top?.r);
-  const measured = `${num(kb, 1)} KB per idle connection at ${num(top?.r.connected)} clients (bare: ${num(s.kbPerIdleConnection(top?.bare), 1)} KB)`;
+  const perConnection = kb(top?.r);
+  const measured = `${num(perConnection, 1)} KB per idle connection at ${num(top?.r.connected)} clients (bare: ${num(kb(top?.bare), 1)} KB)`;
   const memoryGoal = `memory ≤ ${KB_PER_CONNECTION_GOAL} KB per idle connection above the empty process`;
   return {
     sections: [
@@ -81,7 +80,7 @@ export async function capacity(context: s.Context): Promise<s.Outcome> {
       ]),
     ],
     targets: [
-      check(memoryGoal, measured, kb === undefined ? undefined : kb / KB_PER_CONNECTION_GOAL, { max: 1 }),
+      check(memoryGoal, measured, ratio(perConnection, KB_PER_CONNECTION_GOAL), { max: 1 }),
       ...ours.map(({ r }) => reachesAll(`capacity ${num(r.clients)} clients`, r)),
     ],
   };

@@ -185,25 +185,18 @@ function boundText(row: Profiled): string {
     .map(([who, cpu]) => `${who} ${num(cpu)} ms`)
     .join(', ');
   const kernelShare = ((w.machine.system + w.machine.interrupts) / Math.max(w.machine.busy, 1e-9)) * 100;
-  const parts = [
-    `${row.name}: the last client received ${ms(last)} ms after the NOTIFY; the first server process woke at ${ms(server.firstBusyMs)} ms, the first to finish stopped at ${ms(server.firstDoneMs)} ms and the last at ${ms(server.lastDoneMs)} ms.`,
-    `CPU in the window: servers ${num(serverUser)} ms user + ${num(serverKernel)} ms kernel (${perClient(serverUser + serverKernel)}), generators ${num(generators)} ms (${perClient(generators)}), PostgreSQL ${num(cpuMs(w.postgres))} ms, other ${num(other)} ms${othersNamed === '' ? '' : ` (the most: ${othersNamed})`}; the kernel's share of the machine's busy time (system, irq, softirq) is ${num(kernelShare)} %.`,
-  ];
   const done = server.lastDoneMs;
-  if (done !== undefined && done < last * SERVERS_DONE_SHARE) {
-    parts.push(
-      `Bound: the co-located clients. The servers had sent everything ${ms(last - done)} ms before the last receipt.`,
-    );
-  } else if (busy >= SATURATED) {
-    parts.push(
-      `Bound: the machine's ${cores} cores, ${num(busy * 100)} % busy while the servers sent: the servers send until the last receipt because they share the cores with the clients reading, so the time is everyone's CPU ÷ ${cores}. Whose CPU, most first: ${ranked}.`,
-    );
-  } else {
-    parts.push(
-      `Bound: not the CPU alone: the servers send until the last receipt, yet the machine was ${num(busy * 100)} % busy over its ${cores} cores meanwhile, so about ${num((1 - busy) * 100)} % of that time went to waiting (wake-ups, scheduling) rather than work.`,
-    );
-  }
-  return `- ${parts.join(' ')}`;
+  const bound =
+    done !== undefined && done < last * SERVERS_DONE_SHARE
+      ? `Bound: the co-located clients. The servers had sent everything ${ms(last - done)} ms before the last receipt.`
+      : busy >= SATURATED
+        ? `Bound: the machine's ${cores} cores, ${num(busy * 100)} % busy while the servers sent: the servers send until the last receipt because they share the cores with the clients reading, so the time is everyone's CPU ÷ ${cores}. Whose CPU, most first: ${ranked}.`
+        : `Bound: not the CPU alone: the servers send until the last receipt, yet the machine was ${num(busy * 100)} % busy over its ${cores} cores meanwhile, so about ${num((1 - busy) * 100)} % of that time went to waiting (wake-ups, scheduling) rather than work.`;
+  return [
+    `- ${row.name}: the last client received ${ms(last)} ms after the NOTIFY; the first server process woke at ${ms(server.firstBusyMs)} ms, the first to finish stopped at ${ms(server.firstDoneMs)} ms and the last at ${ms(server.lastDoneMs)} ms.`,
+    `CPU in the window: servers ${num(serverUser)} ms user + ${num(serverKernel)} ms kernel (${perClient(serverUser + serverKernel)}), generators ${num(generators)} ms (${perClient(generators)}), PostgreSQL ${num(cpuMs(w.postgres))} ms, other ${num(other)} ms${othersNamed === '' ? '' : ` (the most: ${othersNamed})`}; the kernel's share of the machine's busy time (system, irq, softirq) is ${num(kernelShare)} %.`,
+    bound,
+  ].join(' ');
 }
 
 /** A cell of the window, '–' without one. */

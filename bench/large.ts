@@ -25,14 +25,6 @@ function notifications(quick: boolean, clients: number, size: number): number {
   return Math.round(frames / clients);
 }
 
-/** One variant's runs at one client count, with the round trips per notification of each run. */
-interface Cell extends s.Runs {
-  readonly via: NotifyFunction;
-  readonly clients: number;
-  readonly size: number;
-  readonly trips: readonly number[];
-}
-
 const MB = 1_000_000;
 const mbPerSecond = (r: TrialResult | undefined) => (r === undefined ? undefined : (r.framesPerSecond * r.size) / MB);
 
@@ -49,7 +41,8 @@ export async function large(context: s.Context): Promise<s.Outcome> {
   await using ours = await s.startOursFor(context);
   const fetches = async () => (await ours.metric('pgws_payload_fetches_total')) ?? Number.NaN;
   const trips = new Map<TrialResult, number>();
-  const cells: Cell[] = [];
+  // One variant's runs at one client count.
+  const cells: (s.Runs & { via: NotifyFunction; clients: number; size: number })[] = [];
   for (const clients of CLIENTS) {
     const results = await s.inTurns(VARIANTS, repetitions, async ({ via, size }, round) => {
       say(`large: ${via}, ${count(clients, 'client')}, ${bytes(size)}, run ${round}/${repetitions}`);
@@ -68,12 +61,11 @@ export async function large(context: s.Context): Promise<s.Outcome> {
     });
     for (const [i, { via, size }] of VARIANTS.entries()) {
       const runs = s.runsOf(results[i] ?? []);
-      if (runs !== undefined)
-        cells.push({ ...runs, via, clients, size, trips: runs.runs.map((r) => trips.get(r) ?? 0) });
+      if (runs !== undefined) cells.push({ ...runs, via, clients, size });
     }
   }
   const direct = (clients: number) => cells.find((c) => c.via === 'pg_notify' && c.clients === clients)?.r;
-  const columns: Column<Cell>[] = [
+  const columns: Column<(typeof cells)[number]>[] = [
     ['sent with', (c) => c.via],
     ['clients', (c) => num(c.clients)],
     ['payload', (c) => bytes(c.size)],
@@ -96,7 +88,7 @@ export async function large(context: s.Context): Promise<s.Outcome> {
     targets: cells
       .filter((c) => c.via === 'pgws.notify')
       .map((c) => {
-        const worst = Math.max(...c.trips);
+        const worst = Math.max(...c.runs.map((r) => trips.get(r) ?? Number.NaN));
         const measured = `${num(worst, 2)} round trips per notification (worst run); lost ${num(c.r.lost)}, reordered ${num(c.r.reordered)}`;
         const name = `64 KiB via pgws.notify, ${count(c.clients, 'client')}: one database round trip per notification, nothing lost or reordered`;
         return check(name, measured, worst, { max: 1 }, c.runs.every(s.clean));

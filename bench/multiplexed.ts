@@ -30,7 +30,9 @@ interface Case {
   readonly label: string;
   readonly perSocket: string;
   readonly baseline?: CaseName;
-  readonly goal?: { readonly min: number; readonly name: string };
+  /** The target's name and its least ratio to the baseline (reported, never asserted). */
+  readonly target?: string;
+  readonly goal?: number;
   /** What differs from {@link SIZE} bytes to {@link CLIENTS} plain clients on the schema channel. */
   readonly trial: (target: Target, rig: Rig) => Partial<TrialSpec>;
 }
@@ -55,10 +57,8 @@ const CASES: readonly Case[] = [
     label: 'multiplexed, no filter',
     perSocket: '1 channel',
     baseline: 'plain',
-    goal: {
-      min: 0.9,
-      name: `${num(CLIENTS)} clients, multiplexed ≥ 0.9 × plain, nothing lost or reordered, ${bytes(SIZE)}`,
-    },
+    goal: 0.9,
+    target: `${num(CLIENTS)} clients, multiplexed ≥ 0.9 × plain, nothing lost or reordered, ${bytes(SIZE)}`,
     trial: (target, rig) => ({
       urls: target.rootUrls(rig.addresses),
       mux: { channels: [SCHEMA_CHANNEL], filterField: undefined },
@@ -69,10 +69,8 @@ const CASES: readonly Case[] = [
     label: `multiplexed, ${FILTERS} filters`,
     perSocket: `1 channel, {"k":{"eq":i % ${FILTERS}}}`,
     baseline: 'mux',
-    goal: {
-      min: 0.8,
-      name: `${num(CLIENTS)} clients over ${FILTERS} filters ≥ 0.8 × unfiltered multiplexed, frames delivered/s, ${bytes(SIZE)}`,
-    },
+    goal: 0.8,
+    target: `${num(CLIENTS)} clients over ${FILTERS} filters ≥ 0.8 × unfiltered multiplexed, frames delivered/s, ${bytes(SIZE)}`,
     trial: (target, rig) => ({
       channel: KEYED_CHANNEL,
       urls: target.rootUrls(rig.addresses),
@@ -102,10 +100,8 @@ const CASES: readonly Case[] = [
     label: '1 multiplexed socket',
     perSocket: `${CHANNELS} channels`,
     baseline: 'plainMany',
-    goal: {
-      min: 0.9,
-      name: `1 socket × ${CHANNELS} channels ≥ 0.9 × ${CHANNELS} plain sockets, nothing lost or reordered, ${bytes(SIZE)}`,
-    },
+    goal: 0.9,
+    target: `1 socket × ${CHANNELS} channels ≥ 0.9 × ${CHANNELS} plain sockets, nothing lost or reordered, ${bytes(SIZE)}`,
     trial: (target) => ({
       channel: MANY_PREFIX,
       clients: 1,
@@ -181,7 +177,7 @@ function fanoutSection(rows: readonly Row[], base: (row: Row) => Row | undefined
       '× baseline',
       (row) => (base(row) === undefined ? '' : times(ratio(row.r.framesPerSecond, base(row)?.r.framesPerSecond))),
     ],
-    ['goal', ({ c }) => (c.goal === undefined ? '' : `≥ ${c.goal.min}`)],
+    ['goal', ({ c }) => (c.goal === undefined ? '' : `≥ ${c.goal}`)],
     ['srv ns / frame', ({ r }) => num(perFrameNs(r.cpu.seconds.server, r))],
     ['gen ns / frame', ({ r }) => num(perFrameNs(r.cpu.seconds.generators, r))],
     ...s.TAIL,
@@ -200,11 +196,12 @@ function fanoutSection(rows: readonly Row[], base: (row: Row) => Row | undefined
 function fanoutTargets(rows: readonly Row[], base: (row: Row) => Row | undefined): TargetCheck[] {
   return rows.flatMap((row) => {
     const baseline = base(row);
-    if (row.c.goal === undefined || baseline === undefined) return [];
+    const { target, goal } = row.c;
+    if (target === undefined || goal === undefined || baseline === undefined) return [];
     // "Nothing lost or reordered" holds for every run of both sides, not just the median one.
     const runs = [...row.runs, ...baseline.runs];
     const measured = `${num(row.r.framesPerSecond)} vs ${num(baseline.r.framesPerSecond)} frames/s; ${s.faults(runs)}`;
     const ratioOf = ratio(row.r.framesPerSecond, baseline.r.framesPerSecond);
-    return [check(row.c.goal.name, measured, ratioOf, { min: row.c.goal.min }, runs.every(s.clean))];
+    return [check(target, measured, ratioOf, { min: goal }, runs.every(s.clean))];
   });
 }

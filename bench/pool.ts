@@ -96,13 +96,6 @@ export type Reply =
 /** The running processes. */
 export type Pool = Awaited<ReturnType<typeof startPool>>;
 
-interface Member {
-  readonly child: Bun.Subprocess;
-  readonly waiting: Map<number, PromiseWithResolvers<unknown>>;
-  clients: number;
-  progress: number;
-}
-
 // A command before its id is given (distributive, so each keeps its own fields).
 type Unsent<C = Command> = C extends unknown ? Omit<C, 'id'> : never;
 
@@ -116,7 +109,7 @@ export async function startPool(size: number) {
   let run = -1;
   let wake = Promise.withResolvers<void>();
   const readies: Promise<void>[] = [];
-  const members = Array.from({ length: size }, (): Member => {
+  const members = Array.from({ length: size }, () => {
     const ready = Promise.withResolvers<void>();
     readies.push(ready.promise);
     const waiting = new Map<number, PromiseWithResolvers<unknown>>();
@@ -132,7 +125,7 @@ export async function startPool(size: number) {
         wake = Promise.withResolvers<void>();
       },
     });
-    const member: Member = { child, waiting, clients: 0, progress: 0 };
+    const member = { child, waiting, clients: 0, progress: 0 };
     void child.exited.then((code) => {
       const gone = new Error(`client process ${child.pid} exited with ${code}`);
       ready.reject(gone);
@@ -142,7 +135,11 @@ export async function startPool(size: number) {
     return member;
   });
 
-  const ask = <T extends keyof Answers>(member: Member, command: Unsent & { type: T }, ms = ASK_MS) => {
+  const ask = <T extends keyof Answers>(
+    member: (typeof members)[number],
+    command: Unsent & { type: T },
+    ms = ASK_MS,
+  ) => {
     const id = nextId++;
     const answer = Promise.withResolvers<unknown>();
     member.waiting.set(id, answer);

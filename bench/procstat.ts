@@ -98,14 +98,11 @@ export function listeningSockets(port: number): number {
     .filter((line) => line.trim() !== '').length;
 }
 
-/** CPU used by a set of processes since a meter started: seconds, and % of one core (200 % = two cores). */
-export interface CpuReading {
-  readonly seconds: number;
-  readonly percent: number;
-}
-
-/** Starts measuring; `list` is called now and at each reading (backends come and go). */
-export function cpuMeter(list: () => readonly number[]): () => CpuReading {
+/**
+ * Starts measuring the CPU of the processes `list` names (called at each reading: backends come and go);
+ * a reading is the seconds since, and their % of one core (200 % = two cores).
+ */
+export function cpuMeter(list: () => readonly number[]) {
   const total = () => list().reduce((sum, pid) => sum + cpuSeconds(pid), 0);
   const startCpu = total();
   const startWall = performance.now();
@@ -116,15 +113,8 @@ export function cpuMeter(list: () => readonly number[]): () => CpuReading {
   };
 }
 
-/** CPU seconds the machine (all CPUs) spent busy, of that in the kernel (system), and on interrupts (irq, softirq). */
-export interface MachineTimes {
-  readonly busy: number;
-  readonly system: number;
-  readonly interrupts: number;
-}
-
-/** {@link MachineTimes} now, from the `cpu` line of /proc/stat. */
-export function machineTimes(): MachineTimes {
+/** CPU seconds the machine (all CPUs) spent busy, of that in the kernel (system), and on irq and softirq. */
+export function machineTimes() {
   const fields = read('/proc/stat').split('\n')[0]?.trim().split(/\s+/).slice(1).map(Number) ?? [];
   const seconds = (indexes: readonly number[]) =>
     indexes.reduce((sum, i) => sum + (fields[i] ?? 0), 0) / TICKS_PER_SECOND;

@@ -139,14 +139,6 @@ const HOW = [
   "- Latency = client receive time − send stamp, in an HdrHistogram (hdr-histogram-js, 3 significant digits: within 0.1 %), filled from each frame's stored latency after the measured window; p50/p99 over all frames of all clients.",
 ];
 
-function cpuModel(): string {
-  try {
-    return /^model name\s*:\s*(.+)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? 'unknown CPU';
-  } catch {
-    return 'unknown CPU';
-  }
-}
-
 const TARGET_COLUMNS: readonly Column<TargetCheck>[] = [
   ['', (t) => (t.ok === undefined ? '?' : t.ok ? '✓' : '✗')],
   ['target', (t) => t.name],
@@ -160,8 +152,9 @@ export function renderReport(info: RunInfo, sections: readonly Section[], target
   const met = targets.filter((t) => t.ok === true).length;
   const database = info.db.embedded ? 'embedded, started by the benchmark' : 'BENCH_DATABASE_URL';
   const targetTable = section('', TARGET_COLUMNS, targets, []);
+  const cpu = /^model name\s*:\s*(.+)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? 'unknown CPU';
   const machine = [
-    `- ${availableParallelism()} CPUs (nproc), ${cpuModel()}`,
+    `- ${availableParallelism()} CPUs (nproc), ${cpu}`,
     `- ${num(totalmem() / 2 ** 30, 1)} GiB memory, Linux ${release()}, open-file limit ${num(fileLimit())}`,
     `- Bun ${Bun.version}, PostgreSQL ${info.db.version} (${database})`,
     `- server, PostgreSQL, ${info.generators} generator processes and the notifier all share this machine; clients connect over loopback to 127.0.0.1..${info.addresses}`,

@@ -64,14 +64,9 @@ const say = (line: string) => {
   process.stderr.write(`[${clock}] ${line}\n`);
 };
 
-// Undo in reverse order of setup; run once, whether the run ends, fails or is interrupted.
-const cleanups: (() => Promise<void>)[] = [];
-let cleaning: Promise<void> | undefined;
-const cleanup = () =>
-  (cleaning ??= (async () => {
-    for (const undo of cleanups.reverse())
-      await undo().catch((error: unknown) => say(`cleanup failed: ${String(error)}`));
-  })());
+// Undone in reverse order of setup, once, whether the run ends, fails or is interrupted.
+const cleanups = new AsyncDisposableStack();
+const cleanup = () => cleanups.disposeAsync().catch((error: unknown) => say(`cleanup failed: ${String(error)}`));
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   process.once(signal, () => {
     say(`${signal}: stopping everything`);
@@ -83,13 +78,12 @@ async function main(): Promise<number> {
   const startedAt = new Date();
   say(`starting PostgreSQL${process.env['BENCH_DATABASE_URL'] ? ' (BENCH_DATABASE_URL)' : ' (embedded)'}`);
   const db = await startDatabase(process.env);
-  cleanups.push(() => db.stop());
+  cleanups.defer(() => db.stop());
   // Scenarios stop their own servers; this catches any an interruption left running.
-  cleanups.push(stopAllTargets);
-  const pool = await startPool(generators);
-  cleanups.push(() => pool.stop());
+  cleanups.defer(stopAllTargets);
+  const pool = cleanups.use(await startPool(generators));
   const notifier = await startNotifier(db.url, PRODUCERS);
-  cleanups.push(() => notifier.end());
+  cleanups.defer(() => notifier.end());
   const profileDir = values.profile ? mkdtempSync(join(tmpdir(), 'pgws-bench-profile-')) : undefined;
   const rig = { db, pool, notifier, addresses: ADDRESSES, windowBytes: WINDOW_BYTES };
   const context: Context = { rig, quick: values.quick, profileDir, say, only, levels };

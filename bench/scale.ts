@@ -32,20 +32,17 @@ const IDLE_TIMEOUT = 120;
 const KB_GOAL = 3;
 const LAST_RECEIPT_GOAL_MS = 500;
 
-/** What this machine's file limit allows: sockets per server process, and what a process is planned for. */
-function capacities() {
-  const limit = fileLimit();
-  const perProcess = fileLimitSockets(limit);
-  return { limit, perProcess, planned: Math.floor(perProcess * FILL) };
-}
+// Every process inherits this one's file limit: the sockets a server process takes, and what one is planned for.
+const LIMIT = fileLimit();
+const PER_PROCESS = fileLimitSockets(LIMIT);
+const PLANNED = Math.floor(PER_PROCESS * FILL);
 
 /** The rows: the one-worker baseline, then each level plain and multiplexed, cut to what the file limits allow. */
 function planCases(levels: readonly number[], quick: boolean) {
-  const { perProcess, planned } = capacities();
   const sized = (requested: number, kind: 'plain' | 'multiplexed', baseline = false) => {
     // One worker: the largest round hundred below its socket cap (no other worker to retry on).
-    const clients = Math.min(requested, baseline ? Math.floor((perProcess - 1) / 100) * 100 : planned * MAX_PROCESSES);
-    const processes = Math.ceil(clients / planned);
+    const clients = Math.min(requested, baseline ? Math.floor((PER_PROCESS - 1) / 100) * 100 : PLANNED * MAX_PROCESSES);
+    const processes = Math.ceil(clients / PLANNED);
     return {
       baseline,
       kind,
@@ -179,13 +176,13 @@ function targetsOf(rows: readonly Row[], first: number | undefined): TargetCheck
 }
 
 /** The settings the rows ran with, in words. */
-function settingsNote(rows: readonly Row[], limit: number, perProcess: number): string {
+function settingsNote(rows: readonly Row[]): string {
   const baseline = rows.find((row) => row.case.baseline)?.case;
   const cut =
     baseline !== undefined && baseline.clients < baseline.requested
       ? `, at the largest count one process's file limit allows (${num(baseline.clients)} of ${num(baseline.requested)})`
       : '';
-  return `Settings: a fresh server per row (\`bun src/main.ts\`) with \`[server] workers\` as in the row, \`max_connections\` at its default (50,000 per process, above what a process's files allow, so the file limit is what binds) and \`idle_timeout = ${IDLE_TIMEOUT}\` (so that no keep-alive ping, due about \`idle_timeout\` after a socket opened, falls into the window after a long connect); \`ulimit -n\` ${num(limit)} for every process, so a process holds at most ${num(perProcess)} client sockets (the limit less 64) and answers 503 \`file_limit\` past that. Workers and generators are planned at ${num(FILL * 100)} % of that, since SO_REUSEPORT spreads connections by a hash. Each generator connects to ${ADDRESSES_PER_GENERATOR} destination addresses of its own (127.0.0.x, so its own ephemeral ports), retries an upgrade refused with 503 on a fresh connection after its Retry-After (1 s) for up to ${num(RETRY_REFUSED_MS / 1000)} s, and stops starting connects after ${num((CONNECT_TIMEOUT_MS * 3) / 1000)} s. The workers = 1 row is the baseline from the same run${cut}. Multiplexed sockets offer \`pgws.v1\` on \`/\` and subscribe to one channel each; plain ones connect to \`/bench_schema\`. Server KB / conn = (RSS of all server processes with the clients connected − the same before any client) ÷ clients; clients RSS is the generators' total with the clients connected. NOTIFY → last = the last client's receipt − the notifier's send time; p50 and p99 are of all clients' receipts. Before connecting and again before the NOTIFY the machine is given up to ${num(QUIET_WAIT_MS / 1000)} s to become less than ${num(QUIET * 100)} % busy.`;
+  return `Settings: a fresh server per row (\`bun src/main.ts\`) with \`[server] workers\` as in the row, \`max_connections\` at its default (50,000 per process, above what a process's files allow, so the file limit is what binds) and \`idle_timeout = ${IDLE_TIMEOUT}\` (so that no keep-alive ping, due about \`idle_timeout\` after a socket opened, falls into the window after a long connect); \`ulimit -n\` ${num(LIMIT)} for every process, so a process holds at most ${num(PER_PROCESS)} client sockets (the limit less 64) and answers 503 \`file_limit\` past that. Workers and generators are planned at ${num(FILL * 100)} % of that, since SO_REUSEPORT spreads connections by a hash. Each generator connects to ${ADDRESSES_PER_GENERATOR} destination addresses of its own (127.0.0.x, so its own ephemeral ports), retries an upgrade refused with 503 on a fresh connection after its Retry-After (1 s) for up to ${num(RETRY_REFUSED_MS / 1000)} s, and stops starting connects after ${num((CONNECT_TIMEOUT_MS * 3) / 1000)} s. The workers = 1 row is the baseline from the same run${cut}. Multiplexed sockets offer \`pgws.v1\` on \`/\` and subscribe to one channel each; plain ones connect to \`/bench_schema\`. Server KB / conn = (RSS of all server processes with the clients connected − the same before any client) ÷ clients; clients RSS is the generators' total with the clients connected. NOTIFY → last = the last client's receipt − the notifier's send time; p50 and p99 are of all clients' receipts. Before connecting and again before the NOTIFY the machine is given up to ${num(QUIET_WAIT_MS / 1000)} s to become less than ${num(QUIET * 100)} % busy.`;
 }
 
 /** Runs the scale scenario: its own client processes, a fresh server per row, one NOTIFY per row. */
@@ -195,8 +192,7 @@ export async function scale(context: s.Context): Promise<s.Outcome> {
   const cases = planCases(levels, context.quick);
   const generators = Math.max(...cases.map((c) => c.generators));
   if (generators > MAX_PROCESSES) throw new Error(`scale: ${generators} generators needed, at most ${MAX_PROCESSES}`);
-  const { limit, perProcess } = capacities();
-  say(`scale: starting ${generators} generator processes (file limit ${num(limit)} each)`);
+  say(`scale: starting ${generators} generator processes (file limit ${num(LIMIT)} each)`);
   const rows: Row[] = [];
   const notes: string[] = [];
   await using pool = await startPool(generators);
@@ -227,7 +223,7 @@ export async function scale(context: s.Context): Promise<s.Outcome> {
   }
   const title = `Scale: ${levels.map((n) => num(n)).join(' and ')} concurrent subscribers, one NOTIFY each`;
   return {
-    sections: [section(title, COLUMNS, rows, [settingsNote(rows, limit, perProcess), ...notes]), profileSection(rows)],
+    sections: [section(title, COLUMNS, rows, [settingsNote(rows), ...notes]), profileSection(rows)],
     targets: targetsOf(rows, levels[0]),
   };
 }

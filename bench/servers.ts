@@ -54,37 +54,24 @@ export interface OursOptions {
 }
 
 /** Starts our server and returns it once healthy; throws with its stderr if it exits first. */
-export async function startOurs(options: OursOptions): Promise<Target> {
-  const dir = mkdtempSync(join(tmpdir(), 'pgws-bench-ours-'));
-  const port = await freePort('0.0.0.0');
-  const server = Object.entries(options.server ?? {}).map(([key, value]) => `${key} = ${JSON.stringify(value)}`);
-  const file = join(dir, 'channels.toml');
-  const toml = ['[server]', 'host = "0.0.0.0"', `port = ${port}`, ...server, schemaChannelToml(SCHEMA_CHANNEL)];
-  writeFileSync(file, [...toml, options.toml ?? ''].join('\n'));
+export function startOurs(options: OursOptions): Promise<Target> {
   const profile =
     options.profileDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-md', `--cpu-prof-dir=${options.profileDir}`];
-  return launch({
-    label: options.label ?? 'ours',
-    argv: [process.execPath, ...profile, 'src/main.ts', '--config', file],
-    env: { DATABASE_URL: options.databaseUrl, LOG_LEVEL: 'warn', HOST: '', ...options.env },
-    dir,
-    port,
-    healthyInARow: options.healthyInARow ?? HEALTHY_IN_A_ROW,
-    metrics: true,
+  const env = { DATABASE_URL: options.databaseUrl, LOG_LEVEL: 'warn', HOST: '', ...options.env };
+  return launch(options.label ?? 'ours', env, options.healthyInARow ?? HEALTHY_IN_A_ROW, (dir, port) => {
+    const file = join(dir, 'channels.toml');
+    const server = Object.entries(options.server ?? {}).map(([key, value]) => `${key} = ${JSON.stringify(value)}`);
+    const toml = ['[server]', 'host = "0.0.0.0"', `port = ${port}`, ...server, schemaChannelToml(SCHEMA_CHANNEL)];
+    writeFileSync(file, [...toml, options.toml ?? ''].join('\n'));
+    return [process.execPath, ...profile, 'src/main.ts', '--config', file];
   });
 }
 
 /** Starts the bare bridge as `processes` processes on one port, each with its own LISTEN. */
-export async function startBare(databaseUrl: string, processes = 1): Promise<Target> {
-  return launch({
-    label: processes === 1 ? 'bare' : `bare, ${processes} processes`,
-    argv: [process.execPath, join(import.meta.dir, 'bare.ts')],
-    env: { DATABASE_URL: databaseUrl, HOST: '0.0.0.0', PROCESSES: String(processes) },
-    dir: mkdtempSync(join(tmpdir(), 'pgws-bench-bare-')),
-    port: await freePort('0.0.0.0'),
-    healthyInARow: HEALTHY_IN_A_ROW,
-    metrics: false,
-  });
+export function startBare(databaseUrl: string, processes = 1): Promise<Target> {
+  const env = { DATABASE_URL: databaseUrl, HOST: '0.0.0.0', PROCESSES: String(processes) };
+  const label = processes === 1 ? 'bare' : `bare, ${processes} processes`;
+  return launch(label, env, HEALTHY_IN_A_ROW, () => [process.execPath, join(import.meta.dir, 'bare.ts')]);
 }
 
 /** Stops every server still running (for an interrupted or failed run). */
@@ -107,21 +94,23 @@ const readText = (path: string) => {
   }
 };
 
-/** Spawns a server on `port`, its logs in `dir` (removed at stop), and waits until it is healthy. */
-async function launch(spec: {
-  readonly label: string;
-  readonly argv: readonly string[];
-  readonly env: Record<string, string>;
-  readonly dir: string;
-  readonly port: number;
-  readonly healthyInARow: number;
-  readonly metrics: boolean;
-}) {
-  const { label, port } = spec;
-  const log = (name: string) => join(spec.dir, name);
-  const child = Bun.spawn([...spec.argv], {
+/**
+ * Spawns a server (argv for a temp dir of its own, removed at stop, and a free port) with its logs in
+ * that dir, and waits until it is healthy.
+ */
+async function launch(
+  label: string,
+  env: Record<string, string>,
+  healthyInARow: number,
+  argv: (dir: string, port: number) => readonly string[],
+) {
+  const dir = mkdtempSync(join(tmpdir(), 'pgws-bench-server-'));
+  const port = await freePort('0.0.0.0');
+  const command = argv(dir, port);
+  const log = (name: string) => join(dir, name);
+  const child = Bun.spawn([...command], {
     cwd: root,
-    env: { ...process.env, ...spec.env, PORT: String(port) },
+    env: { ...process.env, ...env, PORT: String(port) },
     stdin: 'ignore',
     stdout: Bun.file(log('stdout.log')),
     stderr: Bun.file(log('stderr.log')),
@@ -174,7 +163,7 @@ async function launch(spec: {
     },
     /** What the server says about refusals and closes (our /metrics and logs; empty for the bare bridge). */
     async diagnose(): Promise<string> {
-      if (!spec.metrics) return '';
+      if (label.startsWith('bare')) return '';
       // Each scrape lands on one worker; a few fresh ones see them all.
       const lines = new Set<string>();
       for (let i = 0; i < 8; i++) {
@@ -195,10 +184,10 @@ async function launch(spec: {
         await child.exited;
         // Workers must not outlive it; only its own tree's pids, and only if they still run our command.
         for (const pid of tree.slice(1)) {
-          if (readText(`/proc/${pid}/cmdline`).includes(spec.argv.at(-1) ?? '\0')) process.kill(pid, 'SIGKILL');
+          if (readText(`/proc/${pid}/cmdline`).includes(command.at(-1) ?? '\0')) process.kill(pid, 'SIGKILL');
         }
         live.delete(target);
-        rmSync(spec.dir, { recursive: true, force: true });
+        rmSync(dir, { recursive: true, force: true });
       })();
       return stopped;
     },
@@ -206,7 +195,7 @@ async function launch(spec: {
   };
   live.add(target);
   try {
-    await target.whenHealthy(1, spec.healthyInARow);
+    await target.whenHealthy(1, healthyInARow);
   } catch (error) {
     await target.stop();
     throw error;

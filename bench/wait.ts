@@ -17,10 +17,7 @@ export async function within<T>(promise: Promise<T>, ms: number, what: string): 
 }
 
 /** How a WebSocket closed: its code, and whatever the client was told ("code 1006: Expected 101 status code: 503"). */
-export interface Closed {
-  readonly code: number;
-  readonly text: string;
-}
+export type Closed = { readonly code: number; readonly text: string };
 
 /** Resolves when `ws` closes. Takes over its `onerror` and `onclose`. */
 export function watchClose(ws: WebSocket): Promise<Closed> {

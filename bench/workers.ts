@@ -17,15 +17,6 @@ const PROBE_BATCH = 10;
 // Between batches: a gentle trickle, not a flood of short-lived sockets (TIME_WAIT).
 const PROBE_PAUSE_MS = 5;
 
-/** One server's runs at one payload size. */
-interface Row extends s.Runs {
-  readonly label: string;
-  readonly bare: boolean;
-  readonly workers: number;
-  readonly processes: number;
-  readonly size: number;
-}
-
 /** Connects PROBE_BATCH clients every PROBE_PAUSE_MS for PROBE_MS; notes when all workers listen. */
 async function probeStartup(context: s.Context, target: Target, workers: number): Promise<string> {
   const { pool, addresses } = context.rig;
@@ -72,7 +63,8 @@ export async function workers(context: s.Context): Promise<s.Outcome> {
   const sizes = quick ? [100] : [100, 7900];
   const repetitions = quick ? 1 : 3;
   const frames = (size: number) => (size <= 100 ? (quick ? 100_000 : 2_000_000) : quick ? 10_000 : 300_000);
-  const rows: Row[] = [];
+  // One server's runs at one payload size.
+  const rows: (s.Runs & { label: string; bare: boolean; workers: number; processes: number; size: number })[] = [];
   const probes: string[] = [];
   for (const n of WORKERS) {
     await using ours = await startProbed(context, n, probes);
@@ -96,7 +88,7 @@ export async function workers(context: s.Context): Promise<s.Outcome> {
   }
   const find = (bare: boolean, workers: number, size: number) =>
     rows.find((row) => row.bare === bare && row.workers === workers && row.size === size)?.r;
-  const columns: Column<Row>[] = [
+  const columns: Column<(typeof rows)[number]>[] = [
     ['server', (row) => row.label],
     ['server processes', (row) => String(row.processes)],
     ['clients', ({ r }) => num(r.clients)],
