@@ -16,10 +16,7 @@ const MARGIN = 32;
 const QUICK_CAP = 2000;
 
 /** One row: a level's trial, and ours beside the bare bridge's at that level. */
-interface Level {
-  readonly r: TrialResult;
-  readonly bare?: TrialResult;
-}
+type Level = { readonly r: TrialResult; readonly bare?: TrialResult };
 
 const kb = s.kbPerIdleConnection;
 

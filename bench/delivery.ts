@@ -9,12 +9,7 @@ import { type Column, ms, num, section } from './report.ts';
 import type { TrialResult } from './trial.ts';
 
 /** The processes of a window, listed once before it: reading the process tables during it would disturb it. */
-export interface Groups {
-  readonly server: readonly number[];
-  readonly generators: readonly number[];
-  readonly postgres: readonly number[];
-  readonly bench: readonly number[];
-}
+export type Groups = Readonly<Record<'server' | 'generators' | 'postgres' | 'bench', readonly number[]>>;
 
 /** The window: its groups' user and kernel CPU seconds, the machine's, and the others' by name. */
 export type DeliveryWindow = ReturnType<ReturnType<typeof watchWindow>['stop']>;
@@ -112,11 +107,11 @@ export async function settle(below: number, maxMs: number) {
 export type Settled = Awaited<ReturnType<typeof settle>>;
 
 /** One row of the profile. */
-export interface Profiled {
+export type Profiled = {
   readonly name: string;
   readonly result: TrialResult;
   readonly window: DeliveryWindow | undefined;
-}
+};
 
 /** When a sampled group worked until the last receipt: first busy tick, last of the first and last to finish. */
 function activity(row: Profiled, group: 'server' | 'generators') {

@@ -29,11 +29,7 @@ function notifications(quick: boolean, clients: number, size: number): number {
 }
 
 /** All runs of one server variant in one cell. */
-interface Cell extends s.Runs {
-  readonly variant: Variant;
-  readonly clients: number;
-  readonly size: number;
-}
+type Cell = s.Runs & { readonly variant: Variant; readonly clients: number; readonly size: number };
 
 /** Runs the fan-out matrix (and, with it, the schema-vs-raw comparison). */
 export async function fanout(context: s.Context): Promise<s.Outcome> {

@@ -14,15 +14,7 @@ const RATE = 10;
 const CLIENTS = 1000;
 
 /** One server's rounds, their frames' latencies pooled. */
-interface Pooled {
-  readonly label: string;
-  readonly rounds: readonly TrialResult[];
-  readonly p50: number | undefined;
-  readonly p99: number | undefined;
-  readonly max: number | undefined;
-}
-
-function pool(label: string, rounds: readonly TrialResult[]): Pooled {
+function pool(label: string, rounds: readonly TrialResult[]) {
   const all = createHistogram();
   for (const r of rounds) all.add(r.latency);
   return { label, rounds, p50: quantileMs(all, 0.5), p99: quantileMs(all, 0.99), max: maxLatencyMs(all) };
@@ -53,7 +45,7 @@ export async function latency(context: s.Context): Promise<s.Outcome> {
     return runTrial(rig, { label, target, channel, clients: CLIENTS, size: 100, send });
   });
   const [baseline, raw, schema] = variants.map(({ label }, i) => pool(label, results[i] ?? []));
-  const columns: Column<Pooled>[] = [
+  const columns: Column<ReturnType<typeof pool>>[] = [
     ['server', (p) => p.label],
     ['connected', (p) => `${num(Math.min(...p.rounds.map((r) => r.connected)))}/${num(CLIENTS)}`],
     [

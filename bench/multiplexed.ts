@@ -61,7 +61,7 @@ const CASES: readonly Case[] = [
     target: `${num(CLIENTS)} clients, multiplexed ≥ 0.9 × plain, nothing lost or reordered, ${bytes(SIZE)}`,
     trial: (target, rig) => ({
       urls: target.rootUrls(rig.addresses),
-      mux: { channels: [SCHEMA_CHANNEL], filterField: undefined },
+      connect: { subscribe: { channels: [SCHEMA_CHANNEL], filterField: undefined } },
     }),
   },
   {
@@ -74,8 +74,7 @@ const CASES: readonly Case[] = [
     trial: (target, rig) => ({
       channel: KEYED_CHANNEL,
       urls: target.rootUrls(rig.addresses),
-      mux: { channels: [KEYED_CHANNEL], filterField: 'k' },
-      modulus: FILTERS,
+      connect: { subscribe: { channels: [KEYED_CHANNEL], filterField: 'k' }, modulus: FILTERS },
       spread: { keys: FILTERS },
       // Each client gets one notification in ten: the same bytes of its own frames ahead as unfiltered.
       windowBytes: rig.windowBytes * FILTERS,
@@ -90,9 +89,8 @@ const CASES: readonly Case[] = [
       clients: CHANNELS,
       // Socket i on channel i, the addresses taking turns.
       urls: manyChannels.map((channel, i) => target.urls(channel, rig.addresses)[i % rig.addresses] ?? ''),
-      modulus: CHANNELS,
       spread: { channels: CHANNELS },
-      connect: { generators: 1 },
+      connect: { generators: 1, modulus: CHANNELS },
     }),
   },
   {
@@ -106,17 +104,14 @@ const CASES: readonly Case[] = [
       channel: MANY_PREFIX,
       clients: 1,
       urls: target.rootUrls(1),
-      mux: { channels: manyChannels, filterField: undefined },
       spread: { channels: CHANNELS },
-      connect: { generators: 1 },
+      connect: { generators: 1, subscribe: { channels: manyChannels, filterField: undefined } },
     }),
   },
 ];
 
 /** One case's runs. */
-interface Row extends s.Runs {
-  readonly c: Case;
-}
+type Row = s.Runs & { readonly c: Case };
 
 /** CPU time per frame received, in ns: what the server (or the generators) spent on each. */
 const perFrameNs = (seconds: number, r: TrialResult) => (r.received > 0 ? (seconds * 1e9) / r.received : undefined);

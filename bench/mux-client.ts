@@ -14,11 +14,7 @@ export interface Subscription {
 }
 
 /** A `subscribed` answer: the channel's epoch and the seq its messages go on from. */
-export interface Subscribed {
-  readonly epoch: string;
-  readonly seq: number;
-  readonly recovered?: boolean;
-}
+export type Subscribed = { readonly epoch: string; readonly seq: number; readonly recovered?: boolean };
 
 /** Opens a socket offering `pgws.v1` (and `bearer.<token>`); resolves once `ready` came. */
 export async function openMux(url: string, timeoutMs: number, token?: string) {

@@ -11,10 +11,7 @@ import postgres from 'postgres';
 export const clock = (): number => performance.timeOrigin + performance.now();
 
 /** Where credit comes from: the client processes' progress. */
-export interface Credit {
-  progress(): number;
-  nextProgress(ms: number): Promise<void>;
-}
+export type Credit = { progress(): number; nextProgress(ms: number): Promise<void> };
 
 /** `pg_notify`, or `pgws.notify` for payloads beyond 8000 bytes (bench/large.ts). */
 export type NotifyFunction = 'pg_notify' | 'pgws.notify';
@@ -23,10 +20,7 @@ export type NotifyFunction = 'pg_notify' | 'pgws.notify';
  * By SEQ's group G = floor(SEQ / producers): `channels` sends it to `${channel}${G % channels}`, `keys` adds
  * `"k":G % keys`. A group comes one from each producer, so no share waits on one producer alone.
  */
-export interface Spread {
-  readonly channels?: number | undefined;
-  readonly keys?: number | undefined;
-}
+export type Spread = { readonly channels?: number | undefined; readonly keys?: number | undefined };
 
 /** Notifications 0..count-1 of `run`, `size` bytes each. */
 export interface Plan extends Spread {

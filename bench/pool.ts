@@ -37,14 +37,10 @@ export interface ConnectSpec {
 }
 
 // 64 handshakes in flight per process: more only overflows the listen backlog.
-const DEFAULTS = { modulus: 1, concurrency: 64, timeoutMs: 20_000 } as const;
+const DEFAULTS = { modulus: 1, concurrency: 64, timeoutMs: 20_000 };
 
 /** A {@link ConnectSpec} as a process receives it: defaults in place, its own URLs and tokens. */
-export type Connecting = ConnectSpec & {
-  readonly modulus: number;
-  readonly concurrency: number;
-  readonly timeoutMs: number;
-};
+export type Connecting = ConnectSpec & typeof DEFAULTS;
 
 /** How a connect went: `ms` is the slowest process's; `refused` counts 503 answers, `retried` their retries. */
 export interface ConnectResult {
@@ -65,10 +61,7 @@ export interface Arm {
 }
 
 /** A close an open client did not ask for, and `Date.now()` when it came. */
-export interface SeenClose {
-  readonly code: number;
-  readonly at: number;
-}
+export type SeenClose = { readonly code: number; readonly at: number };
 
 /** What each command is answered with. */
 export interface Answers {

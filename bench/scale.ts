@@ -90,10 +90,9 @@ async function runCase(context: s.Context, pool: Pool, c: Case) {
       clients: c.clients,
       size: 100,
       send: { kind: 'burst', count: 1 },
-      ...(c.kind === 'plain'
-        ? { urls: target.urls(SCHEMA_CHANNEL, addresses) }
-        : { urls: target.rootUrls(addresses), mux: { channels: [SCHEMA_CHANNEL], filterField: undefined } }),
+      urls: c.kind === 'plain' ? target.urls(SCHEMA_CHANNEL, addresses) : target.rootUrls(addresses),
       connect: {
+        ...(c.kind === 'plain' ? {} : { subscribe: { channels: [SCHEMA_CHANNEL], filterField: undefined } }),
         generators: c.generators,
         timeoutMs: CONNECT_TIMEOUT_MS,
         retryRefusedMs: RETRY_REFUSED_MS,

@@ -21,10 +21,7 @@ export interface Context {
 }
 
 /** A scenario's contribution to the report. */
-export interface Outcome {
-  readonly sections: Section[];
-  readonly targets: TargetCheck[];
-}
+export type Outcome = { readonly sections: Section[]; readonly targets: TargetCheck[] };
 
 /** Our server on the run's database (profiled with --profile), with `options` on top. */
 export const startOursFor = (context: Context, options: Omit<OursOptions, 'databaseUrl'> = {}): Promise<Target> =>
@@ -54,10 +51,7 @@ export const middle = <T>(items: readonly T[], key: (item: T) => number): T | un
   [...items].sort((a, b) => key(a) - key(b))[Math.floor((items.length - 1) / 2)];
 
 /** The runs of one case, read by the one with the median frames/s. */
-export interface Runs {
-  readonly runs: readonly TrialResult[];
-  readonly r: TrialResult;
-}
+export type Runs = { readonly runs: readonly TrialResult[]; readonly r: TrialResult };
 
 /** {@link Runs} of `results`, if any. */
 export function runsOf(results: readonly TrialResult[]): Runs | undefined {
@@ -68,9 +62,6 @@ export function runsOf(results: readonly TrialResult[]): Runs | undefined {
 /** "1,200,000–1,900,000": the range of a figure over repetitions, or "" for a single run. */
 export const rangeOf = (values: readonly number[]): string =>
   values.length < 2 ? '' : `${num(Math.min(...values))}–${num(Math.max(...values))}`;
-
-/** The range of frames/s over repetitions. */
-export const spread = (results: readonly TrialResult[]): string => rangeOf(results.map((r) => r.framesPerSecond));
 
 /** Whether a trial delivered everything exactly once and in order (multiplexed: in server seq order too). */
 export const clean = (r: TrialResult): boolean =>
@@ -110,7 +101,7 @@ export const INTEGRITY: readonly Column<OfTrial>[] = [
 /** The median rate and the range of all runs. */
 export const RATE: readonly Column<Runs>[] = [
   ['frames/s', ({ r }) => num(r.framesPerSecond)],
-  ['range of runs', ({ runs }) => spread(runs)],
+  ['range of runs', ({ runs }) => rangeOf(runs.map((r) => r.framesPerSecond))],
 ];
 
 /** Latency percentiles. */

@@ -5,7 +5,7 @@
 import type { BenchDatabase } from './database.ts';
 import { createHistogram, decodeHistogram, maxLatencyMs, quantileMs } from './histogram.ts';
 import type { Notifier, NotifyFunction, Sent, Spread } from './notifier.ts';
-import type { ConnectResult, ConnectSpec, MuxSubscribe, Pool } from './pool.ts';
+import type { ConnectResult, ConnectSpec, Pool } from './pool.ts';
 import { cpuMeter, machineTimes } from './procstat.ts';
 import type { Target } from './servers.ts';
 import type { GeneratorReport } from './tracker.ts';
@@ -21,15 +21,13 @@ export interface TrialSpec {
   readonly send:
     | { readonly kind: 'burst'; readonly count: number }
     | { readonly kind: 'paced'; readonly count: number; readonly rate: number };
-  /** Multiplexed clients, subscribing to this (on `urls`). */
-  readonly mux?: MuxSubscribe;
   /** Instead of the target's URLs of `channel`. */
   readonly urls?: readonly string[];
-  readonly modulus?: number;
   readonly spread?: Spread;
   /** Instead of the rig's credit window. */
   readonly windowBytes?: number;
-  readonly connect?: Pick<ConnectSpec, 'generators' | 'timeoutMs' | 'retryRefusedMs' | 'ownAddresses'>;
+  /** How the clients connect beyond the defaults; with `subscribe`, multiplexed. */
+  readonly connect?: Omit<ConnectSpec, 'kind' | 'urls' | 'channel' | 'count'>;
   /** At the trial's turns (for the delivery window): connected and idle (awaited), sending, drained. */
   readonly hooks?: {
     readonly idle?: () => Promise<void>;
@@ -87,12 +85,10 @@ export async function runTrial(rig: Rig, spec: TrialSpec): Promise<TrialResult> 
   const windowBytes = spec.windowBytes ?? rig.windowBytes;
   try {
     const connect = await pool.connect({
-      kind: spec.target === undefined ? 'pg' : spec.mux !== undefined ? 'mux' : 'ws',
+      kind: spec.target === undefined ? 'pg' : spec.connect?.subscribe !== undefined ? 'mux' : 'ws',
       urls: spec.urls ?? spec.target?.urls(spec.channel, rig.addresses) ?? [db.url],
       channel: spec.channel,
       count: spec.clients,
-      ...(spec.modulus === undefined ? {} : { modulus: spec.modulus }),
-      ...(spec.mux === undefined ? {} : { subscribe: spec.mux }),
       ...spec.connect,
     });
     await Bun.sleep(250);

@@ -41,21 +41,6 @@ async function probeStartup(context: s.Context, target: Target, workers: number)
   return `${count(workers, 'worker')}: ${num(refused)} of ${num(opened + refused)} upgrades refused in the ${PROBE_MS / 1000} s after the first healthy /healthz; ${listening}`;
 }
 
-/** Our server with `workers` workers, probed as it starts, returned once every worker listens. */
-async function startProbed(context: s.Context, workers: number, probes: string[]): Promise<Target> {
-  const label = `ours, ${count(workers, 'worker')}`;
-  const target = await s.startOursFor(context, { server: { workers }, label, healthyInARow: 1 });
-  try {
-    probes.push(await probeStartup(context, target, workers));
-    // Each worker binds the port only once its database connection is up.
-    await target.whenHealthy(workers);
-    return target;
-  } catch (error) {
-    await target.stop();
-    throw error;
-  }
-}
-
 /** Runs the workers scenario. */
 export async function workers(context: s.Context): Promise<s.Outcome> {
   const { rig, say, quick } = context;
@@ -67,7 +52,11 @@ export async function workers(context: s.Context): Promise<s.Outcome> {
   const rows: (s.Runs & { label: string; bare: boolean; workers: number; processes: number; size: number })[] = [];
   const probes: string[] = [];
   for (const n of WORKERS) {
-    await using ours = await startProbed(context, n, probes);
+    const label = `ours, ${count(n, 'worker')}`;
+    await using ours = await s.startOursFor(context, { server: { workers: n }, label, healthyInARow: 1 });
+    probes.push(await probeStartup(context, ours, n));
+    // Each worker binds the port only once its database connection is up.
+    await ours.whenHealthy(n);
     await using bare = n === MOST ? await startBare(rig.db.url, n) : undefined;
     await bare?.whenHealthy(n);
     const servers = bare === undefined ? [ours] : [ours, bare];
