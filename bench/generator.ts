@@ -13,8 +13,7 @@ import { type Closed, opening, watchClose } from './wait.ts';
 /** Closes a client; resolves when it is gone (bounded by the caller). */
 type Handle = () => Promise<unknown>;
 
-// How Bun's WebSocket reports an upgrade refused with 503; every 503 of ours carries Retry-After: 1
-// (src/http/wire.ts refusalHeaders).
+// How Bun's WebSocket reports an upgrade refused with 503; every 503 of ours carries Retry-After: 1.
 const REFUSED = 'status code: 503';
 const RETRY_AFTER_MS = 1000;
 
