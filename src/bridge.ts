@@ -10,7 +10,7 @@ import { createAccess } from './auth/access.ts';
 import { createVerifier, type KeySource } from './auth/tokens.ts';
 import type { Clock } from './base/clock.ts';
 import type { Logger } from './base/log.ts';
-import { PROBE_PREFIX } from './base/name.ts';
+import { isProbeChannel } from './base/name.ts';
 import { createStats } from './base/stats.ts';
 import { createCatalog } from './channels/catalog.ts';
 import { describeChannels } from './channels/discovery.ts';
@@ -18,7 +18,7 @@ import { createFollower, type Follower, type FollowerEvents } from './cluster/fo
 import type { WorkerRole } from './cluster/messages.ts';
 import { type Cluster, createCluster } from './cluster/primary.ts';
 import type { Config } from './config/load.ts';
-import { createCanary, logFailing } from './db/canary.ts';
+import { createCanary, logFailing, newProbeChannel } from './db/canary.ts';
 import { createListener, type Listener } from './db/listener.ts';
 import { createQueries } from './db/queries.ts';
 import { createSweeper } from './db/sweeper.ts';
@@ -80,9 +80,6 @@ export interface Bridge {
   [Symbol.asyncDispose](): Promise<void>;
 }
 
-// PG: the probe channel is private to this process; clients never learn its name.
-const probeChannel = () => `${PROBE_PREFIX}${process.pid}.${crypto.randomUUID().slice(0, 8)}`;
-
 /** Starts a bridge. The HTTP server listens at once, even while the database is still unreachable. */
 export async function createBridge(options: BridgeOptions): Promise<Bridge> {
   const { config, log } = options;
@@ -103,7 +100,7 @@ export async function createBridge(options: BridgeOptions): Promise<Bridge> {
           }),
     isPublic: catalog.isPublic,
   });
-  const probe = probeChannel();
+  const probe = newProbeChannel();
   // docs/PROTOCOL.md: a channel with history is LISTENed from startup, with or without subscribers.
   const pinned = [...config.channels.values()].filter((channel) => channel.history > 0).map((channel) => channel.name);
 
@@ -115,7 +112,6 @@ export async function createBridge(options: BridgeOptions): Promise<Bridge> {
     if (!catalog.declared(channel)) stats.channels.delete(channel);
   };
   const worker = options.cluster?.role === 'worker' ? options.cluster : undefined;
-  const isProbe = (channel: string) => channel.startsWith(PROBE_PREFIX);
   const follower: Follower | undefined =
     worker === undefined
       ? undefined
@@ -137,10 +133,10 @@ export async function createBridge(options: BridgeOptions): Promise<Bridge> {
       probeChannel: probe,
       pinned,
       log: listenerLog,
-      onListen: (channel) => isProbe(channel) || hub.open(channel),
+      onListen: (channel) => isProbeChannel(channel) || hub.open(channel),
       onUnlisten,
       // Workers' probes, LISTENed here for them.
-      isPrivate: isProbe,
+      isPrivate: isProbeChannel,
       maxChannels: config.server.maxChannels,
     });
   const canary = createCanary({
@@ -203,9 +199,7 @@ export async function createBridge(options: BridgeOptions): Promise<Bridge> {
   const sweeper = createSweeper({
     ttlSeconds: config.database.largePayloadTtl,
     sweep: listener.queries.sweepPayloads,
-    onExpired: (count) => {
-      stats.payloadsExpired += count;
-    },
+    onExpired: (count) => void (stats.payloadsExpired += count),
     log: log.child('sweeper'),
   });
 

@@ -12,6 +12,9 @@ export const MAX_CHANNEL_BYTES = 63;
  */
 export const PROBE_PREFIX = 'pgws.canary.';
 
+/** Whether `channel` is one of the bridge's probe channels (this process's or a worker's). */
+export const isProbeChannel = (channel: string): boolean => channel.startsWith(PROBE_PREFIX);
+
 const encoder = new TextEncoder();
 
 /** The result of reading a channel name; `reason` is safe to show to the client. */
