@@ -199,7 +199,7 @@ export async function createBridge(options: BridgeOptions): Promise<Bridge> {
   const sweeper = createSweeper({
     ttlSeconds: config.database.largePayloadTtl,
     sweep: listener.queries.sweepPayloads,
-    onExpired: (count) => void (stats.payloadsExpired += count),
+    onExpired: (rows) => stats.expired(rows),
     log: log.child('sweeper'),
   });
 

@@ -38,6 +38,8 @@ export interface Stats {
   refuse(label: RefusalLabel): void;
   publish(outcome: PublishOutcome): void;
   authFailure(reason: AuthFailure): void;
+  /** Stored payloads deleted by a sweep. */
+  expired(rows: number): void;
 }
 
 const noReferences = (): Record<ReferenceProblem, number> => ({
@@ -85,5 +87,8 @@ export function createStats(): Stats {
     refuse: (label) => count(refusals, label),
     publish: (outcome) => count(publishes, outcome),
     authFailure: (reason) => count(authFailures, reason),
+    expired(rows) {
+      this.payloadsExpired += rows;
+    },
   };
 }
