@@ -7,6 +7,8 @@ import { describe, expect, setDefaultTimeout, test } from 'bun:test';
 import { readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { INSTALL_SQL } from '../src/db/script.ts';
+import { triggerSql } from '../src/db/trigger.ts';
 import { startBridge } from '../src/testing/kit.ts';
 import { createRecorder, NoMessageError, type Wait } from '../src/testing/recorder.ts';
 import { uniqueChannel } from './harness.ts';
@@ -148,6 +150,22 @@ describe('startBridge', () => {
     await bridge.stop();
     expect(client.state).toBe('closed');
     await expect(bridge.next(channel)).rejects.toThrow('the bridge is stopped');
+  });
+
+  test("the README's failure for a renamed column is what next says", async () => {
+    await using db = await scratchDatabase();
+    await using bridge = await startBridge({ config: join(root, 'channels.toml'), databaseUrl: db.url });
+    await bridge.sql`CREATE TABLE orders (id int PRIMARY KEY, status text NOT NULL DEFAULT 'new', total numeric(10, 2) NOT NULL)`;
+    await bridge.sql.unsafe(INSTALL_SQL).simple();
+    const events = ['insert', 'update', 'delete'] as const;
+    await bridge.sql.unsafe(triggerSql({ schema: 'public', table: 'orders', channel: 'orders', events })).simple();
+    await bridge.sql`ALTER TABLE orders RENAME COLUMN id TO order_id`;
+    const next = bridge.next('orders', { timeoutMs: 500 });
+    await bridge.sql`INSERT INTO orders (order_id, total) VALUES (3, 10)`;
+    const error = await next.catch((caught: unknown) => caught);
+    const readme = await Bun.file(join(root, 'README.md')).text();
+    const shown = /fails with this.*?```text\n(.*?)\n```/s.exec(readme)?.[1];
+    expect(shown).toBe((error as Error).message);
   });
 });
 
