@@ -111,7 +111,8 @@ export function createFollower(options: FollowerOptions): Follower {
     // Abandoned while the primary was LISTENing (every subscriber left, or it timed out): give it back.
     if (!current) {
       options.send({ t: 'unlisten', channel });
-      return request.settle(new Error('abandoned before the primary answered'));
+      request.settle(new Error('abandoned before the primary answered'));
+      return;
     }
     options.onListen(channel, message.snapshot);
     request.settle();
