@@ -23,7 +23,7 @@ import { createListener, type Listener } from './db/listener.ts';
 import { createQueries } from './db/queries.ts';
 import { createSweeper } from './db/sweeper.ts';
 import { createFanOut } from './delivery/fanout.ts';
-import { createPipeline } from './delivery/pipeline.ts';
+import { createPipeline, type InvalidPayloadHook } from './delivery/pipeline.ts';
 import { fileLimitSockets } from './http/admission.ts';
 import { createRoutes } from './http/routes.ts';
 import { type Bound, createServer } from './http/server.ts';
@@ -60,6 +60,11 @@ export interface BridgeOptions {
   cluster?: { readonly role: 'primary' } | WorkerRole;
   /** Token expiry's time: jose's `exp`/`nbf` checks and the sockets' expiry timers (the real clock by default). */
   clock?: Clock;
+  /**
+   * Called with every payload this process drops as invalid, with its issues (the test kit's `invalid()`).
+   * In `[server] workers > 1` the primary validates, so only its hook hears of them.
+   */
+  onInvalid?: InvalidPayloadHook;
 }
 
 /** A running bridge. */
@@ -195,6 +200,7 @@ export async function createBridge(options: BridgeOptions): Promise<Bridge> {
     fanOut: createFanOut({ catalog, hub, publish: server.publish, cluster }),
     fetch: (id, channel) => listener.queries.fetchPayload(id, channel, config.server.maxPayloadBytes),
     log: log.child('payload'),
+    onInvalid: options.onInvalid,
   });
   const sweeper = createSweeper({
     ttlSeconds: config.database.largePayloadTtl,
