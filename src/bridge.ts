@@ -6,8 +6,8 @@
  * Wiring order is declaration order: every piece is built before anything that calls it, and nothing
  * runs until `listener.start`, so no callback can reach a piece that does not exist yet.
  */
-import { createAccess } from './auth/access.ts';
-import { createVerifier, type KeySource } from './auth/tokens.ts';
+import { createAccess, verifierFor } from './auth/access.ts';
+import type { KeySource } from './auth/tokens.ts';
 import type { Clock } from './base/clock.ts';
 import type { Logger } from './base/log.ts';
 import { isProbeChannel } from './base/name.ts';
@@ -90,19 +90,9 @@ export async function createBridge(options: BridgeOptions): Promise<Bridge> {
   const { config, log } = options;
   const stats = createStats();
   const catalog = createCatalog(config);
-  if (config.auth !== undefined && options.authKeys === undefined)
-    throw new Error('[auth] is set but no keys were resolved');
   const access = createAccess({
     auth: config.auth,
-    verifier:
-      options.authKeys === undefined
-        ? undefined
-        : createVerifier({
-            keys: options.authKeys,
-            audience: config.auth?.audience,
-            issuer: config.auth?.issuer,
-            clock: options.clock,
-          }),
+    verifier: verifierFor(config.auth, options.authKeys, options.clock),
     isPublic: catalog.isPublic,
   });
   const probe = newProbeChannel();

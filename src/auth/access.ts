@@ -5,9 +5,10 @@
  * the channel has `publish = true`, which the catalog checks). Authorization happens at subscribe time and
  * on refresh, never per notification.
  */
+import type { Clock } from '../base/clock.ts';
 import type { AuthConfig } from '../config/sections.ts';
 import type { Mode } from './grants.ts';
-import type { Identity, Verified, Verifier } from './tokens.ts';
+import { createVerifier, type Identity, type KeySource, type Verified, type Verifier } from './tokens.ts';
 
 /** Authorization for one bridge. */
 export interface Access {
@@ -43,4 +44,18 @@ export function createAccess(options: AccessOptions): Access {
       return identity?.grants.permits(channel, mode) ?? false;
     },
   };
+}
+
+/**
+ * The verifier of `[auth]` with its resolved keys, or none without `[auth]`. A config with `[auth]` whose keys
+ * were not resolved is a bug in the caller (main.ts resolves them before it starts anything).
+ */
+export function verifierFor(
+  auth: AuthConfig | undefined,
+  keys: KeySource | undefined,
+  clock?: Clock | undefined,
+): Verifier | undefined {
+  if (auth === undefined) return undefined;
+  if (keys === undefined) throw new Error('[auth] is set but no keys were resolved');
+  return createVerifier({ keys, audience: auth.audience, issuer: auth.issuer, clock });
 }
