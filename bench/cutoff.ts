@@ -1,6 +1,6 @@
 /**
  * `bun bench/cutoff.ts [--runs N] [--sockets N]`: how long `pgws.disconnect` takes to close a subject's
- * sockets (PROTOCOL.md: "within 1 s every instance"). Two instances (real server processes, `[auth]` on)
+ * sockets (docs/PROTOCOL.md: "within 1 s every instance"). Two instances (real server processes, `[auth]` on)
  * on one PostgreSQL (embedded, or BENCH_DATABASE_URL); each run opens N multiplexed sockets of a fresh
  * subject on each, then calls `SELECT pgws.disconnect(subject)` from a third connection and times every
  * close the clients see, from the moment the statement is sent. Measured, never asserted.

@@ -6,13 +6,10 @@
  * Wiring order is declaration order: every piece is built before anything that calls it, and nothing
  * runs until `listener.start`, so no callback can reach a piece that does not exist yet.
  */
-import { createAccess } from './auth/access.ts';
-import { type Cutoff, createRevocations } from './auth/revocations.ts';
-import { createSubjectCounter } from './auth/slots.ts';
 import type { KeySource } from './auth/tokens.ts';
 import type { Clock } from './base/clock.ts';
 import type { Logger } from './base/log.ts';
-import { CONTROL_CHANNEL, PROBE_PREFIX } from './base/name.ts';
+import { isProbeChannel } from './base/name.ts';
 import { createStats } from './base/stats.ts';
 import { createCatalog } from './channels/catalog.ts';
 import { describeChannels } from './channels/discovery.ts';
@@ -20,17 +17,16 @@ import { createFollower, type Follower, type FollowerEvents } from './cluster/fo
 import type { WorkerRole } from './cluster/messages.ts';
 import { type Cluster, createCluster } from './cluster/primary.ts';
 import type { Config } from './config/load.ts';
-import { createCanary, logFailing } from './db/canary.ts';
-import { createControl } from './db/control.ts';
+import { createCanary, logFailing, newProbeChannel } from './db/canary.ts';
 import { createListener, type Listener } from './db/listener.ts';
 import { createQueries } from './db/queries.ts';
 import { createSweeper } from './db/sweeper.ts';
 import { createFanOut } from './delivery/fanout.ts';
-import { createPipeline } from './delivery/pipeline.ts';
+import { createPipeline, type InvalidPayloadHook } from './delivery/pipeline.ts';
 import { fileLimitSockets } from './http/admission.ts';
+import { createAuthority } from './http/authority.ts';
 import { createRoutes } from './http/routes.ts';
 import { type Bound, createServer } from './http/server.ts';
-import { createSubjects, type Holder } from './http/subjects.ts';
 import { aggregateMetrics } from './observe/aggregate.ts';
 import { createMetrics } from './observe/metrics.ts';
 import { createHub } from './protocol/hub.ts';
@@ -64,6 +60,11 @@ export interface BridgeOptions {
   cluster?: { readonly role: 'primary' } | WorkerRole;
   /** Token expiry's time: jose's `exp`/`nbf` checks and the sockets' expiry timers (the real clock by default). */
   clock?: Clock;
+  /**
+   * Called with every payload this process drops as invalid, with its issues (the test kit's `invalid()`).
+   * In `[server] workers > 1` the primary validates, so only its hook hears of them.
+   */
+  onInvalid?: InvalidPayloadHook;
 }
 
 /** A running bridge. */
@@ -84,31 +85,16 @@ export interface Bridge {
   [Symbol.asyncDispose](): Promise<void>;
 }
 
-// PG: the probe channel is private to this process; clients never learn its name.
-const probeChannel = () => `${PROBE_PREFIX}${process.pid}.${crypto.randomUUID().slice(0, 8)}`;
-
 /** Starts a bridge. The HTTP server listens at once, even while the database is still unreachable. */
 export async function createBridge(options: BridgeOptions): Promise<Bridge> {
   const { config, log } = options;
   const stats = createStats();
   const catalog = createCatalog(config);
-  const authLog = log.child('auth');
-  // Cut-offs matter only to tokens: without [auth] revocations are always current and empty.
-  const revocations = createRevocations(config.auth !== undefined);
-  const access = createAccess({
-    auth: config.auth,
-    keys: options.authKeys,
-    clock: options.clock,
-    isPublic: catalog.isPublic,
-    revocations,
-    stats,
-    log: authLog,
-  });
-  // The instance's count; a worker claims its slots from the primary's instead (cluster/claims.ts).
-  const counter = createSubjectCounter(config.auth?.maxConnectionsPerSubject ?? 0);
-  const subjects = createSubjects<Holder>({ revocations, stats, log: authLog });
-  const probe = probeChannel();
-  // PROTOCOL.md: a channel with history is LISTENed from startup, with or without subscribers.
+  const { clock } = options;
+  const authority = createAuthority({ config, keys: options.authKeys, clock, isPublic: catalog.isPublic, stats, log });
+  const { access, revocations, counter } = authority;
+  const probe = newProbeChannel();
+  // docs/PROTOCOL.md: a channel with history is LISTENed from startup, with or without subscribers.
   const pinned = [...config.channels.values()].filter((channel) => channel.history > 0).map((channel) => channel.name);
 
   const hub = createHub({ history: catalog.history });
@@ -119,7 +105,6 @@ export async function createBridge(options: BridgeOptions): Promise<Bridge> {
     if (!catalog.declared(channel)) stats.channels.delete(channel);
   };
   const worker = options.cluster?.role === 'worker' ? options.cluster : undefined;
-  const isProbe = (channel: string) => channel.startsWith(PROBE_PREFIX);
   const follower: Follower | undefined =
     worker === undefined
       ? undefined
@@ -140,27 +125,17 @@ export async function createBridge(options: BridgeOptions): Promise<Bridge> {
       reconnectMinMs: config.database.reconnectMinMs,
       reconnectMaxMs: config.database.reconnectMaxMs,
       probeChannel: probe,
-      controlChannel: config.auth === undefined ? undefined : CONTROL_CHANNEL,
+      controlChannel: authority.channel,
       pinned,
       log: listenerLog,
-      onListen: (channel) => isProbe(channel) || hub.open(channel),
+      onListen: (channel) => isProbeChannel(channel) || hub.open(channel),
       onUnlisten,
       // Workers' probes, LISTENed here for them.
-      isPrivate: isProbe,
+      isPrivate: isProbeChannel,
       maxChannels: config.server.maxChannels,
     });
+  // A worker claims its slots from the primary's count (cluster/claims.ts).
   const slots = follower?.slots ?? counter;
-  // Where the LISTEN connection is: the primary reads cut-offs for the instance and hands them to its workers.
-  const control =
-    follower === undefined && config.auth !== undefined
-      ? createControl({
-          queries: listener.queries,
-          onCutoff: cutoff,
-          retryMinMs: config.database.reconnectMinMs,
-          retryMaxMs: config.database.reconnectMaxMs,
-          log: authLog,
-        })
-      : undefined;
   const canary = createCanary({
     intervalMs: config.database.canaryIntervalMs,
     send: (token) => listener.queries.notify(probe, token),
@@ -211,10 +186,10 @@ export async function createBridge(options: BridgeOptions): Promise<Bridge> {
     sessions,
     access,
     slots,
-    subjects,
+    subjects: authority.subjects,
     reusePort: options.reusePort ?? false,
     maxSockets: fileLimitSockets(options.openFiles),
-    clock: options.clock,
+    clock,
   });
 
   const pipeline = createPipeline({
@@ -223,23 +198,17 @@ export async function createBridge(options: BridgeOptions): Promise<Bridge> {
     fanOut: createFanOut({ catalog, hub, publish: server.publish, cluster }),
     fetch: (id, channel) => listener.queries.fetchPayload(id, channel, config.server.maxPayloadBytes),
     log: log.child('payload'),
+    onInvalid: options.onInvalid,
   });
   const sweeper = createSweeper({
     ttlSeconds: config.database.largePayloadTtl,
     sweep: listener.queries.sweepPayloads,
-    onExpired: (count) => {
-      stats.payloadsExpired += count;
-    },
+    onExpired: (rows) => stats.expired(rows),
     log: log.child('sweeper'),
   });
 
-  /** A cut-off read here or by the primary: the revocations change, then whatever it reaches is closed. */
-  function cutoff(change: Cutoff): void {
-    revocations.apply(change);
-    subjects.apply(change);
-    cluster?.cutoff(change);
-  }
-
+  // Where the LISTEN connection is, cut-offs are read for the instance and handed on to its workers.
+  if (follower === undefined) authority.read(listener.queries, cluster?.cutoff);
   // Before `start`, whose hello the primary answers.
   if (follower !== undefined) worker?.onMessage(follower.receive);
   const databaseUp = Promise.withResolvers<void>();
@@ -247,28 +216,22 @@ export async function createBridge(options: BridgeOptions): Promise<Bridge> {
   const events: FollowerEvents = {
     notification(channel, payload) {
       if (channel === probe) return canary.receive(payload);
-      if (channel === CONTROL_CHANNEL) return control?.receive(payload);
+      if (channel === authority.channel) return authority.receive(payload);
       if (cluster?.probe(channel, payload)) return;
       pipeline.notification(channel, payload);
     },
     delivered: pipeline.delivered,
-    cutoff,
+    cutoff: authority.apply,
     state(state, epochs) {
+      authority.state(state);
       if (state === 'up') {
         databaseUp.resolve();
         canary.restart();
-        // The control channel is LISTENed by now: what the read misses arrives as a hint.
-        control?.reload();
         void canary
           .verified(Number.POSITIVE_INFINITY)
           .then((ok) => ok && revocations.whenCurrent(Number.POSITIVE_INFINITY))
           .then((ok) => ok && ready.resolve());
       } else canary.stop();
-      if (state !== 'up') {
-        // Revocations committed from now on are not heard until the next full read: no token passes meanwhile.
-        revocations.stale();
-        control?.lost();
-      }
       if (state === 'down') {
         pipeline.reset();
         // Tell clients now, not when the database is back: until then they would wait in silence.
@@ -289,7 +252,7 @@ export async function createBridge(options: BridgeOptions): Promise<Bridge> {
   const stop = () => {
     stopped ??= (async () => {
       canary.stop();
-      control?.stop();
+      authority.stop();
       sweeper.stop();
       await server.stop();
       await listener.stop();

@@ -1,5 +1,5 @@
 /**
- * Authorization of multiplexed sockets (`pgws.v1` on `/`): PROTOCOL.md "Authorization". A socket
+ * Authorization of multiplexed sockets (`pgws.v1` on `/`): docs/PROTOCOL.md "Authorization". A socket
  * without a token is anonymous (public channels only); a token comes with the upgrade (subprotocol
  * `bearer.T` or `Authorization`) or in an `auth` frame at any time; whatever does not verify closes
  * with 4401, because a browser sees close codes, not HTTP statuses.

@@ -1,5 +1,5 @@
 /**
- * Authorization of plain sockets (`ws://host/<channel>`, one channel, receive-only): PROTOCOL.md
+ * Authorization of plain sockets (`ws://host/<channel>`, one channel, receive-only): docs/PROTOCOL.md
  * "Authorization". A refused upgrade is an HTTP status (401 no or bad token, 403 not granted); a socket
  * whose token expires is closed with 4401 at `exp` plus the 5 s tolerance.
  */

@@ -5,7 +5,14 @@
  */
 import { describe, expect, setDefaultTimeout, test } from 'bun:test';
 import { SignJWT } from 'jose';
-import { type Client, type ConnectionState, createClient, type GapInfo, PgwsError } from '../src/client/client.ts';
+import {
+  type Client,
+  type ConnectionState,
+  createClient,
+  type GapInfo,
+  type MessageMeta,
+  PgwsError,
+} from '../src/client/client.ts';
 import { fakeClock } from './clock.ts';
 import { databaseUrl, metric, startBridge, type TestBridge, uniqueChannel, waitFor, within } from './harness.ts';
 import { startTcpProxy, type TcpProxy } from './proxy.ts';
@@ -18,19 +25,36 @@ function recorder() {
   const events: string[] = [];
   const gaps: GapInfo[] = [];
   const errors: PgwsError[] = [];
+  const subscribed: MessageMeta[] = [];
   let waiters: Array<() => void> = [];
-  const push = (event: string) => {
-    events.push(event);
+  const wake = () => {
     // Swapped first: a waiter that is not satisfied yet puts itself back for the next event.
     const woken = waiters;
     waiters = [];
-    for (const wake of woken) wake();
+    for (const waiter of woken) waiter();
+  };
+  const push = (event: string) => {
+    events.push(event);
+    wake();
+  };
+  const reach = async (done: () => boolean, ms: number, what: () => string) => {
+    const reached = new Promise<void>((resolve) => {
+      const check = () => (done() ? resolve() : waiters.push(check));
+      check();
+    });
+    await within(reached, ms, what());
   };
   return {
     events,
     gaps,
     errors,
+    /** Every `onSubscribed` position, in order: the server's answers, kept apart from `events`. */
+    subscribed,
     handlers: {
+      onSubscribed: (position: MessageMeta) => {
+        subscribed.push(position);
+        wake();
+      },
       onMessage: (payload: unknown, meta: { seq: number }) => push(`${meta.seq}:${JSON.stringify(payload)}`),
       onGap: (info: GapInfo) => {
         gaps.push(info);
@@ -42,13 +66,19 @@ function recorder() {
       },
     },
     /** Resolves once `count` events have been seen. */
-    async until(count: number, ms = 10_000) {
-      const reached = new Promise<void>((resolve) => {
-        const check = () => (events.length >= count ? resolve() : waiters.push(check));
-        check();
-      });
-      await within(reached, ms, `${count} events (have: ${events.join(', ')})`);
-    },
+    until: (count: number, ms = 10_000) =>
+      reach(
+        () => events.length >= count,
+        ms,
+        () => `${count} events (have: ${events.join(', ')})`,
+      ),
+    /** Resolves once the server has answered `count` subscribes (resubscribes included). */
+    answered: (count: number, ms = 10_000) =>
+      reach(
+        () => subscribed.length >= count,
+        ms,
+        () => `${count} subscribe answers (have ${subscribed.length})`,
+      ),
   };
 }
 
@@ -79,12 +109,7 @@ describe('the client: subscribe and resume', () => {
     const { client, states } = through(proxy);
     const seen = recorder();
     client.subscribe(channel, seen.handlers);
-    await opened(client);
-    await waitFor(
-      async () => (await metric(t.url, 'pgws_subscriptions', { mode: 'multiplexed' })) === 1,
-      5000,
-      'subscribed',
-    );
+    await seen.answered(1);
     await t.notify(channel, 'one');
     await t.notify(channel, 'two');
     await seen.until(2);
@@ -97,6 +122,12 @@ describe('the client: subscribe and resume', () => {
     await seen.until(5);
     expect(seen.events).toEqual(['1:"one"', '2:"two"', '3:"three"', '4:"four"', '5:"five"']);
     expect(seen.gaps).toEqual([]);
+    // onSubscribed: the position the server answered with, first from nothing, then resumed after "two".
+    const epoch = seen.subscribed[0]?.epoch;
+    expect(seen.subscribed).toEqual([
+      { epoch: expect.any(String), seq: 0 },
+      { epoch, seq: 2 },
+    ]);
     expect(states).toEqual(['open', 'connecting', 'open']);
     await client.close();
   });
@@ -108,12 +139,7 @@ describe('the client: subscribe and resume', () => {
     const { client } = through(proxy);
     const seen = recorder();
     client.subscribe(channel, seen.handlers);
-    await opened(client);
-    await waitFor(
-      async () => (await metric(first.url, 'pgws_subscriptions', { mode: 'multiplexed' })) === 1,
-      5000,
-      'subscribed',
-    );
+    await seen.answered(1);
     await first.notify(channel, 'before');
     await seen.until(1);
     await using second = await startBridge(`[channels."${channel}"]\nhistory = 100\n`);
@@ -121,11 +147,7 @@ describe('the client: subscribe and resume', () => {
     await first.stop();
     await seen.until(2);
     expect(seen.events[1]).toBe('gap:not_recovered');
-    await waitFor(
-      async () => (await metric(second.url, 'pgws_subscriptions', { mode: 'multiplexed' })) === 1,
-      5000,
-      'resubscribed',
-    );
+    await seen.answered(2);
     await second.notify(channel, 'after');
     await seen.until(3);
     expect(seen.events).toEqual(['1:"before"', 'gap:not_recovered', '1:"after"']);
@@ -143,12 +165,7 @@ describe('the client: subscribe and resume', () => {
     const { client } = through(proxy);
     const seen = recorder();
     client.subscribe(channel, seen.handlers);
-    await opened(client);
-    await waitFor(
-      async () => (await metric(t.url, 'pgws_subscriptions', { mode: 'multiplexed' })) === 1,
-      5000,
-      'subscribed',
-    );
+    await seen.answered(1);
     await t.sql`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = ${app}`;
     await seen.until(1);
     expect(seen.gaps).toMatchObject([{ channel, seq: 0, reason: 'gap' }]);

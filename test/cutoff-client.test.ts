@@ -1,5 +1,5 @@
 /**
- * The typed client (src/client/client.ts) when the server cuts its subject off (PROTOCOL.md: 4403, "do not
+ * The typed client (src/client/client.ts) when the server cuts its subject off (docs/PROTOCOL.md: 4403, "do not
  * reconnect with the same token; get a new one") or refuses one more connection of it (4429, "close another
  * connection first"): against a real bridge for what the client does, and the pure rules of
  * src/client/closes.ts for how long it waits.

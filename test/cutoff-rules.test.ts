@@ -1,5 +1,5 @@
 /**
- * The rules of cutting a subject off, without a socket or a database (PROTOCOL.md, "Cutting a subject
+ * The rules of cutting a subject off, without a socket or a database (docs/PROTOCOL.md, "Cutting a subject
  * off, and per-subject limits"): which tokens a revocation refuses, when the revocations are current, and
  * how the slots of `max_connections_per_subject` are counted.
  */

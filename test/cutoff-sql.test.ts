@@ -1,5 +1,5 @@
 /**
- * The cut-off half of `bun run sql` against a real PostgreSQL (PROTOCOL.md, "Cutting a subject off"):
+ * The cut-off half of `bun run sql` against a real PostgreSQL (docs/PROTOCOL.md, "Cutting a subject off"):
  * `pgws.disconnect`, `pgws.revoke` and `pgws.unrevoke`, their tables, what they notify, who may call them,
  * and the bridge's reads of what they wrote. Each test runs in a database of its own.
  */

@@ -1,5 +1,5 @@
 /**
- * Cutting a subject off with `[server] workers = 2` (PROTOCOL.md, "Cutting a subject off, and per-subject
+ * Cutting a subject off with `[server] workers = 2` (docs/PROTOCOL.md, "Cutting a subject off, and per-subject
  * limits"): real server processes sharing one port, so the kernel spreads connections over both workers.
  * The primary reads the control channel and hands every cut-off to its worker; it also counts the slots of
  * `max_connections_per_subject` for both. And a restart: a revocation outlives the processes.

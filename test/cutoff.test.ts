@@ -1,5 +1,5 @@
 /**
- * Acceptance tests of PROTOCOL.md, "Cutting a subject off, and per-subject limits": `pgws.disconnect`,
+ * Acceptance tests of docs/PROTOCOL.md, "Cutting a subject off, and per-subject limits": `pgws.disconnect`,
  * `pgws.revoke` and `pgws.unrevoke` against bridges started in-process (two instances on one database, a
  * restart, a LISTEN connection that is down while a revoke is made), and `[auth] max_connections_per_subject`.
  * Every test has subjects of its own, so suites sharing the database never see each other's revocations.

@@ -1,6 +1,6 @@
 /**
- * Acceptance test of `pgws.v1` positions with `[server] workers > 1` (PROTOCOL.md, "Positions belong to
- * a server instance, not to one of its worker processes"): real server processes sharing one port, so
+ * Acceptance test of `pgws.v1` positions with `[server] workers > 1` (docs/PROTOCOL.md "Positions": a position
+ * is the instance's, not the worker process's): real server processes sharing one port, so
  * the kernel spreads connections among them at random.
  */
 import { describe, expect, setDefaultTimeout, test } from 'bun:test';

@@ -1,5 +1,5 @@
 /**
- * The test client of the multiplexed protocol `pgws.v1` (PROTOCOL.md), the only one in test/: a real
+ * The test client of the multiplexed protocol `pgws.v1` (docs/PROTOCOL.md), the only one in test/: a real
  * WebSocket on `/` that can offer subprotocols (`bearer.<token>` too) and send headers (`Authorization`,
  * `Origin`), records every server frame, parsed, and its close, so tests wait on frames instead of
  * sleeping. Every wait has a named timeout and fails at once, with the close code, if the server closes

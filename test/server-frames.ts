@@ -1,5 +1,5 @@
 /**
- * The contract's table of server frames (PROTOCOL.md, "Server → client"): which types and error codes
+ * The contract's table of server frames (docs/PROTOCOL.md, "Server → client"): which types and error codes
  * exist and which fields each type must carry. The fuzzers check every frame a server sends against it.
  */
 import { parse } from './mux.ts';

@@ -146,7 +146,7 @@ async function engine(
     stats,
     access: createAccess({
       auth: undefined,
-      keys: undefined,
+      verifier: undefined,
       isPublic: catalog.isPublic,
       revocations: createRevocations(false),
       stats,

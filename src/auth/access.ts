@@ -13,7 +13,7 @@ import type { Stats } from '../base/stats.ts';
 import type { AuthConfig } from '../config/sections.ts';
 import type { Mode } from './grants.ts';
 import type { Revocations } from './revocations.ts';
-import { createVerifier, type Identity, type KeySource, type Verified } from './tokens.ts';
+import { createVerifier, type Identity, type KeySource, type Verified, type Verifier } from './tokens.ts';
 
 /**
  * What a token check says: verified, or refused. Beyond jose's refusals, `revoked` (a revocation covers
@@ -41,10 +41,8 @@ export interface Access {
 /** Options of {@link createAccess}. */
 export interface AccessOptions {
   readonly auth: AuthConfig | undefined;
-  /** `[auth]`'s key material, resolved by `keys.ts`; required with `[auth]`. */
-  readonly keys: KeySource | undefined;
-  /** Time for jose's `exp`/`nbf` checks (the real clock by default). */
-  readonly clock?: Clock | undefined;
+  /** `[auth]`'s verifier ({@link verifierFor}); none without `[auth]`. */
+  readonly verifier: Verifier | undefined;
   readonly isPublic: (channel: string) => boolean;
   readonly revocations: Pick<Revocations, 'whenCurrent' | 'refuses'>;
   readonly stats: Pick<Stats, 'authFailure' | 'revocationRefusal'>;
@@ -53,16 +51,14 @@ export interface AccessOptions {
 
 /** Creates the access check. */
 export function createAccess(options: AccessOptions): Access {
-  const { auth, keys, revocations, stats, log } = options;
-  if (auth !== undefined && keys === undefined) throw new Error('[auth] is set but no keys were resolved');
-  if (auth === undefined || keys === undefined) {
+  const { auth, verifier, revocations, stats, log } = options;
+  if (auth === undefined || verifier === undefined) {
     return {
       enabled: false,
       verify: async () => ({ ok: false, reason: 'invalid', message: 'authorization is not configured' }),
       permits: () => true,
     };
   }
-  const verifier = createVerifier({ keys, audience: auth.audience, issuer: auth.issuer, clock: options.clock });
   return {
     enabled: true,
     async verify(token, waitMs) {
@@ -92,4 +88,18 @@ export function createAccess(options: AccessOptions): Access {
       return identity?.grants.permits(channel, mode) ?? false;
     },
   };
+}
+
+/**
+ * The verifier of `[auth]` with its resolved keys, or none without `[auth]`. A config with `[auth]` whose keys
+ * were not resolved is a bug in the caller (main.ts resolves them before it starts anything).
+ */
+export function verifierFor(
+  auth: AuthConfig | undefined,
+  keys: KeySource | undefined,
+  clock?: Clock | undefined,
+): Verifier | undefined {
+  if (auth === undefined) return undefined;
+  if (keys === undefined) throw new Error('[auth] is set but no keys were resolved');
+  return createVerifier({ keys, audience: auth.audience, issuer: auth.issuer, clock });
 }

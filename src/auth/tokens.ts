@@ -53,7 +53,7 @@ export interface VerifierOptions {
   readonly clock?: Clock | undefined;
 }
 
-/** PROTOCOL.md: 5 seconds of clock tolerance on `exp` (and `nbf`). */
+/** docs/PROTOCOL.md: 5 seconds of clock tolerance on `exp` (and `nbf`). */
 export const CLOCK_TOLERANCE_SECONDS = 5;
 
 // Far above any real token (a few hundred bytes to a few KB), far below max_message_bytes.

@@ -18,6 +18,9 @@ export const PROBE_PREFIX = 'pgws.canary.';
  */
 export const CONTROL_CHANNEL = 'pgws.control';
 
+/** Whether `channel` is one of the bridge's probe channels (this process's or a worker's). */
+export const isProbeChannel = (channel: string): boolean => channel.startsWith(PROBE_PREFIX);
+
 const encoder = new TextEncoder();
 
 /** The result of reading a channel name; `reason` is safe to show to the client. */

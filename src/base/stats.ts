@@ -44,6 +44,8 @@ export interface Stats {
   authFailure(reason: AuthFailure): void;
   cutoff(reason: CutoffReason): void;
   revocationRefusal(reason: RevocationRefusal): void;
+  /** Stored payloads deleted by a sweep. */
+  expired(rows: number): void;
 }
 
 const noReferences = (): Record<ReferenceProblem, number> => ({
@@ -97,5 +99,8 @@ export function createStats(): Stats {
     authFailure: (reason) => count(authFailures, reason),
     cutoff: (reason) => count(cutoffs, reason),
     revocationRefusal: (reason) => count(revocationRefusals, reason),
+    expired(rows) {
+      this.payloadsExpired += rows;
+    },
   };
 }

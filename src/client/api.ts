@@ -43,6 +43,11 @@ export interface SubscribeOptions<Payload> {
   /** Conditions on the payload (see the README's Filters); only schema channels take one. */
   readonly filter?: Readonly<Record<string, unknown>>;
   onMessage(payload: Payload, meta: MessageMeta): void;
+  /**
+   * The server answered the subscribe (again after every resubscribe): from now on each NOTIFY committed on
+   * the channel reaches `onMessage`. For code that must not write before it listens, such as a test.
+   */
+  onSubscribed?(position: MessageMeta): void;
   onGap?(info: GapInfo): void;
   /** The subscription ended with an error (refused, or no longer allowed); the client's `onError` otherwise. */
   onError?(error: PgwsError): void;

@@ -69,6 +69,7 @@ export function createSubscriptions(connection: Connection, requests: Requests):
         sub.position = { epoch, seq };
         sub.live = true;
         if (frame['recovered'] === false) sub.options.onGap?.({ channel, epoch, seq, reason: 'not_recovered' });
+        sub.options.onSubscribed?.(sub.position);
         release(sub);
         return;
       }

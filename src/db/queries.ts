@@ -2,7 +2,8 @@
  * The bridge's query connection: the readiness probe's NOTIFY, client publishes, the stored payloads
  * of `pgws.notify` (fetch, sweep), and the cut-offs of `pgws.disconnect` and `pgws.revoke`. One small
  * `max: 1` postgres.js client beside the LISTEN connection (`listener.ts`), in every process: a worker
- * publishes and probes through its own. Also the command-line tools' short-lived connection (`connectAdmin`).
+ * publishes and probes through its own. Also the command-line tools' short-lived connection (`connectAdmin`)
+ * and the test kit's client (`connectSql`).
  */
 import postgres from 'postgres';
 import type { Fetched } from '../channels/reference.ts';
@@ -199,6 +200,17 @@ export function createQueries(url: string, stopped: () => boolean = () => false)
       }),
     end: () => queries.end({ timeout: 2 }),
   };
+}
+
+/** A postgres.js client, as {@link connectSql} hands one out. */
+export type Sql = postgres.Sql;
+
+/**
+ * A postgres.js client of the caller's own on `url` (the test kit's `bridge.sql`), for the statements a
+ * test runs: migrations, writes, NOTIFYs. Never the bridge's connections; postgres.js's defaults otherwise.
+ */
+export function connectSql(url: string): Sql {
+  return postgres(url, { onnotice: () => {}, connection: { application_name: 'pg-notify-ws testing' } });
 }
 
 /** A short-lived connection for the command-line tools (`bun run trigger`), not for the bridge. */

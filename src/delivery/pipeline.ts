@@ -8,7 +8,7 @@
  */
 import type { Logger } from '../base/log.ts';
 import type { ChannelStats, Stats } from '../base/stats.ts';
-import type { Catalog } from '../channels/catalog.ts';
+import type { Catalog, PayloadIssue } from '../channels/catalog.ts';
 import { type Fetched, MARKER_CODE } from '../channels/reference.ts';
 import { createResolver } from '../channels/resolver.ts';
 import type { Position } from '../protocol/history.ts';
@@ -22,7 +22,15 @@ export interface PipelineOptions {
   /** Fetches a stored payload (`pgws.notify`) on the query connection; never rejects. */
   fetch(id: string, channel: string): Promise<Fetched>;
   log: Logger;
+  /** Told of every payload dropped as invalid (not JSON, or failing the schema), after it is counted. */
+  onInvalid?: InvalidPayloadHook | undefined;
 }
+
+/**
+ * Hears of a payload dropped as invalid: the text as delivered (a stored one once fetched) and what is wrong
+ * with it. For embedders that show the drops, such as the test kit (`testing/`); the metrics count them anyway.
+ */
+export type InvalidPayloadHook = (channel: string, payload: string, issues: readonly PayloadIssue[]) => void;
 
 /** Where notifications enter. */
 export interface Pipeline {
@@ -53,6 +61,7 @@ export function createPipeline(options: PipelineOptions): Pipeline {
       issues: encoded.issues,
       prefix: payload.slice(0, 64),
     });
+    options.onInvalid?.(channel, payload, encoded.issues);
   };
   const references = createResolver({
     fetch: options.fetch,

@@ -1,5 +1,5 @@
 /**
- * Subscription filters (PROTOCOL.md "Filters"): an object of conditions on a channel's validated payload,
+ * Subscription filters (docs/PROTOCOL.md "Filters"): an object of conditions on a channel's validated payload,
  * all of which must hold. Compiled once per subscribe into a closure; nothing is parsed per message.
  *
  * Decisions the contract leaves open:

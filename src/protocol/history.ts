@@ -1,6 +1,6 @@
 /**
  * A channel's stream: its position `{epoch, seq}` and the last messages kept for resuming
- * (PROTOCOL.md "Positions" and "History and resume").
+ * (docs/PROTOCOL.md "Positions" and "History and resume").
  *
  * Pure: the listener calls `append` per delivered notification and `reset` whenever it cannot vouch
  * for continuity; a subscribe with `since` calls `resume`. The invariant `resume` relies on: the ring

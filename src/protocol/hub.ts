@@ -4,7 +4,7 @@
  * topic whose filter matches, so fan-out stays native whatever the number of subscribers.
  *
  * A stream lives exactly as long as its channel is LISTENed (`open` and `close` follow the listener),
- * since that is what continuity means (PROTOCOL.md "Positions"). In a worker the streams follow the
+ * since that is what continuity means (docs/PROTOCOL.md "Positions"). In a worker the streams follow the
  * primary's: `open` takes the primary's snapshot and `deliver` the primary's numbering.
  *
  * Pure: `publish` (the server's topic fan-out) is passed to each call that sends. Topic names start with NUL, which no channel
