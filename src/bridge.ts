@@ -87,10 +87,9 @@ export interface Bridge {
 
 /** Starts a bridge. The HTTP server listens at once, even while the database is still unreachable. */
 export async function createBridge(options: BridgeOptions): Promise<Bridge> {
-  const { config, log } = options;
+  const { config, log, clock } = options;
   const stats = createStats();
   const catalog = createCatalog(config);
-  const { clock } = options;
   const authority = createAuthority({ config, keys: options.authKeys, clock, isPublic: catalog.isPublic, stats, log });
   const { access, revocations, counter } = authority;
   const probe = newProbeChannel();
@@ -207,10 +206,10 @@ export async function createBridge(options: BridgeOptions): Promise<Bridge> {
     log: log.child('sweeper'),
   });
 
-  // Where the LISTEN connection is, cut-offs are read for the instance and handed on to its workers.
+  // Where the LISTEN connection is, cut-offs are read for the instance and handed on to its workers. A
+  // worker hears its primary from before `start`, whose hello the primary answers.
   if (follower === undefined) authority.read(listener.queries, cluster?.cutoff);
-  // Before `start`, whose hello the primary answers.
-  if (follower !== undefined) worker?.onMessage(follower.receive);
+  else worker?.onMessage(follower.receive);
   const databaseUp = Promise.withResolvers<void>();
   const ready = Promise.withResolvers<void>();
   const events: FollowerEvents = {
