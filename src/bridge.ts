@@ -11,6 +11,7 @@ import { createVerifier, type KeySource } from './auth/tokens.ts';
 import type { Logger } from './base/log.ts';
 import { PROBE_PREFIX } from './base/name.ts';
 import { createStats } from './base/stats.ts';
+import { NO_TRACER, type Tracer } from './base/trace.ts';
 import { createCatalog } from './channels/catalog.ts';
 import { describeChannels } from './channels/discovery.ts';
 import { createFollower, type Follower, type FollowerEvents } from './cluster/follower.ts';
@@ -57,6 +58,8 @@ export interface BridgeOptions {
    * (`cluster/primary.ts`); a worker follows it over IPC (`cluster/follower.ts`). Absent: a lone process.
    */
   cluster?: { readonly role: 'primary' } | WorkerRole;
+  /** Spans for notifications, publishes and replays (`tracing.ts` makes one from `OTEL_*`); default off. */
+  tracer?: Tracer;
 }
 
 /** A running bridge. */
@@ -83,6 +86,7 @@ const probeChannel = () => `${PROBE_PREFIX}${process.pid}.${crypto.randomUUID().
 /** Starts a bridge. The HTTP server listens at once, even while the database is still unreachable. */
 export async function createBridge(options: BridgeOptions): Promise<Bridge> {
   const { config, log } = options;
+  const tracer = options.tracer ?? NO_TRACER;
   const stats = createStats();
   const catalog = createCatalog(config);
   if (config.auth !== undefined && options.authKeys === undefined)
@@ -148,6 +152,7 @@ export async function createBridge(options: BridgeOptions): Promise<Bridge> {
     stats,
     access,
     log: log.child('session'),
+    tracer,
   });
   const metrics = createMetrics({ stats, listener, canary, hub });
   const cluster =
@@ -190,6 +195,8 @@ export async function createBridge(options: BridgeOptions): Promise<Bridge> {
     fanOut: createFanOut({ catalog, hub, publish: server.publish, cluster }),
     fetch: (id, channel) => listener.queries.fetchPayload(id, channel, config.server.maxPayloadBytes),
     log: log.child('payload'),
+    tracer,
+    seqOf: (channel) => (hub.has(channel) ? hub.position(channel).seq : undefined),
   });
   const sweeper = createSweeper({
     ttlSeconds: config.database.largePayloadTtl,

@@ -8,6 +8,7 @@ import { dirname, join } from 'node:path';
 import postgres from 'postgres';
 import { resolveKeys } from '../src/auth/keys.ts';
 import { createLogger, type Logger } from '../src/base/log.ts';
+import type { Tracer } from '../src/base/trace.ts';
 import { type Bridge, createBridge } from '../src/bridge.ts';
 import { bundleClient } from '../src/client/bundle.ts';
 import { parseConfig } from '../src/config/load.ts';
@@ -78,6 +79,8 @@ export async function startBridge(
     waitReady?: boolean;
     /** Extra environment for `[auth] secret_env`. */
     env?: Record<string, string>;
+    /** Spans (src/tracing.ts); default off. */
+    tracer?: Tracer;
   } = {},
 ): Promise<TestBridge> {
   const text = `[server]\nhost = "127.0.0.1"\nport = 0\n${options.server ?? ''}\n[database]\n${options.database ?? ''}\n${toml}`;
@@ -102,6 +105,7 @@ export async function startBridge(
     consoleHtml,
     clientJs: await clientJs(),
     ...(auth === undefined ? {} : { authKeys: auth.keys }),
+    ...(options.tracer === undefined ? {} : { tracer: options.tracer }),
   });
   const sql = postgres(databaseUrl(), { max: 2, onnotice: () => {} });
   if (options.waitReady !== false) await within(bridge.ready, 10_000, 'the bridge to become ready');
