@@ -24,6 +24,7 @@ import { createQueries } from './db/queries.ts';
 import { createSweeper } from './db/sweeper.ts';
 import { createFanOut } from './delivery/fanout.ts';
 import { createPipeline } from './delivery/pipeline.ts';
+import { describeAsyncApi } from './describe/asyncapi.ts';
 import { fileLimitSockets } from './http/admission.ts';
 import { createRoutes } from './http/routes.ts';
 import { type Bound, createServer } from './http/server.ts';
@@ -58,6 +59,8 @@ export interface BridgeOptions {
    * (`cluster/primary.ts`); a worker follows it over IPC (`cluster/follower.ts`). Absent: a lone process.
    */
   cluster?: { readonly role: 'primary' } | WorkerRole;
+  /** The version the AsyncAPI document names (package.json's, from `main.ts`). */
+  version?: string;
   /** Spans for notifications, publishes and replays (`tracing.ts` makes one from `OTEL_*`); default off. */
   tracer?: Tracer;
 }
@@ -82,6 +85,15 @@ export interface Bridge {
 
 // PG: the probe channel is private to this process; clients never learn its name.
 const probeChannel = () => `${PROBE_PREFIX}${process.pid}.${crypto.randomUUID().slice(0, 8)}`;
+
+/** `make`, remembering its last answer: the document is asked for again and again from the same host. */
+function lastOf(make: (key: string) => string): (key: string) => string {
+  let last: { key: string; value: string } | undefined;
+  return (key) => {
+    if (last?.key !== key) last = { key, value: make(key) };
+    return last.value;
+  };
+}
 
 /** Starts a bridge. The HTTP server listens at once, even while the database is still unreachable. */
 export async function createBridge(options: BridgeOptions): Promise<Bridge> {
@@ -172,6 +184,7 @@ export async function createBridge(options: BridgeOptions): Promise<Bridge> {
     canary,
     metrics: scrape === undefined ? metrics : { ...metrics, render: (byWorker = false) => scrape(byWorker) },
     channelsDocument: JSON.stringify(describeChannels(config)),
+    asyncapi: lastOf((host) => JSON.stringify(describeAsyncApi({ config, host, version: options.version ?? '0.0.0' }))),
     consoleHtml: options.consoleHtml,
     clientJs: options.clientJs,
   });

@@ -6,6 +6,7 @@
  */
 import { basename, dirname, join, resolve } from 'node:path';
 import * as valibot from 'valibot';
+import packageJson from '../package.json' with { type: 'json' };
 import { resolveKeys } from './auth/keys.ts';
 import { ConfigError } from './base/errors.ts';
 import { createLogger, type Logger, parseLevel } from './base/log.ts';
@@ -80,7 +81,7 @@ async function main(): Promise<number> {
 
   const worker = env[WORKER_ENV];
   // Off unless OTEL_TRACES_EXPORTER or an OTLP endpoint asks for traces; workers read the same environment.
-  const tracing = startTracing(env);
+  const tracing = startTracing(env, packageJson.version);
   if (tracing !== undefined && worker === undefined) log.info(`tracing: spans to ${tracing.exporting}`);
   const embedded = config.database.url === undefined ? await startDevelopmentDatabase(log) : undefined;
   const databaseUrl = config.database.url ?? embedded?.url ?? '';
@@ -112,6 +113,7 @@ async function main(): Promise<number> {
         : {}),
     ...(auth === undefined ? {} : { authKeys: auth.keys }),
     ...(tracing === undefined ? {} : { tracer: tracing.tracer }),
+    version: packageJson.version,
     ...(consoleHtml === undefined ? {} : { consoleHtml }),
     clientJs: typeof PGWS_CLIENT_JS === 'string' ? PGWS_CLIENT_JS : await bundleClient(),
   });

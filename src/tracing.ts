@@ -62,7 +62,7 @@ const propagator = new W3CTraceContextPropagator();
  * `OTEL_TRACES_EXPORTER` names an exporter or an OTLP endpoint is set, and `OTEL_SDK_DISABLED=true` or
  * `OTEL_TRACES_EXPORTER=none` turns them off. A value this cannot honour is a ConfigError naming the variable.
  */
-export function startTracing(env: Env, version = '0.1.0'): Tracing | undefined {
+export function startTracing(env: Env, version: string): Tracing | undefined {
   const value = (name: string) => env[name]?.trim() || undefined;
   if (value('OTEL_SDK_DISABLED')?.toLowerCase() === 'true') return undefined;
   const endpoint = value('OTEL_EXPORTER_OTLP_TRACES_ENDPOINT');

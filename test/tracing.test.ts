@@ -28,11 +28,11 @@ describe('startTracing reads the standard environment', () => {
     ],
     ['only unrelated OTEL_ variables', { OTEL_SERVICE_NAME: 'bridge', OTEL_METRICS_EXPORTER: 'otlp' }],
   ])('traces are off with %s', (_, env) => {
-    expect(startTracing(env)).toBeUndefined();
+    expect(startTracing(env, '0.0.0')).toBeUndefined();
   });
 
   test('an OTLP endpoint turns traces on, sending http/protobuf to its /v1/traces by default', async () => {
-    const tracing = startTracing({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:4318/' });
+    const tracing = startTracing({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:4318/' }, '0.0.0');
     expect(tracing?.exporting).toBe('otlp http/protobuf http://127.0.0.1:4318/v1/traces');
     expect(tracing?.tracer.enabled).toBe(true);
     await tracing?.shutdown();
@@ -44,8 +44,8 @@ describe('startTracing reads the standard environment', () => {
     ['OTEL_TRACES_SAMPLER', { OTEL_TRACES_EXPORTER: 'console', OTEL_TRACES_SAMPLER: 'sometimes' }],
     ['OTEL_BSP_SCHEDULE_DELAY', { OTEL_TRACES_EXPORTER: 'console', OTEL_BSP_SCHEDULE_DELAY: 'soon' }],
   ])('a value it cannot honour is a config error naming %s', (name, env) => {
-    expect(() => startTracing(env)).toThrow(ConfigError);
-    expect(() => startTracing(env)).toThrow(name);
+    expect(() => startTracing(env, '0.0.0')).toThrow(ConfigError);
+    expect(() => startTracing(env, '0.0.0')).toThrow(name);
   });
 });
 
@@ -56,12 +56,15 @@ describe('spans reach an OTLP/HTTP receiver', () => {
   let t: TestBridge;
   beforeAll(async () => {
     receiver = startReceiver();
-    const traced = startTracing({
-      OTEL_EXPORTER_OTLP_ENDPOINT: receiver.endpoint,
-      OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json',
-      OTEL_SERVICE_NAME: 'pgws-under-test',
-      OTEL_BSP_SCHEDULE_DELAY: '50',
-    });
+    const traced = startTracing(
+      {
+        OTEL_EXPORTER_OTLP_ENDPOINT: receiver.endpoint,
+        OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json',
+        OTEL_SERVICE_NAME: 'pgws-under-test',
+        OTEL_BSP_SCHEDULE_DELAY: '50',
+      },
+      '0.0.0',
+    );
     if (traced === undefined) throw new Error('tracing did not start');
     tracing = traced;
     t = await startBridge(
@@ -160,7 +163,10 @@ describe('spans reach an OTLP/HTTP receiver', () => {
 
 test('the default protocol, http/protobuf, reaches the receiver too', async () => {
   await using receiver = startReceiver();
-  const tracing = startTracing({ OTEL_EXPORTER_OTLP_ENDPOINT: receiver.endpoint, OTEL_BSP_SCHEDULE_DELAY: '50' });
+  const tracing = startTracing(
+    { OTEL_EXPORTER_OTLP_ENDPOINT: receiver.endpoint, OTEL_BSP_SCHEDULE_DELAY: '50' },
+    '0.0.0',
+  );
   if (tracing === undefined) throw new Error('tracing did not start');
   const channel = uniqueChannel('traced_proto');
   await using t = await startBridge('', { tracer: tracing.tracer });

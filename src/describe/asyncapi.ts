@@ -1,0 +1,246 @@
+/**
+ * The AsyncAPI 3.0 document of a bridge (`GET /asyncapi.json`, `bun run asyncapi`), generated from its config
+ * so that documentation sites, code generators and AsyncAPI Studio can read what `/channels` says in our own
+ * format. Operations are a client's: it receives on every channel and sends frames to the multiplexed
+ * endpoint, publishes included (plain sockets are receive-only).
+ *
+ * What it holds: the server; each declared channel at its plain-socket path with its output JSON Schema (the
+ * `/channels` document's); the raw-channel pattern `/{channel}` when undeclared channels are served; the
+ * multiplexed endpoint `/` with every pgws.v1 frame as a message (`frames.ts`), and one publish message per
+ * channel with `publish = true`, carrying the channel's input schema; security schemes with `[auth]`; and
+ * the close codes and upgrade refusals of `base/wire.ts` as extensions of the server.
+ */
+
+import { Closes, Refusals } from '../base/wire.ts';
+import { type ChannelDescription, describeChannels } from '../channels/discovery.ts';
+import type { Config } from '../config/load.ts';
+import type { AuthConfig } from '../config/sections.ts';
+import { clientFrameSchema, clientMessages, type FrameMessage, type Schema, serverMessages } from './frames.ts';
+
+/** What the document is generated from. */
+export interface AsyncApiOptions {
+  readonly config: Pick<Config, 'channels' | 'server' | 'auth'>;
+  /** `host:port` clients connect to (the request's Host for `GET /asyncapi.json`). */
+  readonly host: string;
+  /** The bridge's version (package.json). */
+  readonly version: string;
+}
+
+const MULTIPLEXED = 'multiplexed';
+const RAW = 'raw';
+const ref = (path: string) => ({ $ref: `#/${path}` });
+
+/** A key AsyncAPI accepts (`^[\w.-]+$`), unique among `taken`: `chat room` → `chat_room`. */
+function idOf(name: string, taken: Set<string>): string {
+  const base = name.replace(/[^\w.-]+/g, '_') || 'channel';
+  let id = base;
+  for (let n = 2; taken.has(id); n++) id = `${base}_${n}`;
+  taken.add(id);
+  return id;
+}
+
+const rawPayload = { type: 'string', description: 'The payload exactly as sent to pg_notify.' };
+
+/** The security schemes `[auth]` accepts, by key; the `queryToken` one only with `query_token = true`. */
+function securitySchemes(auth: AuthConfig): Record<string, Schema> {
+  const keys = auth.secretEnv !== undefined ? 'HS256 with a shared secret' : 'the keys of a JWKS';
+  return {
+    bearer: {
+      type: 'http',
+      scheme: 'bearer',
+      bearerFormat: 'JWT',
+      description: `\`Authorization: Bearer <token>\` on the upgrade: a JWT (${keys}) with \`sub\`, \`exp\` and \`channels\` grants (\`r\`, \`w\`, \`rw\`).`,
+    },
+    subprotocol: {
+      type: 'httpApiKey',
+      in: 'header',
+      name: 'Sec-WebSocket-Protocol',
+      description: 'Multiplexed endpoint only: `bearer.<token>` offered beside `pgws.v1` (never echoed), for browsers.',
+    },
+    ...(auth.queryToken
+      ? { queryToken: { type: 'httpApiKey', in: 'query', name: 'token', description: '`?token=<token>` in the URL.' } }
+      : {}),
+  };
+}
+
+/** Builds the document. */
+export function describeAsyncApi(options: AsyncApiOptions): Record<string, unknown> {
+  const { config } = options;
+  const { auth } = config;
+  const schemes = auth === undefined ? undefined : securitySchemes(auth);
+  const plainSecurity = schemes === undefined ? [] : ['bearer', 'queryToken'].filter((k) => k in schemes);
+  const security = (keys: readonly string[]) =>
+    keys.length === 0 ? {} : { security: keys.map((key) => ref(`components/securitySchemes/${key}`)) };
+
+  const taken = new Set([MULTIPLEXED, RAW]);
+  const channels: Record<string, unknown> = {};
+  const operations: Record<string, unknown> = {};
+  const publishes: FrameMessage[] = [];
+
+  for (const described of describeChannels(config).channels) {
+    const id = idOf(described.name, taken);
+    channels[id] = declaredChannel(described);
+    operations[`receive_${id}`] = {
+      action: 'receive',
+      channel: ref(`channels/${id}`),
+      summary: `Receive ${JSON.stringify(described.name)}: one WebSocket text frame per notification.`,
+      messages: [ref(`channels/${id}/messages/notification`)],
+      ...security(described.public ? [] : plainSecurity),
+    };
+    if (described.publish) publishes.push(publishMessage(id, described));
+  }
+  if (config.server.unknownChannels === 'raw') {
+    channels[RAW] = {
+      address: '/{channel}',
+      title: 'Any undeclared channel',
+      description:
+        'Every channel not declared is served raw: the payload byte-exact, no schema. `channel` is the percent-encoded name, exactly the first argument of `pg_notify`.',
+      parameters: { channel: { description: 'The percent-encoded channel name (1 to 63 bytes of UTF-8).' } },
+      messages: { notification: { name: 'notification', contentType: 'text/plain', payload: rawPayload } },
+    };
+    operations[`receive_${RAW}`] = {
+      action: 'receive',
+      channel: ref(`channels/${RAW}`),
+      messages: [ref(`channels/${RAW}/messages/notification`)],
+      ...security(plainSecurity),
+    };
+  }
+  const client = clientMessages();
+  const server = serverMessages();
+  channels[MULTIPLEXED] = {
+    address: '/',
+    title: 'Multiplexed endpoint (pgws.v1)',
+    description:
+      'One socket, many channels: offer the subprotocol `pgws.v1`. Every frame is one JSON text object with a `type`; positions (`epoch`, `seq`) resume a subscription after a drop.',
+    messages: Object.fromEntries([...client, ...server, ...publishes].map((message) => [message.name, message])),
+    bindings: {
+      ws: {
+        bindingVersion: '0.1.0',
+        headers: {
+          type: 'object',
+          properties: {
+            'Sec-WebSocket-Protocol': { type: 'string', description: '`pgws.v1`, and optionally `bearer.<token>`' },
+          },
+          required: ['Sec-WebSocket-Protocol'],
+        },
+      },
+    },
+  };
+  Object.assign(operations, multiplexedOperations(client, server, publishes, schemes));
+  // Server-Sent Events (`GET /events`) and publishing over HTTP (`POST /channels/{channel}/messages`) join here
+  // as channels of their own once http/ serves them (issue 21).
+
+  return {
+    asyncapi: '3.0.0',
+    info: {
+      title: 'pg-notify-ws',
+      version: options.version,
+      description:
+        'PostgreSQL LISTEN/NOTIFY delivered over WebSockets. Operations are described from a client: it receives on every channel, and sends pgws.v1 frames (publishes included) to the multiplexed endpoint.',
+    },
+    defaultContentType: 'application/json',
+    servers: {
+      bridge: {
+        host: options.host,
+        protocol: 'ws',
+        description: 'The bridge. Close codes and upgrade refusals are listed in its x-pgws extensions.',
+        'x-pgws-close-codes': Object.entries(Closes).map(([label, c]) => ({
+          code: c.code,
+          label,
+          when: c.when,
+          advice: c.advice,
+        })),
+        'x-pgws-upgrade-refusals': Object.entries(Refusals).map(([label, r]) => ({
+          status: r.status,
+          label,
+          when: r.when,
+          advice: r.advice,
+        })),
+      },
+    },
+    channels,
+    operations,
+    ...(schemes === undefined ? {} : { components: { securitySchemes: schemes } }),
+  };
+}
+
+function declaredChannel(described: ChannelDescription): Record<string, unknown> {
+  return {
+    address: `/${encodeURIComponent(described.name)}`,
+    title: described.name,
+    ...(described.description === null ? {} : { description: described.description }),
+    messages: {
+      notification: {
+        name: 'notification',
+        ...(described.output === null
+          ? { contentType: 'text/plain', payload: rawPayload }
+          : { contentType: 'application/json', payload: described.output }),
+      },
+    },
+    'x-pgws-history': described.history,
+    'x-pgws-public': described.public,
+  };
+}
+
+/** The publish frame of one channel: `channel` fixed, `payload` its input schema (a string on raw channels). */
+function publishMessage(id: string, described: ChannelDescription): FrameMessage {
+  const frame = clientFrameSchema('publish');
+  const properties = frame['properties'] as Record<string, Schema>;
+  return {
+    name: `publish_${id}`,
+    summary: `Publish on ${JSON.stringify(described.name)}; answered with \`published\` or an \`error\`.`,
+    contentType: 'application/json',
+    payload: {
+      ...frame,
+      properties: {
+        ...properties,
+        channel: { const: described.name },
+        payload: described.input === null ? { type: 'string' } : withoutDialect(described.input),
+      },
+    },
+  };
+}
+
+// `$schema` belongs at a schema's root, and here the input schema is a property of the frame's.
+const withoutDialect = ({ $schema: _, ...schema }: Schema): Schema => schema;
+
+/** Each client frame as a send operation with its replies, plus one receive for what the server sends unasked. */
+function multiplexedOperations(
+  client: readonly FrameMessage[],
+  server: readonly FrameMessage[],
+  publishes: readonly FrameMessage[],
+  schemes: Record<string, Schema> | undefined,
+): Record<string, unknown> {
+  const channel = ref(`channels/${MULTIPLEXED}`);
+  const message = (name: string) => ref(`channels/${MULTIPLEXED}/messages/${name}`);
+  const replies: Readonly<Record<string, readonly string[]>> = {
+    subscribe: ['subscribed', 'message', 'error'],
+    unsubscribe: ['unsubscribed', 'error'],
+    publish: ['published', 'error'],
+    auth: ['ready', 'error'],
+    ping: ['pong'],
+  };
+  const security =
+    schemes === undefined
+      ? {}
+      : { security: Object.keys(schemes).map((key) => ref(`components/securitySchemes/${key}`)) };
+  const operations: Record<string, unknown> = {};
+  for (const { name, summary } of [...client, ...publishes]) {
+    const replied = replies[name] ?? replies['publish'] ?? [];
+    operations[`send_${name}`] = {
+      action: 'send',
+      channel,
+      summary,
+      messages: [message(name)],
+      reply: { channel, messages: replied.map(message) },
+      ...(name.startsWith('publish') ? security : {}),
+    };
+  }
+  operations['receive_frames'] = {
+    action: 'receive',
+    channel,
+    summary: 'What the server sends unasked: `ready` first, then messages, gaps and narrowed subscriptions.',
+    messages: server.map(({ name }) => message(name)),
+  };
+  return operations;
+}
