@@ -29,6 +29,7 @@ import { scale } from './scale.ts';
 import type { Context, Scenario } from './scenario.ts';
 import type { Section, TargetCheck } from './stats.ts';
 import { stopAllTargets } from './target.ts';
+import { tracing } from './tracing.ts';
 import { workers } from './workers.ts';
 
 const SCENARIOS: readonly (readonly [string, Scenario])[] = [
@@ -41,6 +42,7 @@ const SCENARIOS: readonly (readonly [string, Scenario])[] = [
   ['fdlimit', fdLimit],
   ['auth', auth],
   ['scale', scale],
+  ['tracing', tracing],
 ];
 const NAMES = new Set([...SCENARIOS.map(([name]) => name), 'schema']);
 const PRODUCERS = 4;
