@@ -175,19 +175,15 @@ export async function tracing(context: Context): Promise<Outcome> {
         ratio(cpuPerFrame(results.off), cpuPerFrame(results.before)),
         { max: 1.02 },
       ),
-      check(
-        'tracing off ≥ 0.98 × before tracing, 1,000 clients, 100 B',
-        measured('off'),
-        ratio(pick('off')?.framesPerSecond, before?.framesPerSecond),
-        { min: 0.98 },
-        results.off.every(clean),
-      ),
-      check(
-        'tracing on, for the record (no goal), 1,000 clients, 100 B',
-        measured('on'),
-        ratio(pick('on')?.framesPerSecond, before?.framesPerSecond),
-        { min: 0 },
-        results.on.every(clean),
+      // Tracing on has no goal: its ratio is reported for the record, beside the one that has.
+      ...(['off', 'on'] as const).map((variant) =>
+        check(
+          `${LABELS[variant]} ≥ ${variant === 'off' ? 0.98 : 0} × before tracing, 1,000 clients, 100 B`,
+          measured(variant),
+          ratio(pick(variant)?.framesPerSecond, before?.framesPerSecond),
+          { min: variant === 'off' ? 0.98 : 0 },
+          results[variant].every(clean),
+        ),
       ),
     ],
   };

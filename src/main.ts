@@ -81,7 +81,7 @@ async function main(): Promise<number> {
 
   const worker = env[WORKER_ENV];
   // Off unless OTEL_TRACES_EXPORTER or an OTLP endpoint asks for traces; workers read the same environment.
-  const tracing = startTracing(env, packageJson.version);
+  const tracing = await startTracing(env, packageJson.version);
   if (tracing !== undefined && worker === undefined) log.info(`tracing: spans to ${tracing.exporting}`);
   const embedded = config.database.url === undefined ? await startDevelopmentDatabase(log) : undefined;
   const databaseUrl = config.database.url ?? embedded?.url ?? '';

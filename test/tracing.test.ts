@@ -27,12 +27,12 @@ describe('startTracing reads the standard environment', () => {
       { OTEL_TRACES_EXPORTER: 'none', OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:4318' },
     ],
     ['only unrelated OTEL_ variables', { OTEL_SERVICE_NAME: 'bridge', OTEL_METRICS_EXPORTER: 'otlp' }],
-  ])('traces are off with %s', (_, env) => {
-    expect(startTracing(env, '0.0.0')).toBeUndefined();
+  ])('traces are off with %s', async (_, env) => {
+    expect(await startTracing(env, '0.0.0')).toBeUndefined();
   });
 
   test('an OTLP endpoint turns traces on, sending http/protobuf to its /v1/traces by default', async () => {
-    const tracing = startTracing({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:4318/' }, '0.0.0');
+    const tracing = await startTracing({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:4318/' }, '0.0.0');
     expect(tracing?.exporting).toBe('otlp http/protobuf http://127.0.0.1:4318/v1/traces');
     expect(tracing?.tracer.enabled).toBe(true);
     await tracing?.shutdown();
@@ -43,9 +43,10 @@ describe('startTracing reads the standard environment', () => {
     ['OTEL_TRACES_EXPORTER', { OTEL_TRACES_EXPORTER: 'zipkin' }],
     ['OTEL_TRACES_SAMPLER', { OTEL_TRACES_EXPORTER: 'console', OTEL_TRACES_SAMPLER: 'sometimes' }],
     ['OTEL_BSP_SCHEDULE_DELAY', { OTEL_TRACES_EXPORTER: 'console', OTEL_BSP_SCHEDULE_DELAY: 'soon' }],
-  ])('a value it cannot honour is a config error naming %s', (name, env) => {
-    expect(() => startTracing(env, '0.0.0')).toThrow(ConfigError);
-    expect(() => startTracing(env, '0.0.0')).toThrow(name);
+  ])('a value it cannot honour is a config error naming %s', async (name, env) => {
+    const refused = startTracing(env, '0.0.0');
+    await expect(refused).rejects.toBeInstanceOf(ConfigError);
+    await expect(refused).rejects.toThrow(name);
   });
 });
 
@@ -56,7 +57,7 @@ describe('spans reach an OTLP/HTTP receiver', () => {
   let t: TestBridge;
   beforeAll(async () => {
     receiver = startReceiver();
-    const traced = startTracing(
+    const traced = await startTracing(
       {
         OTEL_EXPORTER_OTLP_ENDPOINT: receiver.endpoint,
         OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json',
@@ -163,7 +164,7 @@ describe('spans reach an OTLP/HTTP receiver', () => {
 
 test('the default protocol, http/protobuf, reaches the receiver too', async () => {
   await using receiver = startReceiver();
-  const tracing = startTracing(
+  const tracing = await startTracing(
     { OTEL_EXPORTER_OTLP_ENDPOINT: receiver.endpoint, OTEL_BSP_SCHEDULE_DELAY: '50' },
     '0.0.0',
   );
