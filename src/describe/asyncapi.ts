@@ -6,8 +6,7 @@
  *
  * What it holds: the server; each declared channel at its plain-socket path with its output JSON Schema (the
  * `/channels` document's); the raw-channel pattern `/{channel}` when undeclared channels are served; the
- * multiplexed endpoint `/` with every pgws.v1 frame as a message (`frames.ts`), and one publish message per
- * channel with `publish = true`, carrying the channel's input schema; security schemes with `[auth]`; and
+ * multiplexed endpoint `/` (`multiplexed.ts`); security schemes with `[auth]`; and
  * the close codes and upgrade refusals of `base/wire.ts` as extensions of the server.
  */
 
@@ -15,7 +14,8 @@ import { Closes, Refusals } from '../base/wire.ts';
 import { type ChannelDescription, describeChannels } from '../channels/discovery.ts';
 import type { Config } from '../config/load.ts';
 import type { AuthConfig } from '../config/sections.ts';
-import { clientFrameSchema, clientMessages, type FrameMessage, type Schema, serverMessages } from './frames.ts';
+import type { Schema } from './frames.ts';
+import { describeMultiplexed, MULTIPLEXED, ref } from './multiplexed.ts';
 
 /** What the document is generated from. */
 export interface AsyncApiOptions {
@@ -26,9 +26,7 @@ export interface AsyncApiOptions {
   readonly version: string;
 }
 
-const MULTIPLEXED = 'multiplexed';
 const RAW = 'raw';
-const ref = (path: string) => ({ $ref: `#/${path}` });
 
 /** A key AsyncAPI accepts (`^[\w.-]+$`), unique among `taken`: `chat room` → `chat_room`. */
 function idOf(name: string, taken: Set<string>): string {
@@ -75,7 +73,7 @@ export function describeAsyncApi(options: AsyncApiOptions): Record<string, unkno
   const taken = new Set([MULTIPLEXED, RAW]);
   const channels: Record<string, unknown> = {};
   const operations: Record<string, unknown> = {};
-  const publishes: FrameMessage[] = [];
+  const publishes: (readonly [id: string, described: ChannelDescription])[] = [];
 
   for (const described of describeChannels(config).channels) {
     const id = idOf(described.name, taken);
@@ -87,7 +85,7 @@ export function describeAsyncApi(options: AsyncApiOptions): Record<string, unkno
       messages: [ref(`channels/${id}/messages/notification`)],
       ...security(described.public ? [] : plainSecurity),
     };
-    if (described.publish) publishes.push(publishMessage(id, described));
+    if (described.publish) publishes.push([id, described]);
   }
   if (config.server.unknownChannels === 'raw') {
     channels[RAW] = {
@@ -105,28 +103,9 @@ export function describeAsyncApi(options: AsyncApiOptions): Record<string, unkno
       ...security(plainSecurity),
     };
   }
-  const client = clientMessages();
-  const server = serverMessages();
-  channels[MULTIPLEXED] = {
-    address: '/',
-    title: 'Multiplexed endpoint (pgws.v1)',
-    description:
-      'One socket, many channels: offer the subprotocol `pgws.v1`. Every frame is one JSON text object with a `type`; positions (`epoch`, `seq`) resume a subscription after a drop.',
-    messages: Object.fromEntries([...client, ...server, ...publishes].map((message) => [message.name, message])),
-    bindings: {
-      ws: {
-        bindingVersion: '0.1.0',
-        headers: {
-          type: 'object',
-          properties: {
-            'Sec-WebSocket-Protocol': { type: 'string', description: '`pgws.v1`, and optionally `bearer.<token>`' },
-          },
-          required: ['Sec-WebSocket-Protocol'],
-        },
-      },
-    },
-  };
-  Object.assign(operations, multiplexedOperations(client, server, publishes, schemes));
+  const multiplexed = describeMultiplexed(publishes, schemes === undefined ? [] : Object.keys(schemes));
+  channels[MULTIPLEXED] = multiplexed.channel;
+  Object.assign(operations, multiplexed.operations);
   // Server-Sent Events (`GET /events`) and publishing over HTTP (`POST /channels/{channel}/messages`) join here
   // as channels of their own once http/ serves them (issue 21).
 
@@ -180,67 +159,4 @@ function declaredChannel(described: ChannelDescription): Record<string, unknown>
     'x-pgws-history': described.history,
     'x-pgws-public': described.public,
   };
-}
-
-/** The publish frame of one channel: `channel` fixed, `payload` its input schema (a string on raw channels). */
-function publishMessage(id: string, described: ChannelDescription): FrameMessage {
-  const frame = clientFrameSchema('publish');
-  const properties = frame['properties'] as Record<string, Schema>;
-  return {
-    name: `publish_${id}`,
-    summary: `Publish on ${JSON.stringify(described.name)}; answered with \`published\` or an \`error\`.`,
-    contentType: 'application/json',
-    payload: {
-      ...frame,
-      properties: {
-        ...properties,
-        channel: { const: described.name },
-        payload: described.input === null ? { type: 'string' } : withoutDialect(described.input),
-      },
-    },
-  };
-}
-
-// `$schema` belongs at a schema's root, and here the input schema is a property of the frame's.
-const withoutDialect = ({ $schema: _, ...schema }: Schema): Schema => schema;
-
-/** Each client frame as a send operation with its replies, plus one receive for what the server sends unasked. */
-function multiplexedOperations(
-  client: readonly FrameMessage[],
-  server: readonly FrameMessage[],
-  publishes: readonly FrameMessage[],
-  schemes: Record<string, Schema> | undefined,
-): Record<string, unknown> {
-  const channel = ref(`channels/${MULTIPLEXED}`);
-  const message = (name: string) => ref(`channels/${MULTIPLEXED}/messages/${name}`);
-  const replies: Readonly<Record<string, readonly string[]>> = {
-    subscribe: ['subscribed', 'message', 'error'],
-    unsubscribe: ['unsubscribed', 'error'],
-    publish: ['published', 'error'],
-    auth: ['ready', 'error'],
-    ping: ['pong'],
-  };
-  const security =
-    schemes === undefined
-      ? {}
-      : { security: Object.keys(schemes).map((key) => ref(`components/securitySchemes/${key}`)) };
-  const operations: Record<string, unknown> = {};
-  for (const { name, summary } of [...client, ...publishes]) {
-    const replied = replies[name] ?? replies['publish'] ?? [];
-    operations[`send_${name}`] = {
-      action: 'send',
-      channel,
-      summary,
-      messages: [message(name)],
-      reply: { channel, messages: replied.map(message) },
-      ...(name.startsWith('publish') ? security : {}),
-    };
-  }
-  operations['receive_frames'] = {
-    action: 'receive',
-    channel,
-    summary: 'What the server sends unasked: `ready` first, then messages, gaps and narrowed subscriptions.',
-    messages: server.map(({ name }) => message(name)),
-  };
-  return operations;
 }
