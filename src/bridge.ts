@@ -10,23 +10,23 @@ import { createAccess, verifierFor } from './auth/access.ts';
 import type { KeySource } from './auth/tokens.ts';
 import type { Clock } from './base/clock.ts';
 import type { Logger } from './base/log.ts';
-import { isProbeChannel } from './base/name.ts';
 import { createStats } from './base/stats.ts';
+import { NO_TRACER, type Tracer } from './base/trace.ts';
 import { createCatalog } from './channels/catalog.ts';
 import { describeChannels } from './channels/discovery.ts';
-import { createFollower, type Follower, type FollowerEvents } from './cluster/follower.ts';
+import type { FollowerEvents } from './cluster/follower.ts';
 import type { WorkerRole } from './cluster/messages.ts';
 import { type Cluster, createCluster } from './cluster/primary.ts';
 import type { Config } from './config/load.ts';
 import { createCanary, logFailing, newProbeChannel } from './db/canary.ts';
-import { createListener, type Listener } from './db/listener.ts';
-import { createQueries } from './db/queries.ts';
 import { createSweeper } from './db/sweeper.ts';
 import { createFanOut } from './delivery/fanout.ts';
 import { createPipeline, type InvalidPayloadHook } from './delivery/pipeline.ts';
+import { asyncApiText } from './describe/asyncapi.ts';
 import { fileLimitSockets } from './http/admission.ts';
 import { createRoutes } from './http/routes.ts';
 import { type Bound, createServer } from './http/server.ts';
+import { createProcessListener } from './listening.ts';
 import { aggregateMetrics } from './observe/aggregate.ts';
 import { createMetrics } from './observe/metrics.ts';
 import { createHub } from './protocol/hub.ts';
@@ -65,6 +65,10 @@ export interface BridgeOptions {
    * In `[server] workers > 1` the primary validates, so only its hook hears of them.
    */
   onInvalid?: InvalidPayloadHook;
+  /** The version the AsyncAPI document names (package.json's, from `main.ts`). */
+  version?: string;
+  /** Spans for notifications, publishes and replays (`tracing.ts` makes one from `OTEL_*`); default off. */
+  tracer?: Tracer;
 }
 
 /** A running bridge. */
@@ -88,6 +92,7 @@ export interface Bridge {
 /** Starts a bridge. The HTTP server listens at once, even while the database is still unreachable. */
 export async function createBridge(options: BridgeOptions): Promise<Bridge> {
   const { config, log } = options;
+  const tracer = options.tracer ?? NO_TRACER;
   const stats = createStats();
   const catalog = createCatalog(config);
   const access = createAccess({
@@ -100,40 +105,19 @@ export async function createBridge(options: BridgeOptions): Promise<Bridge> {
   const pinned = [...config.channels.values()].filter((channel) => channel.history > 0).map((channel) => channel.name);
 
   const hub = createHub({ history: catalog.history });
-  const listenerLog = log.child('listener');
-  // Bounded memory: counters of undeclared channels go when their last subscriber does.
-  const onUnlisten = (channel: string) => {
-    hub.close(channel);
-    if (!catalog.declared(channel)) stats.channels.delete(channel);
-  };
+  const { listener, follower } = createProcessListener({
+    options,
+    hub,
+    probe,
+    pinned,
+    // Bounded memory: counters of undeclared channels go when their last subscriber does.
+    onUnlisten(channel) {
+      hub.close(channel);
+      if (!catalog.declared(channel)) stats.channels.delete(channel);
+    },
+    sample: () => metrics.sample(),
+  });
   const worker = options.cluster?.role === 'worker' ? options.cluster : undefined;
-  const follower: Follower | undefined =
-    worker === undefined
-      ? undefined
-      : createFollower({
-          send: worker.send,
-          queries: createQueries(options.databaseUrl),
-          probeChannel: probe,
-          onListen: hub.open,
-          onUnlisten,
-          sample: () => metrics.sample(),
-          log: listenerLog,
-        });
-  const listener: Listener =
-    follower ??
-    createListener({
-      url: options.databaseUrl,
-      reconnectMinMs: config.database.reconnectMinMs,
-      reconnectMaxMs: config.database.reconnectMaxMs,
-      probeChannel: probe,
-      pinned,
-      log: listenerLog,
-      onListen: (channel) => isProbeChannel(channel) || hub.open(channel),
-      onUnlisten,
-      // Workers' probes, LISTENed here for them.
-      isPrivate: isProbeChannel,
-      maxChannels: config.server.maxChannels,
-    });
   const canary = createCanary({
     intervalMs: config.database.canaryIntervalMs,
     send: (token) => listener.queries.notify(probe, token),
@@ -147,6 +131,7 @@ export async function createBridge(options: BridgeOptions): Promise<Bridge> {
     stats,
     access,
     log: log.child('session'),
+    tracer,
   });
   const metrics = createMetrics({ stats, listener, canary, hub });
   const cluster =
@@ -166,6 +151,7 @@ export async function createBridge(options: BridgeOptions): Promise<Bridge> {
     canary,
     metrics: scrape === undefined ? metrics : { ...metrics, render: (byWorker = false) => scrape(byWorker) },
     channelsDocument: JSON.stringify(describeChannels(config)),
+    asyncapi: asyncApiText(config, options.version ?? '0.0.0'),
     consoleHtml: options.consoleHtml,
     clientJs: options.clientJs,
   });
@@ -191,6 +177,8 @@ export async function createBridge(options: BridgeOptions): Promise<Bridge> {
     fetch: (id, channel) => listener.queries.fetchPayload(id, channel, config.server.maxPayloadBytes),
     log: log.child('payload'),
     onInvalid: options.onInvalid,
+    tracer,
+    seqOf: (channel) => (hub.has(channel) ? hub.position(channel).seq : undefined),
   });
   const sweeper = createSweeper({
     ttlSeconds: config.database.largePayloadTtl,

@@ -6,6 +6,7 @@ import { describe, expect, setDefaultTimeout, test } from 'bun:test';
 import { join } from 'node:path';
 import { ErrorCode } from '../src/base/codes.ts';
 import { ReferenceProblems } from '../src/base/reasons.ts';
+import { Spans } from '../src/base/trace.ts';
 import { Closes, Refusals } from '../src/base/wire.ts';
 import { EVENTS, triggerSql } from '../src/db/trigger.ts';
 import { METRICS } from '../src/observe/table.ts';
@@ -39,6 +40,10 @@ describe('README tables follow the code', () => {
       expect(rows).toContain(`| \`${reason}\` | ${meaning} |`);
     },
   );
+
+  test.each(Object.entries(Spans))('span %s has its row: kind, what it covers, attributes', (name, span) => {
+    expect(rows).toContain(`| \`${name}\` | ${span.kind} | ${span.covers} | ${span.attributes} |`);
+  });
 
   test('the trigger SQL shown is what `bun run trigger --table orders --channel orders` prints', () => {
     const shown = triggerSql({ schema: 'public', table: 'orders', channel: 'orders', events: EVENTS });
