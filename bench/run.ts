@@ -22,10 +22,11 @@ import { renderReport, type Section, type TargetCheck } from './report.ts';
 import { scale } from './scale.ts';
 import type { Context } from './scenario.ts';
 import { stopAllTargets } from './servers.ts';
+import { tracing } from './tracing.ts';
 import { workers } from './workers.ts';
 
 // In the order they run; `schema` is part of fanout (ours only).
-const SCENARIOS = { capacity, fanout, multiplexed, latency, workers, large, fdlimit, auth, scale };
+const SCENARIOS = { capacity, fanout, multiplexed, latency, workers, large, fdlimit, auth, tracing, scale };
 const NAMES = [...Object.keys(SCENARIOS), 'schema'];
 const PRODUCERS = 4;
 const ADDRESSES = 8;

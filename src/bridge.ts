@@ -9,24 +9,24 @@
 import type { KeySource } from './auth/tokens.ts';
 import type { Clock } from './base/clock.ts';
 import type { Logger } from './base/log.ts';
-import { isProbeChannel } from './base/name.ts';
 import { createStats } from './base/stats.ts';
+import { NO_TRACER, type Tracer } from './base/trace.ts';
 import { createCatalog } from './channels/catalog.ts';
 import { describeChannels } from './channels/discovery.ts';
-import { createFollower, type Follower, type FollowerEvents } from './cluster/follower.ts';
+import type { FollowerEvents } from './cluster/follower.ts';
 import type { WorkerRole } from './cluster/messages.ts';
 import { type Cluster, createCluster } from './cluster/primary.ts';
 import type { Config } from './config/load.ts';
 import { createCanary, logFailing, newProbeChannel } from './db/canary.ts';
-import { createListener, type Listener } from './db/listener.ts';
-import { createQueries } from './db/queries.ts';
 import { createSweeper } from './db/sweeper.ts';
 import { createFanOut } from './delivery/fanout.ts';
 import { createPipeline, type InvalidPayloadHook } from './delivery/pipeline.ts';
+import { asyncApiText } from './describe/asyncapi.ts';
 import { fileLimitSockets } from './http/admission.ts';
 import { createAuthority } from './http/authority.ts';
 import { createRoutes } from './http/routes.ts';
 import { type Bound, createServer } from './http/server.ts';
+import { createProcessListener } from './listening.ts';
 import { aggregateMetrics } from './observe/aggregate.ts';
 import { createMetrics } from './observe/metrics.ts';
 import { createHub } from './protocol/hub.ts';
@@ -65,6 +65,10 @@ export interface BridgeOptions {
    * In `[server] workers > 1` the primary validates, so only its hook hears of them.
    */
   onInvalid?: InvalidPayloadHook;
+  /** The version the AsyncAPI document names (package.json's, from `main.ts`). */
+  version?: string;
+  /** Spans for notifications, publishes and replays (`tracing.ts` makes one from `OTEL_*`); default off. */
+  tracer?: Tracer;
 }
 
 /** A running bridge. */
@@ -88,6 +92,7 @@ export interface Bridge {
 /** Starts a bridge. The HTTP server listens at once, even while the database is still unreachable. */
 export async function createBridge(options: BridgeOptions): Promise<Bridge> {
   const { config, log, clock } = options;
+  const tracer = options.tracer ?? NO_TRACER;
   const stats = createStats();
   const catalog = createCatalog(config);
   const authority = createAuthority({ config, keys: options.authKeys, clock, isPublic: catalog.isPublic, stats, log });
@@ -97,42 +102,21 @@ export async function createBridge(options: BridgeOptions): Promise<Bridge> {
   const pinned = [...config.channels.values()].filter((channel) => channel.history > 0).map((channel) => channel.name);
 
   const hub = createHub({ history: catalog.history });
-  const listenerLog = log.child('listener');
-  // Bounded memory: counters of undeclared channels go when their last subscriber does.
-  const onUnlisten = (channel: string) => {
-    hub.close(channel);
-    if (!catalog.declared(channel)) stats.channels.delete(channel);
-  };
+  const { listener, follower } = createProcessListener({
+    options,
+    hub,
+    probe,
+    pinned,
+    controlChannel: authority.channel,
+    limited: counter.limited,
+    // Bounded memory: counters of undeclared channels go when their last subscriber does.
+    onUnlisten(channel) {
+      hub.close(channel);
+      if (!catalog.declared(channel)) stats.channels.delete(channel);
+    },
+    sample: () => metrics.sample(),
+  });
   const worker = options.cluster?.role === 'worker' ? options.cluster : undefined;
-  const follower: Follower | undefined =
-    worker === undefined
-      ? undefined
-      : createFollower({
-          send: worker.send,
-          queries: createQueries(options.databaseUrl),
-          probeChannel: probe,
-          onListen: hub.open,
-          onUnlisten,
-          sample: () => metrics.sample(),
-          limited: counter.limited,
-          log: listenerLog,
-        });
-  const listener: Listener =
-    follower ??
-    createListener({
-      url: options.databaseUrl,
-      reconnectMinMs: config.database.reconnectMinMs,
-      reconnectMaxMs: config.database.reconnectMaxMs,
-      probeChannel: probe,
-      controlChannel: authority.channel,
-      pinned,
-      log: listenerLog,
-      onListen: (channel) => isProbeChannel(channel) || hub.open(channel),
-      onUnlisten,
-      // Workers' probes, LISTENed here for them.
-      isPrivate: isProbeChannel,
-      maxChannels: config.server.maxChannels,
-    });
   // A worker claims its slots from the primary's count (cluster/claims.ts).
   const slots = follower?.slots ?? counter;
   const canary = createCanary({
@@ -149,6 +133,7 @@ export async function createBridge(options: BridgeOptions): Promise<Bridge> {
     access,
     slots,
     log: log.child('session'),
+    tracer,
   });
   const metrics = createMetrics({ stats, listener, canary, hub, revocations });
   const cluster =
@@ -171,6 +156,7 @@ export async function createBridge(options: BridgeOptions): Promise<Bridge> {
     revocations,
     metrics: scrape === undefined ? metrics : { ...metrics, render: (byWorker = false) => scrape(byWorker) },
     channelsDocument: JSON.stringify(describeChannels(config)),
+    asyncapi: asyncApiText(config, options.version ?? '0.0.0'),
     consoleHtml: options.consoleHtml,
     clientJs: options.clientJs,
   });
@@ -198,6 +184,8 @@ export async function createBridge(options: BridgeOptions): Promise<Bridge> {
     fetch: (id, channel) => listener.queries.fetchPayload(id, channel, config.server.maxPayloadBytes),
     log: log.child('payload'),
     onInvalid: options.onInvalid,
+    tracer,
+    seqOf: (channel) => (hub.has(channel) ? hub.position(channel).seq : undefined),
   });
   const sweeper = createSweeper({
     ttlSeconds: config.database.largePayloadTtl,

@@ -6,6 +6,7 @@ import { describe, expect, setDefaultTimeout, test } from 'bun:test';
 import { join } from 'node:path';
 import { ErrorCode } from '../src/base/codes.ts';
 import { CutoffReasons, ReferenceProblems, RevocationRefusals } from '../src/base/reasons.ts';
+import { Spans } from '../src/base/trace.ts';
 import { Closes, Refusals } from '../src/base/wire.ts';
 import { INSTALL_SQL } from '../src/db/script.ts';
 import { EVENTS, triggerSql } from '../src/db/trigger.ts';
@@ -60,6 +61,10 @@ describe('README tables follow the code', () => {
     }
     expect(INSTALL_SQL).toContain('GRANT SELECT ON pgws.revocations, pgws.disconnects TO bridge_role');
     expect(operations).toContain('GRANT SELECT ON pgws.revocations, pgws.disconnects TO bridge_role');
+  });
+
+  test.each(Object.entries(Spans))('span %s has its row: kind, what it covers, attributes', (name, span) => {
+    expect(rows).toContain(`| \`${name}\` | ${span.kind} | ${span.covers} | ${span.attributes} |`);
   });
 
   test('the trigger SQL shown is what `bun run trigger --table orders --channel orders` prints', () => {

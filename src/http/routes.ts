@@ -1,5 +1,6 @@
 /**
- * The plain HTTP endpoints: the console, health, readiness, metrics and the channel catalog, and the
+ * The plain HTTP endpoints: the console, health, readiness, metrics, the channel catalog and the AsyncAPI
+ * document, and the
  * answer to any other plain request. Each reads the bridge's state at request time; none touches a socket.
  */
 import type { Revocations } from '../auth/revocations.ts';
@@ -22,6 +23,8 @@ export interface RouteOptions {
   metrics: Metrics;
   /** The /channels document, serialised once at startup. */
   channelsDocument: string;
+  /** The AsyncAPI document, serialised, with `host` (the request's `host:port`) as its server. */
+  asyncapi(host: string): string;
   /** The console page served at `/`. */
   consoleHtml: string | undefined;
   /** The client bundled as a browser ES module, served at `/client.js`. */
@@ -64,6 +67,11 @@ export function createRoutes(options: RouteOptions): Routes {
     },
     '/channels': () =>
       new Response(options.channelsDocument, {
+        headers: { 'content-type': 'application/json', 'cache-control': 'no-store' },
+      }),
+    // The server's host is the one the client reached, so tools connect where the document was fetched from.
+    '/asyncapi.json': (request) =>
+      new Response(options.asyncapi(new URL(request.url).host), {
         headers: { 'content-type': 'application/json', 'cache-control': 'no-store' },
       }),
   };

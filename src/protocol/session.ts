@@ -3,25 +3,23 @@
  * (subscriptions, rate bucket, identity) and which frames answer it. The socket itself is a {@link Peer}
  * (the server's WebSocket, seen only through a few methods), so every rule here is independent of Bun.
  *
- * Subscriptions (with resume and replay) live in `subscriptions.ts`, the publish decision in `publish.ts`;
- * this file dispatches frames, handles `auth`, and owns the per-socket state.
+ * Subscriptions (with resume and replay) live in `subscriptions.ts`, publishing in `publisher.ts` (its pure
+ * decision in `publish.ts`); this file dispatches frames, handles `auth`, and owns the per-socket state.
  */
 import type { Access } from '../auth/access.ts';
 import type { SubjectSlots } from '../auth/slots.ts';
 import type { Identity } from '../auth/tokens.ts';
 import type { Logger } from '../base/log.ts';
-import { NOTIFY_MAX_BYTES } from '../base/notify.ts';
-import type { PublishOutcome } from '../base/reasons.ts';
 import type { Stats } from '../base/stats.ts';
+import { NO_TRACER, type Tracer } from '../base/trace.ts';
 import type { Catalog } from '../channels/catalog.ts';
 import type { ServerConfig } from '../config/sections.ts';
 import type { Listener } from '../db/listener.ts';
 import type { Queries } from '../db/queries.ts';
-import { type AuthFrame, type ClientFrame, type PublishFrame, parseClientFrame } from './frames.ts';
+import { type AuthFrame, type ClientFrame, parseClientFrame } from './frames.ts';
 import type { Hub } from './hub.ts';
-import { decidePublish } from './publish.ts';
-import { createBucket } from './rate.ts';
-import { type ErrorReply, encodeError, encodePong, encodePublished, encodeReady } from './replies.ts';
+import { createPublisher } from './publisher.ts';
+import { type ErrorReply, encodeError, encodePong, encodeReady } from './replies.ts';
 import type { Peer, SessionState } from './state.ts';
 import { createSubscriptions } from './subscriptions.ts';
 
@@ -47,6 +45,8 @@ export interface SessionOptions {
   access: Access;
   /** `[auth] max_connections_per_subject`: an `auth` frame that makes an anonymous socket a subject's takes a slot. */
   slots: SubjectSlots;
+  /** Spans for publishes and replays when enabled (default: off). */
+  tracer?: Tracer;
 }
 
 /** A session's limits, from `[server]`. */
@@ -78,6 +78,7 @@ export interface Sessions {
 export function createSessions(options: SessionOptions): Sessions {
   const { catalog, hub, listener, limits, stats } = options;
   const { access, slots } = options;
+  const tracer = options.tracer ?? NO_TRACER;
   const permits = (state: SessionState, channel: string, mode: 'r' | 'w') =>
     access.permits(state.identity, channel, mode);
 
@@ -89,46 +90,19 @@ export function createSessions(options: SessionOptions): Sessions {
     limits,
     stats,
     mayRead: (state, channel) => permits(state, channel, 'r'),
+    tracer,
+  });
+  const publish = createPublisher({
+    catalog,
+    listener,
+    limits,
+    stats,
+    log: options.log,
+    mayWrite: (state, channel) => permits(state, channel, 'w'),
+    tracer,
   });
   // A bug must cost one frame its answer, never the process.
   const crashed = (error: unknown) => options.log.error('frame handler failed', { error });
-
-  async function publish(peer: Peer, state: SessionState, frame: PublishFrame, text: string): Promise<void> {
-    const { id, channel } = frame;
-    state.bucket ??= createBucket(limits.publishRate);
-    const decision = decidePublish({
-      catalog,
-      withinRate: state.bucket.take(),
-      publishRate: limits.publishRate,
-      maxPayloadBytes: limits.maxPayloadBytes,
-      mayWrite: permits(state, channel, 'w'),
-      frame,
-      text,
-    });
-    const refuse = (outcome: PublishOutcome, reply: Omit<ErrorReply, 'id' | 'channel'>) => {
-      stats.publish(outcome);
-      fail(peer, { id, channel, ...reply });
-    };
-    if (!decision.ok) {
-      if (decision.unauthorized) stats.authFailure('forbidden');
-      return refuse(decision.outcome, decision.reply);
-    }
-    if (listener.state !== 'up') {
-      return refuse('unavailable', { code: 'unavailable', message: 'database connection is down; retry shortly' });
-    }
-    try {
-      if (!decision.large) await listener.queries.publish(channel, decision.payload);
-      else if (!(await listener.queries.publishLarge(channel, decision.payload))) {
-        const message = `the payload is ${Buffer.byteLength(decision.payload)} bytes; PostgreSQL's NOTIFY takes at most ${NOTIFY_MAX_BYTES}, and pgws.notify (bun run sql) is not installed`;
-        return refuse('too_large', { code: 'payload_too_large', message });
-      }
-    } catch (error) {
-      options.log.warn('publish failed', { channel, error });
-      return refuse('unavailable', { code: 'unavailable', message: 'the database did not take the publish; retry' });
-    }
-    stats.publish('published');
-    if (!state.closed) peer.send(encodePublished(channel, id));
-  }
 
   /**
    * An `auth` frame: present or refresh a token. Whatever does not verify (a revoked token included)

@@ -6,6 +6,7 @@
  */
 
 import type { Identity } from '../auth/tokens.ts';
+import type { TraceSpan } from '../base/trace.ts';
 import type { CloseLabel } from '../base/wire.ts';
 import type { Membership } from './hub.ts';
 import type { FrameId } from './replies.ts';
@@ -40,13 +41,17 @@ export interface SessionState {
   closed: boolean;
 }
 
-/** A resume whose replay did not fit the send budget at once: the next seq to send, after each drain. */
+/** A resume being replayed: the next seq to send, after each drain when it did not fit the send budget at once. */
 export interface Replay {
   readonly channel: string;
   readonly channelJson: string;
   readonly membership: Membership;
   readonly epoch: string;
   next: number;
+  /** Messages sent so far (those a filter passed), for the replay's span. */
+  sent: number;
+  /** The replay's `pgws.replay` span, while tracing is on. */
+  readonly span: TraceSpan | undefined;
 }
 
 /**
