@@ -1,161 +1,172 @@
 /**
- * Authorization's cost (`--only auth`): two servers of ours, identical but for `[auth]` (HS256,
- * `query_token = true`), taking turns. Connection setup: 5,000 multiplexed sockets, each offering its
- * own token as the subprotocol `bearer.T` (none with auth off), counted when their `ready` arrives.
- * Fan-out: 1,000 plain clients, 100 B payloads, through the shared generators and trial (their token
- * rides in `?token=`, the one place a generator's URL can carry it; the check is once per upgrade
- * either way). Then the expiry storm of bench/expiry.ts: 10,000 sockets whose tokens expire together.
+ * Authorization's cost: two servers of ours, identical but for `[auth]`, taking turns: connection setup
+ * of multiplexed sockets with a token each, fan-out to plain clients with one in `?token=`, and the
+ * expiry storm (bench/expiry.ts).
  */
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { SignJWT } from 'jose';
-import { freePort } from '../src/db/embedded.ts';
-import { authReport, bySetupRate, HOLDERS, type Setup } from './auth-report.ts';
-import { runStorm, type StormResult } from './expiry.ts';
-import { type Holders, startHolders } from './holders.ts';
+import { runStorm, type Storm, stormSection } from './expiry.ts';
 import { cpuMeter } from './procstat.ts';
-import type { Context, Outcome } from './scenario.ts';
-import { num } from './stats.ts';
-import { launch, type Target } from './target.ts';
-import { runTrial, type TrialResult } from './trial.ts';
+import { type Column, check, count, ms, num, ratio, section, times } from './report.ts';
+import * as s from './scenario.ts';
+import type { Target } from './servers.ts';
+import { runTrial } from './trial.ts';
 
 const SECRET_ENV = 'PGWS_BENCH_JWT_SECRET';
 const SECRET = crypto.randomUUID() + crypto.randomUUID();
 const key = new TextEncoder().encode(SECRET);
-const GRANTS = { 'bench_*': 'r' };
+/** Client processes that open the setup sockets, 64 at a time each. */
+const HOLDERS = 2;
+// 64 KiB instead of 512: a credit step at 100 B would be 1.3 M frames, longer than the trial waits for
+// progress on a busy machine; runs then ended with frames still on their way ("lost").
 const FANOUT_WINDOW_BYTES = 64 * 1024;
 
 /** Tokens for `bench-0`…, HS256 with the run's secret, granting the bench channels, expiring at `exp`. */
-const mint = (count: number, exp: number) =>
+const mint = (n: number, exp: number) =>
   Promise.all(
-    Array.from({ length: count }, (_, i) =>
-      new SignJWT({ channels: GRANTS })
+    Array.from({ length: n }, (_, i) =>
+      new SignJWT({ channels: { 'bench_*': 'r' } })
         .setProtectedHeader({ alg: 'HS256' })
         .setSubject(`bench-${i}`)
         .setExpirationTime(exp)
         .sign(key),
     ),
   );
+const inAnHour = () => Math.floor(Date.now() / 1000) + 3600;
 
-async function startServer(context: Context, label: string, auth: boolean): Promise<Target> {
-  const dir = mkdtempSync(join(tmpdir(), 'pgws-bench-auth-'));
-  const port = await freePort('0.0.0.0');
-  const file = join(dir, 'channels.toml');
-  const section = auth ? ['[auth]', `secret_env = "${SECRET_ENV}"`, 'query_token = true'] : [];
-  writeFileSync(file, ['[server]', 'host = "0.0.0.0"', `port = ${port}`, ...section, ''].join('\n'));
-  const profile =
-    context.profileDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-md', `--cpu-prof-dir=${context.profileDir}`];
-  return launch({
-    label,
-    argv: [process.execPath, ...profile, 'src/main.ts', '--config', file],
-    env: { DATABASE_URL: context.rig.db.url, LOG_LEVEL: 'warn', HOST: '', [SECRET_ENV]: SECRET },
-    dir,
-    port,
-    metrics: true,
-  });
-}
-
-const muxUrls = (target: Target, addresses: number) =>
-  Array.from({ length: addresses }, (_, i) => `ws://127.0.0.${i + 1}:${target.port}/`);
-
-/** Waits (bounded) until the server has let go of every socket, so the next trial starts from zero. */
+/** Waits (bounded) until the server has let go of every socket, so the next run starts from zero. */
 async function drained(target: Target): Promise<void> {
   const deadline = performance.now() + 30_000;
-  while (performance.now() < deadline) {
-    const text = await fetch(`http://127.0.0.1:${target.port}/metrics`, { headers: { connection: 'close' } })
-      .then((r) => r.text())
-      .catch(() => '');
-    if (/^pgws_connections 0$/m.test(text)) return;
-    await Bun.sleep(100);
-  }
+  while (performance.now() < deadline && (await target.metric('pgws_connections')) !== 0) await Bun.sleep(100);
 }
 
-async function setupTrial(
-  holders: Holders,
-  target: Target,
-  sockets: number,
-  tokens: string[] | undefined,
-  addresses: number,
-): Promise<Setup> {
+/** One connection-setup run; server CPU per socket is steadier than the rate on a shared machine. */
+async function setup(context: s.Context, target: Target, sockets: number, tokens: string[] | undefined) {
+  const { pool, addresses } = context.rig;
   const meter = cpuMeter(() => target.processes());
-  const result = await holders.open({
-    urls: muxUrls(target, addresses),
-    count: sockets,
-    ...(tokens === undefined ? {} : { tokens }),
-  });
+  const urls = target.rootUrls(addresses);
+  const spec = { kind: 'mux', urls, count: sockets, generators: HOLDERS } as const;
+  const result = await pool.connect({ ...spec, ...(tokens === undefined ? {} : { tokens }) });
   const reading = meter();
-  await holders.close();
+  await pool.close();
   await drained(target);
-  const rate = result.opened / (result.ms / 1000);
   const cpuPerSocketUs = (reading.seconds * 1e6) / Math.max(1, result.opened);
-  return { label: target.label, sockets, ...result, rate, cpu: reading.percent, cpuPerSocketUs };
+  return { ...result, sockets, rate: result.opened / (result.ms / 1000), cpu: reading.percent, cpuPerSocketUs };
 }
+
+type Setup = Awaited<ReturnType<typeof setup>>;
+
+/** One server's setup runs (the median one by rate, and the median server CPU per socket) and fan-out runs. */
+type Side = s.Runs & { label: string; setups: Setup[]; setup: Setup | undefined; cpuPerSocketUs: number | undefined };
 
 /** Runs the auth scenario. */
-export async function auth(context: Context): Promise<Outcome> {
-  const { rig, say } = context;
-  const rounds = context.quick ? 1 : 3;
+export async function auth(context: s.Context): Promise<s.Outcome> {
+  const { rig, say, quick } = context;
+  const rounds = quick ? 1 : 3;
   // Setting up sockets takes a second or two: more rounds for a steadier median on a shared machine.
-  const setupRounds = context.quick ? 1 : 5;
-  const sockets = context.quick ? 1000 : 5000;
-  const stormSockets = context.quick ? 2000 : 10_000;
-  const fanoutCount = context.quick ? 200 : 3000;
-  const started: Target[] = [];
-  const setups: Record<'off' | 'on', Setup[]> = { off: [], on: [] };
-  const fanouts: Record<'off' | 'on', TrialResult[]> = { off: [], on: [] };
-  let storm: StormResult | undefined;
-  let holders: Holders | undefined;
-  try {
-    const off = await startServer(context, 'auth off', false);
-    started.push(off);
-    const on = await startServer(context, 'auth on', true);
-    started.push(on);
-    holders = await startHolders(HOLDERS);
-    const [fanToken] = await mint(1, Math.floor(Date.now() / 1000) + 3600);
-    const withToken: Target = {
-      ...on,
-      urls: (channel, n) => on.urls(channel, n).map((url) => `${url}?token=${fanToken}`),
-    };
-    for (let round = 1; round <= setupRounds; round++) {
-      for (const variant of ['off', 'on'] as const) {
-        say(`auth: connection setup, ${num(sockets)} sockets, auth ${variant}, run ${round}/${setupRounds}`);
-        const tokens = variant === 'on' ? await mint(sockets, Math.floor(Date.now() / 1000) + 3600) : undefined;
-        setups[variant].push(await setupTrial(holders, variant === 'on' ? on : off, sockets, tokens, rig.addresses));
-      }
-    }
-    // A 64 KiB credit window instead of the rig's 512 KiB: the generators report progress every quarter
-    // window, and at 100 B that is 1.3 M frames, longer than the trial waits for progress (3 s) when
-    // other work shares the machine; runs then ended early with frames still on their way ("lost").
-    const fanRig = { ...rig, windowBytes: FANOUT_WINDOW_BYTES };
-    // Round 0 warms the generators and both servers up and is not reported: on a fresh fleet (--only
-    // auth) the first round ran slow enough that the trial's drain gave up on frames still arriving.
-    for (let round = 0; round <= rounds; round++) {
-      for (const variant of ['off', 'on'] as const) {
-        say(
-          `auth: fan-out, 1,000 clients, 100 B, auth ${variant}, ${round === 0 ? 'warm-up' : `run ${round}/${rounds}`}`,
-        );
-        const target = variant === 'on' ? withToken : off;
-        const trial = { label: `auth ${variant}`, target, channel: `bench_auth_${variant}`, clients: 1000, size: 100 };
-        const result = await runTrial(fanRig, {
-          ...trial,
-          send: { kind: 'burst', count: round === 0 ? 100 : fanoutCount },
-        });
-        if (round > 0) fanouts[variant].push(result);
-      }
-    }
-    const rateOn = bySetupRate(setups.on)?.rate ?? 400;
-    say(`auth: expiry storm, ${num(stormSockets)} sockets with tokens expiring in the same second`);
-    storm = await runStorm({
-      holders,
-      urls: muxUrls(on, rig.addresses),
-      sockets: stormSockets,
-      connectSeconds: (2 * stormSockets) / rateOn + 3,
-      mint,
-    });
-  } finally {
-    await holders?.stop();
-    await Promise.all(started.map((t) => t.stop()));
-  }
-  return authReport(setups, fanouts, storm, setupRounds, rounds);
+  const setupRounds = quick ? 1 : 5;
+  const sockets = quick ? 1000 : 5000;
+  const stormSockets = quick ? 2000 : 10_000;
+  const env = { [SECRET_ENV]: SECRET };
+  await using off = await s.startOursFor(context, { label: 'auth off' });
+  const authToml = `[auth]\nsecret_env = "${SECRET_ENV}"\nquery_token = true`;
+  await using on = await s.startOursFor(context, { label: 'auth on', toml: authToml, env });
+  const [fanToken] = await mint(1, inAnHour());
+  const withToken: Target = {
+    ...on,
+    urls: (channel, n) => on.urls(channel, n).map((url) => `${url}?token=${fanToken}`),
+  };
+  const servers = [off, on];
+  const setups = await s.inTurns(servers, setupRounds, async (target, round) => {
+    say(`auth: connection setup, ${num(sockets)} sockets, ${target.label}, run ${round}/${setupRounds}`);
+    return setup(context, target, sockets, target === on ? await mint(sockets, inAnHour()) : undefined);
+  });
+  // Round 1 warms everything up and is not reported: on a fresh pool its drain gave up too early.
+  const fanRig = { ...rig, windowBytes: FANOUT_WINDOW_BYTES };
+  const fanouts = await s.inTurns(servers, rounds + 1, (target, round) => {
+    const which = round === 1 ? 'warm-up' : `run ${round - 1}/${rounds}`;
+    say(`auth: fan-out, 1,000 clients, 100 B, ${target.label}, ${which}`);
+    const send = { kind: 'burst', count: round === 1 ? 100 : quick ? 200 : 3000 } as const;
+    const spec = { label: target.label, clients: 1000, size: 100, send };
+    if (target === on) return runTrial(fanRig, { ...spec, target: withToken, channel: 'bench_auth_on' });
+    return runTrial(fanRig, { ...spec, target: off, channel: 'bench_auth_off' });
+  });
+  const sides = servers.flatMap((target, i): Side[] => {
+    const runs = s.runsOf(fanouts[i]?.slice(1) ?? []);
+    const mine = setups[i] ?? [];
+    const setup = s.middle(mine, (x) => x.rate);
+    const cpuPerSocketUs = s.middle(mine, (x) => x.cpuPerSocketUs)?.cpuPerSocketUs;
+    return runs === undefined ? [] : [{ ...runs, label: target.label, setups: mine, setup, cpuPerSocketUs }];
+  });
+  say(`auth: expiry storm, ${num(stormSockets)} sockets with tokens expiring in the same second`);
+  const rateOn = sides[1]?.setup?.rate ?? 400;
+  const storm = await runStorm(rig.pool, {
+    urls: on.rootUrls(rig.addresses),
+    sockets: stormSockets,
+    generators: HOLDERS,
+    connectSeconds: (2 * stormSockets) / rateOn + 3,
+    mint,
+  });
+  return report(sides, storm, setupRounds, rounds);
+}
+
+function report(sides: readonly Side[], storm: Storm, setupRounds: number, rounds: number): s.Outcome {
+  const [off, on] = sides;
+  const setupColumns: Column<Side>[] = [
+    ['server', (x) => x.label],
+    ['sockets', ({ setup }) => num(setup?.sockets)],
+    ['ready', ({ setup }) => `${num(setup?.opened)}/${num(setup?.sockets)}`],
+    ['setup ms', ({ setup }) => ms(setup?.ms)],
+    ['sockets/s', ({ setup }) => num(setup?.rate)],
+    ['range of runs', ({ setups }) => s.rangeOf(setups.map((x) => x.rate))],
+    ['CPU srv %', ({ setup }) => num(setup?.cpu)],
+    ['× auth off', ({ setup }) => times(ratio(setup?.rate, off?.setup?.rate))],
+    ['srv CPU µs/socket', (x) => num(x.cpuPerSocketUs)],
+    ['CPU × auth off', (x) => times(ratio(x.cpuPerSocketUs, off?.cpuPerSocketUs))],
+  ];
+  const fanColumns: Column<Side>[] = [
+    ['server', (x) => x.label],
+    ...s.INTEGRITY,
+    ...s.RATE,
+    ['× auth off', ({ r }) => times(ratio(r.framesPerSecond, off?.r.framesPerSecond))],
+    ...s.TAIL,
+  ];
+  const failedSetups = sides.flatMap((x) =>
+    x.setups.filter((setup) => setup.failed > 0).map((setup) => ({ ...setup, label: x.label })),
+  );
+  return {
+    sections: [
+      section(
+        'Authorization: connection setup, auth off vs on (multiplexed, token as subprotocol)',
+        setupColumns,
+        sides,
+        [
+          `Median of ${count(setupRounds, 'run')} by sockets/s, servers taking turns; "srv CPU µs/socket" is the server's CPU time over the run per socket set up (median of the runs), which the clients sharing the two cores disturb less than the rate. A socket counts once its \`ready\` frame arrives (upgrade, token verified with jose, session opened); ${HOLDERS} generator processes open them 64 at a time each over 127.0.0.1..8. With auth on each socket offers its own HS256 token (\`bearer.T\`); with auth off, only \`pgws.v1\`.`,
+          ...failedSetups.map(
+            (x) => `- ${x.label}: ${num(x.failed)} sockets failed (${x.firstError ?? 'no error text'})`,
+          ),
+        ],
+      ),
+      section('Authorization: fan-out, auth off vs on (1,000 plain clients, 100 B)', fanColumns, sides, [
+        `${s.medianOf(rounds)}, servers taking turns, after one unreported warm-up round each; measured as in the fan-out table but with a 64 KiB credit window (a progress report every 164 notifications rather than every 1,310, so a slow moment on this shared machine does not end a run early). Auth on: every client's URL carries the token in \`?token=\` (query_token = true); it is checked once, at the upgrade.`,
+        ...sides.flatMap((x) => s.runNotes(x.label, x.runs)),
+      ]),
+      stormSection(storm),
+    ],
+    targets: [
+      check(
+        'fan-out with auth on ≥ 0.98 × auth off, 1,000 clients, 100 B, nothing lost',
+        `${num(on?.r.framesPerSecond)} vs ${num(off?.r.framesPerSecond)} frames/s`,
+        ratio(on?.r.framesPerSecond, off?.r.framesPerSecond),
+        { min: 0.98 },
+        sides.every((x) => x.runs.every(s.clean)),
+      ),
+      check(
+        `connection setup with auth on ≥ 0.8 × auth off, ${num(on?.setup?.sockets)} multiplexed sockets`,
+        `${num(on?.setup?.rate)} vs ${num(off?.setup?.rate)} sockets/s (server CPU ${num(on?.cpuPerSocketUs)} vs ${num(off?.cpuPerSocketUs)} µs per socket)`,
+        ratio(on?.setup?.rate, off?.setup?.rate),
+        { min: 0.8 },
+        failedSetups.length === 0,
+      ),
+    ],
+  };
 }

@@ -10,23 +10,15 @@ import { grantTraversal, startEmbeddedPostgres } from '../src/db/embedded.ts';
 import { parentOf, processTree } from './procstat.ts';
 
 /** The database under the benchmark. */
-export interface BenchDatabase {
-  readonly url: string;
-  readonly version: string;
-  readonly embedded: boolean;
-  /** Its processes now (postmaster and backends), for CPU accounting. */
-  processes(): number[];
-  stop(): Promise<void>;
-}
+export type BenchDatabase = Awaited<ReturnType<typeof startDatabase>>;
 
 /** Starts (or connects to) the database and reads its version. */
-export async function startDatabase(env: Record<string, string | undefined>): Promise<BenchDatabase> {
-  const override = env['BENCH_DATABASE_URL'];
+export async function startDatabase(env: Record<string, string | undefined>) {
+  const override = env['BENCH_DATABASE_URL'] || undefined;
   const dataDir = mkdtempSync(join(tmpdir(), 'pgws-bench-pg-'));
   // As root the embedded server runs as "postgres", which must be able to enter this checkout.
-  if (override === undefined || override === '') grantTraversal(dataDir);
-  const embedded =
-    override === undefined || override === '' ? await startEmbeddedPostgres({ dataDir, persistent: false }) : undefined;
+  if (override === undefined) grantTraversal(dataDir);
+  const embedded = override === undefined ? await startEmbeddedPostgres({ dataDir, persistent: false }) : undefined;
   const url = embedded?.url ?? override ?? '';
   const sql = postgres(url, { max: 1, onnotice: () => {}, connect_timeout: 10 });
   let version: string;
@@ -48,9 +40,8 @@ export async function startDatabase(env: Record<string, string | undefined>): Pr
     url,
     version,
     embedded: embedded !== undefined,
+    /** Its processes now (postmaster and backends), for CPU accounting. */
     processes: () => (postmaster === undefined ? [] : processTree(postmaster)),
-    stop: async () => {
-      await embedded?.stop();
-    },
+    stop: async () => embedded?.stop(),
   };
 }

@@ -1,107 +1,73 @@
 /**
- * The expiry storm: many multiplexed sockets whose tokens carry the same `exp`, so the server's
- * per-socket timers all fire at (exp + 5 s) and close them with 4401 at once. Measured, not asserted:
- * how long after that instant the clients see their closes, and how long the server's event loop is
- * held meanwhile, read as the round-trip time of pgws.v1 `ping` frames that one more client sends
- * back to back (1 ms apart) from before the instant until the last close.
+ * The auth scenario's expiry storm: sockets whose tokens share one `exp`, so the server closes them all
+ * with 4401 at exp + 5 s, "the deadline". Measured, not asserted: when the clients see their closes, and
+ * how long the server's event loop is held meanwhile, read as the round trips of `ping` frames one more
+ * client sends 1 ms apart from before the deadline until the last close.
  */
-import type { Holders, SeenClose } from './holders.ts';
-
-/** What one storm showed; times in ms, offsets relative to the close deadline (exp + 5 s). */
-export interface StormResult {
-  readonly sockets: number;
-  readonly connected: number;
-  readonly connectFailures: number;
-  readonly firstError: string | undefined;
-  /** Ms of margin between the last socket's `ready` and the deadline (negative: connecting overlapped it). */
-  readonly margin: number;
-  readonly closed4401: number;
-  readonly otherCloses: number;
-  readonly firstClose: number | undefined;
-  readonly p50Close: number | undefined;
-  readonly p99Close: number | undefined;
-  readonly lastClose: number | undefined;
-  readonly pingBeforeP50: number | undefined;
-  readonly pingBeforeMax: number | undefined;
-  readonly pingStormMax: number | undefined;
-  readonly pings: number;
-}
-
-/** How to run one. `mint(count, exp)` makes that many tokens expiring at `exp` (Unix seconds). */
-export interface StormSpec {
-  readonly holders: Holders;
-  readonly urls: readonly string[];
-  readonly sockets: number;
-  /** Seconds from now by which every socket should be connected (from the measured connect rate). */
-  readonly connectSeconds: number;
-  readonly mint: (count: number, exp: number) => Promise<string[]>;
-}
+import { openMux } from './mux-client.ts';
+import type { Pool, SeenClose } from './pool.ts';
+import { type Column, ms, num, type Section, section } from './report.ts';
 
 const TOLERANCE_MS = 5000;
 const WAIT_AFTER_MS = 30_000;
 
-const quantile = (sorted: readonly number[], q: number) =>
-  sorted.length === 0 ? undefined : sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
-
-/** Runs one storm; the sockets are closed again whatever happens. */
-export async function runStorm(spec: StormSpec): Promise<StormResult> {
+/**
+ * Runs one storm over `sockets` sockets on `generators` client processes, connected within about
+ * `connectSeconds`; `mint(count, exp)` makes tokens expiring at `exp` (Unix seconds). Returns the close
+ * times after the deadline and the ping round trips before it and in the storm (ms, sorted), and the
+ * margin between the last socket's `ready` and the deadline (negative: connecting overlapped it).
+ */
+export async function runStorm(
+  pool: Pool,
+  spec: {
+    readonly urls: readonly string[];
+    readonly sockets: number;
+    readonly generators: number;
+    readonly connectSeconds: number;
+    readonly mint: (count: number, exp: number) => Promise<string[]>;
+  },
+) {
   const exp = Math.ceil(Date.now() / 1000 + spec.connectSeconds) + 1;
   const deadline = exp * 1000 + TOLERANCE_MS;
   const [tokens, [pingToken]] = await Promise.all([spec.mint(spec.sockets, exp), spec.mint(1, exp + 3600)]);
   const pinger = await openPinger(spec.urls[0] ?? '', pingToken ?? '');
   try {
-    const connect = await spec.holders.open({ urls: spec.urls, count: spec.sockets, tokens, timeoutMs: 60_000 });
+    const { urls, sockets, generators } = spec;
+    const connect = await pool.connect({ kind: 'mux', urls, count: sockets, tokens, generators, timeoutMs: 60_000 });
     const margin = deadline - Date.now();
     await Bun.sleep(Math.max(0, deadline - 1500 - Date.now()));
     pinger.start();
     let closes: SeenClose[] = [];
     await Bun.sleep(Math.max(0, deadline + 1000 - Date.now()));
     while (closes.length < connect.opened && Date.now() < deadline + WAIT_AFTER_MS) {
-      closes = await spec.holders.closes();
+      closes = await pool.closes();
       if (closes.length < connect.opened) await Bun.sleep(250);
     }
     const offsets = closes.map((close) => close.at - deadline).sort((a, b) => a - b);
     const lastAt = deadline + (offsets.at(-1) ?? 0);
     await Bun.sleep(Math.max(0, lastAt + 300 - Date.now()));
     const samples = pinger.stop();
-    const before = samples.filter((s) => s.sentAt < deadline - 100).map((s) => s.rtt);
-    const storm = samples.filter((s) => s.sentAt >= deadline - 100 && s.sentAt <= lastAt).map((s) => s.rtt);
-    const sortedBefore = before.sort((a, b) => a - b);
-    return {
-      sockets: spec.sockets,
-      connected: connect.opened,
-      connectFailures: connect.failed,
-      firstError: connect.firstError,
-      margin,
-      closed4401: closes.filter((close) => close.code === 4401).length,
-      otherCloses: closes.filter((close) => close.code !== 4401).length,
-      firstClose: offsets[0],
-      p50Close: quantile(offsets, 0.5),
-      p99Close: quantile(offsets, 0.99),
-      lastClose: offsets.at(-1),
-      pingBeforeP50: quantile(sortedBefore, 0.5),
-      pingBeforeMax: sortedBefore.at(-1),
-      pingStormMax: storm.length === 0 ? undefined : Math.max(...storm),
-      pings: storm.length,
-    };
+    const rtts = (keep: (sentAt: number) => boolean) =>
+      samples
+        .filter((p) => keep(p.sentAt))
+        .map((p) => p.rtt)
+        .sort((a, b) => a - b);
+    const pingsBefore = rtts((at) => at < deadline - 100);
+    const pingsInStorm = rtts((at) => at >= deadline - 100 && at <= lastAt);
+    return { sockets, connect, margin, closes, offsets, pingsBefore, pingsInStorm };
   } finally {
     pinger.close();
-    await spec.holders.close();
+    await pool.close();
   }
 }
 
-interface Pinger {
-  start(): void;
-  /** Stops sending; the samples of every ping answered (a ping still unanswered counts up to now). */
-  stop(): Array<{ sentAt: number; rtt: number }>;
-  close(): void;
-}
+/** What one storm showed. */
+export type Storm = Awaited<ReturnType<typeof runStorm>>;
 
 /** A multiplexed client with a long-lived token that, once started, pings back to back, 1 ms apart. */
-async function openPinger(url: string, token: string): Promise<Pinger> {
-  const ws = new WebSocket(url, ['pgws.v1', `bearer.${token}`]);
-  const ready = Promise.withResolvers<void>();
-  const samples: Array<{ sentAt: number; rtt: number }> = [];
+async function openPinger(url: string, token: string) {
+  const socket = await openMux(url, 10_000, token);
+  const samples: { sentAt: number; rtt: number }[] = [];
   let running = false;
   let sentAt = 0;
   let sentClock = 0;
@@ -111,29 +77,64 @@ async function openPinger(url: string, token: string): Promise<Pinger> {
     sentAt = Date.now();
     sentClock = performance.now();
     outstanding = true;
-    ws.send('{"type":"ping"}');
+    socket.ws.send('{"type":"ping"}');
   };
-  ws.onmessage = (event) => {
-    const type = JSON.parse(String(event.data)).type;
-    if (type === 'ready') return ready.resolve();
-    if (type !== 'pong') return;
+  const pong = (text: string) => {
+    if (!text.startsWith('{"type":"pong"')) return;
     outstanding = false;
     samples.push({ sentAt, rtt: performance.now() - sentClock });
     setTimeout(ping, 1);
   };
-  ws.onclose = (event) => ready.reject(new Error(`the pinger was closed (${event.code})`));
-  const timer = setTimeout(() => ready.reject(new Error('the pinger got no ready within 10 s')), 10_000);
-  await ready.promise.finally(() => clearTimeout(timer));
+  await socket.subscribe([], pong, 10_000);
   return {
     start() {
       running = true;
       ping();
     },
+    /** Stops sending; the samples of every ping answered (a ping still unanswered counts up to now). */
     stop() {
       running = false;
       if (outstanding) samples.push({ sentAt, rtt: performance.now() - sentClock });
       return samples;
     },
-    close: () => ws.close(),
+    close: () => socket.ws.close(),
   };
+}
+
+const quantile = (sorted: readonly number[], q: number) =>
+  sorted.length === 0 ? undefined : sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
+
+const COLUMNS: readonly Column<Storm>[] = [
+  ['sockets ready', (x) => `${num(x.connect.opened)}/${num(x.sockets)}`],
+  ['closed 4401', (x) => num(x.closes.filter((close) => close.code === 4401).length)],
+  ['other closes', (x) => num(x.closes.filter((close) => close.code !== 4401).length)],
+  ['first close ms', (x) => ms(x.offsets[0])],
+  ['p50 ms', (x) => ms(quantile(x.offsets, 0.5))],
+  ['p99 ms', (x) => ms(quantile(x.offsets, 0.99))],
+  ['last close ms', (x) => ms(x.offsets.at(-1))],
+  ['ping p50 before ms', (x) => ms(quantile(x.pingsBefore, 0.5))],
+  ['ping max before ms', (x) => ms(x.pingsBefore.at(-1))],
+  ['ping max in storm ms', (x) => ms(x.pingsInStorm.at(-1))],
+  ['pings in storm', (x) => num(x.pingsInStorm.length)],
+];
+
+/** The storm as a report section. */
+export function stormSection(x: Storm): Section {
+  const { connect } = x;
+  return section(
+    `Authorization: ${num(x.sockets)} tokens expiring in the same second`,
+    COLUMNS,
+    [x],
+    [
+      `Every token has the same \`exp\`; the server closes each socket at exp + 5 s (the clock tolerance), "the deadline". Close times are when each client's close event fired, minus the deadline (both Date.now() on this machine), so they include the generators' own event loops working through their share of closes. The ping columns are one more client's pgws.v1 \`ping\` → \`pong\` round trips, sent 1 ms apart from 1.5 s before the deadline: "in storm" is the worst round trip of a ping sent from 100 ms before the deadline to the last close, i.e. how long the server's event loop was held. Measured, not asserted.`,
+      ...(x.margin < 0
+        ? [
+            `- connecting the sockets overran the deadline by ${ms(-x.margin)} ms: some closes overlapped the connect phase`,
+          ]
+        : []),
+      ...(connect.failed > 0
+        ? [`- ${num(connect.failed)} sockets failed to connect (${connect.firstError ?? 'no error text'})`]
+        : []),
+    ],
+  );
 }

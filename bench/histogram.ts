@@ -1,12 +1,9 @@
 /**
- * Latency histograms: HdrHistogram (hdr-histogram-js, its pure-JS build) over whole microseconds with
- * 3 significant digits, so a percentile is within 0.1 % of the recorded values; read in milliseconds.
- * Generators send theirs to the orchestrator in HdrHistogram's compressed encoding, to be added up there.
- *
- * Generators do not record per frame: recordValue costs about 40 ns in pure JS (a typed-array store
- * about 2), and from 100 clients up the generators are this machine's bottleneck, so a per-frame cost
- * there would lower every frames/s figure. Each frame's latency goes into a typed array, and into the
- * histogram when the report is asked for, after the measured window.
+ * Latency histograms: HdrHistogram (hdr-histogram-js, pure JS) over whole microseconds, 3 significant
+ * digits (a percentile within 0.1 %), read in ms and sent over IPC in its compressed encoding. The client
+ * processes do not record per frame: recordValue costs ~40 ns against ~2 for a typed-array store, and
+ * they are this machine's bottleneck; latencies go into a typed array and into the histogram only when
+ * the report is asked for, after the measured window.
  */
 import { build, decodeFromCompressedBase64, encodeIntoCompressedBase64, type Histogram } from 'hdr-histogram-js';
 
@@ -39,20 +36,16 @@ export const encodeHistogram = (histogram: Histogram): string => encodeIntoCompr
 /** The histogram {@link encodeHistogram} encoded. */
 export const decodeHistogram = (text: string): Histogram => decodeFromCompressedBase64(text, BUCKET_BITS, false);
 
-/** One case's latencies in one generator, kept raw until {@link LatencySamples.histogram} is asked for. */
-export interface LatencySamples {
-  /** Adds one latency in milliseconds (rounded to whole µs; negative ones, from clock skew, count as 0). */
-  add(ms: number): void;
-  /** A histogram of every latency added so far. */
-  histogram(): Histogram;
-}
-
-/** Room for `expected` latencies up front (allocated now, outside the measured window); grows past it. */
-export function createSamples(expected: number): LatencySamples {
+/**
+ * One case's latencies in one client process, kept raw until `histogram()`; room for `expected` up front
+ * (allocated now, outside the measured window).
+ */
+export function createSamples(expected: number) {
   let values = new Int32Array(Math.max(16, expected));
   let count = 0;
   return {
-    add(ms) {
+    /** Adds one latency in ms (whole µs; negative ones, from clock skew, count as 0). */
+    add(ms: number) {
       if (count === values.length) {
         const grown = new Int32Array(count * 2);
         grown.set(values);

@@ -1,85 +1,48 @@
 /**
- * The notifier: several producer connections sending `pg_notify` as fast as the database takes them
- * (batched, one transaction per batch), or one notification at a time at a fixed rate.
- *
- * As fast as possible is still flow-controlled by a credit window: at most `windowBytes` of
- * notifications may be ahead of the slowest open client. Without it a burst aimed at 1,000 clients
- * only measures how soon a finite buffer overflows (our server closes a client past
- * `slow_consumer_bytes`, the bare bridge silently drops past Bun's backpressure limit); with it the
- * figure is the throughput the whole chain sustains with nothing lost. If the credit stops coming
- * (a client lost frames and never completes), the notifier goes on open-loop and says so.
+ * The notifier: producer connections sending as fast as the database takes them (one transaction per
+ * batch), flow-controlled by a credit window so a burst measures what the chain sustains rather than how
+ * soon a buffer overflows; or one at a time at a fixed rate. A payload, padded to its size, is
+ * {"r":RUN,"seq":SEQ,"t":SEND_MS,"p":"xxx…"}; SEQ % producers names the producer, whose own must arrive
+ * in order.
  */
 import postgres from 'postgres';
-import { clock } from './protocol.ts';
 
-/** Where credit comes from: the fleet's progress (bench/fleet.ts). */
-export interface Credit {
-  progress(): number;
-  nextProgress(ms: number): Promise<void>;
-}
+/** The clock payloads are stamped and read with, in ms: sub-millisecond, comparable across processes. */
+export const clock = (): number => performance.timeOrigin + performance.now();
 
-/** What sends each notification: `pg_notify`, or `pgws.notify` (payloads beyond 8000 bytes, bench/large.ts). */
+/** Where credit comes from: the client processes' progress. */
+export type Credit = { progress(): number; nextProgress(ms: number): Promise<void> };
+
+/** `pg_notify`, or `pgws.notify` for payloads beyond 8000 bytes (bench/large.ts). */
 export type NotifyFunction = 'pg_notify' | 'pgws.notify';
 
 /**
- * Where notification SEQ goes and what it carries beyond the common fields. SEQ belongs to group
- * G = floor(SEQ / P), P being the producer connections sending (1 when paced): with `channels` > 1 it
- * goes to `${channel}${G % channels}` (round-robin), else to `channel`; with `keys` the payload also
- * carries `"k":G % keys`, for filters. The P notifications of a group come one from each producer, so
- * every channel and every filter takes from every producer: a client that gets one share never waits
- * on one producer alone, which would hold the credit of all of them (with SEQ % 100 and 4 producers,
- * channel j would be fed by producer j % 4 only).
+ * By SEQ's group G = floor(SEQ / producers): `channels` sends it to `${channel}${G % channels}`, `keys` adds
+ * `"k":G % keys`. A group comes one from each producer, so no share waits on one producer alone.
  */
-export interface Spread {
-  readonly channels?: number | undefined;
-  readonly keys?: number | undefined;
-}
+export type Spread = { readonly channels?: number | undefined; readonly keys?: number | undefined };
 
-/** One as-fast-as-possible burst: notifications 0..count-1 of `run` on `channel`, `size` bytes each. */
-export interface BurstPlan extends Spread {
+/** Notifications 0..count-1 of `run`, `size` bytes each. */
+export interface Plan extends Spread {
   readonly channel: string;
   readonly via?: NotifyFunction | undefined;
   readonly run: number;
   readonly count: number;
   readonly size: number;
-  readonly windowBytes: number;
-  readonly credit: Credit;
-  readonly deadlineMs: number;
-}
-
-/** A fixed-rate stream from one producer: `rate` notifications per second for `count` notifications. */
-export interface PacedPlan extends Spread {
-  readonly channel: string;
-  readonly via?: NotifyFunction | undefined;
-  readonly run: number;
-  readonly count: number;
-  readonly size: number;
-  readonly rate: number;
 }
 
 /** What was sent; `openLoop` is set when credit stalled and the rest went without flow control. */
-export interface Sent {
-  readonly sent: number;
-  readonly firstSendMs: number;
-  readonly openLoop: boolean;
-}
+export type Sent = { readonly sent: number; readonly firstSendMs: number; readonly openLoop: boolean };
 
 /** The producer connections. */
-export interface Notifier {
-  readonly producers: number;
-  /** The credit step generators report in: a quarter of the window. */
-  step(size: number, windowBytes: number): number;
-  burst(plan: BurstPlan): Promise<Sent>;
-  paced(plan: PacedPlan): Promise<Sent>;
-  end(): Promise<void>;
-}
+export type Notifier = Awaited<ReturnType<typeof startNotifier>>;
 
 const MAX_BATCH = 500;
 // No credit for this long means a client lost frames for good: fall back to open-loop.
 const STALL_MS = 2000;
 
 /** Opens `producers` connections to `url`. */
-export async function startNotifier(url: string, producers: number): Promise<Notifier> {
+export async function startNotifier(url: string, producers: number) {
   const connections = Array.from({ length: producers }, () =>
     postgres(url, {
       max: 1,
@@ -91,15 +54,8 @@ export async function startNotifier(url: string, producers: number): Promise<Not
   await Promise.all(connections.map((sql) => sql`SELECT 1`));
 
   // PG: identical payloads in one transaction are folded into one; the sequence number keeps each
-  // distinct, and rpad pads to the exact size (the prefix is always shorter than 100 bytes). Without a
-  // Spread the statement is the same as it always was.
-  const send = (
-    sql: postgres.Sql,
-    plan: { channel: string; run: number; size: number; via?: NotifyFunction | undefined } & Spread,
-    start: number,
-    end: number,
-    step: number,
-  ) => {
+  // distinct, and rpad pads to the exact size (the prefix is always shorter than 100 bytes).
+  const send = (sql: postgres.Sql, plan: Plan, start: number, end: number, step: number) => {
     const channels = plan.channels ?? 1;
     // PG: s, step and the divisions are int, so s / step is the group (integer division).
     const channel =
@@ -115,8 +71,12 @@ export async function startNotifier(url: string, producers: number): Promise<Not
 
   return {
     producers,
-    step: (size, windowBytes) => Math.max(1, Math.floor(window(size, windowBytes) / 4)),
-    async burst(plan) {
+    /** The credit step the client processes report in: a quarter of the window. */
+    step: (size: number, windowBytes: number) => Math.max(1, Math.floor(window(size, windowBytes) / 4)),
+    /** As fast as the credit allows: at most `windowBytes` of payload ahead of the slowest client. */
+    async burst(
+      plan: Plan & { readonly windowBytes: number; readonly credit: Credit; readonly deadlineMs: number },
+    ): Promise<Sent> {
       const w = window(plan.size, plan.windowBytes);
       const batch = batchFor(w);
       const deadline = performance.now() + plan.deadlineMs;
@@ -148,7 +108,8 @@ export async function startNotifier(url: string, producers: number): Promise<Not
       await Promise.all(connections.map((sql, p) => produce(sql, p)));
       return { sent: Math.min(issued, plan.count), firstSendMs, openLoop };
     },
-    async paced(plan) {
+    /** One producer, one notification per transaction, `rate` a second. */
+    async paced(plan: Plan & { readonly rate: number }): Promise<Sent> {
       const sql = connections[0];
       if (sql === undefined) throw new Error('notifier has no connection');
       const started = performance.now();

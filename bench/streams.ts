@@ -1,40 +1,31 @@
 /**
  * Streams beside sockets, in one run on one server process: fan-out to 1,000 `GET /events` streams beside
- * 1,000 plain and 1,000 multiplexed WebSockets; server memory per idle stream beside per idle socket (a fresh
- * process per transport); and `POST /channels/C/messages` publishes per second beside `publish` frames per
- * second at the same number in flight.
+ * 1,000 plain and 1,000 multiplexed WebSockets (the cases taking turns); server memory per idle stream beside
+ * per idle socket (a fresh process per transport); and `POST /channels/C/messages` publishes per second beside
+ * `publish` frames per second at the same number in flight.
  *
- * The stream clients are the benchmark's own generators (bench/clients.ts, unchanged), started a second time
- * with this file preloaded: in those processes `WebSocket` is {@link SseSocket}, which opens `GET /events` for
- * the channels a multiplexed client subscribes to and hands the generator the same pgws.v1 frames, so the
- * tracker checks loss, order and seqs exactly as for sockets. It reads the HTTP/1.1 chunked response over a
- * raw TCP socket, as lean as the generators' WebSocket clients are.
+ * The stream clients are the benchmark's own client processes (bench/generator.ts, unchanged), a second pool
+ * started with this file preloaded: in those processes `WebSocket` is {@link SseSocket}, which opens
+ * `GET /events` for the channels a multiplexed client subscribes to and hands it the same pgws.v1 frames, so the
+ * tracker checks loss, order and seqs exactly as for sockets. It reads the HTTP/1.1 chunked response over a raw
+ * TCP socket, as lean as the processes' WebSocket clients are.
  */
 import { type Socket, connect as tcpConnect } from 'node:net';
-import { type Fleet, startFleet } from './fleet.ts';
-import { openSocket } from './mux-socket.ts';
+import { openMux } from './mux-client.ts';
+import { type Pool, startPool } from './pool.ts';
 import { cpuMeter } from './procstat.ts';
-import {
-  anomalies,
-  type Context,
-  clean,
-  integrityCells,
-  median,
-  type Outcome,
-  TAIL_HEADERS,
-  tailCells,
-} from './scenario.ts';
-import { SCHEMA_CHANNEL, startOurs } from './servers.ts';
-import { check, ms, num, ratio, type TargetCheck, times } from './stats.ts';
-import type { Target } from './target.ts';
-import { runTrial, type TrialResult } from './trial.ts';
+import { bytes, type Column, check, ms, num, ratio, section, type TargetCheck, times } from './report.ts';
+import * as s from './scenario.ts';
+import { SCHEMA_CHANNEL, type Target } from './servers.ts';
+import { runTrial, type TrialResult, type TrialSpec } from './trial.ts';
 
 const GENERATOR_ENV = 'PGWS_BENCH_SSE_GENERATOR';
 const PUBLISH_CHANNEL = 'bench_publish';
 const CLIENTS = 1000;
+const IN_FLIGHT = 64;
 
 /**
- * A WebSocket as bench/clients.ts uses one, carried by `GET /events`: `ready` at once, then one stream for the
+ * A WebSocket as the client processes use one (bench/mux-client.ts), carried by `GET /events`: `ready` at once, then one stream for the
  * channels of the subscribe frames sent after it, each Server-Sent Event handed on as the pgws.v1 frame it
  * re-frames (`subscribed` with the subscribe's `id`, `message` with its `"type"` put back).
  */
@@ -92,7 +83,7 @@ class SseSocket {
         const end = text.indexOf('\r\n\r\n');
         if (end === -1) return;
         const status = text.slice(9, 12);
-        // The same words as Bun's WebSocket client, which bench/clients.ts reads for a 503 to retry.
+        // The same words as Bun's WebSocket client, which bench/generator.ts reads for a 503 to retry.
         if (status !== '200') return this.fail(`Expected 101 status code: ${status}`);
         head = false;
         at = end + 4;
@@ -153,14 +144,14 @@ class SseSocket {
 
 if (process.env[GENERATOR_ENV] === '1') (globalThis as { WebSocket: unknown }).WebSocket = SseSocket;
 
-/** The benchmark's generators again, with {@link SseSocket} for their WebSocket. */
-async function startStreamFleet(size: number): Promise<Fleet> {
+/** The benchmark's client processes again, with {@link SseSocket} for their WebSocket. */
+async function startStreamPool(size: number): Promise<Pool> {
   const saved = { options: process.env['BUN_OPTIONS'], flag: process.env[GENERATOR_ENV] };
-  // Only the generators spawned now inherit these; every other process of the run is started without them.
+  // Only the processes spawned now inherit these; every other process of the run is started without them.
   process.env['BUN_OPTIONS'] = `--preload ${import.meta.path}`;
   process.env[GENERATOR_ENV] = '1';
   try {
-    return await startFleet(size);
+    return await startPool(size);
   } finally {
     for (const [key, value] of [
       ['BUN_OPTIONS', saved.options],
@@ -172,64 +163,62 @@ async function startStreamFleet(size: number): Promise<Fleet> {
   }
 }
 
-type Variant = 'plain' | 'multiplexed' | 'sse';
-const LABELS: Readonly<Record<Variant, string>> = {
+type Transport = 'plain' | 'multiplexed' | 'sse';
+const LABELS: Readonly<Record<Transport, string>> = {
   plain: 'plain WebSockets',
   multiplexed: 'multiplexed WebSockets',
   sse: 'GET /events streams (SSE)',
 };
+const TRANSPORTS = ['plain', 'multiplexed', 'sse'] as const;
 
-/** One trial of `variant`: 1,000 clients on the schema channel, `count` notifications of `size` bytes. */
-function fanTrial(context: Context, streams: Fleet, target: Target, variant: Variant, count: number, size: number) {
+/** A trial of `transport` on the schema channel: the stream pool for `sse`, `pgws.v1` subscribes but for `plain`. */
+function trialOf(context: s.Context, streams: Pool, target: Target, transport: Transport, spec: Partial<TrialSpec>) {
   const { rig } = context;
-  const mux = { channels: [SCHEMA_CHANNEL], filterField: undefined };
-  return runTrial(variant === 'sse' ? { ...rig, fleet: streams } : rig, {
-    label: LABELS[variant],
+  const subscribe = { channels: [SCHEMA_CHANNEL], filterField: undefined };
+  return runTrial(transport === 'sse' ? { ...rig, pool: streams } : rig, {
+    label: LABELS[transport],
     target,
     channel: SCHEMA_CHANNEL,
     clients: CLIENTS,
-    size,
-    send: { kind: 'burst', count },
-    ...(variant === 'plain' ? {} : { mux, urls: target.rootUrls(rig.addresses) }),
+    size: 100,
+    send: { kind: 'burst', count: 1 },
+    ...(transport === 'plain' ? {} : { urls: target.rootUrls(rig.addresses), connect: { subscribe } }),
+    ...spec,
   });
 }
 
-const serverNsPerFrame = (r: TrialResult) => (r.received > 0 ? (r.cpu.seconds.server * 1e9) / r.received : undefined);
-const kbPerConnection = (r: TrialResult) => (r.connected > 0 ? (r.rssIdleKb - r.rssEmptyKb) / r.connected : undefined);
-
-/** Completed publishes per second: `count` of them, `inFlight` at a time, through `one`. */
-async function rate(count: number, inFlight: number, one: () => Promise<boolean>) {
+/** Completed publishes per second: `count` of them, {@link IN_FLIGHT} at a time, through `one`. */
+async function rate(target: Target, count: number, one: () => Promise<boolean>) {
+  const cpu = cpuMeter(() => target.processes());
   let next = 0;
-  let failed = 0;
+  let refused = 0;
   const started = performance.now();
   const lane = async () => {
-    while (next < count) {
-      next += 1;
-      if (!(await one())) failed += 1;
-    }
+    for (; next < count; next++) if (!(await one())) refused += 1;
   };
-  await Promise.all(Array.from({ length: inFlight }, lane));
-  return { perSecond: count / ((performance.now() - started) / 1000), failed };
+  await Promise.all(Array.from({ length: IN_FLIGHT }, lane));
+  const perSecond = count / ((performance.now() - started) / 1000);
+  return { perSecond, refused, serverUs: (cpu().seconds * 1e6) / count };
 }
 
-/** `count` POSTs of 100 B, `inFlight` at a time (fetch keeps its connections alive). */
-function postRate(target: Target, count: number, inFlight: number) {
+/** 100-byte POSTs (fetch keeps its connections alive). */
+function postRate(target: Target, count: number) {
   const url = `http://127.0.0.1:${target.port}/channels/${PUBLISH_CHANNEL}/messages`;
   const body = 'x'.repeat(100);
-  return rate(count, inFlight, async () => {
+  return rate(target, count, async () => {
     const response = await fetch(url, { method: 'POST', body, headers: { 'content-type': 'text/plain' } });
     await response.arrayBuffer();
     return response.ok;
   });
 }
 
-/** `count` publish frames of 100 B over 4 multiplexed sockets, `inFlight` unanswered at a time. */
-async function frameRate(target: Target, count: number, inFlight: number) {
-  const sockets = await Promise.all(target.rootUrls(4).map((url) => openSocket(url)));
+/** 100-byte publish frames over 4 multiplexed sockets. */
+async function frameRate(target: Target, count: number) {
+  const sockets = await Promise.all(target.rootUrls(4).map((url) => openMux(url, 10_000)));
   const waiting = new Map<number, (ok: boolean) => void>();
   for (const socket of sockets) {
-    socket.onFrame = (text) => {
-      const answer = JSON.parse(text) as { type: string; id: number };
+    socket.ws.onmessage = (event: MessageEvent) => {
+      const answer = JSON.parse(event.data as string) as { type: string; id: number };
       waiting.get(answer.id)?.(answer.type === 'published');
       waiting.delete(answer.id);
     };
@@ -237,195 +226,146 @@ async function frameRate(target: Target, count: number, inFlight: number) {
   let id = 0;
   const payload = 'x'.repeat(100);
   try {
-    return await rate(count, inFlight, () => {
+    return await rate(target, count, () => {
       const mine = ++id;
-      const { promise, resolve } = Promise.withResolvers<boolean>();
-      waiting.set(mine, resolve);
-      sockets[mine % sockets.length]?.send({ type: 'publish', id: mine, channel: PUBLISH_CHANNEL, payload });
-      return promise;
+      const answered = Promise.withResolvers<boolean>();
+      waiting.set(mine, answered.resolve);
+      sockets[mine % sockets.length]?.ws.send(
+        JSON.stringify({ type: 'publish', id: mine, channel: PUBLISH_CHANNEL, payload }),
+      );
+      return answered.promise;
     });
   } finally {
     await Promise.all(sockets.map((socket) => socket.close()));
   }
 }
 
+type Publishes = Awaited<ReturnType<typeof rate>>;
+type FanRow = s.Runs & { readonly transport: Transport; readonly size: number };
+type MemoryRow = { readonly transport: Transport; readonly r: TrialResult };
+
 /** Runs the streams scenario. */
-export async function streams(context: Context): Promise<Outcome> {
+export async function streams(context: s.Context): Promise<s.Outcome> {
   const { rig, say, quick } = context;
   const repetitions = quick ? 1 : 3;
   const sizes = quick ? [100] : [100, 7900];
-  const streamFleet = await startStreamFleet(rig.fleet.pids.length);
-  const start = (label: string) =>
-    startOurs({
-      databaseUrl: rig.db.url,
-      label,
-      profileDir: context.profileDir,
-      // Every publish is measured, none refused: the rate limit is another table's business.
-      server: { publish_rate: 100_000 },
-      channelsToml: `\n[channels.${PUBLISH_CHANNEL}]\npublish = true\n`,
-    });
-  const fan: { variant: Variant; size: number; results: TrialResult[] }[] = [];
-  const memory: { variant: Variant; result: TrialResult }[] = [];
-  let publishes: Publishes | undefined;
-  try {
-    const target = await start('ours');
-    try {
-      for (const size of sizes) {
-        const count = Math.round((size <= 100 ? (quick ? 200_000 : 3_000_000) : quick ? 20_000 : 400_000) / CLIENTS);
-        for (const variant of ['plain', 'multiplexed', 'sse'] as const) fan.push({ variant, size, results: [] });
-        for (let run = 1; run <= repetitions; run++) {
-          // The variants take turns, so a slow spell of the shared machine does not fall on one alone.
-          for (const cell of fan.filter((c) => c.size === size)) {
-            say(`streams: ${LABELS[cell.variant]}, ${num(CLIENTS)} clients, ${num(size)} B, run ${run}/${repetitions}`);
-            cell.results.push(await fanTrial(context, streamFleet, target, cell.variant, count, size));
-          }
-        }
-      }
-      const total = quick ? 4000 : 20_000;
-      say(`streams: ${num(total)} POST /channels/C/messages beside ${num(total)} publish frames, 64 in flight`);
-      const postCpu = cpuMeter(() => target.processes());
-      const post = await postRate(target, total, 64);
-      const postNs = (postCpu().seconds * 1e9) / total;
-      const frameCpu = cpuMeter(() => target.processes());
-      const frames = await frameRate(target, total, 64);
-      publishes = { post, frames, postNs, frameNs: (frameCpu().seconds * 1e9) / total };
-    } finally {
-      await target.stop();
-    }
-    // Memory: a fresh process per transport, so each starts from the same empty heap.
-    const idle = quick ? 1000 : 5000;
-    for (const variant of ['plain', 'multiplexed', 'sse'] as const) {
-      say(`streams: memory, ${num(idle)} idle ${LABELS[variant]}`);
-      const fresh = await start(`ours, ${variant}`);
-      try {
-        const trial = await runTrial(variant === 'sse' ? { ...rig, fleet: streamFleet } : rig, {
-          label: LABELS[variant],
-          target: fresh,
-          channel: SCHEMA_CHANNEL,
-          clients: idle,
-          size: 100,
-          send: { kind: 'burst', count: 1 },
-          ...(variant === 'plain'
-            ? {}
-            : { mux: { channels: [SCHEMA_CHANNEL], filterField: undefined }, urls: fresh.rootUrls(rig.addresses) }),
-        });
-        memory.push({ variant, result: trial });
-      } finally {
-        await fresh.stop();
+  const options = {
+    // Every publish is measured, none refused: the rate limit is another table's business.
+    server: { publish_rate: 100_000 },
+    toml: `\n[channels.${PUBLISH_CHANNEL}]\npublish = true\n`,
+  };
+  await using streamPool = await startStreamPool(rig.pool.pids.length);
+  const fan: FanRow[] = [];
+  let post: Publishes | undefined;
+  let frames: Publishes | undefined;
+  {
+    await using target = await s.startOursFor(context, options);
+    for (const size of sizes) {
+      const count = Math.round((size <= 100 ? (quick ? 200_000 : 3_000_000) : quick ? 20_000 : 400_000) / CLIENTS);
+      const results = await s.inTurns(TRANSPORTS, repetitions, (transport, round) => {
+        say(`streams: ${LABELS[transport]}, ${num(CLIENTS)} × ${bytes(size)}, run ${round}/${repetitions}`);
+        return trialOf(context, streamPool, target, transport, { size, send: { kind: 'burst', count } });
+      });
+      for (const [i, transport] of TRANSPORTS.entries()) {
+        const runs = s.runsOf(results[i] ?? []);
+        if (runs !== undefined) fan.push({ ...runs, transport, size });
       }
     }
-  } finally {
-    await streamFleet.stop();
+    const total = quick ? 4000 : 20_000;
+    say(`streams: ${num(total)} POST /channels/C/messages beside ${num(total)} publish frames, ${IN_FLIGHT} in flight`);
+    post = await postRate(target, total);
+    frames = await frameRate(target, total);
   }
-  return report(fan, memory, publishes, repetitions);
+  // Memory: a fresh process per transport, so each starts from the same empty heap.
+  const idle = quick ? 1000 : 5000;
+  const memory: MemoryRow[] = [];
+  for (const transport of TRANSPORTS) {
+    say(`streams: memory, ${num(idle)} idle ${LABELS[transport]}`);
+    await using fresh = await s.startOursFor(context, { ...options, label: `ours, ${transport}` });
+    memory.push({ transport, r: await trialOf(context, streamPool, fresh, transport, { clients: idle }) });
+  }
+  return report(fan, memory, { post, frames }, repetitions);
 }
 
-/** The two publish rates, and the server's CPU time per publish of each. */
-interface Publishes {
-  readonly post: { readonly perSecond: number; readonly failed: number };
-  readonly frames: { readonly perSecond: number; readonly failed: number };
-  readonly postNs: number;
-  readonly frameNs: number;
-}
+const perFrameNs = (r: TrialResult) => (r.received > 0 ? (r.cpu.seconds.server * 1e9) / r.received : undefined);
 
 function report(
-  fan: readonly { variant: Variant; size: number; results: TrialResult[] }[],
-  memory: readonly { variant: Variant; result: TrialResult }[],
-  publishes: Publishes | undefined,
+  fan: readonly FanRow[],
+  memory: readonly MemoryRow[],
+  publishes: { post: Publishes | undefined; frames: Publishes | undefined },
   repetitions: number,
-): Outcome {
-  const targets: TargetCheck[] = [];
-  const notes: string[] = [];
-  const rows = fan.map((cell) => {
-    const result = median(cell.results);
-    const plain = median(fan.find((c) => c.size === cell.size && c.variant === 'plain')?.results ?? []);
-    if (result === undefined) return [LABELS[cell.variant]];
-    notes.push(...cell.results.flatMap((r) => anomalies(r, `${LABELS[cell.variant]}, ${num(cell.size)} B`)));
-    const versus = cell.variant === 'plain' ? undefined : ratio(result.framesPerSecond, plain?.framesPerSecond);
-    if (cell.variant === 'sse' && plain !== undefined) {
-      const exact = cell.results.every(clean);
-      targets.push(
-        check(
-          `${num(CLIENTS)} SSE streams ≥ 0.8 × ${num(CLIENTS)} plain WebSocket clients, nothing lost or reordered, ${num(cell.size)} B`,
-          `${num(result.framesPerSecond)} vs ${num(plain.framesPerSecond)} frames/s; ${exact ? 'exact' : 'NOT exact'} over ${repetitions} runs`,
-          versus,
-          { min: 0.8 },
-          exact,
-        ),
-      );
-    }
+): s.Outcome {
+  const plainOf = (row: FanRow) => fan.find((x) => x.size === row.size && x.transport === 'plain');
+  const versus = (row: FanRow) =>
+    row.transport === 'plain' ? undefined : ratio(row.r.framesPerSecond, plainOf(row)?.r.framesPerSecond);
+  const targets: TargetCheck[] = fan.flatMap((row) => {
+    const plain = plainOf(row);
+    if (row.transport !== 'sse' || plain === undefined) return [];
+    const runs = [...row.runs, ...plain.runs];
     return [
-      LABELS[cell.variant],
-      `${num(cell.size)} B`,
-      ...integrityCells(result),
-      num(result.seqBreaks),
-      num(result.framesPerSecond),
-      times(versus),
-      num(serverNsPerFrame(result)),
-      ...tailCells(result),
+      check(
+        `${num(CLIENTS)} SSE streams ≥ 0.8 × ${num(CLIENTS)} plain WebSocket clients, nothing lost or reordered, ${bytes(row.size)}`,
+        `${num(row.r.framesPerSecond)} vs ${num(plain.r.framesPerSecond)} frames/s; ${s.faults(runs)}`,
+        versus(row),
+        { min: 0.8 },
+        runs.every(s.clean),
+      ),
     ];
   });
-  const plainKb = memory.find((m) => m.variant === 'plain')?.result;
-  const memoryRows = memory.map(({ variant, result }) => [
-    LABELS[variant],
-    num(result.connected),
-    num(result.rssEmptyKb / 1024, 1),
-    num(result.rssIdleKb / 1024, 1),
-    num(kbPerConnection(result), 1),
-    times(ratio(kbPerConnection(result), plainKb === undefined ? undefined : kbPerConnection(plainKb))),
-    `${num(result.received)} / ${num(result.expected)}`,
-  ]);
-  const publishRows = ({ post, frames, postNs, frameNs }: Publishes) => [
-    [
-      'POST /channels/C/messages (fetch, keep-alive)',
-      num(post.perSecond),
-      num(post.failed),
-      ms(postNs / 1000),
-      times(ratio(post.perSecond, frames.perSecond)),
-    ],
-    ['publish frames (4 multiplexed sockets)', num(frames.perSecond), num(frames.failed), ms(frameNs / 1000), ''],
+  const fanColumns: Column<FanRow>[] = [
+    ['clients', (row) => LABELS[row.transport]],
+    ['payload', (row) => bytes(row.size)],
+    ...s.INTEGRITY,
+    ['seq breaks', ({ r }) => num(r.seqBreaks)],
+    ...s.RATE,
+    ['× plain', (row) => times(versus(row))],
+    ['srv ns / frame', ({ r }) => num(perFrameNs(r))],
+    ...s.TAIL,
+  ];
+  const plainKb = s.kbPerIdleConnection(memory.find((m) => m.transport === 'plain')?.r);
+  const memoryColumns: Column<MemoryRow>[] = [
+    ['clients', (row) => LABELS[row.transport]],
+    ['connected', ({ r }) => num(r.connected)],
+    ['RSS empty MB', ({ r }) => num(r.rssEmptyKb / 1024, 1)],
+    ['RSS idle MB', ({ r }) => num(r.rssIdleKb / 1024, 1)],
+    ['KB / conn', ({ r }) => num(s.kbPerIdleConnection(r), 1)],
+    ['× plain', ({ r }) => times(ratio(s.kbPerIdleConnection(r), plainKb))],
+    ['received / expected', ({ r }) => s.delivered(r)],
+  ];
+  const { post, frames } = publishes;
+  const publishRows = [
+    {
+      via: 'POST /channels/C/messages (fetch, keep-alive)',
+      p: post,
+      versus: ratio(post?.perSecond, frames?.perSecond),
+    },
+    { via: 'publish frames (4 multiplexed sockets)', p: frames, versus: undefined },
+  ];
+  const publishColumns: Column<(typeof publishRows)[number]>[] = [
+    ['publishes via', (row) => row.via],
+    ['publishes/s', (row) => num(row.p?.perSecond)],
+    ['refused', (row) => num(row.p?.refused)],
+    ['srv µs / publish', (row) => ms(row.p?.serverUs)],
+    ['× publish frames', (row) => (row.versus === undefined ? '' : times(row.versus))],
   ];
   return {
     targets,
     sections: [
-      {
-        title: `Streams: fan-out to ${num(CLIENTS)} GET /events streams beside ${num(CLIENTS)} WebSockets, as fast as possible`,
-        headers: [
-          'clients',
-          'payload',
-          'connected',
-          'received / expected',
-          'lost',
-          'dup',
-          'reord',
-          'seq breaks',
-          'frames/s',
-          '× plain',
-          'srv ns / frame',
-          ...TAIL_HEADERS,
+      section(
+        `Streams: fan-out to ${num(CLIENTS)} GET /events streams beside ${num(CLIENTS)} WebSockets, as fast as possible`,
+        fanColumns,
+        fan,
+        [
+          `${s.medianOf(repetitions)}, the three transports taking turns on one server process, on the schema channel. The stream clients are the same client processes and tracker as the sockets' (bench/generator.ts), their WebSocket replaced by a raw-TCP reader of the SSE response (bench/streams.ts), so loss, order and seqs are checked alike. srv ns / frame = the server's CPU time over the send-and-drain phase ÷ frames received: what a frame costs the server, which frames/s alone cannot say while the client processes are the bottleneck.`,
+          ...new Set(fan.flatMap((row) => s.runNotes(`${LABELS[row.transport]}, ${bytes(row.size)}`, row.runs))),
         ],
-        rows,
-        notes: [
-          `Median of ${repetitions} run${repetitions === 1 ? '' : 's'} by frames/s, the three taking turns on one server process, on the schema channel. The stream clients are the same generator processes and tracker as the sockets' (bench/clients.ts), their WebSocket replaced by a raw-TCP reader of the SSE response (bench/streams.ts), so loss, order and seqs are checked alike. srv ns / frame = the server's CPU time over the send-and-drain phase ÷ frames received: what a frame costs the server, which frames/s alone cannot say while the generators are the bottleneck.`,
-          ...notes,
-        ],
-      },
-      {
-        title: 'Streams: server memory per idle stream beside per idle socket',
-        headers: ['clients', 'connected', 'RSS empty MB', 'RSS idle MB', 'KB / conn', '× plain', 'received / expected'],
-        rows: memoryRows,
-        notes: [
-          'A fresh server process per row: KB / conn = (RSS with the clients connected and idle − RSS of the empty process) ÷ clients. A stream is a session like a multiplexed socket (its subscriptions, its cursor) plus an HTTP response body and its queue.',
-        ],
-      },
-      {
-        title: 'Streams: POST /channels/C/messages beside publish frames',
-        headers: ['publishes via', 'publishes/s', 'refused', 'srv µs / publish', '× publish frames'],
-        rows: publishes === undefined ? [] : publishRows(publishes),
-        notes: [
-          '64 publishes in flight either way, 100 B to a raw channel with publish = true, publish_rate raised out of the way; each is answered once pg_notify has returned, so both wait on the same database round trip. The client is the benchmark process itself.',
-        ],
-      },
+      ),
+      section('Streams: server memory per idle stream beside per idle socket', memoryColumns, memory, [
+        'A fresh server process per row: KB / conn = (RSS with the clients connected and idle − RSS of the empty process) ÷ clients. A stream is a session like a multiplexed socket (its subscriptions, its cursor) plus an HTTP response body and its queue.',
+      ]),
+      section('Streams: POST /channels/C/messages beside publish frames', publishColumns, publishRows, [
+        `${IN_FLIGHT} publishes in flight either way, 100 B to a raw channel with publish = true, publish_rate raised out of the way; each is answered once pg_notify has returned, so both wait on the same database round trip. The client is the benchmark process itself.`,
+      ]),
     ],
   };
 }

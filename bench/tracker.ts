@@ -1,49 +1,17 @@
 /**
- * What every client of one generator received in the current case: unique, duplicated and reordered
- * frames (against a bitset of seen sequence numbers), receive times, every frame's latency, and the
- * notifier's credit (bench/notifier.ts): the count every open client has reached, in steps.
- *
- * A client may be meant to get only a share of the notifications (group floor(SEQ / producers) %
- * modulus === key: one channel of many, or one filter of several; see bench/notifier.ts `Spread`); its
- * credit is then counted in notifications, not frames, as `unique × modulus`, so the notifier's window
- * means the same thing for every client. Multiplexed
- * clients also check the server's own `seq` per channel ("lane").
- *
- * The hot path is `receive`: two indexOf calls on the frame's prefix (two more for a multiplexed
- * frame's envelope), a bit test, a typed-array store.
+ * What the clients of one process received in a case: unique, duplicated and reordered frames, every
+ * frame's latency, and the notifier's credit (the count every open client has reached, in steps). A
+ * client meant to get a share earns credit as `unique × modulus`, so the window means the same for all.
+ * The hot path, `receive`, is two indexOf calls, a bit test and a typed-array store.
  */
 import { createSamples, encodeHistogram } from './histogram.ts';
-import type { ArmCommand, GeneratorReport } from './protocol.ts';
+import { type MessageParts, readMessage } from './mux-client.ts';
+import type { Arm } from './pool.ts';
 
-/** One client's counters; opaque to callers, who hand it back on every frame. */
-export interface Client {
-  open: boolean;
-  /** Set when the generator forgot it (between cases); late events for it are ignored. */
-  retired: boolean;
-  /** It should receive the notifications whose group floor(SEQ / producers) % modulus === key. */
-  readonly modulus: number;
-  readonly key: number;
-  /** How many of the armed run's notifications that is. */
-  expected: number;
-  unique: number;
-  duplicated: number;
-  reordered: number;
-  seen: Uint8Array;
-  /** The last sequence number per producer: each producer's notifications arrive in commit order. */
-  last: Int32Array;
-  /** The credit level (see `arm`) this client has reached, and the `unique` count that reaches the next. */
-  level: number;
-  nextAt: number;
-  /**
-   * Multiplexed only: the server `seq` last seen per channel (lane: group % lanes.length), starting at
-   * the `subscribed` answer's; undefined for plain clients.
-   */
-  readonly lanes: Float64Array | undefined;
-  /** Whether each lane's server seqs must be consecutive (no filter) or only increasing. */
-  readonly consecutive: boolean;
-}
-
-/** What a client is meant to receive, and (multiplexed) where its channels' server seqs start. */
+/**
+ * A client receives the notifications whose group floor(SEQ / producers) % modulus is key; multiplexed,
+ * each channel's (lane's) server seq goes on from `lanes`, consecutively unless filtered.
+ */
 export interface Share {
   readonly modulus: number;
   readonly key: number;
@@ -51,19 +19,30 @@ export interface Share {
   readonly consecutive?: boolean;
 }
 
-// How the server starts a `message` frame (src/protocol/replies.ts); the channel's JSON follows.
-const MESSAGE_PREFIX = '{"type":"message","channel":';
-const SEQ_KEY = ',"seq":';
-const PAYLOAD_KEY = ',"payload":';
-const STRAY_TEXT = 200;
+/** A new client's counters; opaque to callers, who hand it back on every frame. */
+const newClient = (share: Share) => ({
+  open: true,
+  /** Forgotten between cases: late events for it are ignored. */
+  retired: false,
+  modulus: share.modulus,
+  key: share.key,
+  expected: 0,
+  unique: 0,
+  duplicated: 0,
+  reordered: 0,
+  seen: new Uint8Array(0),
+  /** The last sequence number per producer: each producer's notifications arrive in commit order. */
+  last: new Int32Array(0),
+  /** The credit level reached, and the `unique` count that reaches the next. */
+  level: 0,
+  nextAt: 0,
+  lanes: share.lanes === undefined ? undefined : Float64Array.from(share.lanes),
+  consecutive: share.consecutive ?? true,
+});
 
-// The 10th character tells a `message` from every other server frame (gap, error, subscribed, …), and
-// the 29th opens the channel's JSON string; cheaper than startsWith(MESSAGE_PREFIX).
-const isMessage = (frame: string) =>
-  frame.charCodeAt(9) === 109 && frame.charCodeAt(MESSAGE_PREFIX.length) === 34 && frame.charCodeAt(0) === 123;
-// `key` (`,"…":`) sits at `i`: its comma and its closing colon are where they should be.
-const at = (frame: string, i: number, key: string) =>
-  frame.charCodeAt(i) === 44 && frame.charCodeAt(i + key.length - 1) === 58;
+export type Client = ReturnType<typeof newClient>;
+
+const STRAY_TEXT = 200;
 
 /** The unsigned decimal (digits, optionally a fraction) at `i`, without slicing; NaN if none. */
 function numberAt(text: string, i: number): number {
@@ -79,26 +58,11 @@ function numberAt(text: string, i: number): number {
   return digits === 0 ? Number.NaN : value;
 }
 
-/** Tracks the clients of one generator. */
-export interface Tracker {
-  /** Adds a client (already open, and subscribed if multiplexed); by default it gets everything. */
-  add(share?: Share): Client;
-  /** A client went away; its close code is counted and it no longer holds the credit back. */
-  closed(client: Client, code: number): void;
-  /** Forgets every client (after they were closed). */
-  clear(): void;
-  arm(command: ArmCommand): void;
-  /** A plain frame: the payload itself. */
-  receive(client: Client, frame: string, nowMs: number): void;
-  /** A multiplexed frame: a `message` whose `payload` is the payload, or anything else (stray). */
-  receiveMessage(client: Client, frame: string, nowMs: number): void;
-  /** Distinct frames of the run received so far, all clients together. */
-  received(): number;
-  report(): GeneratorReport;
-}
+/** What one process's clients saw in one case. */
+export type GeneratorReport = ReturnType<ReturnType<typeof createTracker>['report']>;
 
 /** `onProgress(count)`: every open client has now received at least `count` notifications of the run. */
-export function createTracker(onProgress: (run: number, count: number) => void): Tracker {
+export function createTracker(onProgress: (run: number, count: number) => void) {
   const clients: Client[] = [];
   let run = -1;
   let expected = 0;
@@ -116,6 +80,7 @@ export function createTracker(onProgress: (run: number, count: number) => void):
   let lastReceiveMs = 0;
   let latency = createSamples(0);
   let open = 0;
+  const parts: MessageParts = { seq: 0, payloadAt: 0 };
 
   // Of notifications 0..expected-1, those in groups key, key + modulus, … (a group is `producers` SEQs).
   const shareOf = (client: Client) => {
@@ -124,8 +89,7 @@ export function createTracker(onProgress: (run: number, count: number) => void):
       share += Math.min(producers, expected - group * producers);
     return share;
   };
-  // The level a client's unique count stands for, in notifications (unique × modulus), capped below the
-  // top until it is complete.
+  // The level a unique count stands for (unique × modulus notifications), below the top until complete.
   const levelOf = (client: Client, unique: number) =>
     unique >= client.expected ? top : Math.min(top - 1, Math.floor((unique * client.modulus) / step));
   const nextAtOf = (client: Client) =>
@@ -194,29 +158,16 @@ export function createTracker(onProgress: (run: number, count: number) => void):
   };
 
   return {
-    add(share = { modulus: 1, key: 0 }) {
-      const client: Client = {
-        open: true,
-        retired: false,
-        modulus: share.modulus,
-        key: share.key,
-        expected: 0,
-        unique: 0,
-        duplicated: 0,
-        reordered: 0,
-        seen: new Uint8Array(0),
-        last: new Int32Array(0),
-        level: 0,
-        nextAt: 0,
-        lanes: share.lanes === undefined ? undefined : Float64Array.from(share.lanes),
-        consecutive: share.consecutive ?? true,
-      };
+    /** Adds a client (open, and subscribed if multiplexed). */
+    add(share: Share): Client {
+      const client = newClient(share);
       clients.push(client);
       open += 1;
       reset(client);
       return client;
     },
-    closed(client, code) {
+    /** A client went away: its close code is counted and it no longer holds the credit back. */
+    closed(client: Client, code: number) {
       if (client.retired || !client.open) return;
       client.open = false;
       open -= 1;
@@ -225,8 +176,8 @@ export function createTracker(onProgress: (run: number, count: number) => void):
       for (let k = 1; k <= client.level; k++) reached[k]! -= 1;
       advance();
     },
-    arm(command) {
-      ({ run, expected, producers, step } = command);
+    arm(next: Arm) {
+      ({ run, expected, producers, step } = next);
       top = Math.ceil(expected / step);
       reached = new Int32Array(top + 1);
       level = 0;
@@ -239,37 +190,33 @@ export function createTracker(onProgress: (run: number, count: number) => void):
       for (const client of clients) reset(client);
       latency = createSamples(clients.reduce((sum, c) => sum + c.expected, 0));
     },
+    /** Forgets every client (after they were closed). */
     clear() {
       for (const client of clients) client.retired = true;
       clients.length = 0;
       open = 0;
     },
-    receive(client, frame, nowMs) {
+    /** A plain frame: the payload itself. */
+    receive(client: Client, frame: string, nowMs: number) {
       if (!client.retired) count(client, frame, 0, nowMs, 0);
     },
-    receiveMessage(client, frame, nowMs) {
+    /** A multiplexed frame: a `message` whose `payload` is the payload, or anything else (stray). */
+    receiveMessage(client: Client, frame: string, nowMs: number) {
       if (client.retired) return;
-      // {"type":"message","channel":"NAME","seq":N,"payload":P}, in this order (src/protocol/replies.ts).
-      // No benchmark channel name needs escaping, so one quote ends NAME, and the rest is stepped over
-      // with character checks: indexOf with a long needle, or startsWith, costs 15-100 ns a frame, and
-      // the generators (~1 µs of CPU a frame in all) are what limits these cases.
-      const quote = isMessage(frame) ? frame.indexOf('"', MESSAGE_PREFIX.length + 1) : -1;
-      const digits = quote + 1 + SEQ_KEY.length;
-      let end = digits;
-      let serverSeq = 0;
-      for (let code = frame.charCodeAt(end); code >= 48 && code <= 57; code = frame.charCodeAt(++end))
-        serverSeq = serverSeq * 10 + (code - 48);
-      if (quote < 0 || end === digits || !at(frame, quote + 1, SEQ_KEY) || !at(frame, end, PAYLOAD_KEY))
-        return strayFrame(frame);
-      count(client, frame, end + PAYLOAD_KEY.length, nowMs, serverSeq);
+      if (readMessage(frame, parts)) count(client, frame, parts.payloadAt, nowMs, parts.seq);
+      else strayFrame(frame);
     },
+    /** Distinct frames of the run received so far, all clients together. */
     received: () => clients.reduce((sum, c) => sum + c.unique, 0),
+    /** Sums over the clients; `incomplete`: clients short of their share; `stray`: frames not of this run. */
     report() {
+      const sum = (pick: (c: Client) => number) => clients.reduce((n, c) => n + pick(c), 0);
       return {
-        expected: clients.map((c) => c.expected),
-        unique: clients.map((c) => c.unique),
-        duplicated: clients.map((c) => c.duplicated),
-        reordered: clients.map((c) => c.reordered),
+        expected: sum((c) => c.expected),
+        unique: sum((c) => c.unique),
+        duplicated: sum((c) => c.duplicated),
+        reordered: sum((c) => c.reordered),
+        incomplete: sum((c) => (c.unique < c.expected ? 1 : 0)),
         stray,
         firstStray,
         seqBreaks,

@@ -1,144 +1,94 @@
 /**
- * One measured trial: connect the clients, arm the generators, send (a burst or a fixed-rate stream),
- * wait until every open client has everything (or progress stops), read CPU and memory, collect the
- * per-client reports, close the clients. Every wait is bounded.
+ * One measured trial: connect the clients, arm them, send (a burst or a fixed rate), wait until every
+ * open client has everything or progress stops, read CPU and memory, collect the reports, close.
  */
 import type { BenchDatabase } from './database.ts';
-import type { ConnectSpec, Fleet } from './fleet.ts';
-import { createHistogram, decodeHistogram, type Histogram, maxLatencyMs, quantileMs } from './histogram.ts';
+import { createHistogram, decodeHistogram, maxLatencyMs, quantileMs } from './histogram.ts';
 import type { Notifier, NotifyFunction, Sent, Spread } from './notifier.ts';
-import { cpuMeter, machineBusySeconds } from './procstat.ts';
-import type { ClientKind, GeneratorReport, MuxSubscribe } from './protocol.ts';
-import type { Target } from './target.ts';
+import type { ConnectResult, ConnectSpec, Pool } from './pool.ts';
+import { cpuMeter, machineTimes } from './procstat.ts';
+import type { Target } from './servers.ts';
+import type { GeneratorReport } from './tracker.ts';
 
-/**
- * What to run. `target` undefined means raw LISTEN clients straight on the database. The optional rest
- * is for the multiplexed cases (bench/multiplexed.ts); left out, a trial is what it always was.
- */
+/** What to run; without a `target`, raw LISTEN clients straight on the database. */
 export interface TrialSpec {
   readonly label: string;
   readonly target: Target | undefined;
   readonly channel: string;
   readonly clients: number;
   readonly size: number;
-  /** `pg_notify` unless given. */
   readonly via?: NotifyFunction;
   readonly send:
     | { readonly kind: 'burst'; readonly count: number }
     | { readonly kind: 'paced'; readonly count: number; readonly rate: number };
-  /** Multiplexed clients on the target's `/`, subscribing to this. */
-  readonly mux?: MuxSubscribe;
-  /** Client URLs instead of the target's URLs of `channel` (e.g. one channel per client). */
+  /** Instead of the target's URLs of `channel`. */
   readonly urls?: readonly string[];
-  /** Client i gets only its share of the notifications (ConnectCommand.modulus; default 1: all). */
-  readonly modulus?: number;
-  /** Round-robin channels and filter keys of the notifications (bench/notifier.ts). */
   readonly spread?: Spread;
-  /** Credit window for this trial instead of the rig's. */
+  /** Instead of the rig's credit window. */
   readonly windowBytes?: number;
-  /** Put the clients on this many generator processes only. */
-  readonly generators?: number;
-  /** How the clients connect, where not the fleet's defaults (timeouts, retries, own addresses). */
-  readonly connect?: Pick<ConnectSpec, 'timeoutMs' | 'retryRefusedMs' | 'ownAddresses'>;
-  /** Called at the trial's turns, e.g. to watch the delivery window (bench/timeline.ts). */
-  readonly hooks?: TrialHooks;
-}
-
-/** What a caller may do at a trial's turns; each is called at most once. */
-export interface TrialHooks {
-  /** The clients are connected and the idle RSS has been read; nothing is sent until it resolves. */
-  readonly idle?: () => void | Promise<void>;
-  /** The first notification is about to be sent. */
-  readonly sending?: () => void;
-  /** Every open client has everything, or nothing moved for the drain time; before the reports. */
-  readonly drained?: () => void;
-}
-
-/** Everything one trial measured. CPU figures are % of one core over the send-and-drain phase. */
-export interface TrialResult {
-  readonly label: string;
-  readonly clients: number;
-  readonly size: number;
-  readonly connected: number;
-  readonly connectFailures: number;
-  readonly firstError: string | undefined;
-  readonly connectMs: number;
-  /** Upgrades answered 503 while connecting, and how many of those were tried again. */
-  readonly refused: number;
-  readonly retried: number;
-  /** Notifications planned and sent (fewer only when the send deadline passed). */
-  readonly planned: number;
-  readonly sent: number;
-  /** Frames all clients together should receive (each client its share of what was sent). */
-  readonly expected: number;
-  readonly received: number;
-  readonly lost: number;
-  /** Clients that ended with less than their share (where the lost frames are). */
-  readonly incomplete: number;
-  readonly duplicated: number;
-  readonly reordered: number;
-  readonly stray: number;
-  readonly firstStray: string | undefined;
-  /** Multiplexed: frames whose server seq broke their channel's sequence (bench/tracker.ts). */
-  readonly seqBreaks: number;
-  readonly closes: Readonly<Record<string, number>>;
-  readonly openLoop: boolean;
-  /** The server's own account when something went wrong (refusals, closes from its /metrics). */
-  readonly diagnosis: string;
-  readonly durationMs: number;
-  readonly framesPerSecond: number;
-  readonly p50Ms: number | undefined;
-  readonly p99Ms: number | undefined;
-  readonly maxMs: number | undefined;
-  /** `other`: the machine's busy time not spent in the four groups (other processes, kernel threads). */
-  readonly cpu: {
-    readonly server: number;
-    readonly postgres: number;
-    readonly generators: number;
-    readonly notifier: number;
-    readonly other: number;
-    /** CPU seconds over the same phase, for a cost per frame. */
-    readonly seconds: { readonly server: number; readonly generators: number };
+  /** How the clients connect beyond the defaults; with `subscribe`, multiplexed. */
+  readonly connect?: Omit<ConnectSpec, 'kind' | 'urls' | 'channel' | 'count'>;
+  /** At the trial's turns (for the delivery window): connected and idle (awaited), sending, drained. */
+  readonly hooks?: {
+    readonly idle?: () => Promise<void>;
+    readonly sending?: () => void;
+    readonly drained?: () => void;
   };
-  /** All frames' latencies, for pooling rounds. */
-  readonly latency: Histogram;
-  /** Server RSS (kB, summed over its processes) before connecting, with the clients idle, and after sending. */
-  readonly rssEmptyKb: number;
-  readonly rssIdleKb: number;
-  readonly rssAfterKb: number;
 }
 
 /** The shared machinery a trial runs on. */
 export interface Rig {
   readonly db: BenchDatabase;
-  readonly fleet: Fleet;
+  readonly pool: Pool;
   readonly notifier: Notifier;
   /** Destination addresses 127.0.0.1..N the clients spread over. */
   readonly addresses: number;
-  /** Bytes of notifications allowed ahead of the slowest client (bench/notifier.ts). */
+  /** Bytes of notifications allowed ahead of the slowest client. */
   readonly windowBytes: number;
 }
+
+/** Everything one trial measured. */
+export type TrialResult = ReturnType<typeof summarize>;
 
 let runs = 0;
 const DRAIN_MS = 3000;
 const QUIET_CHECK_MS = 500;
 const SEND_DEADLINE_MS = 120_000;
 
+/** CPU % of one core from now to the reading, per group; `other` is the machine's busy time outside them. */
+function cpuPhase(rig: Rig, target: Target | undefined) {
+  const server = cpuMeter(() => target?.processes() ?? []);
+  const postgres = cpuMeter(() => rig.db.processes());
+  const generators = cpuMeter(() => rig.pool.pids);
+  const notifier = cpuMeter(() => [process.pid]);
+  const machineStart = machineTimes().busy;
+  const wallStart = performance.now();
+  return () => {
+    const cpu = { server: server(), postgres: postgres(), generators: generators(), notifier: notifier() };
+    const machine = ((machineTimes().busy - machineStart) / ((performance.now() - wallStart) / 1000)) * 100;
+    const ours = Object.values(cpu).reduce((sum, reading) => sum + reading.percent, 0);
+    return {
+      server: cpu.server.percent,
+      postgres: cpu.postgres.percent,
+      generators: cpu.generators.percent,
+      notifier: cpu.notifier.percent,
+      other: Math.max(0, machine - ours),
+      seconds: { server: cpu.server.seconds, generators: cpu.generators.seconds },
+    };
+  };
+}
+
 /** Runs one trial; the clients are closed again whatever happens. */
 export async function runTrial(rig: Rig, spec: TrialSpec): Promise<TrialResult> {
-  const { fleet, notifier, db } = rig;
-  const kind: ClientKind = spec.target === undefined ? 'pg' : spec.mux !== undefined ? 'mux' : 'ws';
+  const { pool, notifier, db } = rig;
   const rssEmptyKb = spec.target?.rssKb() ?? 0;
   const windowBytes = spec.windowBytes ?? rig.windowBytes;
   try {
-    const connect = await fleet.connect({
-      kind,
+    const connect = await pool.connect({
+      kind: spec.target === undefined ? 'pg' : spec.connect?.subscribe !== undefined ? 'mux' : 'ws',
       urls: spec.urls ?? spec.target?.urls(spec.channel, rig.addresses) ?? [db.url],
       channel: spec.channel,
       count: spec.clients,
-      ...(spec.modulus === undefined ? {} : { modulus: spec.modulus }),
-      ...(spec.mux === undefined ? {} : { subscribe: spec.mux }),
-      ...(spec.generators === undefined ? {} : { generators: spec.generators }),
       ...spec.connect,
     });
     await Bun.sleep(250);
@@ -147,64 +97,45 @@ export async function runTrial(rig: Rig, spec: TrialSpec): Promise<TrialResult> 
     const run = ++runs;
     const { count } = spec.send;
     const paced = spec.send.kind === 'paced';
-    await fleet.arm(run, count, paced ? 1 : notifier.producers, paced ? count : notifier.step(spec.size, windowBytes));
-    const meters = {
-      server: cpuMeter(() => spec.target?.processes() ?? []),
-      postgres: cpuMeter(() => db.processes()),
-      generators: cpuMeter(() => fleet.pids),
-      notifier: cpuMeter(() => [process.pid]),
-    };
+    const step = paced ? count : notifier.step(spec.size, windowBytes);
+    await pool.arm({ run, expected: count, producers: paced ? 1 : notifier.producers, step });
+    const cpu = cpuPhase(rig, spec.target);
     spec.hooks?.sending?.();
-    const machineStart = machineBusySeconds();
-    const wallStart = performance.now();
     const base = { channel: spec.channel, run, count, size: spec.size, via: spec.via, ...spec.spread };
     const sent: Sent =
       spec.send.kind === 'paced'
         ? await notifier.paced({ ...base, rate: spec.send.rate })
-        : await notifier.burst({ ...base, windowBytes, credit: fleet, deadlineMs: SEND_DEADLINE_MS });
-    // Drain: until every open client has all, or nothing arrives for DRAIN_MS. Credit moves in steps
-    // every client of a generator must pass (1,310 notifications × 1,000 clients = 1.3 M frames at
-    // 100 B), which on a loaded machine can take longer than DRAIN_MS, so while credit is quiet the
-    // frames received so far are what says whether anything still moves.
-    let last = fleet.progress();
-    let frames = -1;
-    let movedAt = performance.now();
-    const drainUntil = movedAt + SEND_DEADLINE_MS;
-    while (last < sent.sent && connect.opened > 0 && performance.now() - movedAt < DRAIN_MS) {
-      if (performance.now() > drainUntil) break;
-      await fleet.nextProgress(QUIET_CHECK_MS);
-      const now = fleet.progress();
-      const received = now === last ? await fleet.received() : frames;
-      // Progress that came in while the count was asked for would otherwise wait out QUIET_CHECK_MS.
-      const latest = fleet.progress();
-      if (latest !== last || received !== frames) movedAt = performance.now();
-      last = latest;
-      frames = received;
-    }
+        : await notifier.burst({ ...base, windowBytes, credit: pool, deadlineMs: SEND_DEADLINE_MS });
+    await drain(pool, sent.sent, connect.opened);
     spec.hooks?.drained?.();
-    const readings = {
-      server: meters.server(),
-      postgres: meters.postgres(),
-      generators: meters.generators(),
-      notifier: meters.notifier(),
-    };
-    const groups = {
-      server: readings.server.percent,
-      postgres: readings.postgres.percent,
-      generators: readings.generators.percent,
-      notifier: readings.notifier.percent,
-    };
-    const cpuSeconds = { server: readings.server.seconds, generators: readings.generators.seconds };
-    const machine = ((machineBusySeconds() - machineStart) / ((performance.now() - wallStart) / 1000)) * 100;
-    const ours = groups.server + groups.postgres + groups.generators + groups.notifier;
-    const cpu = { ...groups, other: Math.max(0, machine - ours), seconds: cpuSeconds };
-    const rssAfterKb = spec.target?.rssKb() ?? 0;
-    const reports = await fleet.report();
+    const measured = { connect, cpu: cpu(), rssEmptyKb, rssIdleKb, rssAfterKb: spec.target?.rssKb() ?? 0 };
+    const reports = await pool.report();
     const troubled = connect.failed > 0 || reports.some((r) => Object.keys(r.closes).some((code) => code !== '1000'));
     const diagnosis = troubled ? ((await spec.target?.diagnose()) ?? '') : '';
-    return summarize(spec, reports, sent, cpu, { connect, rssEmptyKb, rssIdleKb, rssAfterKb, diagnosis });
+    return summarize(spec, reports, sent, { ...measured, diagnosis });
   } finally {
-    await fleet.close();
+    await pool.close();
+  }
+}
+
+/**
+ * Waits until every open client has all `sent`, or nothing arrives for DRAIN_MS. A credit step can take
+ * longer than that on a loaded machine (1,310 notifications × 1,000 clients at 100 B), so while credit
+ * is quiet the frames received so far say whether anything still moves.
+ */
+async function drain(pool: Pool, sent: number, opened: number) {
+  let last = pool.progress();
+  let frames = -1;
+  let movedAt = performance.now();
+  const until = movedAt + SEND_DEADLINE_MS;
+  while (last < sent && opened > 0 && performance.now() - movedAt < DRAIN_MS && performance.now() < until) {
+    await pool.nextProgress(QUIET_CHECK_MS);
+    const received = pool.progress() === last ? await pool.received() : frames;
+    // Progress that came in while the count was asked for would otherwise wait out QUIET_CHECK_MS.
+    const latest = pool.progress();
+    if (latest !== last || received !== frames) movedAt = performance.now();
+    last = latest;
+    frames = received;
   }
 }
 
@@ -212,62 +143,61 @@ function summarize(
   spec: TrialSpec,
   reports: readonly GeneratorReport[],
   sent: Sent,
-  cpu: TrialResult['cpu'],
-  extra: {
-    connect: Awaited<ReturnType<Fleet['connect']>>;
+  measured: {
+    connect: ConnectResult;
+    cpu: ReturnType<ReturnType<typeof cpuPhase>>;
+    /** Server RSS (kB, its processes) before connecting, with the clients idle, after sending. */
     rssEmptyKb: number;
     rssIdleKb: number;
     rssAfterKb: number;
+    /** The server's own account when something went wrong (refusals, closes, its log). */
     diagnosis: string;
   },
-): TrialResult {
-  const sum = (values: readonly number[]) => values.reduce((a, b) => a + b, 0);
-  const histogram = createHistogram();
+) {
+  const sum = (pick: (r: GeneratorReport) => number) => reports.reduce((n, r) => n + pick(r), 0);
+  const latency = createHistogram();
   const closes: Record<string, number> = {};
   for (const report of reports) {
-    histogram.add(decodeHistogram(report.latency));
+    latency.add(decodeHistogram(report.latency));
     for (const [code, n] of Object.entries(report.closes)) closes[code] = (closes[code] ?? 0) + n;
   }
-  const received = sum(reports.map((r) => sum(r.unique)));
-  const connected = extra.connect.opened;
+  const received = sum((r) => r.unique);
   // Each client's share of the planned notifications; a send cut short by its deadline scales it.
-  const wanted = sum(reports.map((r) => sum(r.expected)));
+  const wanted = sum((r) => r.expected);
   const expected = sent.sent === spec.send.count ? wanted : Math.round((wanted * sent.sent) / spec.send.count);
   const lastReceive = Math.max(0, ...reports.map((r) => r.lastReceiveMs));
   const durationMs = lastReceive > 0 ? lastReceive - sent.firstSendMs : 0;
+  const { connect, ...rest } = measured;
   return {
     label: spec.label,
     clients: spec.clients,
     size: spec.size,
-    connected,
-    connectFailures: extra.connect.failed,
-    firstError: extra.connect.firstError,
-    connectMs: extra.connect.ms,
-    refused: extra.connect.refused ?? 0,
-    retried: extra.connect.retried ?? 0,
+    connected: connect.opened,
+    connectFailures: connect.failed,
+    firstError: connect.firstError,
+    connectMs: connect.ms,
+    refused: connect.refused,
+    retried: connect.retried,
     planned: spec.send.count,
     sent: sent.sent,
+    /** Frames all clients together should receive (each its share of what was sent). */
     expected,
     received,
     lost: expected - received,
-    incomplete: sum(reports.map((r) => r.unique.filter((n, i) => n < (r.expected[i] ?? 0)).length)),
-    duplicated: sum(reports.map((r) => sum(r.duplicated))),
-    reordered: sum(reports.map((r) => sum(r.reordered))),
-    stray: sum(reports.map((r) => r.stray)),
+    incomplete: sum((r) => r.incomplete),
+    duplicated: sum((r) => r.duplicated),
+    reordered: sum((r) => r.reordered),
+    stray: sum((r) => r.stray),
     firstStray: reports.find((r) => r.firstStray !== undefined)?.firstStray,
-    seqBreaks: sum(reports.map((r) => r.seqBreaks)),
+    seqBreaks: sum((r) => r.seqBreaks),
     closes,
     openLoop: sent.openLoop,
-    diagnosis: extra.diagnosis,
     durationMs,
     framesPerSecond: durationMs > 0 ? received / (durationMs / 1000) : 0,
-    p50Ms: quantileMs(histogram, 0.5),
-    p99Ms: quantileMs(histogram, 0.99),
-    maxMs: maxLatencyMs(histogram),
-    cpu,
-    latency: histogram,
-    rssEmptyKb: extra.rssEmptyKb,
-    rssIdleKb: extra.rssIdleKb,
-    rssAfterKb: extra.rssAfterKb,
+    p50Ms: quantileMs(latency, 0.5),
+    p99Ms: quantileMs(latency, 0.99),
+    maxMs: maxLatencyMs(latency),
+    latency,
+    ...rest,
   };
 }

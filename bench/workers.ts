@@ -1,251 +1,110 @@
 /**
- * `[server] workers = N`: N server processes on one port (SO_REUSEPORT). Fan-out at 1, 2 and 4 workers,
- * same clients and payloads, the scaling between them, and the same 4-worker fan-out run by the code of
- * BASELINE_COMMIT beside this checkout's, taking turns round by round.
- * Before measuring, a startup probe keeps opening WebSockets for 2 s from the first healthy
- * /healthz, as clients of a fresh deployment would, and counts refused upgrades: a worker that
- * already listens on the shared port but has no database connection yet refuses with 503.
+ * `[server] workers = N` (N processes on one port, SO_REUSEPORT): fan-out at 1, 2 and 4 workers, and
+ * beside the 4 the bare bridge as 4 processes (each its own LISTEN: the simplest way to spread a bridge
+ * over processes), taking turns each round. A startup probe first opens WebSockets for 2 s from the
+ * first healthy /healthz, as a fresh deployment's clients would, and counts refused upgrades.
  */
-
 import { listeningSockets } from './procstat.ts';
-import {
-  anomalies,
-  bytes,
-  type Context,
-  INTEGRITY_HEADERS,
-  integrityCells,
-  median,
-  type Outcome,
-  spread,
-  TAIL_HEADERS,
-  tailCells,
-} from './scenario.ts';
-import { SCHEMA_CHANNEL, startOurs } from './servers.ts';
-import { check, num, ratio, times } from './stats.ts';
-import type { Target } from './target.ts';
-import { runTrial, type TrialResult } from './trial.ts';
-import { addWorktree, type Worktree } from './worktree.ts';
+import { bytes, type Column, check, count, num, ratio, section, times } from './report.ts';
+import * as s from './scenario.ts';
+import { SCHEMA_CHANNEL, startBare, type Target } from './servers.ts';
+import { runTrial } from './trial.ts';
 
-/**
- * The code before issue 14, where each worker has its own LISTEN connection (the database delivers every
- * notification once per worker). Measured in the same run as this checkout, so the shared LISTEN is
- * judged against what it replaces on the same machine, load and database, not against an old report.
- */
-const BASELINE_COMMIT = 'e536328';
-const BASELINE_WORKERS = 4;
+const WORKERS = [1, 2, 4] as const;
+const MOST = 4;
 const PROBE_MS = 2000;
 const PROBE_BATCH = 10;
 // Between batches: a gentle trickle, not a flood of short-lived sockets (TIME_WAIT).
 const PROBE_PAUSE_MS = 5;
 
-/** One server to measure: a number of workers, run by this checkout or by another commit's worktree. */
-interface Variant {
-  readonly workers: number;
-  readonly checkout?: Worktree;
-}
-
-interface Row {
-  readonly variant: Variant;
-  readonly processes: number;
-  readonly size: number;
-  readonly results: TrialResult[];
-}
-
-interface Started {
-  readonly variant: Variant;
-  readonly target: Target;
-  readonly probe: string;
-}
-
-const codeOf = (variant: Variant) =>
-  variant.checkout === undefined ? 'this checkout' : `${variant.checkout.commit} (per-worker LISTEN)`;
-
-/** "4 workers", or "e536328, 4 workers" for another commit's code. */
-const nameOf = ({ workers, checkout }: Variant) =>
-  `${checkout === undefined ? '' : `${checkout.commit}, `}${workers} worker${workers === 1 ? '' : 's'}`;
-
-/** Clients, payload sizes and rounds: small with --quick. */
-const plan = (quick: boolean) => ({
-  clients: quick ? 100 : 1000,
-  sizes: quick ? [100] : [100, 7900],
-  repetitions: quick ? 1 : 3,
-  frames: (size: number) => (size <= 100 ? (quick ? 100_000 : 2_000_000) : quick ? 10_000 : 300_000),
-});
-
-/**
- * Connects PROBE_BATCH clients at a time, every PROBE_PAUSE_MS, for PROBE_MS, and notes when all
- * `workers` sockets listen on the port (ms after the start, undefined if never).
- */
-async function probeStartup(context: Context, target: Target, workers: number) {
-  const { fleet, addresses } = context.rig;
+/** Connects PROBE_BATCH clients every PROBE_PAUSE_MS for PROBE_MS; notes when all workers listen. */
+async function probeStartup(context: s.Context, target: Target, workers: number): Promise<string> {
+  const { pool, addresses } = context.rig;
   const started = performance.now();
-  const until = started + PROBE_MS;
   let opened = 0;
   let refused = 0;
   let allListening: number | undefined;
-  while (performance.now() < until) {
+  while (performance.now() < started + PROBE_MS) {
     if (allListening === undefined && listeningSockets(target.port) >= workers)
       allListening = performance.now() - started;
-    const result = await fleet.connect({
-      kind: 'ws',
-      urls: target.urls('bench_probe', addresses),
-      channel: 'bench_probe',
-      count: PROBE_BATCH,
-      timeoutMs: 5000,
-    });
+    const urls = target.urls('bench_probe', addresses);
+    const result = await pool.connect({ kind: 'ws', urls, count: PROBE_BATCH, timeoutMs: 5000 });
     opened += result.opened;
     refused += result.failed;
-    await fleet.close();
+    await pool.close();
     await Bun.sleep(PROBE_PAUSE_MS);
   }
-  return { opened, refused, allListening };
-}
-
-async function start(context: Context, variant: Variant): Promise<Started> {
-  const { workers } = variant;
-  const target = await startOurs({
-    databaseUrl: context.rig.db.url,
-    server: { workers },
-    label: `ours, ${nameOf(variant)}`,
-    profileDir: context.profileDir,
-    healthyInARow: 1,
-    ...(variant.checkout === undefined ? {} : { checkout: variant.checkout.dir }),
-  });
-  try {
-    const { opened, refused, allListening } = await probeStartup(context, target, workers);
-    // Every worker listening on the port (each binds it only once its database connection is up).
-    await target.whenHealthy(workers);
-    const listening =
-      allListening === undefined
-        ? `not all ${workers} listening within it`
-        : `all ${workers} listening ${num(allListening)} ms after it`;
-    const probe = `${nameOf(variant)}: ${num(refused)} of ${num(opened + refused)} upgrades refused in the ${PROBE_MS / 1000} s after the first healthy /healthz; ${listening}`;
-    return { variant, target, probe };
-  } catch (error) {
-    await target.stop();
-    throw error;
-  }
-}
-
-/**
- * Starts a group's servers, then runs each size's rounds with the servers taking turns, in another
- * order each round, so drift on a shared machine favours none of them; stops them all at the end.
- */
-async function measureGroup(context: Context, group: readonly Variant[], probes: string[]): Promise<Row[]> {
-  const { clients, sizes, repetitions, frames } = plan(context.quick);
-  const started: Started[] = [];
-  const rows: Row[] = [];
-  try {
-    for (const variant of group) {
-      const server = await start(context, variant);
-      started.push(server);
-      probes.push(server.probe);
-    }
-    for (const size of sizes) {
-      const send = { kind: 'burst', count: Math.round(frames(size) / clients) } as const;
-      const sized = started.map(({ variant, target }) => ({
-        variant,
-        processes: target.processes().length,
-        size,
-        results: [] as TrialResult[],
-      }));
-      for (let round = 1; round <= repetitions; round++) {
-        for (let turn = 0; turn < started.length; turn++) {
-          const index = (turn + round - 1) % started.length;
-          const { target } = started[index] as Started;
-          context.say(`workers: ${target.label}, ${num(clients)} clients, ${bytes(size)}, run ${round}/${repetitions}`);
-          const result = await runTrial(context.rig, {
-            label: target.label,
-            target,
-            channel: SCHEMA_CHANNEL,
-            clients,
-            size,
-            send,
-          });
-          sized[index]?.results.push(result);
-        }
-      }
-      rows.push(...sized);
-    }
-  } finally {
-    await Promise.all(started.map(({ target }) => target.stop()));
-  }
-  return rows;
+  const listening =
+    allListening === undefined
+      ? `not all ${workers} listening within it`
+      : `all ${workers} listening ${num(allListening)} ms after it`;
+  return `${count(workers, 'worker')}: ${num(refused)} of ${num(opened + refused)} upgrades refused in the ${PROBE_MS / 1000} s after the first healthy /healthz; ${listening}`;
 }
 
 /** Runs the workers scenario. */
-export async function workers(context: Context): Promise<Outcome> {
-  const { clients, sizes, repetitions } = plan(context.quick);
-  // First, so a commit that cannot be checked out fails the scenario before anything is measured.
-  await using baseline = addWorktree(BASELINE_COMMIT);
-  const groups: Variant[][] = [
-    [{ workers: 1 }],
-    [{ workers: 2 }],
-    [{ workers: BASELINE_WORKERS }, { workers: BASELINE_WORKERS, checkout: baseline }],
-  ];
-  const rows: Row[] = [];
+export async function workers(context: s.Context): Promise<s.Outcome> {
+  const { rig, say, quick } = context;
+  const clients = quick ? 100 : 1000;
+  const sizes = quick ? [100] : [100, 7900];
+  const repetitions = quick ? 1 : 3;
+  const frames = (size: number) => (size <= 100 ? (quick ? 100_000 : 2_000_000) : quick ? 10_000 : 300_000);
+  // One server's runs at one payload size.
+  const rows: (s.Runs & { label: string; bare: boolean; workers: number; processes: number; size: number })[] = [];
   const probes: string[] = [];
-  for (const group of groups) rows.push(...(await measureGroup(context, group, probes)));
-
-  const pick = (size: number, match: (variant: Variant) => boolean) =>
-    median(rows.find((row) => row.size === size && match(row.variant))?.results ?? []);
-  const one = (size: number) => pick(size, (v) => v.workers === 1 && v.checkout === undefined);
-  const notes = [
-    ...new Set(
-      rows.flatMap((row) =>
-        row.results.flatMap((r, i) => anomalies(r, `${nameOf(row.variant)}, ${bytes(row.size)}, run ${i + 1}`)),
-      ),
-    ),
+  for (const n of WORKERS) {
+    const label = `ours, ${count(n, 'worker')}`;
+    await using ours = await s.startOursFor(context, { server: { workers: n }, label, healthyInARow: 1 });
+    probes.push(await probeStartup(context, ours, n));
+    // Each worker binds the port only once its database connection is up.
+    await ours.whenHealthy(n);
+    await using bare = n === MOST ? await startBare(rig.db.url, n) : undefined;
+    await bare?.whenHealthy(n);
+    const servers = bare === undefined ? [ours] : [ours, bare];
+    for (const size of sizes) {
+      const send = { kind: 'burst', count: Math.round(frames(size) / clients) } as const;
+      const results = await s.inTurns(servers, repetitions, (target, round) => {
+        say(`workers: ${target.label}, ${num(clients)} clients, ${bytes(size)}, run ${round}/${repetitions}`);
+        const channel = target === bare ? 'bench_workers_bare' : SCHEMA_CHANNEL;
+        return runTrial(rig, { label: target.label, target, channel, clients, size, send });
+      });
+      for (const [i, target] of servers.entries()) {
+        const runs = s.runsOf(results[i] ?? []);
+        const processes = target.processes().length;
+        if (runs !== undefined)
+          rows.push({ ...runs, label: target.label, bare: target === bare, workers: n, processes, size });
+      }
+    }
+  }
+  const find = (bare: boolean, workers: number, size: number) =>
+    rows.find((row) => row.bare === bare && row.workers === workers && row.size === size)?.r;
+  const columns: Column<(typeof rows)[number]>[] = [
+    ['server', (row) => row.label],
+    ['server processes', (row) => String(row.processes)],
+    ['clients', ({ r }) => num(r.clients)],
+    ['payload', (row) => bytes(row.size)],
+    ...s.INTEGRITY,
+    ...s.RATE,
+    ['× 1 worker', ({ r, size }) => times(ratio(r.framesPerSecond, find(false, 1, size)?.framesPerSecond))],
+    ...s.TAIL,
   ];
-  notes.unshift(...probes.map((p) => `- startup probe, ${p}`));
-  notes.unshift(
-    `Median of ${repetitions} run${repetitions === 1 ? '' : 's'} by frames/s. The ${BASELINE_COMMIT} rows are the same ${BASELINE_WORKERS}-worker fan-out run by that commit's code (each worker its own LISTEN connection, so the database delivers every notification once per worker), from a temporary git worktree with this checkout's node_modules; its server and this checkout's ${BASELINE_WORKERS}-worker one run side by side, taking turns round by round. On this machine the generators alone take about two thirds of the two cores (CPU gen %), so added workers have little idle CPU to scale into: read the ratios as "does not get worse", not as the scaling a larger machine would show.`,
-  );
+  const notes = rows.flatMap((row) => s.runNotes(`${row.label}, ${bytes(row.size)}`, row.runs));
+  const title = `Workers: fan-out to ${num(clients)} clients on the schema channel at 1, 2 and ${MOST} workers, beside the bare bridge as ${MOST} processes`;
   return {
     sections: [
-      {
-        title: `Workers: fan-out to ${num(clients)} clients on the schema channel at 1, 2 and ${BASELINE_WORKERS} workers, and at ${BASELINE_WORKERS} by ${BASELINE_COMMIT}`,
-        headers: [
-          'code',
-          'workers',
-          'server processes',
-          'clients',
-          'payload',
-          ...INTEGRITY_HEADERS,
-          'frames/s',
-          'range of runs',
-          '× 1 worker',
-          ...TAIL_HEADERS,
-        ],
-        rows: rows.flatMap((row) => {
-          const r = median(row.results);
-          if (r === undefined) return [];
-          return [
-            [
-              codeOf(row.variant),
-              String(row.variant.workers),
-              String(row.processes),
-              num(r.clients),
-              bytes(row.size),
-              ...integrityCells(r),
-              num(r.framesPerSecond),
-              spread(row.results),
-              times(ratio(r.framesPerSecond, one(row.size)?.framesPerSecond)),
-              ...tailCells(r),
-            ],
-          ];
-        }),
-        notes,
-      },
+      section(title, columns, rows, [
+        `${s.medianOf(repetitions)}. The bare rows are bench/bare.ts run as ${MOST} processes on one port (SO_REUSEPORT), each its own LISTEN connection, so the database delivers every notification once per process; its server and the ${MOST}-worker one take turns round by round. On this machine the generators alone take about two thirds of the two cores (CPU gen %), so added workers have little idle CPU to scale into: read the ratios as "does not get worse", not as the scaling a larger machine would show.`,
+        ...probes.map((probe) => `- startup probe, ${probe}`),
+        ...new Set(notes),
+      ]),
     ],
     targets: sizes.map((size) => {
-      const ours = pick(size, (v) => v.workers === BASELINE_WORKERS && v.checkout === undefined);
-      const base = pick(size, (v) => v.checkout !== undefined);
+      const ours = find(false, MOST, size)?.framesPerSecond;
+      const bare = find(true, MOST, size)?.framesPerSecond;
       return check(
-        `${BASELINE_WORKERS} workers, one LISTEN per instance ≥ per-worker LISTEN (${BASELINE_COMMIT}) from the same run, ${bytes(size)}`,
-        `${num(ours?.framesPerSecond)} vs ${num(base?.framesPerSecond)} frames/s`,
-        ratio(ours?.framesPerSecond, base?.framesPerSecond),
-        { min: 1 },
+        `${MOST} workers, every feature on ≥ 0.9 × bare bridge as ${MOST} processes, ${bytes(size)}`,
+        `${num(ours)} vs ${num(bare)} frames/s`,
+        ratio(ours, bare),
+        { min: 0.9 },
       );
     }),
   };

@@ -6,28 +6,27 @@
  * Wiring order is declaration order: every piece is built before anything that calls it, and nothing
  * runs until `listener.start`, so no callback can reach a piece that does not exist yet.
  */
-import { createAccess } from './auth/access.ts';
-import { createVerifier, type KeySource } from './auth/tokens.ts';
+import type { KeySource } from './auth/tokens.ts';
 import type { Clock } from './base/clock.ts';
 import type { Logger } from './base/log.ts';
-import { PROBE_PREFIX } from './base/name.ts';
 import { createStats } from './base/stats.ts';
+import { NO_TRACER, type Tracer } from './base/trace.ts';
 import { createCatalog } from './channels/catalog.ts';
 import { describeChannels } from './channels/discovery.ts';
-import { createFollower, type Follower, type FollowerEvents } from './cluster/follower.ts';
+import type { FollowerEvents } from './cluster/follower.ts';
 import type { WorkerRole } from './cluster/messages.ts';
 import { type Cluster, createCluster } from './cluster/primary.ts';
 import type { Config } from './config/load.ts';
-import { createCanary, logFailing } from './db/canary.ts';
-import { createListener, type Listener } from './db/listener.ts';
-import { createQueries } from './db/queries.ts';
+import { createCanary, logFailing, newProbeChannel } from './db/canary.ts';
 import { createSweeper } from './db/sweeper.ts';
 import { createFanOut } from './delivery/fanout.ts';
-import { createPipeline } from './delivery/pipeline.ts';
+import { createPipeline, type InvalidPayloadHook } from './delivery/pipeline.ts';
+import { asyncApiText } from './describe/asyncapi.ts';
 import { fileLimitSockets } from './http/admission.ts';
-import { createGate } from './http/gate.ts';
+import { createAuthority } from './http/authority.ts';
 import { createRoutes } from './http/routes.ts';
 import { type Bound, createServer } from './http/server.ts';
+import { createProcessListener } from './listening.ts';
 import { aggregateMetrics } from './observe/aggregate.ts';
 import { createMetrics } from './observe/metrics.ts';
 import { createHub } from './protocol/hub.ts';
@@ -61,6 +60,15 @@ export interface BridgeOptions {
   cluster?: { readonly role: 'primary' } | WorkerRole;
   /** Token expiry's time: jose's `exp`/`nbf` checks and the sockets' expiry timers (the real clock by default). */
   clock?: Clock;
+  /**
+   * Called with every payload this process drops as invalid, with its issues (the test kit's `invalid()`).
+   * In `[server] workers > 1` the primary validates, so only its hook hears of them.
+   */
+  onInvalid?: InvalidPayloadHook;
+  /** The version the AsyncAPI document names (package.json's, from `main.ts`). */
+  version?: string;
+  /** Spans for notifications, publishes and replays (`tracing.ts` makes one from `OTEL_*`); default off. */
+  tracer?: Tracer;
 }
 
 /** A running bridge. */
@@ -70,9 +78,9 @@ export interface Bridge {
   /** The address and port actually bound. */
   readonly bound: Bound;
   /**
-   * Resolves once the bridge serves clients: the LISTEN connection is up and a NOTIFY round trip came
-   * back through it. For tests and embedders, instead of polling /readyz. Never rejects; a bridge whose
-   * database never answers never becomes ready.
+   * Resolves once the bridge serves clients: the LISTEN connection is up, a NOTIFY round trip came back
+   * through it, and (with `[auth]`) the revocations were read. For tests and embedders, instead of polling
+   * /readyz. Never rejects; a bridge whose database never answers never becomes ready.
    */
   readonly ready: Promise<void>;
   /** In the primary of `[server] workers > 1`: the workers' side, for `workers.ts` to attach them. */
@@ -81,87 +89,74 @@ export interface Bridge {
   [Symbol.asyncDispose](): Promise<void>;
 }
 
-// PG: the probe channel is private to this process; clients never learn its name.
-const probeChannel = () => `${PROBE_PREFIX}${process.pid}.${crypto.randomUUID().slice(0, 8)}`;
-
 /** Starts a bridge. The HTTP server listens at once, even while the database is still unreachable. */
 export async function createBridge(options: BridgeOptions): Promise<Bridge> {
-  const { config, log } = options;
+  const { config, log, clock } = options;
+  const tracer = options.tracer ?? NO_TRACER;
   const stats = createStats();
   const catalog = createCatalog(config);
-  if (config.auth !== undefined && options.authKeys === undefined)
-    throw new Error('[auth] is set but no keys were resolved');
-  const access = createAccess({
-    auth: config.auth,
-    verifier:
-      options.authKeys === undefined
-        ? undefined
-        : createVerifier({
-            keys: options.authKeys,
-            audience: config.auth?.audience,
-            issuer: config.auth?.issuer,
-            clock: options.clock,
-          }),
-    isPublic: catalog.isPublic,
-  });
-  const probe = probeChannel();
+  const authority = createAuthority({ config, keys: options.authKeys, clock, isPublic: catalog.isPublic, stats, log });
+  const { access, revocations, counter } = authority;
+  const probe = newProbeChannel();
   // docs/PROTOCOL.md: a channel with history is LISTENed from startup, with or without subscribers.
   const pinned = [...config.channels.values()].filter((channel) => channel.history > 0).map((channel) => channel.name);
 
   const hub = createHub({ history: catalog.history });
-  const listenerLog = log.child('listener');
-  // Bounded memory: counters of undeclared channels go when their last subscriber does.
-  const onUnlisten = (channel: string) => {
-    hub.close(channel);
-    if (!catalog.declared(channel)) stats.channels.delete(channel);
-  };
+  const { listener, follower } = createProcessListener({
+    options,
+    hub,
+    probe,
+    pinned,
+    controlChannel: authority.channel,
+    limited: counter.limited,
+    // Bounded memory: counters of undeclared channels go when their last subscriber does.
+    onUnlisten(channel) {
+      hub.close(channel);
+      if (!catalog.declared(channel)) stats.channels.delete(channel);
+    },
+    sample: () => metrics.sample(),
+  });
   const worker = options.cluster?.role === 'worker' ? options.cluster : undefined;
-  const isProbe = (channel: string) => channel.startsWith(PROBE_PREFIX);
-  const follower: Follower | undefined =
-    worker === undefined
-      ? undefined
-      : createFollower({
-          send: worker.send,
-          queries: createQueries(options.databaseUrl),
-          probeChannel: probe,
-          onListen: hub.open,
-          onUnlisten,
-          sample: () => metrics.sample(),
-          log: listenerLog,
-        });
-  const listener: Listener =
-    follower ??
-    createListener({
-      url: options.databaseUrl,
-      reconnectMinMs: config.database.reconnectMinMs,
-      reconnectMaxMs: config.database.reconnectMaxMs,
-      probeChannel: probe,
-      pinned,
-      log: listenerLog,
-      onListen: (channel) => isProbe(channel) || hub.open(channel),
-      onUnlisten,
-      // Workers' probes, LISTENed here for them.
-      isPrivate: isProbe,
-      maxChannels: config.server.maxChannels,
-    });
+  // A worker claims its slots from the primary's count (cluster/claims.ts).
+  const slots = follower?.slots ?? counter;
   const canary = createCanary({
     intervalMs: config.database.canaryIntervalMs,
     send: (token) => listener.queries.notify(probe, token),
     onFailing: logFailing(log.child('canary')),
   });
-  const limits = sessionLimits(config.server);
-  const sessions = createSessions({ catalog, hub, listener, limits, stats, access, log: log.child('session') });
-  const metrics = createMetrics({ stats, listener, canary, hub });
+  const sessions = createSessions({
+    catalog,
+    hub,
+    listener,
+    limits: sessionLimits(config.server),
+    stats,
+    access,
+    slots,
+    log: log.child('session'),
+    tracer,
+  });
+  const metrics = createMetrics({ stats, listener, canary, hub, revocations });
   const cluster =
     options.cluster?.role === 'primary'
-      ? createCluster({ listener, hub, pinned, sample: metrics.sample, aggregate: aggregateMetrics, log })
+      ? createCluster({
+          listener,
+          hub,
+          pinned,
+          slots: counter,
+          revocations,
+          sample: metrics.sample,
+          aggregate: aggregateMetrics,
+          log,
+        })
       : undefined;
   const scrape = cluster?.scrape ?? follower?.scrape;
   const routes = createRoutes({
     listener,
     canary,
+    revocations,
     metrics: scrape === undefined ? metrics : { ...metrics, render: (byWorker = false) => scrape(byWorker) },
     channelsDocument: JSON.stringify(describeChannels(config)),
+    asyncapi: asyncApiText(config, options.version ?? '0.0.0'),
     consoleHtml: options.consoleHtml,
     clientJs: options.clientJs,
   });
@@ -169,15 +164,17 @@ export async function createBridge(options: BridgeOptions): Promise<Bridge> {
     config,
     catalog,
     listener,
-    gate: createGate({ config, listener, canary, stats }),
+    canary,
     stats,
     routes,
     log: log.child('server'),
     sessions,
     access,
+    slots,
+    subjects: authority.subjects,
     reusePort: options.reusePort ?? false,
     maxSockets: fileLimitSockets(options.openFiles),
-    clock: options.clock,
+    clock,
   });
 
   const pipeline = createPipeline({
@@ -186,32 +183,41 @@ export async function createBridge(options: BridgeOptions): Promise<Bridge> {
     fanOut: createFanOut({ catalog, hub, publish: server.publish, cluster }),
     fetch: (id, channel) => listener.queries.fetchPayload(id, channel, config.server.maxPayloadBytes),
     log: log.child('payload'),
+    onInvalid: options.onInvalid,
+    tracer,
+    seqOf: (channel) => (hub.has(channel) ? hub.position(channel).seq : undefined),
   });
   const sweeper = createSweeper({
     ttlSeconds: config.database.largePayloadTtl,
     sweep: listener.queries.sweepPayloads,
-    onExpired: (count) => {
-      stats.payloadsExpired += count;
-    },
+    onExpired: (rows) => stats.expired(rows),
     log: log.child('sweeper'),
   });
 
-  // Before `start`, whose hello the primary answers.
-  if (follower !== undefined) worker?.onMessage(follower.receive);
+  // Where the LISTEN connection is, cut-offs are read for the instance and handed on to its workers. A
+  // worker hears its primary from before `start`, whose hello the primary answers.
+  if (follower === undefined) authority.read(listener.queries, cluster?.cutoff);
+  else worker?.onMessage(follower.receive);
   const databaseUp = Promise.withResolvers<void>();
   const ready = Promise.withResolvers<void>();
   const events: FollowerEvents = {
     notification(channel, payload) {
       if (channel === probe) return canary.receive(payload);
+      if (channel === authority.channel) return authority.receive(payload);
       if (cluster?.probe(channel, payload)) return;
       pipeline.notification(channel, payload);
     },
     delivered: pipeline.delivered,
+    cutoff: authority.apply,
     state(state, epochs) {
+      authority.state(state);
       if (state === 'up') {
         databaseUp.resolve();
         canary.restart();
-        void canary.verified(Number.POSITIVE_INFINITY).then((ok) => ok && ready.resolve());
+        void canary
+          .verified(Number.POSITIVE_INFINITY)
+          .then((ok) => ok && revocations.whenCurrent(Number.POSITIVE_INFINITY))
+          .then((ok) => ok && ready.resolve());
       } else canary.stop();
       if (state === 'down') {
         pipeline.reset();
@@ -233,6 +239,7 @@ export async function createBridge(options: BridgeOptions): Promise<Bridge> {
   const stop = () => {
     stopped ??= (async () => {
       canary.stop();
+      authority.stop();
       sweeper.stop();
       await server.stop();
       await listener.stop();

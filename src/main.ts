@@ -6,9 +6,11 @@
  */
 import { basename, dirname, join, resolve } from 'node:path';
 import * as valibot from 'valibot';
+import packageJson from '../package.json' with { type: 'json' };
 import { resolveKeys } from './auth/keys.ts';
 import { ConfigError } from './base/errors.ts';
 import { createLogger, type Logger, parseLevel } from './base/log.ts';
+import { within } from './base/timeout.ts';
 import { createBridge } from './bridge.ts';
 import { parseArguments, readConfigFile, runTool } from './cli/entry.ts';
 import { bundleClient } from './client/bundle.ts';
@@ -16,6 +18,7 @@ import type { ToPrimary, ToWorker } from './cluster/messages.ts';
 import { type Config, parseConfig } from './config/load.ts';
 import { describeConfig } from './config/summary.ts';
 import { startEmbeddedPostgres } from './db/embedded.ts';
+import { startTracing } from './tracing.ts';
 import { exitWithParent, spawnWorkers, WORKER_ENV } from './workers.ts';
 
 const SHUTDOWN_DEADLINE_MS = 4500;
@@ -77,6 +80,9 @@ async function main(): Promise<number> {
   process.once('SIGTERM', () => onSignal('SIGTERM'));
 
   const worker = env[WORKER_ENV];
+  // Off unless OTEL_TRACES_EXPORTER or an OTLP endpoint asks for traces; workers read the same environment.
+  const tracing = await startTracing(env, packageJson.version);
+  if (tracing !== undefined && worker === undefined) log.info(`tracing: spans to ${tracing.exporting}`);
   const embedded = config.database.url === undefined ? await startDevelopmentDatabase(log) : undefined;
   const databaseUrl = config.database.url ?? embedded?.url ?? '';
   const consoleHtml =
@@ -106,6 +112,8 @@ async function main(): Promise<number> {
         ? { cluster: { role: 'primary' as const } }
         : {}),
     ...(auth === undefined ? {} : { authKeys: auth.keys }),
+    ...(tracing === undefined ? {} : { tracer: tracing.tracer }),
+    version: packageJson.version,
     ...(consoleHtml === undefined ? {} : { consoleHtml }),
     clientJs: typeof PGWS_CLIENT_JS === 'string' ? PGWS_CLIENT_JS : await bundleClient(),
   });
@@ -145,6 +153,9 @@ async function main(): Promise<number> {
     process.exit(1);
   }, SHUTDOWN_DEADLINE_MS);
   await Promise.all([bridge.stop(), workers?.stop(signal)]);
+  // Spans still queued (the last deliveries) are exported first, for at most a second: a collector that
+  // is down must not hold the shutdown past its deadline.
+  if (tracing !== undefined) await within(tracing.shutdown(), 1000, () => undefined);
   await embedded?.stop();
   clearTimeout(deadline);
   log.info('stopped');

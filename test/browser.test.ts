@@ -321,6 +321,7 @@ describe.skipIf(!chromiumInstalled)('the console in Chromium', () => {
       order.push(await focused());
     }
     expect(order).toEqual([
+      'AsyncAPI document',
       'Transport',
       `Subscribe to "${ORDERS}"`,
       'Schema',

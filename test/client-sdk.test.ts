@@ -38,12 +38,7 @@ describe('the client: subscribe and resume', () => {
     const { client, states } = through(proxy);
     const seen = recorder();
     client.subscribe(channel, seen.handlers);
-    await opened(client);
-    await waitFor(
-      async () => (await metric(t.url, 'pgws_subscriptions', { mode: 'multiplexed' })) === 1,
-      5000,
-      'subscribed',
-    );
+    await seen.answered(1);
     await t.notify(channel, 'one');
     await t.notify(channel, 'two');
     await seen.until(2);
@@ -56,6 +51,12 @@ describe('the client: subscribe and resume', () => {
     await seen.until(5);
     expect(seen.events).toEqual(['1:"one"', '2:"two"', '3:"three"', '4:"four"', '5:"five"']);
     expect(seen.gaps).toEqual([]);
+    // onSubscribed: the position the server answered with, first from nothing, then resumed after "two" (recovered).
+    const epoch = seen.subscribed[0]?.epoch ?? '';
+    expect(seen.subscribed).toEqual([
+      { epoch: expect.any(String), seq: 0 },
+      { epoch, seq: 2, recovered: true },
+    ]);
     expect(states).toEqual(['open', 'connecting', 'open']);
     await client.close();
   });
@@ -67,12 +68,7 @@ describe('the client: subscribe and resume', () => {
     const { client } = through(proxy);
     const seen = recorder();
     client.subscribe(channel, seen.handlers);
-    await opened(client);
-    await waitFor(
-      async () => (await metric(first.url, 'pgws_subscriptions', { mode: 'multiplexed' })) === 1,
-      5000,
-      'subscribed',
-    );
+    await seen.answered(1);
     await first.notify(channel, 'before');
     await seen.until(1);
     await using second = await startBridge(`[channels."${channel}"]\nhistory = 100\n`);
@@ -80,11 +76,7 @@ describe('the client: subscribe and resume', () => {
     await first.stop();
     await seen.until(2);
     expect(seen.events[1]).toBe('gap:not_recovered');
-    await waitFor(
-      async () => (await metric(second.url, 'pgws_subscriptions', { mode: 'multiplexed' })) === 1,
-      5000,
-      'resubscribed',
-    );
+    await seen.answered(2);
     await second.notify(channel, 'after');
     await seen.until(3);
     expect(seen.events).toEqual(['1:"before"', 'gap:not_recovered', '1:"after"']);
@@ -102,12 +94,7 @@ describe('the client: subscribe and resume', () => {
     const { client } = through(proxy);
     const seen = recorder();
     client.subscribe(channel, seen.handlers);
-    await opened(client);
-    await waitFor(
-      async () => (await metric(t.url, 'pgws_subscriptions', { mode: 'multiplexed' })) === 1,
-      5000,
-      'subscribed',
-    );
+    await seen.answered(1);
     await t.sql`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = ${app}`;
     await seen.until(1);
     expect(seen.gaps).toMatchObject([{ channel, seq: 0, reason: 'gap' }]);

@@ -6,6 +6,8 @@
  * never connects (postgres.js connects at the first statement, and nothing here sends one).
  */
 import { describe, expect, test } from 'bun:test';
+import { type Cutoff, createRevocations } from '../src/auth/revocations.ts';
+import { createSubjectCounter } from '../src/auth/slots.ts';
 import { ChannelLimitError } from '../src/base/errors.ts';
 import { createLogger } from '../src/base/log.ts';
 import { createFollower } from '../src/cluster/follower.ts';
@@ -26,8 +28,9 @@ const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
 const snapshot = (epoch: string, head = 0): Snapshot => ({ epoch, head, entries: [] });
 
 /** A worker's follower with everything it reports recorded; `up()` plays the primary's welcome and `up`. */
-function startFollower() {
+function startFollower(options: { limited?: boolean } = {}) {
   const sent: ToPrimary[] = [];
+  const cutoffs: Cutoff[] = [];
   const opened: (readonly [string, Snapshot])[] = [];
   const closed: string[] = [];
   const delivered: (readonly [string, string, Position])[] = [];
@@ -41,6 +44,7 @@ function startFollower() {
     onListen: (channel, from) => void opened.push([channel, from]),
     onUnlisten: (channel) => void closed.push(channel),
     sample: async () => ({ worker: 'metrics' }),
+    limited: options.limited ?? false,
     log: createLogger({ write: () => {} }),
     clock,
   });
@@ -48,6 +52,7 @@ function startFollower() {
     notification: (channel, payload) => void notifications.push([channel, payload]),
     state: (state, epochs) => void states.push([state, epochs]),
     delivered: (channel, frame, at) => void delivered.push([channel, frame, at]),
+    cutoff: (cutoff) => void cutoffs.push(cutoff),
   });
   const up = (pinned: (readonly [string, Snapshot])[] = []) => {
     follower.receive({ t: 'welcome', state: 'connecting', pinned });
@@ -57,7 +62,7 @@ function startFollower() {
   const listens = (channel: string) =>
     sent.flatMap((message) => (message.t === 'listen' && message.channel === channel ? [message.id] : []));
   const unlistens = () => sent.filter((message) => message.t === 'unlisten');
-  return { follower, sent, opened, closed, delivered, states, notifications, clock, up, listens, unlistens };
+  return { follower, sent, opened, closed, delivered, states, notifications, cutoffs, clock, up, listens, unlistens };
 }
 
 describe("a worker's follower (no process, no database)", () => {
@@ -209,6 +214,50 @@ describe("a worker's follower (no process, no database)", () => {
     await text;
     expect(outcome).toBe('the primary did not answer the metrics request');
   });
+
+  test('claims a slot of a subject from the primary, and gives it back with an unclaim', async () => {
+    const { follower, sent } = startFollower({ limited: true });
+    const granted = follower.slots.take('alice');
+    const refused = follower.slots.take('alice');
+    const claims = sent.filter((message) => message.t === 'claim');
+    expect(claims).toEqual([
+      { t: 'claim', id: expect.any(Number), subject: 'alice' },
+      { t: 'claim', id: expect.any(Number), subject: 'alice' },
+    ]);
+    follower.receive({ t: 'claimed', id: claims[0]?.id ?? 0, ok: true });
+    follower.receive({ t: 'claimed', id: claims[1]?.id ?? 0, ok: false });
+    expect([await granted, await refused]).toEqual([true, false]);
+    follower.slots.give('alice');
+    expect(sent.at(-1)).toEqual({ t: 'unclaim', subject: 'alice' });
+  });
+
+  test('without a limit claims nothing and sends nothing', async () => {
+    const { follower, sent } = startFollower();
+    expect(await follower.slots.take('alice')).toBe(true);
+    follower.slots.give('alice');
+    expect(sent).toEqual([{ t: 'hello', probe: PROBE }]);
+  });
+
+  test('refuses a claim the primary does not answer within 7 s, and gives back a slot granted after that', async () => {
+    const { follower, sent, clock } = startFollower({ limited: true });
+    const taken = follower.slots.take('alice');
+    clock.advance(7000);
+    expect(await taken).toBe(false);
+    const claim = sent.find((message) => message.t === 'claim');
+    follower.receive({ t: 'claimed', id: claim?.t === 'claim' ? claim.id : 0, ok: true });
+    expect(sent.at(-1)).toEqual({ t: 'unclaim', subject: 'alice' });
+  });
+
+  test("hands the primary's cut-offs to its events in order", () => {
+    const { follower, cutoffs } = startFollower();
+    const sent: Cutoff[] = [
+      { kind: 'revocations', rows: [['alice', 1000]] },
+      { kind: 'disconnect', subject: 'bob', reason: 'bye' },
+      { kind: 'revocation', subject: 'alice', before: undefined },
+    ];
+    for (const cutoff of sent) follower.receive({ t: 'cutoff', cutoff });
+    expect(cutoffs).toEqual(sent);
+  });
 });
 
 /** A LISTEN connection as the primary's options take it: every acquire and release recorded. */
@@ -240,8 +289,10 @@ function fakeListener() {
 }
 
 /** The primary with a fake listener and hub; `worker(i)` attaches a worker that has said hello. */
-function startPrimary(pinned: string[] = []) {
+function startPrimary(pinned: string[] = [], limit = 0) {
   const listener = fakeListener();
+  const slots = createSubjectCounter(limit);
+  const revocations = createRevocations(true);
   const positions = new Map<string, Position>();
   const hub = {
     has: (channel: string) => positions.has(channel),
@@ -255,6 +306,8 @@ function startPrimary(pinned: string[] = []) {
     listener,
     hub,
     pinned,
+    slots,
+    revocations,
     sample: async () => 'the primary',
     async aggregate(samples, byWorker) {
       aggregated.push([samples, byWorker]);
@@ -278,7 +331,7 @@ function startPrimary(pinned: string[] = []) {
       got: <T extends ToWorker['t']>(t: T) => inbox.filter((m): m is Extract<ToWorker, { t: T }> => m.t === t),
     };
   };
-  return { cluster, listener, positions, logs, aggregated, clock, worker };
+  return { cluster, listener, positions, logs, aggregated, clock, worker, slots, revocations };
 }
 
 describe('the primary (no process, no database)', () => {
@@ -502,5 +555,41 @@ describe('the primary (no process, no database)', () => {
     expect(aggregated.map(([samples, byWorker]) => [samples.map((s) => s.metrics), byWorker])).toEqual([
       [['the primary', 'w1', 'w2'], false],
     ]);
+  });
+
+  test("counts every worker's claims and its own connections against the instance's one limit, and gives a gone worker's back", () => {
+    const { cluster, worker, slots } = startPrimary([], 3);
+    const [one, two] = [worker(1), worker(2)];
+    expect(slots.takeNow('alice')).toBe(true);
+    one.say({ t: 'claim', id: 1, subject: 'alice' });
+    two.say({ t: 'claim', id: 1, subject: 'alice' });
+    two.say({ t: 'claim', id: 2, subject: 'alice' });
+    one.say({ t: 'claim', id: 2, subject: 'bob' });
+    expect(one.got('claimed')).toEqual([
+      { t: 'claimed', id: 1, ok: true },
+      { t: 'claimed', id: 2, ok: true },
+    ]);
+    expect(two.got('claimed')).toEqual([
+      { t: 'claimed', id: 1, ok: true },
+      { t: 'claimed', id: 2, ok: false },
+    ]);
+    two.say({ t: 'unclaim', subject: 'alice' });
+    expect(slots.held('alice')).toBe(2);
+    cluster.detach(one.link);
+    expect([slots.held('alice'), slots.held('bob')]).toEqual([1, 0]);
+  });
+
+  test('hands a worker the revocations at its hello once they are current, and every cut-off to each worker', () => {
+    const { cluster, worker, revocations } = startPrimary();
+    const early = worker(1);
+    expect(early.got('cutoff')).toEqual([]);
+    const all: Cutoff = { kind: 'revocations', rows: [['alice', 1000]] };
+    revocations.apply(all);
+    cluster.cutoff(all);
+    const late = worker(2);
+    const disconnect: Cutoff = { kind: 'disconnect', subject: 'bob', reason: undefined };
+    cluster.cutoff(disconnect);
+    expect(early.got('cutoff').map((m) => m.cutoff)).toEqual([all, disconnect]);
+    expect(late.got('cutoff').map((m) => m.cutoff)).toEqual([all, disconnect]);
   });
 });

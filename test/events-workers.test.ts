@@ -6,8 +6,8 @@
 import { describe, expect, setDefaultTimeout, test } from 'bun:test';
 import postgres from 'postgres';
 import { type EventsClient, streamEvents } from './events.ts';
-import { databaseUrl, metricIn, uniqueChannel, waitFor } from './harness.ts';
-import { freshGet, spawnServer } from './process.ts';
+import { databaseUrl, uniqueChannel } from './harness.ts';
+import { everyWorkerReady, perWorker, spawnServer } from './process.ts';
 
 // Here, not only in test/setup.ts: bun:test's setDefaultTimeout is per file, and the preload's reaches only the first.
 setDefaultTimeout(90_000);
@@ -23,16 +23,7 @@ describe('streams and workers', () => {
       toml: `[server]\nworkers = ${WORKERS}\n[channels."${channel}"]\nhistory = 100\n`,
       env: { DATABASE_URL: databaseUrl() },
     });
-    await waitFor(
-      async () => {
-        const text = await freshGet(server.url, '/metrics?by=worker');
-        return Array.from({ length: WORKERS }, (_, w) =>
-          metricIn(text, 'pgws_canary_ready', { worker: String(w) }),
-        ).every((ready) => ready === 1);
-      },
-      20_000,
-      'every worker to be ready',
-    );
+    await everyWorkerReady(server.url, WORKERS, 20_000);
     const streams: EventsClient[] = [];
     try {
       for (let i = 0; i < STREAMS; i++) {
@@ -40,11 +31,8 @@ describe('streams and workers', () => {
         streams.push(stream);
         await stream.next('subscribed', 15_000);
       }
-      const text = await freshGet(server.url, '/metrics?by=worker');
-      const perWorker = Array.from({ length: WORKERS }, (_, w) =>
-        metricIn(text, 'pgws_connections', { transport: 'sse', worker: String(w) }),
-      );
-      expect(perWorker.every((count) => count > 0)).toBe(true);
+      const streamsPerWorker = await perWorker(server.url, 'pgws_connections', { transport: 'sse' }, WORKERS);
+      expect(streamsPerWorker.every((count) => count > 0)).toBe(true);
       const sql = postgres(databaseUrl(), { max: 1, onnotice: () => {} });
       await sql`SELECT pg_notify(${channel}, 'one')`;
       for (const stream of streams) expect((await stream.next('message', 15_000)).data).toMatchObject({ seq: 1 });

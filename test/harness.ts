@@ -9,6 +9,7 @@ import postgres from 'postgres';
 import { resolveKeys } from '../src/auth/keys.ts';
 import type { Clock } from '../src/base/clock.ts';
 import { createLogger, type Logger } from '../src/base/log.ts';
+import type { Tracer } from '../src/base/trace.ts';
 import { type Bridge, createBridge } from '../src/bridge.ts';
 import { bundleClient } from '../src/client/bundle.ts';
 import { parseConfig } from '../src/config/load.ts';
@@ -72,6 +73,8 @@ export async function startBridge(
     env?: Record<string, string>;
     /** Token expiry's time (test/clock.ts `fakeClock`, to move past an `exp` without waiting for it). */
     clock?: Clock;
+    /** Spans (src/tracing.ts); default off. */
+    tracer?: Tracer;
   } = {},
 ): Promise<TestBridge> {
   const text = `[server]\nhost = "127.0.0.1"\nport = 0\n${options.server ?? ''}\n[database]\n${options.database ?? ''}\n${toml}`;
@@ -97,6 +100,7 @@ export async function startBridge(
     clientJs: await clientJs(),
     ...(auth === undefined ? {} : { authKeys: auth.keys }),
     ...(options.clock === undefined ? {} : { clock: options.clock }),
+    ...(options.tracer === undefined ? {} : { tracer: options.tracer }),
   });
   const sql = postgres(databaseUrl(), { max: 2, onnotice: () => {} });
   if (options.waitReady !== false) await within(bridge.ready, 10_000, 'the bridge to become ready');

@@ -8,7 +8,12 @@ import postgres from 'postgres';
 import { connect, type TestClient } from './client.ts';
 import { databaseUrl, metricIn, uniqueChannel, waitFor, within } from './harness.ts';
 import { connectMux, type MuxClient } from './mux.ts';
-import { freshGet, spawnServer } from './process.ts';
+import {
+  everyWorkerReady as everyProcessReady,
+  freshGet,
+  perWorker as processFigures,
+  spawnServer,
+} from './process.ts';
 import { rawClient } from './raw.ts';
 
 // Here, not only in test/setup.ts: bun:test's setDefaultTimeout is per file, and the preload's reaches only the first.
@@ -18,20 +23,12 @@ const WORKERS = 4;
 // Forty connections: all on fewer than four workers is a (3/4)^40 chance per worker, about 1 in 100,000.
 const SOCKETS = 40;
 
-/** Each process's figure of one series, from `/metrics?by=worker` (worker 0 is the primary). */
-async function perWorker(base: URL, name: string, labels: Record<string, string>, workers = WORKERS) {
-  const text = await freshGet(base, '/metrics?by=worker');
-  return Array.from({ length: workers }, (_, worker) => metricIn(text, name, { ...labels, worker: String(worker) }));
-}
+/** Each process's figure of one series (worker 0 is the primary). */
+const perWorker = (base: URL, name: string, labels: Record<string, string>, workers = WORKERS) =>
+  processFigures(base, name, labels, workers);
 
 /** Waits until every process's readiness canary has come back (after a start or a reconnect). */
-async function everyWorkerReady(base: URL, workers = WORKERS): Promise<void> {
-  await waitFor(
-    async () => (await perWorker(base, 'pgws_canary_ready', {}, workers)).every((ready) => ready === 1),
-    15_000,
-    'every worker to be ready',
-  );
-}
+const everyWorkerReady = (base: URL, workers = WORKERS) => everyProcessReady(base, workers);
 
 describe('workers', () => {
   test('every worker agrees on a channel epoch, seq and history, so a resume landing on any worker is recovered', async () => {

@@ -3,6 +3,7 @@
  * run on the same database), and a database of a test's own (for what must not touch the shared one: a
  * database without pgws, a short TTL that sweeps everything).
  */
+import { afterAll, beforeAll } from 'bun:test';
 import postgres from 'postgres';
 import { INSTALL_SQL } from '../src/db/script.ts';
 import { databaseUrl } from './harness.ts';
@@ -40,5 +41,39 @@ export async function scratchDatabase(): Promise<ScratchDatabase> {
       await admin.unsafe(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
       await admin.end({ timeout: 1 });
     },
+  };
+}
+
+/** What a cut-off test file calls `pgws.disconnect`, `pgws.revoke` and `pgws.unrevoke` with. */
+export interface Operator {
+  /** A session on the test database (pgws installed). */
+  readonly sql: postgres.Sql;
+  /** A subject no other test uses: `prefix`, a counter and `name`. */
+  subject(name?: string): string;
+}
+
+/**
+ * For a test file that cuts subjects off: installs pgws before its tests, and deletes its subjects'
+ * revocations after them (straight from the table: no bridge of the file runs by then), so files sharing
+ * the database never see each other's.
+ */
+export function operator(prefix: string): Operator {
+  let sql: postgres.Sql | undefined;
+  let count = 0;
+  beforeAll(async () => {
+    await installPgws();
+    sql = postgres(databaseUrl(), { max: 1, onnotice: () => {} });
+  });
+  afterAll(async () => {
+    if (sql === undefined) return;
+    await sql`DELETE FROM pgws.revocations WHERE starts_with(subject, ${prefix})`;
+    await sql.end({ timeout: 1 });
+  });
+  return {
+    get sql() {
+      if (sql === undefined) throw new Error('operator(): the session exists from beforeAll on');
+      return sql;
+    },
+    subject: (name = 'user') => `${prefix}${++count}_${name}`,
   };
 }

@@ -7,6 +7,7 @@ import { connect as tcpConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Subprocess } from 'bun';
+import { metricIn } from './harness.ts';
 import { waitFor, within } from './wait.ts';
 
 const MAIN = join(import.meta.dir, '..', 'src', 'main.ts');
@@ -136,4 +137,19 @@ export async function freshGet(base: URL, path: string): Promise<string> {
   socket.write(`GET ${path} HTTP/1.1\r\nHost: ${base.host}\r\nConnection: close\r\n\r\n`);
   await within(new Promise((resolve) => socket.once('close', resolve)), 5000, 'the HTTP response');
   return response.slice(response.indexOf('\r\n\r\n') + 4);
+}
+
+/** Each process's figure of one series, from `/metrics?by=worker` (worker 0 is the primary). */
+export async function perWorker(base: URL, name: string, labels: Record<string, string>, workers: number) {
+  const text = await freshGet(base, '/metrics?by=worker');
+  return Array.from({ length: workers }, (_, worker) => metricIn(text, name, { ...labels, worker: String(worker) }));
+}
+
+/** Waits until every one of `workers` processes has had its readiness canary come back (after a start or a reconnect). */
+export async function everyWorkerReady(base: URL, workers: number, ms = 15_000): Promise<void> {
+  await waitFor(
+    async () => (await perWorker(base, 'pgws_canary_ready', {}, workers)).every((ready) => ready === 1),
+    ms,
+    'every worker to be ready',
+  );
 }

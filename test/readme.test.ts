@@ -5,8 +5,10 @@
 import { describe, expect, setDefaultTimeout, test } from 'bun:test';
 import { join } from 'node:path';
 import { ErrorCode, ErrorStatus } from '../src/base/codes.ts';
-import { ReferenceProblems } from '../src/base/reasons.ts';
+import { CutoffReasons, ReferenceProblems, RevocationRefusals } from '../src/base/reasons.ts';
+import { Spans } from '../src/base/trace.ts';
 import { Closes, Refusals, Transports } from '../src/base/wire.ts';
+import { INSTALL_SQL } from '../src/db/script.ts';
 import { EVENTS, triggerSql } from '../src/db/trigger.ts';
 import { METRICS } from '../src/observe/table.ts';
 
@@ -46,6 +48,31 @@ describe('README tables follow the code', () => {
       expect(rows).toContain(`| \`${reason}\` | ${meaning} |`);
     },
   );
+
+  test.each(Object.entries({ ...CutoffReasons, ...RevocationRefusals }))(
+    'cut-off reason %s has its row with its meaning',
+    (reason, meaning) => {
+      expect(rows).toContain(`| \`${reason}\` | ${meaning} |`);
+    },
+  );
+
+  test('the operations section shows every cut-off function with its signature, and the grants the script names', () => {
+    const operations = readme.slice(readme.indexOf('## Operations'), readme.indexOf('## Reliability'));
+    for (const signature of [
+      'pgws.disconnect(subject text, reason text DEFAULT NULL)',
+      'pgws.revoke(subject text, before timestamptz DEFAULT now())',
+      'pgws.unrevoke(subject text)',
+    ]) {
+      expect(operations).toContain(signature);
+      expect(INSTALL_SQL).toContain(signature);
+    }
+    expect(INSTALL_SQL).toContain('GRANT SELECT ON pgws.revocations, pgws.disconnects TO bridge_role');
+    expect(operations).toContain('GRANT SELECT ON pgws.revocations, pgws.disconnects TO bridge_role');
+  });
+
+  test.each(Object.entries(Spans))('span %s has its row: kind, what it covers, attributes', (name, span) => {
+    expect(rows).toContain(`| \`${name}\` | ${span.kind} | ${span.covers} | ${span.attributes} |`);
+  });
 
   test('the trigger SQL shown is what `bun run trigger --table orders --channel orders` prints', () => {
     const shown = triggerSql({ schema: 'public', table: 'orders', channel: 'orders', events: EVENTS });

@@ -2,7 +2,7 @@
  * What the client tests (client-sdk, client-streams) watch a client with: a recorder of one subscription's
  * callbacks that tests wait on, and the wait for a client to open.
  */
-import type { Client, GapInfo, PgwsError } from '../src/client/client.ts';
+import type { Client, GapInfo, PgwsError, SubscribedInfo } from '../src/client/client.ts';
 import { waitFor, within } from './wait.ts';
 
 /** What one subscription saw, in order. */
@@ -10,19 +10,36 @@ export function recorder() {
   const events: string[] = [];
   const gaps: GapInfo[] = [];
   const errors: PgwsError[] = [];
+  const subscribed: SubscribedInfo[] = [];
   let waiters: Array<() => void> = [];
-  const push = (event: string) => {
-    events.push(event);
+  const wake = () => {
     // Swapped first: a waiter that is not satisfied yet puts itself back for the next event.
     const woken = waiters;
     waiters = [];
-    for (const wake of woken) wake();
+    for (const waiter of woken) waiter();
+  };
+  const push = (event: string) => {
+    events.push(event);
+    wake();
+  };
+  const reach = async (done: () => boolean, ms: number, what: () => string) => {
+    const reached = new Promise<void>((resolve) => {
+      const check = () => (done() ? resolve() : waiters.push(check));
+      check();
+    });
+    await within(reached, ms, what());
   };
   return {
     events,
     gaps,
     errors,
+    /** Every `onSubscribed` position, in order: the server's answers, kept apart from `events`. */
+    subscribed,
     handlers: {
+      onSubscribed: (position: SubscribedInfo) => {
+        subscribed.push(position);
+        wake();
+      },
       onMessage: (payload: unknown, meta: { seq: number }) => push(`${meta.seq}:${JSON.stringify(payload)}`),
       onGap: (info: GapInfo) => {
         gaps.push(info);
@@ -34,13 +51,19 @@ export function recorder() {
       },
     },
     /** Resolves once `count` events have been seen. */
-    async until(count: number, ms = 10_000) {
-      const reached = new Promise<void>((resolve) => {
-        const check = () => (events.length >= count ? resolve() : waiters.push(check));
-        check();
-      });
-      await within(reached, ms, `${count} events (have: ${events.join(', ')})`);
-    },
+    until: (count: number, ms = 10_000) =>
+      reach(
+        () => events.length >= count,
+        ms,
+        () => `${count} events (have: ${events.join(', ')})`,
+      ),
+    /** Resolves once the server has answered `count` subscribes (resubscribes included). */
+    answered: (count: number, ms = 10_000) =>
+      reach(
+        () => subscribed.length >= count,
+        ms,
+        () => `${count} subscribe answers (have ${subscribed.length})`,
+      ),
   };
 }
 

@@ -6,6 +6,8 @@
  */
 import { describe, expect, setDefaultTimeout, test } from 'bun:test';
 import { createAccess } from '../src/auth/access.ts';
+import { createRevocations } from '../src/auth/revocations.ts';
+import { createSubjectCounter } from '../src/auth/slots.ts';
 import { silentLogger } from '../src/base/log.ts';
 import { createStats } from '../src/base/stats.ts';
 import type { CloseLabel } from '../src/base/wire.ts';
@@ -113,7 +115,7 @@ function fakePeer(): FakePeer {
     subscribe: (topic: string) => void topics.add(topic),
     unsubscribe: (topic: string) => void topics.delete(topic),
     close: (cause: CloseLabel) => void closes.push(cause),
-    expireAt() {},
+    identify() {},
   };
   return peer;
 }
@@ -142,7 +144,15 @@ async function engine(
       ...limits,
     },
     stats,
-    access: createAccess({ auth: undefined, verifier: undefined, isPublic: catalog.isPublic }),
+    access: createAccess({
+      auth: undefined,
+      verifier: undefined,
+      isPublic: catalog.isPublic,
+      revocations: createRevocations(false),
+      stats,
+      log: silentLogger,
+    }),
+    slots: createSubjectCounter(0),
     log: silentLogger,
   });
   const topicsPublished: Array<[string, string]> = [];

@@ -37,6 +37,13 @@ export function hmac(claims: Claims = {}, secret: string | Uint8Array = SECRET, 
 /** An HS256 token signed with `secret` (default: the test secret). */
 export const hs256 = (claims: Claims = {}, secret: string | Uint8Array = SECRET) => hmac(claims, secret);
 
+/**
+ * A token of `sub` that may read every channel, issued (`iat`, Unix seconds) now unless said, or without
+ * `iat` (`none`): what the cut-off tests revoke. `claims` adds to it.
+ */
+export const subjectToken = (sub: string, iat: number | 'none' = nowSeconds(), claims: Claims = {}) =>
+  hs256({ sub, iat: iat === 'none' ? undefined : iat, channels: { '*': 'r' }, ...claims });
+
 /** A token with `alg: none` and no signature: the classic bypass, which jose never signs. */
 export function unsecured(claims: Claims = {}): string {
   const part = (value: object) => Buffer.from(JSON.stringify(value)).toString('base64url');

@@ -29,6 +29,8 @@ export interface Identity {
   readonly subject: string;
   /** `exp`, in Unix seconds. */
   readonly expires: number;
+  /** `iat`, in Unix seconds, when the token has one: what a revocation's `before` is compared with. */
+  readonly issuedAt: number | undefined;
   readonly grants: Grants;
 }
 
@@ -126,12 +128,14 @@ export function createVerifier(options: VerifierOptions): Verifier {
 }
 
 function identityOf(payload: JWTPayload): Verified {
-  const { sub, exp } = payload;
+  const { sub, exp, iat } = payload;
   if (typeof sub !== 'string' || sub === '' || typeof exp !== 'number') {
     return { ok: false, reason: 'invalid', message: 'the token needs a string "sub" and a numeric "exp"' };
   }
+  // jose has already refused an `iat` that is present and not a number.
+  const issuedAt = typeof iat === 'number' ? iat : undefined;
   const claim = payload['channels'];
-  if (claim === undefined) return { ok: true, identity: { subject: sub, expires: exp, grants: NO_GRANTS } };
+  if (claim === undefined) return { ok: true, identity: { subject: sub, expires: exp, issuedAt, grants: NO_GRANTS } };
   if (typeof claim !== 'object' || claim === null || Array.isArray(claim)) {
     return { ok: false, reason: 'invalid', message: 'the "channels" claim must be an object' };
   }
@@ -141,7 +145,7 @@ function identityOf(payload: JWTPayload): Verified {
     return { ok: false, reason: 'invalid', message: 'every "channels" value must be "r", "w" or "rw"' };
   }
   const grants = compileGrants(Object.fromEntries(entries) as Record<string, (typeof GRANT_VALUES)[number]>);
-  return { ok: true, identity: { subject: sub, expires: exp, grants } };
+  return { ok: true, identity: { subject: sub, expires: exp, issuedAt, grants } };
 }
 
 /** Turns a jose error into a short reason; jose's messages name claims and algorithms, never the token. */

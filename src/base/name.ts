@@ -12,6 +12,15 @@ export const MAX_CHANNEL_BYTES = 63;
  */
 export const PROBE_PREFIX = 'pgws.canary.';
 
+/**
+ * The channel `pgws.disconnect`, `pgws.revoke` and `pgws.unrevoke` notify (`bun run sql` installs them):
+ * every bridge with `[auth]` LISTENs it. No client may name it, so none learns who was cut off.
+ */
+export const CONTROL_CHANNEL = 'pgws.control';
+
+/** Whether `channel` is one of the bridge's probe channels (this process's or a worker's). */
+export const isProbeChannel = (channel: string): boolean => channel.startsWith(PROBE_PREFIX);
+
 const encoder = new TextEncoder();
 
 /** The result of reading a channel name; `reason` is safe to show to the client. */
@@ -25,6 +34,9 @@ export function checkChannelName(name: string): ChannelName {
   if (!name.isWellFormed()) return { ok: false, reason: 'channel name is not valid Unicode' };
   if (name.startsWith(PROBE_PREFIX)) {
     return { ok: false, reason: `channel names starting with "${PROBE_PREFIX}" are reserved for the bridge's probes` };
+  }
+  if (name === CONTROL_CHANNEL) {
+    return { ok: false, reason: `the channel "${CONTROL_CHANNEL}" is reserved for the bridge's control messages` };
   }
   const bytes = encoder.encode(name).length;
   if (bytes > MAX_CHANNEL_BYTES) {

@@ -1,6 +1,7 @@
 /**
  * Why something did not go through, as an operator counts it: the label sets of
- * `pgws_notifications_invalid_total` (references), `pgws_publishes_total` and `pgws_auth_failures_total`.
+ * `pgws_notifications_invalid_total` (references), `pgws_publishes_total`, `pgws_auth_failures_total`,
+ * `pgws_subject_cutoffs_total` and `pgws_revocation_refusals_total`.
  * A leaf, so the layer that decides and the exporter that counts share one spelling.
  */
 
@@ -20,4 +21,22 @@ export type ReferenceProblem = keyof typeof ReferenceProblems;
 export type PublishOutcome = 'published' | 'invalid' | 'forbidden' | 'rate_limited' | 'too_large' | 'unavailable';
 
 /** Why a token or an origin was refused, as counted in `pgws_auth_failures_total`. */
-export type AuthFailure = 'missing' | 'invalid' | 'expired' | 'forbidden' | 'origin';
+export type AuthFailure = 'missing' | 'invalid' | 'expired' | 'revoked' | 'forbidden' | 'origin';
+
+/** Why open connections were cut off (closed with 4403): the `reason` in `pgws_subject_cutoffs_total`. */
+export const CutoffReasons = {
+  disconnect: "`pgws.disconnect` closed the subject's connections",
+  revoke: '`pgws.revoke` revoked the token a connection was using',
+} as const;
+
+/** One of {@link CutoffReasons}. */
+export type CutoffReason = keyof typeof CutoffReasons;
+
+/** Why a token was refused as revoked: the `reason` in `pgws_revocation_refusals_total`. */
+export const RevocationRefusals = {
+  issued_before: "the token's `iat` is before the `before` of its subject's revocation",
+  no_iat: 'the token has no `iat`, and its subject is revoked',
+} as const;
+
+/** One of {@link RevocationRefusals}. */
+export type RevocationRefusal = keyof typeof RevocationRefusals;

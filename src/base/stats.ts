@@ -1,10 +1,10 @@
 /**
  * The bridge's counters and gauges, kept as plain numbers so the hot path is an increment. /metrics reads
- * them on scrape; nothing here formats or exports anything. Labels come from the tables in `wire.ts`.
+ * them on scrape; nothing here formats or exports anything. Labels come from the tables in `wire.ts` and `reasons.ts`.
  */
 
 import type { ErrorCode } from './codes.ts';
-import type { AuthFailure, PublishOutcome, ReferenceProblem } from './reasons.ts';
+import type { AuthFailure, CutoffReason, PublishOutcome, ReferenceProblem, RevocationRefusal } from './reasons.ts';
 import type { CloseMetricLabel, HeldTransport, RefusalLabel, Transport } from './wire.ts';
 
 /** Why a request was refused: a refusal label, or (a stream refused by the protocol engine) a pgws.v1 error code. */
@@ -31,6 +31,10 @@ export interface Stats {
   readonly refusals: ByTransport<HeldTransport, RefusalMetricLabel>;
   readonly publishes: ByTransport<Transport, PublishOutcome>;
   readonly authFailures: Map<AuthFailure, number>;
+  /** Connections closed because their subject was cut off (4403), by why. */
+  readonly cutoffs: Map<CutoffReason, number>;
+  /** Tokens refused because a revocation covers them, by why. */
+  readonly revocationRefusals: Map<RevocationRefusal, number>;
   /** Resumes (subscribes with `since`) answered, by whether they were recovered. */
   readonly replays: { recovered: number; notRecovered: number };
   /** Open sockets and streams, upgrades and streams being admitted included: what `max_connections` caps. */
@@ -51,6 +55,10 @@ export interface Stats {
   refuse(label: RefusalMetricLabel, transport: HeldTransport): void;
   publish(outcome: PublishOutcome, transport: Transport): void;
   authFailure(reason: AuthFailure): void;
+  cutoff(reason: CutoffReason): void;
+  revocationRefusal(reason: RevocationRefusal): void;
+  /** Stored payloads deleted by a sweep. */
+  expired(rows: number): void;
 }
 
 const noReferences = (): Record<ReferenceProblem, number> => ({
@@ -70,6 +78,8 @@ export function createStats(): Stats {
   const authFailures = new Map<AuthFailure, number>();
   const open: Record<HeldTransport, number> = { ws: 0, sse: 0, ndjson: 0 };
   let connections = 0;
+  const cutoffs = new Map<CutoffReason, number>();
+  const revocationRefusals = new Map<RevocationRefusal, number>();
   const count = <K>(map: Map<K, number>, key: K) => map.set(key, (map.get(key) ?? 0) + 1);
   const countBy = <T, K>(map: Map<T, Map<K, number>>, transport: T, key: K) => {
     let counts = map.get(transport);
@@ -85,6 +95,8 @@ export function createStats(): Stats {
     refusals,
     publishes,
     authFailures,
+    cutoffs,
+    revocationRefusals,
     replays: { recovered: 0, notRecovered: 0 },
     get connections() {
       return connections;
@@ -119,5 +131,10 @@ export function createStats(): Stats {
     refuse: (label, transport) => countBy(refusals, transport, label),
     publish: (outcome, transport) => countBy(publishes, transport, outcome),
     authFailure: (reason) => count(authFailures, reason),
+    cutoff: (reason) => count(cutoffs, reason),
+    revocationRefusal: (reason) => count(revocationRefusals, reason),
+    expired(rows) {
+      this.payloadsExpired += rows;
+    },
   };
 }

@@ -81,7 +81,7 @@ export const Closes = {
     code: 4401,
     text: 'invalid token',
     sent: true,
-    when: 'the token offered at the upgrade or in an `auth` frame is invalid (multiplexed), or not yet valid',
+    when: 'the token offered at the upgrade or in an `auth` frame is invalid (multiplexed), not yet valid, or revoked with `pgws.revoke`',
     advice: 'get a fresh token, then reconnect',
   },
   token_expired: {
@@ -97,6 +97,27 @@ export const Closes = {
     sent: true,
     when: "an `auth` frame carried a token for another `sub` than the socket's",
     advice: 'get a fresh token, then reconnect',
+  },
+  disconnected: {
+    code: 4403,
+    text: 'disconnected by the server',
+    sent: true,
+    when: "the operator cut the socket's subject off with `pgws.disconnect` (the close text is the reason given, if any)",
+    advice: 'do not reconnect with the same token; get a new one',
+  },
+  revoked: {
+    code: 4403,
+    text: 'token revoked',
+    sent: true,
+    when: "`pgws.revoke` revoked the socket's token (issued before the revocation's `before`, or without `iat`)",
+    advice: 'do not reconnect with the same token; get a new one',
+  },
+  subject_limit: {
+    code: 4429,
+    text: 'too many connections for this subject',
+    sent: true,
+    when: 'the token, at the upgrade or in an `auth` frame, is for a subject that already holds `[auth] max_connections_per_subject` connections on this instance',
+    advice: 'close another connection first; reconnect with backoff',
   },
 } as const satisfies Readonly<Record<string, CloseCause>>;
 
@@ -138,7 +159,7 @@ export const Refusals = {
   },
   token_invalid: {
     status: 401,
-    when: 'with `[auth]`: the token of a plain upgrade, a stream or an HTTP publish is invalid or expired',
+    when: 'with `[auth]`: the token of a plain upgrade, a stream or an HTTP publish is invalid, expired, or revoked with `pgws.revoke`',
     advice: 'get a fresh token; do not retry with this one',
   },
   forbidden: {
@@ -161,6 +182,11 @@ export const Refusals = {
     when: 'a plain HTTP GET on a channel path',
     advice: 'connect with a WebSocket, or stream the channel with `GET /events?channel=C`',
   },
+  subject_limit: {
+    status: 429,
+    when: "with `[auth]`: a plain upgrade or a stream whose token's subject already holds `[auth] max_connections_per_subject` connections on this instance",
+    advice: 'close another connection first; retry with backoff',
+  },
   database_down: {
     status: 503,
     when: 'the LISTEN connection is down, or a LISTEN timed out (5 s)',
@@ -168,7 +194,7 @@ export const Refusals = {
   },
   not_ready: {
     status: 503,
-    when: 'no NOTIFY round trip has come back on the current LISTEN connection yet (after start or a reconnect)',
+    when: 'no NOTIFY round trip has come back on the current LISTEN connection yet (after start or a reconnect), or, with `[auth]`, the revocations are not loaded yet',
     advice: 'retry with backoff',
   },
   connection_limit: {
@@ -218,6 +244,20 @@ export type Transport = keyof typeof Transports;
 
 /** The transports that hold a connection open (every one but a single publish request). */
 export type HeldTransport = Exclude<Transport, 'http'>;
+
+// RFC 6455 §5.5: a control frame carries at most 125 bytes, two of them the close code.
+const CLOSE_TEXT_BYTES = 123;
+
+/**
+ * A close frame's reason text as sent: at most 123 bytes of UTF-8, cut at a character boundary, so text
+ * from elsewhere (the reason an operator gave `pgws.disconnect`) never makes the close itself fail.
+ */
+export function closeText(text: string): string {
+  const bytes = new TextEncoder().encode(text);
+  if (bytes.length <= CLOSE_TEXT_BYTES) return text;
+  // A character cut in half decodes as one U+FFFD at the end, which goes.
+  return new TextDecoder().decode(bytes.subarray(0, CLOSE_TEXT_BYTES)).replace(/\uFFFD$/, '');
+}
 
 /** Text frames are all the bridge sends; this is the one place that says how a payload is framed. */
 export type Frame = string;

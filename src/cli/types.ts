@@ -1,4 +1,11 @@
-import { compile } from 'json-schema-to-typescript';
+/**
+ * `bun run types [--config FILE] [--out FILE]` (`pg-notify-ws types`): TypeScript types of every declared
+ * channel's payload, from the output JSON Schemas of `GET /channels`, for `createClient<Channels>()`.
+ *
+ * json-schema-to-typescript (and the prettier it formats with) is loaded only here, when the command runs: a
+ * project that depends on this one installs it only if it generates types (an optional peer dependency).
+ */
+import { StartupError } from '../base/errors.ts';
 import { describeChannels } from '../channels/discovery.ts';
 import { parseConfig } from '../config/load.ts';
 import { parseArguments, readConfigFile, runTool } from './entry.ts';
@@ -17,6 +24,12 @@ export function typeName(channel: string, taken: Set<string>): string {
 /** The whole `.d.ts` for a config file's channels. */
 export async function generateTypes(text: string, file: string): Promise<string> {
   const config = await parseConfig(text, file);
+  const { compile } = await import('json-schema-to-typescript').catch((error: unknown) => {
+    throw new StartupError(
+      'types: the package json-schema-to-typescript is missing: add it to your project (bun add -d json-schema-to-typescript)',
+      { cause: error },
+    );
+  });
   const taken = new Set(['Channels']);
   const declarations: string[] = [];
   const entries: string[] = [];
@@ -55,7 +68,8 @@ export async function generateTypes(text: string, file: string): Promise<string>
   ].join('\n');
 }
 
-async function main(): Promise<void> {
+/** `bun run types`: reads `--config`, writes the types to `--out` or stdout. */
+export async function main(): Promise<void> {
   const { values } = parseArguments({ config: { type: 'string', default: 'channels.toml' }, out: { type: 'string' } });
   const { file, text } = await readConfigFile(values.config);
   const output = await generateTypes(text, file);

@@ -26,7 +26,10 @@ export interface GapInfo {
   readonly reason: 'not_recovered' | 'gap';
 }
 
-/** An error from the server or the client; `code` is the protocol's error code (or `closed`, `unavailable`). */
+/**
+ * An error from the server or the client; `code` is the protocol's error code, or the client's own:
+ * `closed`, `unavailable`, and for a close `unauthorized` (4401), `cut_off` (4403) or `subject_limit` (4429).
+ */
 export class PgwsError extends Error {
   override name = 'PgwsError' as const;
   readonly code: string;
@@ -52,7 +55,11 @@ export interface SubscribeOptions<Payload> {
   /** Conditions on the payload (see the README's Filters); only schema channels take one. */
   readonly filter?: Readonly<Record<string, unknown>>;
   onMessage(payload: Payload, meta: MessageMeta): void;
-  /** The server answered the subscribe (again after each reconnect): messages from here on are delivered. */
+  /**
+   * The server answered the subscribe (again after every resubscribe): from now on each NOTIFY committed on
+   * the channel reaches `onMessage`. For code that must not write before it listens, such as a test, and
+   * for a UI that shows whether a resume was `recovered`.
+   */
   onSubscribed?(info: SubscribedInfo): void;
   onGap?(info: GapInfo): void;
   /** The subscription ended with an error (refused, or no longer allowed); the client's `onError` otherwise. */
@@ -71,7 +78,11 @@ export type WebSocketConstructor = new (url: string, protocols?: string | string
 export interface ClientOptions {
   /** The multiplexed endpoint, `ws://host:8080/`. */
   readonly url: string | URL;
-  /** A token, or a function returning one (or a promise of one), called on every connect and before `exp`. */
+  /**
+   * A token, or a function returning one (or a promise of one), called on every connect and before `exp`.
+   * After the server cut the subject off (4403) the token it used is never sent again: the function must
+   * give another one, or the client stops (as does a fixed token), telling `onError`.
+   */
   readonly token?: string | (() => string | Promise<string>);
   /** Reconnect backoff bounds (full jitter); defaults 250 ms to 10 s. */
   readonly reconnect?: { readonly minMs?: number; readonly maxMs?: number };

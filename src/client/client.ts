@@ -46,6 +46,11 @@ export function createClient<Channels extends Record<string, unknown> = Record<s
       requests.dropped();
       subscriptions.suspend();
     },
+    ended(error) {
+      // Held publishes join the waiting ones first, so the abort rejects every publish not yet answered.
+      subscriptions.suspend();
+      requests.abort(error);
+    },
     initial: () => subscriptions.frames(),
   });
   const requests = createRequests(connection, (pending) => subscriptions.hold(pending));
@@ -76,11 +81,7 @@ export function createClient<Channels extends Record<string, unknown> = Record<s
       return requests.publish(channel, payload);
     },
     close() {
-      return connection.close(() => {
-        // Held publishes join the waiting ones first, so the abort rejects every publish not yet answered.
-        subscriptions.suspend();
-        requests.abort(new PgwsError('closed', 'the client was closed'));
-      });
+      return connection.close();
     },
   };
 }

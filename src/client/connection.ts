@@ -1,18 +1,15 @@
 /**
  * The client's one socket: connecting with the token as a `bearer.` subprotocol, reconnecting with capped,
- * jittered backoff after any drop, the `ready` handshake that makes the client open, token refresh before
- * `exp`, and the `ping` frames that find a dead link. What travels over the socket is the other files' business:
- * they hear of it through {@link ConnectionEvents}.
- *
- * The socket is a WebSocket, or a stream socket (`stream.ts`: `GET /events` and HTTP publishes behind the same
- * frames). With `transport: "auto"`, a WebSocket that fails before it ever opens is followed at once by a stream
- * socket; if that one opens, the server is reachable but the upgrade is not (a proxy that refuses it), and the
- * client stays on streams from then on. If it fails too, the server is away: back to WebSockets, with backoff.
+ * jittered backoff after any drop (how, after each close code, is `closes.ts`'s), the `ready` handshake that
+ * makes the client open, token refresh before `exp`, and the `ping` frames that find a dead link. What travels
+ * over the socket is the other files' business: they hear of it through {@link ConnectionEvents}. The socket
+ * is a WebSocket or a stream socket; `transport.ts` says which.
  */
 
-import { backoffDelay } from '../base/backoff.ts';
 import { type ClientOptions, type ClientTransport, type ConnectionState, PgwsError } from './api.ts';
-import { openStreamSocket, type SocketLike } from './stream.ts';
+import { afterClose, type Comeback, reconnectDelay } from './closes.ts';
+import type { SocketLike } from './stream.ts';
+import { createTransports } from './transport.ts';
 
 /** What the socket tells the rest of the client. */
 export interface ConnectionEvents {
@@ -22,6 +19,8 @@ export interface ConnectionEvents {
   frame(frame: Record<string, unknown>): void;
   /** The socket is gone (or `close()` began): nothing sent on it will be answered. */
   dropped(): void;
+  /** The client is over, by `close()` or because it cannot go on: reject whatever waits with `error`. */
+  ended(error: PgwsError): void;
   /** The subscribe frames a new socket starts with (a stream names its channels in its request). */
   initial(): readonly Record<string, unknown>[];
 }
@@ -41,8 +40,8 @@ export interface Connection {
   report(error: PgwsError): void;
   /** Starts connecting; called once, when the receivers of the events exist. */
   start(): void;
-  /** Ends for good: stops the timers, runs `drain` (rejecting what waits), closes the socket. */
-  close(drain: () => void): Promise<void>;
+  /** Ends for good: stops the timers, rejects what waits (`ended`), closes the socket. */
+  close(): Promise<void>;
 }
 
 // Refresh this long before `exp` (or a fifth of the token's life, if shorter), so the new one lands in time.
@@ -50,11 +49,7 @@ const REFRESH_LEAD_MS = 30_000;
 
 /** Creates the connection, idle until `start()`. */
 export function createConnection(options: ClientOptions, events: ConnectionEvents): Connection {
-  const Socket = options.WebSocket ?? globalThis.WebSocket;
-  const mode = options.transport ?? 'ws';
-  let transport: ClientTransport = mode === 'sse' ? 'sse' : 'ws';
-  /** `auto` found the upgrade refused where HTTP works: streams for the rest of the client's life. */
-  let settled = mode !== 'auto';
+  const transports = createTransports(options);
   const minMs = options.reconnect?.minMs ?? 250;
   const maxMs = Math.max(minMs, options.reconnect?.maxMs ?? 10_000);
   const pingIntervalMs = options.pingIntervalMs ?? 20_000;
@@ -66,6 +61,9 @@ export function createConnection(options: ClientOptions, events: ConnectionEvent
   let refreshTimer: ReturnType<typeof setTimeout> | undefined;
   let pingTimer: ReturnType<typeof setTimeout> | undefined;
   let awaitingPong = false;
+  // The token the current socket speaks with, and the one the server cut off (4403), never to be sent again.
+  let inUse: string | undefined;
+  let cutOff: string | undefined;
   let closedNow!: () => void;
   const closed = new Promise<void>((resolve) => {
     closedNow = resolve;
@@ -74,10 +72,11 @@ export function createConnection(options: ClientOptions, events: ConnectionEvent
   const setState = (next: ConnectionState) => {
     if (state === next) return;
     state = next;
-    options.onState?.(next, transport);
+    options.onState?.(next, transports.current);
   };
   const report = (error: PgwsError) => options.onError?.(error);
-  const backoff = (attempt: number) => backoffDelay(attempt, minMs, maxMs, Math.random);
+  const backoff = (attempt: number, comeback: Comeback = 'retry') =>
+    reconnectDelay(comeback, attempt, minMs, maxMs, Math.random);
   const send = (frame: unknown) => {
     if (socket?.readyState === 1) socket.send(JSON.stringify(frame));
   };
@@ -94,19 +93,15 @@ export function createConnection(options: ClientOptions, events: ConnectionEvent
       return scheduleReconnect();
     }
     if (ended) return;
+    if (cutOff !== undefined && current === cutOff) {
+      const error = new PgwsError('cut_off', 'the token function gave the token the server cut off again; stopping');
+      report(error);
+      return stop(error);
+    }
+    cutOff = undefined;
+    inUse = current;
     const protocols = current === undefined ? ['pgws.v1'] : ['pgws.v1', `bearer.${current}`];
-    const url = String(options.url);
-    const ws: SocketLike =
-      transport === 'ws'
-        ? // Every member SocketLike names is a WebSocket's; only the handlers' types are wider there.
-          (new Socket(url, protocols) as unknown as SocketLike)
-        : openStreamSocket({
-            url,
-            token: current,
-            initial: events.initial(),
-            // Bound: a browser's fetch called as another object's method throws "Illegal invocation".
-            fetch: options.fetch ?? globalThis.fetch.bind(globalThis),
-          });
+    const ws = transports.open(String(options.url), protocols, current, events.initial);
     socket = ws;
     ws.onmessage = (event) => {
       if (socket !== ws) return;
@@ -130,7 +125,7 @@ export function createConnection(options: ClientOptions, events: ConnectionEvent
     // A `ready` on an open socket answers a token refresh: nothing to redo.
     if (state === 'open') return;
     failures = 0;
-    settled = true;
+    transports.opened();
     setState('open');
     events.opened();
   }
@@ -146,20 +141,40 @@ export function createConnection(options: ClientOptions, events: ConnectionEvent
       closedNow();
       return;
     }
-    if (code === 4401) report(new PgwsError('unauthorized', `the server refused the token: ${reason}`));
-    // 1006 is all a browser learns of a refused upgrade (and of a server that is not there).
-    if (!settled && state === 'connecting' && code === 1006) {
-      // Never opened: a WebSocket is followed at once by a stream; a stream that failed too goes back to waiting.
-      transport = transport === 'ws' ? 'sse' : 'ws';
-      if (transport === 'sse') return void connect();
+    // `auto`: a socket that never opened may be the upgrade refused; a stream goes next, at once.
+    if (state === 'connecting' && transports.failed(code)) return void connect();
+    const after = afterClose(code, reason);
+    if (after.error !== undefined) report(after.error);
+    if (after.comeback === 'new_token') {
+      // A fixed token cannot be replaced: the client stops rather than be cut off again and again.
+      if (typeof options.token !== 'function') {
+        stop(after.error ?? new PgwsError('cut_off', reason));
+        return;
+      }
+      cutOff = inUse;
     }
-    scheduleReconnect();
+    scheduleReconnect(after.comeback);
   }
 
-  function scheduleReconnect(): void {
+  function scheduleReconnect(comeback: Comeback = 'retry'): void {
     if (ended || reconnectTimer !== undefined) return;
     setState('connecting');
-    reconnectTimer = setTimeout(() => void connect(), backoff(failures++));
+    reconnectTimer = setTimeout(() => void connect(), backoff(failures++, comeback));
+  }
+
+  function clearTimers(): void {
+    clearTimeout(reconnectTimer);
+    clearTimeout(refreshTimer);
+    clearTimeout(pingTimer);
+  }
+
+  /** Ends the client without a socket to close: it cannot go on. */
+  function stop(error: PgwsError): void {
+    ended = true;
+    clearTimers();
+    events.ended(error);
+    setState('closed');
+    closedNow();
   }
 
   // Browsers cannot send WebSocket pings: a `ping` frame after a silence, and a reconnect if nothing answers.
@@ -188,7 +203,9 @@ export function createConnection(options: ClientOptions, events: ConnectionEvent
       async () => {
         try {
           const fresh = await token();
-          if (fresh !== undefined) send({ type: 'auth', token: fresh });
+          if (fresh === undefined || socket?.readyState !== 1) return;
+          inUse = fresh;
+          send({ type: 'auth', token: fresh });
         } catch (error) {
           report(new PgwsError('unavailable', `the token function failed: ${String(error)}`));
         }
@@ -203,7 +220,7 @@ export function createConnection(options: ClientOptions, events: ConnectionEvent
       return state;
     },
     get transport() {
-      return transport;
+      return transports.current;
     },
     get ended() {
       return ended;
@@ -214,13 +231,11 @@ export function createConnection(options: ClientOptions, events: ConnectionEvent
     start() {
       void connect();
     },
-    close(drain) {
+    close() {
       if (ended) return closed;
       ended = true;
-      clearTimeout(reconnectTimer);
-      clearTimeout(refreshTimer);
-      clearTimeout(pingTimer);
-      drain();
+      clearTimers();
+      events.ended(new PgwsError('closed', 'the client was closed'));
       if (socket === undefined) {
         setState('closed');
         closedNow();

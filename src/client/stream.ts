@@ -12,6 +12,7 @@
  */
 
 import { type CursorPosition, encodeCursor } from '../base/cursor.ts';
+import { expiresOf, readEvents } from './sse.ts';
 
 /** What `connection.ts` uses of a socket; a WebSocket has all of it. */
 export interface SocketLike {
@@ -30,17 +31,6 @@ export interface StreamSocketOptions {
   /** The subscribe frames it starts with. */
   readonly initial: readonly Record<string, unknown>[];
   readonly fetch: typeof fetch;
-}
-
-/** The `exp` of a JWT, read without checking it: only to schedule a refresh, as the `ready` frame would say. */
-function expiresOf(token: string | undefined): number | null {
-  try {
-    const part = (token ?? '').split('.')[1] ?? '';
-    const claims = JSON.parse(atob(part.replace(/-/g, '+').replace(/_/g, '/'))) as { exp?: unknown };
-    return typeof claims.exp === 'number' ? claims.exp : null;
-  } catch {
-    return null;
-  }
 }
 
 /** Opens a stream socket; it answers `ready` once its first stream (or, with no channels, `/readyz`) answers 200. */
@@ -187,8 +177,19 @@ export function openStreamSocket(options: StreamSocketOptions): SocketLike {
       if (current !== abort) return;
       if (response.status !== 200 || response.body === null) return refused(response);
       opened();
-      await read(response.body, abort);
-      if (current === abort) closed(1006, 'the stream ended');
+      const last = await readEvents(
+        response.body,
+        () => current === abort,
+        () => {
+          alive = true;
+        },
+        (frame) => {
+          track(frame);
+          emit(frame);
+        },
+      );
+      // The server's last comment names the close code a socket would have had (4401, 4403, 1001, ...).
+      if (current === abort) closed(last?.code ?? 1006, last?.text ?? 'the stream ended');
     } catch (error) {
       if (current === abort) closed(1006, `the stream failed: ${String(error)}`);
     }
@@ -208,40 +209,15 @@ export function openStreamSocket(options: StreamSocketOptions): SocketLike {
   async function refused(response: Response): Promise<void> {
     const body = (await response.json().catch(() => ({}))) as Record<string, unknown>;
     const message = String(body['message'] ?? response.statusText);
-    if (response.status === 401) return closed(4401, message);
-    if (response.status === 503) return closed(1013, message);
+    // The close a socket would have had: 4401 for a token refused, 4429 for the subject's limit, 1013 to retry later.
+    const code = { 401: 4401, 429: 4429, 503: 1013 }[response.status];
+    if (code !== undefined) return closed(code, message);
     const channel = body['channel'];
     if (typeof channel !== 'string' || !wanted.has(channel)) return closed(1008, message);
     // One channel refused (not allowed, bad filter, undeclared): the client drops that subscription; the rest go on.
     wanted.delete(channel);
     emit({ ...body, type: 'error', channel });
     schedule();
-  }
-
-  async function read(body: ReadableStream<Uint8Array>, abort: AbortController): Promise<void> {
-    const decoder = new TextDecoder();
-    let pending = '';
-    let event = '';
-    let data = '';
-    for await (const chunk of body as unknown as AsyncIterable<Uint8Array>) {
-      if (current !== abort) return;
-      alive = true;
-      pending += decoder.decode(chunk, { stream: true });
-      const lines = pending.split(/\r\n|\r|\n/);
-      pending = lines.pop() ?? '';
-      for (const line of lines) {
-        if (line === '') {
-          if (data !== '') {
-            const frame = { type: event || 'message', ...(JSON.parse(data) as Record<string, unknown>) };
-            track(frame);
-            emit(frame);
-          }
-          event = '';
-          data = '';
-        } else if (line.startsWith('event:')) event = line.slice(6).trim();
-        else if (line.startsWith('data:')) data += line.slice(5).trimStart();
-      }
-    }
   }
 
   for (const frame of options.initial) receive(frame);

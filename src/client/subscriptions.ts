@@ -73,8 +73,8 @@ export function createSubscriptions(connection: Connection, requests: Requests):
         sub.position = { epoch, seq };
         sub.live = true;
         const recovered = typeof frame['recovered'] === 'boolean' ? frame['recovered'] : undefined;
-        sub.options.onSubscribed?.({ epoch, seq, ...(recovered === undefined ? {} : { recovered }) });
         if (recovered === false) sub.options.onGap?.({ channel, epoch, seq, reason: 'not_recovered' });
+        sub.options.onSubscribed?.({ epoch, seq, ...(recovered === undefined ? {} : { recovered }) });
         release(sub);
         return;
       }

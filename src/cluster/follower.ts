@@ -9,6 +9,8 @@
  * worker is ready only when that whole path works.
  */
 
+import type { Cutoff } from '../auth/revocations.ts';
+import type { SubjectSlots } from '../auth/slots.ts';
 import { type Clock, systemClock } from '../base/clock.ts';
 import { ChannelLimitError } from '../base/errors.ts';
 import type { Logger } from '../base/log.ts';
@@ -17,6 +19,7 @@ import type { Listener, ListenerEvents, ListenerState } from '../db/listener.ts'
 import type { Queries } from '../db/queries.ts';
 import { createRegistry, type Held } from '../db/registry.ts';
 import type { Position, Snapshot } from '../protocol/history.ts';
+import { workerSlots } from './claims.ts';
 import type { ToPrimary, ToWorker } from './messages.ts';
 
 /** Options of {@link createFollower}. */
@@ -29,6 +32,8 @@ export interface FollowerOptions {
   onUnlisten(channel: string): void;
   /** This worker's metrics for the primary's aggregate (prom-client's JSON form). */
   sample(): Promise<unknown>;
+  /** Whether `[auth] max_connections_per_subject` is set: slots are then claimed from the primary. */
+  limited: boolean;
   log: Logger;
   /** Times the wait for a scrape's answer (the real clock by default). */
   clock?: Clock | undefined;
@@ -41,6 +46,8 @@ export interface FollowerEvents extends ListenerEvents {
    * position. (`state`'s `epochs` name the epoch each channel starts after a loss.)
    */
   delivered(channel: string, frame: string, at: Position): void;
+  /** A cut-off the primary read from the control channel. */
+  cutoff(cutoff: Cutoff): void;
 }
 
 /** The worker's listener, fed by the primary's messages through `receive`. */
@@ -49,6 +56,8 @@ export interface Follower extends Listener {
   receive(message: ToWorker): void;
   /** The whole server's /metrics text, gathered by the primary. */
   scrape(byWorker: boolean): Promise<string>;
+  /** Slots of `max_connections_per_subject`, claimed from the primary, which counts for the instance. */
+  readonly slots: SubjectSlots;
 }
 
 interface Entry extends Held {
@@ -69,6 +78,7 @@ export function createFollower(options: FollowerOptions): Follower {
   const asked = new Map<number, { channel: string; entry: Entry; settle: (error?: Error) => void }>();
   const scrapes = new Map<number, (text: string) => void>();
   let nextId = 0;
+  const slots = workerSlots({ limited: options.limited, send: options.send, log, clock });
   const refs = createRegistry<Entry>({
     open(channel) {
       const id = ++nextId;
@@ -132,6 +142,7 @@ export function createFollower(options: FollowerOptions): Follower {
       return refs.size;
     },
     queries: options.queries,
+    slots,
     start(listenerEvents) {
       if (events !== undefined) return;
       events = listenerEvents;
@@ -169,6 +180,10 @@ export function createFollower(options: FollowerOptions): Follower {
           return;
         case 'scraped':
           return scrapes.get(message.id)?.(message.text);
+        case 'claimed':
+          return slots.answered(message.id, message.ok);
+        case 'cutoff':
+          return events?.cutoff(message.cutoff);
       }
     },
     async scrape(byWorker) {

@@ -3,6 +3,7 @@
  * One LISTEN connection per instance lives in the primary; workers follow it: the primary validates and
  * numbers each notification once and sends it, with its position, to the workers that hold the channel.
  */
+import type { Cutoff } from '../auth/revocations.ts';
 import type { ListenerState } from '../db/listener.ts';
 import type { Snapshot } from '../protocol/history.ts';
 
@@ -31,7 +32,11 @@ export type ToWorker =
   /** The primary asks for this worker's metrics (prom-client's JSON form). */
   | { readonly t: 'sample'; readonly id: number }
   /** The answer to `scrape`: the whole server's metrics text. */
-  | { readonly t: 'scraped'; readonly id: number; readonly text: string };
+  | { readonly t: 'scraped'; readonly id: number; readonly text: string }
+  /** The answer to `claim`: whether the worker holds one more slot of the subject. */
+  | { readonly t: 'claimed'; readonly id: number; readonly ok: boolean }
+  /** A cut-off the primary's control channel read (every revocation, after a hello and after each full read). */
+  | { readonly t: 'cutoff'; readonly cutoff: Cutoff };
 
 /** Worker to primary. */
 export type ToPrimary =
@@ -42,7 +47,11 @@ export type ToPrimary =
   /** The answer to `sample`. */
   | { readonly t: 'sampled'; readonly id: number; readonly metrics: unknown }
   /** A /metrics request landed on this worker: the primary gathers every process's metrics. */
-  | { readonly t: 'scrape'; readonly id: number; readonly byWorker: boolean };
+  | { readonly t: 'scrape'; readonly id: number; readonly byWorker: boolean }
+  /** A connection of `subject` is opening on the worker: one of the instance's slots, if it has one left. */
+  | { readonly t: 'claim'; readonly id: number; readonly subject: string }
+  /** A connection that held a slot of `subject` closed. */
+  | { readonly t: 'unclaim'; readonly subject: string };
 
 /** How a worker talks to its primary (Bun's IPC channel, from `main.ts`). */
 export interface WorkerRole {

@@ -3,10 +3,14 @@
  * A worker asks for a channel (`listen`), the primary LISTENs it on the worker's behalf and answers with
  * the channel's stream; from then on every notification on it, validated and numbered once here, is sent
  * to that worker in order. So epoch, seq and history are the instance's, whichever worker a client lands on.
+ * Likewise the cut-offs read from the control channel reach every worker, and the slots of
+ * `max_connections_per_subject` are counted here for all of them (`claims.ts`).
  *
  * No I/O of its own: links to workers are passed in (`workers.ts` owns the processes).
  */
 
+import type { Cutoff, Revocations } from '../auth/revocations.ts';
+import type { SubjectCounter } from '../auth/slots.ts';
 import { type Clock, systemClock } from '../base/clock.ts';
 import { ChannelLimitError } from '../base/errors.ts';
 import type { Logger } from '../base/log.ts';
@@ -15,6 +19,7 @@ import type { Listener, ListenerState } from '../db/listener.ts';
 import type { WorkerSample } from '../observe/aggregate.ts';
 import type { Position } from '../protocol/history.ts';
 import type { Hub } from '../protocol/hub.ts';
+import { createLedger } from './claims.ts';
 import type { Delivery, ToPrimary, ToWorker } from './messages.ts';
 
 /** One worker as the primary reaches it. */
@@ -30,6 +35,10 @@ export interface ClusterOptions {
   hub: Pick<Hub, 'has' | 'snapshot' | 'position'>;
   /** Channels LISTENed for the life of the process (history): every worker follows them from its start. */
   pinned: readonly string[];
+  /** The instance's slots per subject: the primary's own connections take them here, workers' by claim. */
+  slots: SubjectCounter;
+  /** The revocations as read here: a worker that says hello while they are current gets them all. */
+  revocations: Pick<Revocations, 'current' | 'rows'>;
   /** This process's own metrics, in the form `aggregate` takes. */
   sample(): Promise<unknown>;
   /** Every process's metrics as one exposition text; per worker when `byWorker`. */
@@ -51,6 +60,8 @@ export interface Cluster {
   forward(channel: string, frame: string, at: Position): void;
   /** The LISTEN connection changed state (after a loss, once the hub has started its new epochs). */
   state(state: ListenerState): void;
+  /** Hands a cut-off read from the control channel to every worker. */
+  cutoff(cutoff: Cutoff): void;
   /** The whole server's /metrics text: every process's figures summed, or each labelled by worker. */
   scrape(byWorker: boolean): Promise<string>;
 }
@@ -71,9 +82,10 @@ const SAMPLE_TIMEOUT_MS = 1000;
 
 /** Creates the primary's cluster state; nothing is sent until a worker says hello. */
 export function createCluster(options: ClusterOptions): Cluster {
-  const { listener, hub, log, clock = systemClock } = options;
+  const { listener, hub, revocations, log, clock = systemClock } = options;
   const pinned = new Set(options.pinned);
   const members = new Map<WorkerLink, Member>();
+  const ledger = createLedger<Member>(options.slots);
   const probes = new Map<string, Member>();
   const samples = new Map<number, (metrics: unknown) => void>();
   let nextSample = 0;
@@ -168,6 +180,7 @@ export function createCluster(options: ClusterOptions): Cluster {
       if (member === undefined) return;
       member.gone = true;
       members.delete(link);
+      ledger.forget(member);
       for (const [channel, count] of member.held) for (let i = 0; i < count; i++) listener.release(channel);
       if (member.probe !== undefined) {
         probes.delete(member.probe);
@@ -183,6 +196,10 @@ export function createCluster(options: ClusterOptions): Cluster {
           probes.set(message.probe, member);
           const state = listener.state === 'up' ? 'connecting' : listener.state;
           send(member, { t: 'welcome', state, pinned: [...pinned].map((c) => [c, hub.snapshot(c)] as const) });
+          // Not current: the worker gets them with everyone else once the next full read is done.
+          if (revocations.current) {
+            send(member, { t: 'cutoff', cutoff: { kind: 'revocations', rows: revocations.rows() } });
+          }
           if (listener.state === 'up') holdProbe(member);
           return;
         }
@@ -192,6 +209,10 @@ export function createCluster(options: ClusterOptions): Cluster {
           return unlisten(member, message.channel);
         case 'sampled':
           return samples.get(message.id)?.(message.metrics);
+        case 'claim':
+          return send(member, { t: 'claimed', id: message.id, ok: ledger.claim(member, message.subject) });
+        case 'unclaim':
+          return ledger.unclaim(member, message.subject);
         case 'scrape':
           void scrape(message.byWorker).then(
             (text) => send(member, { t: 'scraped', id: message.id, text }),
@@ -233,6 +254,10 @@ export function createCluster(options: ClusterOptions): Cluster {
         }
         send(member, { t: 'state', state, epochs });
       }
+    },
+    cutoff(cutoff) {
+      // Before its hello a worker has no connection to close, and it gets the revocations at its hello.
+      for (const member of members.values()) if (member.probe !== undefined) send(member, { t: 'cutoff', cutoff });
     },
     scrape,
   };

@@ -49,6 +49,8 @@ export const AuthSection = v.strictObject({
   audience: v.optional(v.union([v.pipe(v.string(), v.nonEmpty()), v.pipe(v.array(v.string()), v.minLength(1))])),
   issuer: v.optional(v.pipe(v.string(), v.nonEmpty())),
   query_token: v.optional(v.boolean(), false),
+  // 0: no limit. Per instance, every worker together (the primary counts), sockets and streams alike.
+  max_connections_per_subject: v.optional(int(0, 1_000_000), 0),
 });
 
 // Not v.record: it skips keys such as "constructor" and "__proto__", which are legal channel names and

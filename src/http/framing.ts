@@ -124,10 +124,12 @@ export class StreamWriter {
     return this.format === 'sse' ? ':\n\n' : '\n';
   }
 
-  /** The last words of a stream the server ends (an SSE comment naming why; NDJSON has no comments). */
-  farewell(cause: keyof typeof Closes): string {
-    const { code, text } = Closes[cause];
-    return this.format === 'sse' ? `: closed ${code} ${cause}: ${text}\n\n` : '';
+  /**
+   * The last words of a stream the server ends: an SSE comment naming the close code and label a socket would
+   * have had, and its text (one line; NDJSON has no comments). The client library reads it back as that close.
+   */
+  farewell(cause: keyof typeof Closes, text: string = Closes[cause].text): string {
+    return this.format === 'sse' ? `: closed ${Closes[cause].code} ${cause}: ${text.replace(/[\r\n]+/g, ' ')}\n\n` : '';
   }
 
   private position(at: number, epoch: string, seq: number): void {

@@ -15,11 +15,13 @@ import type { Clock } from '../base/clock.ts';
 import type { Stats } from '../base/stats.ts';
 import type { Catalog } from '../channels/catalog.ts';
 import type { Config } from '../config/load.ts';
+import type { Canary } from '../db/canary.ts';
+import type { Listener } from '../db/listener.ts';
 import { createBuckets } from '../protocol/rate.ts';
 import type { Sessions } from '../protocol/session.ts';
 import type { Peer } from '../protocol/state.ts';
 import { corsHeaders, type RefusalBody, refusal } from './answers.ts';
-import type { Gate } from './gate.ts';
+import { createGate } from './gate.ts';
 import { tokenFrom } from './offer.ts';
 
 /** What HTTP publishes need from the rest of the server. */
@@ -28,7 +30,9 @@ export interface PublishingOptions {
   catalog: Pick<Catalog, 'hasSchema'>;
   sessions: Sessions;
   access: Access;
-  gate: Pick<Gate, 'originAllowed'>;
+  /** For the origin check (`gate.ts`). */
+  canary: Pick<Canary, 'verified'>;
+  listener: Pick<Listener, 'state'>;
   stats: Stats;
   /** Time for the rate buckets (the monotonic clock by default; a test passes one it moves). */
   clock?: Clock | undefined;
@@ -63,7 +67,8 @@ async function readCapped(request: Request, limit: number): Promise<string | und
 
 /** Creates the HTTP publishes of one server. */
 export function createPublishing(options: PublishingOptions): Publishing {
-  const { config, catalog, sessions, access, gate, stats } = options;
+  const { config, catalog, sessions, access, stats } = options;
+  const gate = createGate(options);
   const { publishRate, maxMessageBytes } = config.server;
   const buckets = createBuckets(publishRate, options.clock === undefined ? undefined : () => options.clock!.now());
   const queryToken = config.auth?.queryToken ?? false;
@@ -81,7 +86,8 @@ export function createPublishing(options: PublishingOptions): Publishing {
       subscribe() {},
       unsubscribe() {},
       close() {},
-      expireAt() {},
+      // One request holds no slot and cannot be cut off: there is nothing to end.
+      identify() {},
     };
     const state = sessions.open(peer, identity, 'http');
     state.bucket = buckets.get(key);
@@ -102,10 +108,10 @@ export function createPublishing(options: PublishingOptions): Publishing {
           stats.authFailure('missing');
           return refuse({ code: 'token_missing', message: 'publishing needs a token granting "w" on the channel' });
         }
-        const verified = await access.verify(token);
+        const verified = await access.verify(token, config.database.canaryIntervalMs);
         if (!verified.ok) {
-          stats.authFailure(verified.reason);
-          return refuse({ code: 'token_invalid', message: verified.message });
+          const code = verified.reason === 'unavailable' ? 'unavailable' : 'token_invalid';
+          return refuse({ code, message: verified.message });
         }
         identity = verified.identity;
       }

@@ -1,7 +1,9 @@
 /**
- * The plain HTTP endpoints: the console, health, readiness, metrics and the channel catalog, and the
+ * The plain HTTP endpoints: the console, health, readiness, metrics, the channel catalog and the AsyncAPI
+ * document, and the
  * answer to any other plain request. Each reads the bridge's state at request time; none touches a socket.
  */
+import type { Revocations } from '../auth/revocations.ts';
 import { channelFromPath } from '../base/name.ts';
 import type { Stats } from '../base/stats.ts';
 import { Refusals } from '../base/wire.ts';
@@ -17,9 +19,13 @@ export type Routes = Readonly<Record<string, (request: Request) => Response | Pr
 export interface RouteOptions {
   listener: Pick<Listener, 'state'>;
   canary: Pick<Canary, 'status'>;
+  /** With `[auth]`, not ready until the revocations are read: until then no token is accepted. */
+  revocations: Pick<Revocations, 'current'>;
   metrics: Metrics;
   /** The /channels document, serialised once at startup. */
   channelsDocument: string;
+  /** The AsyncAPI document, serialised, with `host` (the request's `host:port`) as its server. */
+  asyncapi(host: string): string;
   /** The console page served at `/`. */
   consoleHtml: string | undefined;
   /** The client bundled as a browser ES module, served at `/client.js`. */
@@ -30,7 +36,7 @@ const json = (body: unknown, status = 200) => Response.json(body, { status, head
 
 /** Builds the route table. */
 export function createRoutes(options: RouteOptions): Routes {
-  const { listener, canary, metrics } = options;
+  const { listener, canary, revocations, metrics } = options;
   const consoleHtml = options.consoleHtml ?? 'console.html not found\n';
   return {
     '/': () => new Response(consoleHtml, { headers: { 'content-type': 'text/html; charset=utf-8' } }),
@@ -48,10 +54,12 @@ export function createRoutes(options: RouteOptions): Routes {
       return json({ status: up ? 'ok' : 'unavailable', database: listener.state, pid: process.pid }, up ? 200 : 503);
     },
     // The connection and a recent NOTIFY round trip through it: will a subscriber get its notifications.
+    // And, with [auth], will a token be accepted: the revocations are current.
     '/readyz': () => {
       const status = canary.status();
-      const ready = listener.state === 'up' && status.ready;
-      return json({ ...status, ready, database: listener.state }, ready ? 200 : 503);
+      const ready = listener.state === 'up' && status.ready && revocations.current;
+      const body = { ...status, ready, database: listener.state, revocationsCurrent: revocations.current };
+      return json(body, ready ? 200 : 503);
     },
     // With workers: the whole server's figures, or each process's labelled `worker` with `?by=worker`.
     '/metrics': async (request) => {
@@ -60,6 +68,11 @@ export function createRoutes(options: RouteOptions): Routes {
     },
     '/channels': () =>
       new Response(options.channelsDocument, {
+        headers: { 'content-type': 'application/json', 'cache-control': 'no-store' },
+      }),
+    // The server's host is the one the client reached, so tools connect where the document was fetched from.
+    '/asyncapi.json': (request) =>
+      new Response(options.asyncapi(new URL(request.url).host), {
         headers: { 'content-type': 'application/json', 'cache-control': 'no-store' },
       }),
   };

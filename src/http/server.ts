@@ -1,7 +1,7 @@
 /**
  * The one file that touches `Bun.serve` and `ServerWebSocket`: upgrades in both modes, fan-out through
- * Bun's topics, slow-consumer enforcement, and the HTTP routes it is handed, `GET /events` streams and
- * `POST /channels/C/messages` among them.
+ * Bun's topics, slow-consumer enforcement, cut-offs of a subject's sockets, and the HTTP routes it is handed,
+ * `GET /events` streams and `POST /channels/C/messages` among them.
  *
  * Fan-out is `server.publish(topic, frame)`: uWebSockets writes the same frame to every subscriber in
  * native code. Plain sockets subscribe to the topic named after their channel; multiplexed ones to the
@@ -10,16 +10,18 @@
  * hands them each frame in the same step.
  */
 import type { Server, ServerWebSocket } from 'bun';
+import type { Identity } from '../auth/tokens.ts';
 import type { Clock } from '../base/clock.ts';
 import { StartupError } from '../base/errors.ts';
 import { within } from '../base/timeout.ts';
-import { type CloseLabel, Closes, closeLabelOf } from '../base/wire.ts';
+import { type CloseLabel, Closes, closeLabelOf, closeText } from '../base/wire.ts';
 import type { Sessions } from '../protocol/session.ts';
 import type { Peer } from '../protocol/state.ts';
 import { createExpiries } from './expiry.ts';
 import { createPublishing } from './publishing.ts';
 import { answer, type Routes } from './routes.ts';
 import { createStreams } from './streams.ts';
+import type { Holder, Subjects } from './subjects.ts';
 import { createTopics } from './topics.ts';
 import { createUpgrades, type SocketData, type UpgradeOptions } from './upgrade.ts';
 
@@ -29,6 +31,8 @@ type Socket = ServerWebSocket<SocketData>;
 export interface ServerOptions extends Omit<UpgradeOptions, 'stopping'> {
   sessions: Sessions;
   routes: Routes;
+  /** Who speaks for which subject: every socket with a token is held there while it is open. */
+  subjects: Subjects<Holder>;
   /** Share the port with sibling worker processes (`[server] workers`). */
   reusePort: boolean;
   /** Token expiry's time (the real clock by default). */
@@ -61,17 +65,17 @@ const HARD_CAP_HEADROOM = 64 * 1024;
 
 /** Creates the server; `listen` binds it. */
 export function createServer(options: ServerOptions): BridgeServer {
-  const { config, listener, sessions, stats, routes, log } = options;
+  const { config, listener, sessions, subjects, slots, stats, routes, log } = options;
   const limits = config.server;
   const plain = new Set<Socket>();
   const multiplexed = new Set<Socket>();
   let stopping = false;
   let server: Server<SocketData> | undefined;
 
-  const close = (ws: Socket, cause: CloseLabel) => {
+  const close = (ws: Socket, cause: CloseLabel, text: string = Closes[cause].text) => {
     if (ws.data.closedBy !== undefined) return;
     ws.data.closedBy = cause;
-    ws.close(Closes[cause].code, Closes[cause].text);
+    ws.close(Closes[cause].code, closeText(text));
   };
   const expiries = createExpiries<Socket>(
     (ws) => ws.data,
@@ -84,7 +88,8 @@ export function createServer(options: ServerOptions): BridgeServer {
     cut: (ws) => close(ws, 'slow_consumer'),
   });
   // A class, not an object of closures: its methods are shared, so each multiplexed socket costs one field.
-  class SocketPeer implements Peer {
+  // Also what a plain socket with a token is held by in `subjects`.
+  class SocketPeer implements Peer, Holder {
     constructor(private readonly ws: Socket) {}
     send(text: string) {
       return this.ws.send(text);
@@ -99,11 +104,12 @@ export function createServer(options: ServerOptions): BridgeServer {
       this.ws.unsubscribe(topic);
       topics.leave(this.ws, topic);
     }
-    close(cause: CloseLabel) {
-      close(this.ws, cause);
+    close(cause: CloseLabel, text?: string) {
+      close(this.ws, cause, text);
     }
-    expireAt(expires: number | undefined) {
-      expireAt(this.ws, expires);
+    identify(identity: Identity | undefined) {
+      expireAt(this.ws, identity?.expires);
+      subjects.hold(this, identity);
     }
   }
 
@@ -156,15 +162,20 @@ export function createServer(options: ServerOptions): BridgeServer {
           if (data.mode === 'multiplexed') {
             multiplexed.add(ws);
             if (data.offered !== undefined && 'refused' in data.offered) return close(ws, data.offered.refused);
-            data.peer = new SocketPeer(ws);
-            data.session = sessions.open(data.peer, data.offered?.identity);
+            const peer = new SocketPeer(ws);
+            data.peer = peer;
+            data.session = sessions.open(peer, data.offered?.identity);
             if (stopping) close(ws, 'shutdown');
             return;
           }
-          expireAt(ws, data.expires);
           plain.add(ws);
           stats.channel(data.channel).subscribers += 1;
           topics.join(ws, data.channel);
+          if (data.identity !== undefined) {
+            const holder = new SocketPeer(ws);
+            data.holder = holder;
+            holder.identify(data.identity);
+          }
           if (stopping) close(ws, 'shutdown');
           // The connection was lost (and perhaps restored) between the LISTEN and this open.
           else if (listener.generation !== data.generation || listener.state !== 'up') close(ws, 'database_lost');
@@ -189,12 +200,15 @@ export function createServer(options: ServerOptions): BridgeServer {
           stats.close(data.closedBy ?? closeLabelOf(code, reason), 'ws');
           if (data.mode === 'multiplexed') {
             multiplexed.delete(ws);
+            if (data.peer !== undefined) subjects.release(data.peer);
             if (data.session !== undefined) sessions.close(data.session);
             return;
           }
           plain.delete(ws);
           stats.channel(data.channel).subscribers -= 1;
           listener.release(data.channel);
+          if (data.holder !== undefined) subjects.release(data.holder);
+          if (data.identity !== undefined) slots.give(data.identity.subject);
         },
       },
     });
@@ -216,14 +230,7 @@ export function createServer(options: ServerOptions): BridgeServer {
       const local = host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '[::1]' : host;
       return { host, port, url: new URL(`http://${local}:${port}/`) };
     },
-    publish(topic, frame) {
-      const count = topics.count(topic);
-      if (count === 0 || server === undefined) return 0;
-      // -1: someone is backpressured, 0: someone dropped it (and was closed at the hard cap).
-      if (topics.sockets(topic) > 0 && server.publish(topic, frame) <= 0) topics.congested(topic);
-      topics.push(topic, frame);
-      return count;
-    },
+    publish: (topic, frame) => (server === undefined ? 0 : topics.publish(topic, frame, server)),
     closePlain(cause) {
       for (const ws of plain) close(ws, cause);
     },

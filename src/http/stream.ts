@@ -9,10 +9,12 @@
  * the stream's `drain`: a paused replay goes on. Writes are batched: whatever the frames of one turn of the event
  * loop add is handed to Bun as one chunk.
  */
+import type { Identity } from '../auth/tokens.ts';
 import type { ClockTimer } from '../base/clock.ts';
 import type { CloseLabel, CloseMetricLabel } from '../base/wire.ts';
 import type { Peer, SessionState } from '../protocol/state.ts';
 import type { StreamWriter } from './framing.ts';
+import type { Holder } from './subjects.ts';
 import type { PushMember } from './topics.ts';
 
 /** What a stream needs from the streams of its server. */
@@ -20,7 +22,8 @@ export interface StreamHost {
   readonly slowConsumerBytes: number;
   join(member: PushMember, topic: string): void;
   leave(member: PushMember, topic: string): void;
-  expireAt(stream: Stream, expires: number | undefined): void;
+  /** The stream speaks for `identity` from now on: its expiry, and its place among the subject's holders. */
+  identify(stream: Stream, identity: Identity | undefined): void;
   /** The stream has text to hand over at the end of this turn. */
   schedule(stream: Stream): void;
   /** The client read everything: paused replays go on. */
@@ -41,8 +44,8 @@ const encoder = new TextEncoder();
 const SUBSCRIBED = '{"type":"subscribed"';
 const ERROR = '{"type":"error"';
 
-/** One stream. */
-export class Stream implements Peer {
+/** One stream: a peer of the engine, and (with a token) a holder a cut-off of its subject ends. */
+export class Stream implements Peer, Holder {
   /** Its place in the topic table, and its token's expiry timer. */
   readonly member: PushMember & { readonly data: { expiry: ClockTimer; deadline: number | undefined } };
   state: SessionState | undefined;
@@ -139,12 +142,15 @@ export class Stream implements Peer {
     this.host.leave(this.member, topic);
   }
 
-  expireAt(expires: number | undefined): void {
-    this.host.expireAt(this, expires);
+  identify(identity: Identity | undefined): void {
+    this.host.identify(this, identity);
   }
 
-  /** The server ends the stream: what was queued is still delivered, unless the client is too slow to read it. */
-  close(cause: CloseLabel): void {
+  /**
+   * The server ends the stream: what was queued is still delivered, unless the client is too slow to read it,
+   * then a last comment names the cause (`text` replaces its close text).
+   */
+  close(cause: CloseLabel, text?: string): void {
     if (this.ended !== undefined) return;
     if (cause === 'slow_consumer') {
       this.queue = [];
@@ -153,7 +159,7 @@ export class Stream implements Peer {
       this.controller.error(new Error('slow consumer'));
     } else {
       // Past the slow-consumer check: the last words go with what is queued, or not at all.
-      const farewell = this.writer.farewell(cause);
+      const farewell = this.writer.farewell(cause, text);
       if (farewell !== '') this.queue.push(farewell);
       if (this.queue.length > 0) this.handOver();
       this.controller.close();

@@ -10,21 +10,24 @@
  * of them), their token expiry, and their end at shutdown.
  */
 import type { Access } from '../auth/access.ts';
+import type { SubjectSlots } from '../auth/slots.ts';
 import type { Identity } from '../auth/tokens.ts';
 import { type Clock, type ClockTimer, systemClock } from '../base/clock.ts';
 import { type CursorPosition, decodeCursor } from '../base/cursor.ts';
 import type { Stats } from '../base/stats.ts';
 import type { CloseMetricLabel } from '../base/wire.ts';
 import type { Config } from '../config/load.ts';
+import type { Canary } from '../db/canary.ts';
 import type { Listener } from '../db/listener.ts';
 import type { Sessions } from '../protocol/session.ts';
 import { admitMultiplexed } from './admission.ts';
 import { corsHeaders, type RefusalBody, refusal } from './answers.ts';
 import { createExpiries } from './expiry.ts';
 import { CONTENT_TYPES, type StreamFormat, StreamWriter } from './framing.ts';
-import type { Gate } from './gate.ts';
+import { createGate } from './gate.ts';
 import { tokenFrom } from './offer.ts';
 import { Stream } from './stream.ts';
+import type { Holder, Subjects } from './subjects.ts';
 import type { Topics } from './topics.ts';
 
 /** What streams need from the rest of the server. */
@@ -32,7 +35,11 @@ export interface StreamsOptions {
   config: Config;
   sessions: Sessions;
   access: Access;
-  gate: Gate;
+  /** Streams wait (up to one canary interval) for a round trip through the current LISTEN connection. */
+  canary: Pick<Canary, 'verified'>;
+  /** A stream with a token holds a slot of its subject, and a cut-off of the subject ends it. */
+  slots: SubjectSlots;
+  subjects: Subjects<Holder>;
   stats: Stats;
   listener: Pick<Listener, 'state'>;
   topics: Pick<Topics<never>, 'joinStream' | 'leaveStream'>;
@@ -61,7 +68,10 @@ export function formatOf(request: Request): StreamFormat {
 
 /** Creates the streams of one server. */
 export function createStreams(options: StreamsOptions): Streams {
-  const { config, sessions, access, gate, stats, listener, topics, clock = systemClock } = options;
+  const { config, sessions, access, slots, subjects, stats, listener, topics, clock = systemClock } = options;
+  const gate = createGate(options);
+  // A token waits as long as an upgrade waits for the canary: for the revocations to be current.
+  const tokenWaitMs = config.database.canaryIntervalMs;
   const queryToken = config.auth?.queryToken ?? false;
   const open = new Set<Stream>();
   const dirty: Stream[] = [];
@@ -86,7 +96,10 @@ export function createStreams(options: StreamsOptions): Streams {
     slowConsumerBytes: config.server.slowConsumerBytes,
     join: topics.joinStream,
     leave: topics.leaveStream,
-    expireAt: expiries.expireAt,
+    identify(stream: Stream, identity: Identity | undefined) {
+      expiries.expireAt(stream, identity?.expires);
+      subjects.hold(stream, identity);
+    },
     schedule(stream: Stream) {
       if (dirty.push(stream) === 1) queueMicrotask(flushAll);
     },
@@ -95,6 +108,7 @@ export function createStreams(options: StreamsOptions): Streams {
     },
     ended(stream: Stream, label: CloseMetricLabel) {
       expiries.clear(stream);
+      subjects.release(stream);
       for (const topic of [...stream.member.data.topics]) topics.leaveStream(stream.member, topic);
       if (stream.state !== undefined) sessions.close(stream.state);
       // A stream refused before it started was never counted as open.
@@ -141,10 +155,12 @@ export function createStreams(options: StreamsOptions): Streams {
     let identity: Identity | undefined;
     const token = access.enabled ? tokenFrom(request, undefined, queryToken) : undefined;
     if (token !== undefined) {
-      const verified = await access.verify(token);
+      const verified = await access.verify(token, tokenWaitMs);
       if (!verified.ok) {
-        stats.authFailure(verified.reason);
-        return refuse({ code: 'token_invalid', message: verified.message });
+        return refuse({
+          code: verified.reason === 'unavailable' ? 'not_ready' : 'token_invalid',
+          message: verified.message,
+        });
       }
       identity = verified.identity;
     }
@@ -163,6 +179,12 @@ export function createStreams(options: StreamsOptions): Streams {
       stats.disconnect(format);
       return refuse({ code: unready.label, message: unready.message });
     }
+    // The session gives the slot back when the stream ends, refused or not.
+    if (identity !== undefined && !(await slots.take(identity.subject))) {
+      stats.disconnect(format);
+      const limit = config.auth?.maxConnectionsPerSubject;
+      return refuse({ code: 'subject_limit', message: `this subject already holds ${limit} connections` });
+    }
 
     const stream = new Stream(new StreamWriter(format, channels, since), host);
     stream.state = sessions.open(stream, identity, format);
@@ -170,8 +192,11 @@ export function createStreams(options: StreamsOptions): Streams {
     for (const frame of frames) sessions.message(stream, stream.state, JSON.stringify(frame));
     const failed = await answered;
     if (failed !== undefined || stream.ended !== undefined || options.stopping()) {
+      const cutOff = stream.ended === 'revoked' || stream.ended === 'disconnected';
       stream.close('shutdown');
       stats.disconnect(format);
+      // A revocation (or a disconnect) that reached the token while the stream opened: refused like a bad token.
+      if (cutOff) return refuse({ code: 'token_invalid', message: 'the token was cut off while the stream opened' });
       if (failed === undefined) return refuse({ code: 'shutting_down', message: 'the stream ended before it started' });
       const code = failed['code'] as RefusalBody['code'];
       // Anonymous under [auth]: the channel needs a token this request did not bring.

@@ -38,12 +38,11 @@ export interface Topics<S> {
   /** A stream joins: `push` hands it each frame of the topic from now on. */
   joinStream(stream: PushMember, topic: string): void;
   leaveStream(stream: PushMember, topic: string): void;
-  /** Members of the topic, streams included (0 when none). */
-  count(topic: string): number;
-  /** Members Bun's `server.publish` reaches (the sockets). */
-  sockets(topic: string): number;
-  /** Hands `frame` to every stream on the topic. */
-  push(topic: string, frame: string): void;
+  /**
+   * Sends one frame to every member of the topic: `server.publish` (Bun's) for the sockets, `push` for the
+   * streams, in the same step. Returns how many members it reached.
+   */
+  publish(topic: string, frame: string, server: { publish(topic: string, frame: string): number }): number;
   /**
    * A publish on `topic` met backpressure (Bun's `publish` returned -1 or 0): after the current batch of
    * notifications, whoever is past the bound is cut. One sweep per topic however many frames met it.
@@ -59,6 +58,11 @@ export function createTopics<S extends TopicSocket>(options: TopicOptions<S>): T
   const sweep = (topic: string) => {
     sweeps.delete(topic);
     for (const socket of members.get(topic) ?? []) if (options.slow(socket)) options.cut(socket);
+  };
+  const congested = (topic: string) => {
+    if (sweeps.has(topic)) return;
+    sweeps.add(topic);
+    queueMicrotask(() => sweep(topic));
   };
   // One way in and out for both tables; kept apart so the sockets' path asks nothing of a socket.
   const enter =
@@ -87,16 +91,14 @@ export function createTopics<S extends TopicSocket>(options: TopicOptions<S>): T
     leave: exit(members),
     joinStream: enter(streams),
     leaveStream: exit(streams),
-    count: (topic) => (members.get(topic)?.size ?? 0) + (streams.get(topic)?.size ?? 0),
-    sockets: (topic) => members.get(topic)?.size ?? 0,
-    push(topic, frame) {
-      const set = streams.get(topic);
-      if (set !== undefined) for (const stream of set) stream.push(frame);
+    publish(topic, frame, server) {
+      const sockets = members.get(topic)?.size ?? 0;
+      const pushed = streams.get(topic);
+      // -1: someone is backpressured, 0: someone dropped it (and was closed at the hard cap).
+      if (sockets > 0 && server.publish(topic, frame) <= 0) congested(topic);
+      if (pushed !== undefined) for (const stream of pushed) stream.push(frame);
+      return sockets + (pushed?.size ?? 0);
     },
-    congested(topic) {
-      if (sweeps.has(topic)) return;
-      sweeps.add(topic);
-      queueMicrotask(() => sweep(topic));
-    },
+    congested,
   };
 }

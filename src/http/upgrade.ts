@@ -1,10 +1,12 @@
 /**
  * Whether a WebSocket upgrade may proceed, and with what socket data: the origin allow-list, then, for
  * plain mode, the channel's admission and token; for multiplexed mode, the subprotocol and the offered
- * token; then, for both, a NOTIFY round trip through the current LISTEN connection. A refusal is the
- * HTTP response to send; an acceptance is what `server.ts` hands to Bun's `upgrade`.
+ * token; then, for both, a NOTIFY round trip through the current LISTEN connection, and a slot of the
+ * token's subject (`[auth] max_connections_per_subject`). A refusal is the HTTP response to send; an
+ * acceptance is what `server.ts` hands to Bun's `upgrade`.
  */
 import type { Access } from '../auth/access.ts';
+import type { SubjectSlots } from '../auth/slots.ts';
 import type { Identity } from '../auth/tokens.ts';
 import { ChannelLimitError } from '../base/errors.ts';
 import type { Logger } from '../base/log.ts';
@@ -13,12 +15,14 @@ import type { Stats } from '../base/stats.ts';
 import { type CloseLabel, type RefusalLabel, Refusals, refusalHeaders } from '../base/wire.ts';
 import type { Catalog } from '../channels/catalog.ts';
 import type { Config } from '../config/load.ts';
+import type { Canary } from '../db/canary.ts';
 import type { Listener } from '../db/listener.ts';
 import type { Peer, SessionState } from '../protocol/state.ts';
 import { admit, admitMultiplexed } from './admission.ts';
 import type { ExpiryState } from './expiry.ts';
-import type { Gate } from './gate.ts';
+import { createGate } from './gate.ts';
 import { BEARER_PREFIX, type Offer, readOffer, SUBPROTOCOL, tokenFrom } from './offer.ts';
+import type { Holder } from './subjects.ts';
 
 /** What every socket carries. */
 export interface Common {
@@ -38,14 +42,25 @@ export interface PlainData extends Common {
   readonly channel: string;
   /** The listener generation the socket was admitted under; a socket from an older one missed notifications. */
   readonly generation: number;
-  /** The token's `exp` (plain sockets cannot refresh: they are closed then). */
-  readonly expires: number | undefined;
+  /**
+   * The token's identity, holding a slot of its subject until the socket closes (plain sockets cannot
+   * refresh: they are closed at its `exp`); undefined on a public channel.
+   */
+  readonly identity: Identity | undefined;
+  /** How a cut-off of the subject reaches the socket (set when it opens with an identity). */
+  holder: Holder | undefined;
 }
 /** A multiplexed socket. */
 export interface MultiplexedData extends Common {
   readonly mode: 'multiplexed';
-  /** The upgrade's token: verified (an identity), refused (closed with 4401 on open), or none (anonymous). */
-  readonly offered: { identity: Identity } | { refused: 'token_invalid' | 'token_expired' } | undefined;
+  /**
+   * The upgrade's token: verified (an identity holding a slot of its subject), refused (closed on open:
+   * 4401, or 4429 when the subject holds its limit), or none (anonymous).
+   */
+  readonly offered:
+    | { identity: Identity }
+    | { refused: 'token_invalid' | 'token_expired' | 'subject_limit' }
+    | undefined;
   peer: Peer | undefined;
   session: SessionState | undefined;
 }
@@ -65,9 +80,11 @@ export interface UpgradeOptions {
   catalog: Catalog;
   /** Used only to acquire and release channels, and to see whether the database is up. */
   listener: Pick<Listener, 'acquire' | 'release' | 'has' | 'channelCount' | 'state' | 'generation'>;
-  /** The origin and readiness checks, shared with streams. */
-  gate: Gate;
+  /** Upgrades wait (up to one canary interval) for a round trip through the current LISTEN connection. */
+  canary: Pick<Canary, 'verified'>;
   access: Access;
+  /** `[auth] max_connections_per_subject`, counted for the whole instance. */
+  slots: SubjectSlots;
   stats: Stats;
   log: Logger;
   stopping: () => boolean;
@@ -85,9 +102,14 @@ export interface Upgrades {
 
 /** Creates the decisions. */
 export function createUpgrades(options: UpgradeOptions): Upgrades {
-  const { config, catalog, listener, gate, access, stats, log } = options;
+  const { config, catalog, listener, access, slots, stats, log } = options;
+  const gate = createGate(options);
   const limits = config.server;
   const queryToken = config.auth?.queryToken ?? false;
+  // A token waits as long as an upgrade waits for the canary: for the revocations to be current.
+  const tokenWaitMs = config.database.canaryIntervalMs;
+  const subjectLimit = () =>
+    refuse('subject_limit', `this subject already holds ${config.auth?.maxConnectionsPerSubject} connections`);
   const common = () => ({ closedBy: undefined, expiry: undefined, deadline: undefined, topics: [] as string[] });
 
   const refuse = (label: RefusalLabel, message: string) => {
@@ -109,11 +131,9 @@ export function createUpgrades(options: UpgradeOptions): Upgrades {
       stats.authFailure('missing');
       return refuse('token_missing', 'a token is required for this channel');
     }
-    const verified = await access.verify(token);
-    if (!verified.ok) {
-      stats.authFailure(verified.reason);
-      return refuse('token_invalid', verified.message);
-    }
+    const verified = await access.verify(token, tokenWaitMs);
+    if (!verified.ok)
+      return refuse(verified.reason === 'unavailable' ? 'not_ready' : 'token_invalid', verified.message);
     if (!access.permits(verified.identity, channel, 'r')) {
       stats.authFailure('forbidden');
       return refuse('forbidden', `the token does not grant reading "${channel}"`);
@@ -144,11 +164,19 @@ export function createUpgrades(options: UpgradeOptions): Upgrades {
       stats.disconnect('ws');
       return unready;
     }
+    if (authorized !== undefined && !(await slots.take(authorized.subject))) {
+      stats.disconnect('ws');
+      return subjectLimit();
+    }
+    const giveBack = () => {
+      stats.disconnect('ws');
+      if (authorized !== undefined) slots.give(authorized.subject);
+    };
     const generation = listener.generation;
     try {
       await listener.acquire(channel);
     } catch (error) {
-      stats.disconnect('ws');
+      giveBack();
       if (error instanceof ChannelLimitError) return refuse('channel_limit', error.message);
       log.warn('LISTEN failed; upgrade refused', { channel, error });
       return refuse('database_down', 'could not LISTEN on the channel; retry shortly');
@@ -158,14 +186,15 @@ export function createUpgrades(options: UpgradeOptions): Upgrades {
       mode: 'plain',
       channel,
       generation,
-      expires: authorized?.expires,
+      identity: authorized,
+      holder: undefined,
       ...common(),
     };
     return {
       data,
       headers: { 'sec-websocket-protocol': plainProtocol(offered) },
       undo() {
-        stats.disconnect('ws');
+        giveBack();
         listener.release(channel);
       },
     };
@@ -187,18 +216,26 @@ export function createUpgrades(options: UpgradeOptions): Upgrades {
       stats.disconnect('ws');
       return unready;
     }
-    // A browser sees close codes, not statuses: a bad token still opens the socket, to close it with 4401.
+    // A browser sees close codes, not statuses: a bad token still opens the socket, to close it with 4401,
+    // and so does one whose subject holds its limit (4429). Revocations not yet current: retry shortly.
     const token = access.enabled ? tokenFrom(request, offer, queryToken) : undefined;
-    const verified = token === undefined ? undefined : await access.verify(token);
-    if (verified?.ok === false) stats.authFailure(verified.reason);
+    const verified = token === undefined ? undefined : await access.verify(token, tokenWaitMs);
+    if (verified?.ok === false && verified.reason === 'unavailable') {
+      stats.disconnect('ws');
+      return refuse('not_ready', verified.message);
+    }
+    const identity = verified?.ok ? verified.identity : undefined;
+    const slot = identity !== undefined && (await slots.take(identity.subject));
     const data: MultiplexedData = {
       mode: 'multiplexed',
       offered:
         verified === undefined
           ? undefined
-          : verified.ok
-            ? { identity: verified.identity }
-            : { refused: verified.reason === 'expired' ? 'token_expired' : 'token_invalid' },
+          : !verified.ok
+            ? { refused: verified.reason === 'expired' ? 'token_expired' : 'token_invalid' }
+            : slot
+              ? { identity: verified.identity }
+              : { refused: 'subject_limit' },
       peer: undefined,
       session: undefined,
       ...common(),
@@ -209,6 +246,7 @@ export function createUpgrades(options: UpgradeOptions): Upgrades {
       headers: { 'sec-websocket-protocol': SUBPROTOCOL },
       undo() {
         stats.disconnect('ws');
+        if (slot) slots.give(identity.subject);
       },
     };
   }

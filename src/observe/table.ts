@@ -3,7 +3,8 @@
  * how to read it from the plain counters of {@link Stats} and the live pieces at scrape time. The README's
  * metrics table is checked against these rows; `metrics.ts` registers them with prom-client.
  */
-import { ReferenceProblems } from '../base/reasons.ts';
+import type { Revocations } from '../auth/revocations.ts';
+import { CutoffReasons, ReferenceProblems, RevocationRefusals } from '../base/reasons.ts';
 import type { ChannelStats, Stats } from '../base/stats.ts';
 import { Closes, Refusals } from '../base/wire.ts';
 import type { Canary } from '../db/canary.ts';
@@ -19,6 +20,7 @@ export interface MetricsSource {
   };
   canary: Pick<Canary, 'status'>;
   hub: Pick<Hub, 'subscriptions' | 'filterTopics' | 'held'>;
+  revocations: Pick<Revocations, 'size'>;
 }
 
 type Labels = Record<string, string>;
@@ -53,6 +55,11 @@ const byTransport = <T extends string, K extends string>(
   [...counts].flatMap(([transport, byReason]) =>
     [...byReason].map(([reason, count]) => [{ [key]: reason, transport }, count] as const),
   );
+
+const reasons = (table: Readonly<Record<string, string>>) =>
+  Object.entries(table)
+    .map(([reason, meaning]) => `${reason}: ${meaning}`)
+    .join('; ');
 
 /** Every metric the bridge exports, all with the `pgws_` prefix. */
 export const METRICS: readonly MetricDefinition[] = [
@@ -130,9 +137,32 @@ export const METRICS: readonly MetricDefinition[] = [
   {
     name: 'pgws_auth_failures_total',
     type: 'counter',
-    help: 'Refused tokens and origins, by reason (missing, invalid, expired, forbidden, origin).',
+    help: 'Refused tokens and origins, by reason (missing, invalid, expired, revoked, forbidden, origin).',
     labels: ['reason'],
     read: (s) => labelled(s.stats.authFailures),
+  },
+  {
+    name: 'pgws_subject_cutoffs_total',
+    type: 'counter',
+    help: `Connections closed with 4403 because their subject was cut off, by reason (${reasons(CutoffReasons)}).`,
+    labels: ['reason'],
+    read: (s) => labelled(s.stats.cutoffs),
+  },
+  {
+    name: 'pgws_revocation_refusals_total',
+    type: 'counter',
+    help: `Tokens refused because a revocation (pgws.revoke) covers them, by reason (${reasons(RevocationRefusals)}).`,
+    labels: ['reason'],
+    read: (s) => labelled(s.stats.revocationRefusals),
+  },
+  {
+    name: 'pgws_revocations',
+    // Every process holds the same copy.
+    aggregate: 'max',
+    type: 'gauge',
+    help: 'Revocations in force (rows of pgws.revocations), as this bridge last read them.',
+    labels: [],
+    read: (s) => s.revocations.size,
   },
   {
     name: 'pgws_notifications_received_total',
@@ -151,11 +181,7 @@ export const METRICS: readonly MetricDefinition[] = [
   {
     name: 'pgws_notifications_invalid_total',
     type: 'counter',
-    help: `Notifications dropped as invalid, by reason (json: not JSON; schema: failed the channel schema; ${Object.entries(
-      ReferenceProblems,
-    )
-      .map(([reason, meaning]) => `${reason}: ${meaning}`)
-      .join('; ')}).`,
+    help: `Notifications dropped as invalid, by reason (json: not JSON; schema: failed the channel schema; ${reasons(ReferenceProblems)}).`,
     labels: ['channel', 'reason'],
     read: (s) =>
       [...s.stats.channels].flatMap(([channel, c]) => [

@@ -37,13 +37,31 @@ const Subscribe = v.object({
   filter: v.optional(v.unknown()),
 });
 const Unsubscribe = v.object({ type: v.literal('unsubscribe'), id: v.optional(Id), channel: Channel });
+// W3C Trace Context: a writer's trace to continue. An extra field (the contract leaves those to us); one
+// that is not a string is ignored like a malformed one, never refused: tracing must not fail a publish.
+const TraceParent = v.fallback(v.optional(v.string()), undefined);
 // v.unknown() inside v.object still requires the key: a publish without `payload` is refused.
-const Publish = v.object({ type: v.literal('publish'), id: v.optional(Id), channel: Channel, payload: v.unknown() });
+const Publish = v.object({
+  type: v.literal('publish'),
+  id: v.optional(Id),
+  channel: Channel,
+  payload: v.unknown(),
+  traceparent: TraceParent,
+});
 // `id` is not in the contract's auth frame, but an error answering one should still echo it.
 const Auth = v.object({ type: v.literal('auth'), id: v.optional(Id), token: v.string() });
 const Ping = v.object({ type: v.literal('ping'), id: v.optional(Id) });
 
-const ClientFrameSchema = v.variant('type', [Subscribe, Unsubscribe, Publish, Auth, Ping]);
+/** The schema of each client frame, by type: the parser's, and the AsyncAPI document's messages. */
+export const ClientFrames = {
+  subscribe: Subscribe,
+  unsubscribe: Unsubscribe,
+  publish: Publish,
+  auth: Auth,
+  ping: Ping,
+};
+
+const ClientFrameSchema = v.variant('type', Object.values(ClientFrames));
 
 /** Any frame a client may send, after parsing; unknown fields are already dropped. */
 export type ClientFrame = v.InferOutput<typeof ClientFrameSchema>;

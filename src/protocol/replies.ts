@@ -12,8 +12,11 @@ import type { PayloadIssue } from '../channels/catalog.ts';
 /** A client's correlation id: any JSON string or finite number, echoed in every answer to that frame. */
 export type FrameId = string | number;
 
+/** Why a subscription can end without the socket closing: the client asked, or a refreshed token lost it. */
+export const UNSUBSCRIBE_REASONS = ['client', 'forbidden'] as const;
+
 /** Why a subscription ended without the socket closing. */
-export type UnsubscribeReason = 'client' | 'forbidden';
+export type UnsubscribeReason = (typeof UNSUBSCRIBE_REASONS)[number];
 
 /** `ready`: first frame on a socket and after each accepted `auth`; `null` for an anonymous socket. */
 export function encodeReady(subject: string | null, expires: number | null): string {

@@ -3,25 +3,24 @@
  * (subscriptions, rate bucket, identity) and which frames answer it. The socket itself is a {@link Peer}
  * (the server's WebSocket, seen only through a few methods), so every rule here is independent of Bun.
  *
- * Subscriptions (with resume and replay) live in `subscriptions.ts`, the publish decision in `publish.ts`;
- * this file dispatches frames, handles `auth`, and owns the per-socket state.
+ * Subscriptions (with resume and replay) live in `subscriptions.ts`, publishing in `publisher.ts` (its pure
+ * decision in `publish.ts`); this file dispatches frames, handles `auth`, and owns the per-socket state.
  */
 import type { Access } from '../auth/access.ts';
+import type { SubjectSlots } from '../auth/slots.ts';
 import type { Identity } from '../auth/tokens.ts';
 import type { Logger } from '../base/log.ts';
-import { NOTIFY_MAX_BYTES } from '../base/notify.ts';
-import type { PublishOutcome } from '../base/reasons.ts';
 import type { Stats } from '../base/stats.ts';
+import { NO_TRACER, type Tracer } from '../base/trace.ts';
 import type { Transport } from '../base/wire.ts';
 import type { Catalog } from '../channels/catalog.ts';
 import type { ServerConfig } from '../config/sections.ts';
 import type { Listener } from '../db/listener.ts';
 import type { Queries } from '../db/queries.ts';
-import { type AuthFrame, type ClientFrame, type PublishFrame, parseClientFrame } from './frames.ts';
+import { type AuthFrame, type ClientFrame, parseClientFrame } from './frames.ts';
 import type { Hub } from './hub.ts';
-import { decidePublish } from './publish.ts';
-import { createBucket } from './rate.ts';
-import { type ErrorReply, encodeError, encodePong, encodePublished, encodeReady } from './replies.ts';
+import { createPublisher } from './publisher.ts';
+import { type ErrorReply, encodeError, encodePong, encodeReady } from './replies.ts';
 import type { Peer, SessionState } from './state.ts';
 import { createSubscriptions } from './subscriptions.ts';
 
@@ -45,6 +44,10 @@ export interface SessionOptions {
   log: Logger;
   /** The one permission check every subscribe (`r`) and publish (`w`) passes. */
   access: Access;
+  /** `[auth] max_connections_per_subject`: an `auth` frame that makes an anonymous socket a subject's takes a slot. */
+  slots: SubjectSlots;
+  /** Spans for publishes and replays when enabled (default: off). */
+  tracer?: Tracer;
 }
 
 /** A session's limits, from `[server]`. */
@@ -60,23 +63,24 @@ export const sessionLimits = (server: ServerConfig): SessionOptions['limits'] =>
 /** The protocol engine for every multiplexed socket of one bridge. */
 export interface Sessions {
   /**
-   * A socket opened with the identity its upgrade established (undefined: anonymous): its initial
-   * state; the `ready` frame is sent. A `GET /events` stream or an HTTP publish is a session too, over
-   * another transport (`ws` unless told).
+   * A socket opened with the identity its upgrade established (undefined: anonymous), holding the
+   * subject's slot the upgrade took: its initial state; the `ready` frame is sent. A `GET /events` stream is
+   * a session too, and so is one HTTP publish (which holds no slot), over another transport (`ws` unless told).
    */
   open(peer: Peer, identity: Identity | undefined, transport?: Transport): SessionState;
   /** A text frame arrived. Never throws: every problem is answered with an `error` frame. */
   message(peer: Peer, state: SessionState, text: string): void;
   /** The socket wrote out its backlog: paused replays go on. */
   drain(peer: Peer, state: SessionState): void;
-  /** The socket closed: its subscriptions are released. */
+  /** The socket closed: its subscriptions and its subject's slot are released. */
   close(state: SessionState): void;
 }
 
 /** Creates the engine. */
 export function createSessions(options: SessionOptions): Sessions {
   const { catalog, hub, listener, limits, stats } = options;
-  const { access } = options;
+  const { access, slots } = options;
+  const tracer = options.tracer ?? NO_TRACER;
   const permits = (state: SessionState, channel: string, mode: 'r' | 'w') =>
     access.permits(state.identity, channel, mode);
 
@@ -88,65 +92,51 @@ export function createSessions(options: SessionOptions): Sessions {
     limits,
     stats,
     mayRead: (state, channel) => permits(state, channel, 'r'),
+    tracer,
+  });
+  const publish = createPublisher({
+    catalog,
+    listener,
+    limits,
+    stats,
+    log: options.log,
+    mayWrite: (state, channel) => permits(state, channel, 'w'),
+    tracer,
   });
   // A bug must cost one frame its answer, never the process.
   const crashed = (error: unknown) => options.log.error('frame handler failed', { error });
 
-  async function publish(peer: Peer, state: SessionState, frame: PublishFrame, text: string): Promise<void> {
-    const { id, channel } = frame;
-    state.bucket ??= createBucket(limits.publishRate);
-    const decision = decidePublish({
-      catalog,
-      withinRate: state.bucket.take(),
-      publishRate: limits.publishRate,
-      maxPayloadBytes: limits.maxPayloadBytes,
-      mayWrite: permits(state, channel, 'w'),
-      frame,
-      text,
-    });
-    const refuse = (outcome: PublishOutcome, reply: Omit<ErrorReply, 'id' | 'channel'>) => {
-      stats.publish(outcome, state.transport);
-      fail(peer, { id, channel, ...reply });
-    };
-    if (!decision.ok) {
-      if (decision.unauthorized) stats.authFailure('forbidden');
-      return refuse(decision.outcome, decision.reply);
-    }
-    if (listener.state !== 'up') {
-      return refuse('unavailable', { code: 'unavailable', message: 'database connection is down; retry shortly' });
-    }
-    try {
-      if (!decision.large) await listener.queries.publish(channel, decision.payload);
-      else if (!(await listener.queries.publishLarge(channel, decision.payload))) {
-        const message = `the payload is ${Buffer.byteLength(decision.payload)} bytes; PostgreSQL's NOTIFY takes at most ${NOTIFY_MAX_BYTES}, and pgws.notify (bun run sql) is not installed`;
-        return refuse('too_large', { code: 'payload_too_large', message });
-      }
-    } catch (error) {
-      options.log.warn('publish failed', { channel, error });
-      return refuse('unavailable', { code: 'unavailable', message: 'the database did not take the publish; retry' });
-    }
-    stats.publish('published', state.transport);
-    if (!state.closed) peer.send(encodePublished(channel, id));
-  }
-
-  /** An `auth` frame: present or refresh a token. Whatever does not verify closes the socket with 4401. */
+  /**
+   * An `auth` frame: present or refresh a token. Whatever does not verify (a revoked token included)
+   * closes the socket with 4401; a first token whose subject already holds its limit, with 4429. It waits
+   * for the revocations to be current (after a database outage), however long that takes: meanwhile the
+   * socket keeps the token it had.
+   */
   async function authenticate(peer: Peer, state: SessionState, frame: AuthFrame): Promise<void> {
-    const verified = await access.verify(frame.token);
+    const verified = await access.verify(frame.token, Number.POSITIVE_INFINITY);
     if (state.closed) return;
-    if (!verified.ok) {
-      stats.authFailure(verified.reason);
-      return peer.close(verified.reason === 'expired' ? 'token_expired' : 'token_invalid');
-    }
+    if (!verified.ok) return peer.close(verified.reason === 'expired' ? 'token_expired' : 'token_invalid');
     const { identity } = verified;
+    if (state.identity === undefined && !(await takeSlot(peer, state, identity.subject))) return;
     if (state.identity !== undefined && state.identity.subject !== identity.subject) {
       stats.authFailure('invalid');
       return peer.close('token_subject');
     }
     state.identity = identity;
-    peer.expireAt(identity.expires);
+    peer.identify(identity);
     peer.send(encodeReady(identity.subject, identity.expires));
     // A refreshed token that grants less takes away what it no longer grants, and says so.
     subscriptions.narrow(peer, state);
+  }
+
+  /** An anonymous socket becomes `subject`'s: takes its slot, or closes with 4429. False: go no further. */
+  async function takeSlot(peer: Peer, state: SessionState, subject: string): Promise<boolean> {
+    const taken = await slots.take(subject);
+    // Closed meanwhile, or another `auth` frame got there first (and holds the slot): this one is not kept.
+    if (taken && (state.closed || state.identity !== undefined)) slots.give(subject);
+    if (state.closed) return false;
+    if (!taken) peer.close('subject_limit');
+    return taken;
   }
 
   function handle(peer: Peer, state: SessionState, frame: ClientFrame, text: string): void {
@@ -182,7 +172,7 @@ export function createSessions(options: SessionOptions): Sessions {
         identity,
         closed: false,
       };
-      peer.expireAt(identity?.expires);
+      peer.identify(identity);
       peer.send(encodeReady(identity?.subject ?? null, identity?.expires ?? null));
       return state;
     },
@@ -198,6 +188,8 @@ export function createSessions(options: SessionOptions): Sessions {
     close(state) {
       state.closed = true;
       subscriptions.releaseAll(state);
+      // One HTTP publish is no connection: it took no slot.
+      if (state.identity !== undefined && state.transport !== 'http') slots.give(state.identity.subject);
     },
   };
 }

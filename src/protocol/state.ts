@@ -6,6 +6,7 @@
  */
 
 import type { Identity } from '../auth/tokens.ts';
+import type { TraceSpan } from '../base/trace.ts';
 import type { CloseLabel, Transport } from '../base/wire.ts';
 import type { Membership } from './hub.ts';
 import type { FrameId } from './replies.ts';
@@ -17,9 +18,14 @@ export interface Peer {
   buffered(): number;
   subscribe(topic: string): void;
   unsubscribe(topic: string): void;
-  close(cause: CloseLabel): void;
-  /** Closes the socket with 4401 at `expires` (Unix seconds) plus the clock tolerance, unless called again. */
-  expireAt(expires: number | undefined): void;
+  /** Closes the socket with the cause's code; `text` replaces the cause's close text. */
+  close(cause: CloseLabel, text?: string): void;
+  /**
+   * The socket speaks for `identity` from now on (undefined: anonymous): it closes with 4401 at the token's
+   * `exp` plus the clock tolerance, unless called again, and a cut-off of its subject closes it with 4403
+   * (at once, if a revocation already covers the token).
+   */
+  identify(identity: Identity | undefined): void;
 }
 
 /** Per-socket state, kept in the socket's data. */
@@ -29,18 +35,25 @@ export interface SessionState {
   readonly subscriptions: Map<string, Entry>;
   /** Made at the first publish: most sockets never publish, and at 100,000 sockets each byte counts. */
   bucket: { take(): boolean } | undefined;
-  /** The socket's verified token; undefined while anonymous (public channels only, with `[auth]`). */
+  /**
+   * The socket's verified token; undefined while anonymous (public channels only, with `[auth]`). A socket
+   * with an identity holds one of its subject's slots (`[auth] max_connections_per_subject`) until it closes.
+   */
   identity: Identity | undefined;
   closed: boolean;
 }
 
-/** A resume whose replay did not fit the send budget at once: the next seq to send, after each drain. */
+/** A resume being replayed: the next seq to send, after each drain when it did not fit the send budget at once. */
 export interface Replay {
   readonly channel: string;
   readonly channelJson: string;
   readonly membership: Membership;
   readonly epoch: string;
   next: number;
+  /** Messages sent so far (those a filter passed), for the replay's span. */
+  sent: number;
+  /** The replay's `pgws.replay` span, while tracing is on. */
+  readonly span: TraceSpan | undefined;
 }
 
 /**

@@ -1,34 +1,24 @@
 /**
  * A multiplexed socket's subscriptions: subscribe (answered only once the LISTEN is in place), resume with a
- * replay of history, unsubscribe, narrowing after a token refresh, and release on close.
+ * replay of history (`replay.ts`), unsubscribe, narrowing after a token refresh, and release on close.
  *
  * Ordering invariant of a subscribe: once its LISTEN is in place, the `subscribed` answer, the replayed
  * history and the topic subscription happen in one synchronous step. Notifications are dispatched from
  * the database socket's own events, so none can fall between the replay and the live stream.
- *
- * A replay larger than the socket's send budget is sent in parts, one per `drain`: meanwhile new messages
- * go into the channel's history, the replay reads on from there, and the socket joins the live topic in
- * the same step as the part that reaches the head. If the history moves past what the client has read,
- * the client is a slow consumer (1008); if the stream broke meanwhile, it gets the `gap`.
  */
 
 import type { ErrorCode } from '../base/codes.ts';
 import { ChannelLimitError } from '../base/errors.ts';
 import type { Stats } from '../base/stats.ts';
+import type { Tracer } from '../base/trace.ts';
 import type { Catalog } from '../channels/catalog.ts';
 import type { Listener } from '../db/listener.ts';
 import { compileFilter } from './filter.ts';
 import type { ClientFrame, SubscribeFrame } from './frames.ts';
 import type { Hub, Membership, TopicFilter } from './hub.ts';
-import {
-  type ErrorReply,
-  encodeError,
-  encodeGap,
-  encodeMessage,
-  encodeSubscribed,
-  encodeUnsubscribed,
-} from './replies.ts';
-import type { Entry, Peer, Pending, Replay, SessionState } from './state.ts';
+import { createReplays } from './replay.ts';
+import { type ErrorReply, encodeError, encodeSubscribed, encodeUnsubscribed } from './replies.ts';
+import type { Entry, Peer, Pending, SessionState } from './state.ts';
 
 const membershipOf = (entry: Entry): Membership | undefined =>
   'pending' in entry ? undefined : 'replay' in entry ? entry.replay.membership : entry;
@@ -47,6 +37,8 @@ export interface SubscriptionOptions {
   stats: Stats;
   /** The permission check for reading a channel (`r`). */
   mayRead: (state: SessionState, channel: string) => boolean;
+  /** Spans for replays when enabled. */
+  tracer: Tracer;
 }
 
 /** The subscription side of every multiplexed socket. */
@@ -66,6 +58,13 @@ export function createSubscriptions(options: SubscriptionOptions): Subscriptions
   const { catalog, hub, listener, limits, stats } = options;
   const { mayRead } = options;
   const fail = (peer: Peer, reply: ErrorReply): void => void peer.send(encodeError(reply));
+  const replays = createReplays({
+    hub,
+    stats,
+    replayBudgetBytes: limits.replayBudgetBytes,
+    tracer: options.tracer,
+    live,
+  });
 
   function release(channel: string, membership: Membership): void {
     hub.leave(channel, membership);
@@ -132,46 +131,12 @@ export function createSubscriptions(options: SubscriptionOptions): Subscriptions
       peer.send(encodeSubscribed({ id, channel, epoch, seq: head }));
       return live(peer, state, channel, membership);
     }
-    const recovered = hub.resume(channel, frame.since).recovered;
-    stats.replays[recovered ? 'recovered' : 'notRecovered'] += 1;
-    peer.send(encodeSubscribed({ id, channel, epoch, seq: recovered ? frame.since.seq : head, recovered }));
-    if (!recovered) return live(peer, state, channel, membership);
-    const replay = { channel, channelJson: JSON.stringify(channel), membership, epoch, next: frame.since.seq + 1 };
-    state.subscriptions.set(channel, { replay });
-    replayOn(peer, state, replay);
+    replays.resume(peer, state, { id, channel, since: frame.since }, membership);
   }
 
   function live(peer: Peer, state: SessionState, channel: string, membership: Membership): void {
     peer.subscribe(membership.topic);
     state.subscriptions.set(channel, membership);
-  }
-
-  /** Sends held messages from `replay.next` on until the head (then live) or the budget (then a drain). */
-  function replayOn(peer: Peer, state: SessionState, replay: Replay): void {
-    const { channel, membership } = replay;
-    const resumed = hub.resume(channel, { epoch: replay.epoch, seq: replay.next - 1 });
-    if (!resumed.recovered) {
-      const now = hub.position(channel);
-      if (now.epoch !== replay.epoch) {
-        // The stream broke while this replay waited; its gap went to the topic, which we had not joined.
-        peer.send(encodeGap(channel, now.epoch, now.seq));
-        stats.gaps += 1;
-        live(peer, state, channel, membership);
-      } else {
-        peer.close('slow_consumer');
-      }
-      return;
-    }
-    for (const entry of resumed.entries) {
-      if (peer.buffered() > limits.replayBudgetBytes) {
-        replay.next = entry.seq;
-        return;
-      }
-      if (membership.filter === undefined || membership.filter.match(JSON.parse(entry.payloadJson))) {
-        peer.send(encodeMessage(replay.channelJson, entry.seq, entry.payloadJson));
-      }
-    }
-    live(peer, state, channel, membership);
   }
 
   function unsubscribe(peer: Peer, state: SessionState, frame: Extract<ClientFrame, { type: 'unsubscribe' }>): void {
@@ -190,7 +155,8 @@ export function createSubscriptions(options: SubscriptionOptions): Subscriptions
     state.subscriptions.delete(channel);
     const membership = membershipOf(entry);
     if (membership !== undefined) {
-      if (!('replay' in entry)) peer.unsubscribe(membership.topic);
+      if ('replay' in entry) replays.cancel(entry.replay);
+      else peer.unsubscribe(membership.topic);
       release(channel, membership);
     }
     peer.send(encodeUnsubscribed(channel, 'client', id));
@@ -206,7 +172,8 @@ export function createSubscriptions(options: SubscriptionOptions): Subscriptions
         state.subscriptions.delete(channel);
         const membership = membershipOf(entry);
         if (membership !== undefined) {
-          if (!('replay' in entry)) peer.unsubscribe(membership.topic);
+          if ('replay' in entry) replays.cancel(entry.replay);
+          else peer.unsubscribe(membership.topic);
           release(channel, membership);
         }
         peer.send(encodeUnsubscribed(channel, 'forbidden'));
@@ -215,12 +182,13 @@ export function createSubscriptions(options: SubscriptionOptions): Subscriptions
     drain(peer, state) {
       for (const entry of state.subscriptions.values()) {
         if (!('replay' in entry)) continue;
-        replayOn(peer, state, entry.replay);
+        replays.next(peer, state, entry.replay);
         if (peer.buffered() > limits.replayBudgetBytes) return;
       }
     },
     releaseAll(state) {
       for (const [channel, entry] of state.subscriptions) {
+        if ('replay' in entry) replays.cancel(entry.replay);
         const membership = membershipOf(entry);
         if (membership !== undefined) release(channel, membership);
       }
