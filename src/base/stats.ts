@@ -4,7 +4,8 @@
  */
 
 import type { AuthFailure, CutoffReason, PublishOutcome, ReferenceProblem, RevocationRefusal } from './reasons.ts';
-import type { CloseMetricLabel, RefusalLabel } from './wire.ts';
+import type { RefusalLabel } from './refusals.ts';
+import type { CloseMetricLabel } from './wire.ts';
 
 /** Per-channel counters, plus the channel's open sockets (a gauge the server keeps). */
 export interface ChannelStats {

@@ -16,9 +16,10 @@ import type { Sessions } from '../protocol/session.ts';
 import type { Peer } from '../protocol/state.ts';
 import { createExpiries } from './expiry.ts';
 import { answer, type Routes } from './routes.ts';
+import type { SocketData } from './sockets.ts';
 import type { Holder, Subjects } from './subjects.ts';
 import { createTopics } from './topics.ts';
-import { createUpgrades, type SocketData, type UpgradeOptions } from './upgrade.ts';
+import { createUpgrades, type UpgradeOptions } from './upgrade.ts';
 
 type Socket = ServerWebSocket<SocketData>;
 
