@@ -5,7 +5,8 @@
 
 import type { ErrorCode } from './codes.ts';
 import type { AuthFailure, CutoffReason, PublishOutcome, ReferenceProblem, RevocationRefusal } from './reasons.ts';
-import type { CloseMetricLabel, HeldTransport, RefusalLabel, Transport } from './wire.ts';
+import type { RefusalLabel } from './refusals.ts';
+import type { CloseMetricLabel, HeldTransport, Transport } from './wire.ts';
 
 /** Why a request was refused: a refusal label, or (a stream refused by the protocol engine) a pgws.v1 error code. */
 export type RefusalMetricLabel = RefusalLabel | ErrorCode;

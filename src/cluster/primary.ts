@@ -14,13 +14,13 @@ import type { SubjectCounter } from '../auth/slots.ts';
 import { type Clock, systemClock } from '../base/clock.ts';
 import { ChannelLimitError } from '../base/errors.ts';
 import type { Logger } from '../base/log.ts';
-import { within } from '../base/timeout.ts';
 import type { Listener, ListenerState } from '../db/listener.ts';
 import type { WorkerSample } from '../observe/aggregate.ts';
 import type { Position } from '../protocol/history.ts';
 import type { Hub } from '../protocol/hub.ts';
 import { createLedger } from './claims.ts';
 import type { Delivery, ToPrimary, ToWorker } from './messages.ts';
+import { createSampler } from './samples.ts';
 
 /** One worker as the primary reaches it. */
 export interface WorkerLink {
@@ -77,9 +77,6 @@ interface Member {
   gone: boolean;
 }
 
-// A worker that does not answer a metrics request by then is left out of that scrape, not waited for.
-const SAMPLE_TIMEOUT_MS = 1000;
-
 /** Creates the primary's cluster state; nothing is sent until a worker says hello. */
 export function createCluster(options: ClusterOptions): Cluster {
   const { listener, hub, revocations, log, clock = systemClock } = options;
@@ -87,8 +84,6 @@ export function createCluster(options: ClusterOptions): Cluster {
   const members = new Map<WorkerLink, Member>();
   const ledger = createLedger<Member>(options.slots);
   const probes = new Map<string, Member>();
-  const samples = new Map<number, (metrics: unknown) => void>();
-  let nextSample = 0;
 
   const flush = (member: Member) => {
     member.flushing = false;
@@ -142,26 +137,17 @@ export function createCluster(options: ClusterOptions): Cluster {
     listener.release(channel);
   };
 
-  const gather = async (): Promise<WorkerSample[]> => {
-    const asked = [...members.values()].filter((member) => !member.gone && member.probe !== undefined);
-    const answers = asked.map((member) => {
-      const id = ++nextSample;
-      const { promise, resolve } = Promise.withResolvers<unknown>();
-      samples.set(id, resolve);
-      send(member, { t: 'sample', id });
-      return within(promise, SAMPLE_TIMEOUT_MS, () => undefined, clock)
-        .then((metrics) => ({ worker: member.link.index, metrics }))
-        .finally(() => samples.delete(id));
-    });
-    const all = [{ worker: 0, metrics: await options.sample() }, ...(await Promise.all(answers))];
-    const answered = all.filter((sample) => sample.metrics !== undefined);
-    if (answered.length < all.length) {
-      log.warn('workers did not answer the metrics request in time', { missing: all.length - answered.length });
-    }
-    return answered;
-  };
-
-  const scrape = async (byWorker: boolean) => options.aggregate(await gather(), byWorker);
+  const sampler = createSampler<Member>({
+    workers: () =>
+      [...members.values()]
+        .filter((member) => !member.gone && member.probe !== undefined)
+        .map((member) => [member, member.link.index] as const),
+    ask: (member, id) => send(member, { t: 'sample', id }),
+    sample: options.sample,
+    aggregate: options.aggregate,
+    clock,
+    log,
+  });
 
   return {
     attach(link) {
@@ -208,13 +194,13 @@ export function createCluster(options: ClusterOptions): Cluster {
         case 'unlisten':
           return unlisten(member, message.channel);
         case 'sampled':
-          return samples.get(message.id)?.(message.metrics);
+          return sampler.answered(message.id, message.metrics);
         case 'claim':
           return send(member, { t: 'claimed', id: message.id, ok: ledger.claim(member, message.subject) });
         case 'unclaim':
           return ledger.unclaim(member, message.subject);
         case 'scrape':
-          void scrape(message.byWorker).then(
+          void sampler.scrape(message.byWorker).then(
             (text) => send(member, { t: 'scraped', id: message.id, text }),
             (error: unknown) => {
               log.error('metrics scrape failed', { error });
@@ -259,6 +245,6 @@ export function createCluster(options: ClusterOptions): Cluster {
       // Before its hello a worker has no connection to close, and it gets the revocations at its hello.
       for (const member of members.values()) if (member.probe !== undefined) send(member, { t: 'cutoff', cutoff });
     },
-    scrape,
+    scrape: sampler.scrape,
   };
 }

@@ -10,7 +10,8 @@
  * the close codes and upgrade refusals of `base/wire.ts` as extensions of the server.
  */
 
-import { Closes, Refusals } from '../base/wire.ts';
+import { Refusals } from '../base/refusals.ts';
+import { Closes } from '../base/wire.ts';
 import { type ChannelDescription, describeChannels } from '../channels/discovery.ts';
 import type { Config } from '../config/load.ts';
 import type { AuthConfig } from '../config/sections.ts';

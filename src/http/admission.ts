@@ -3,7 +3,7 @@
  * Pure, so every refusal is tested without a database or a socket.
  */
 import type { ChannelName } from '../base/name.ts';
-import { type RefusalLabel, Refusals } from '../base/wire.ts';
+import { type RefusalLabel, Refusals } from '../base/refusals.ts';
 
 /** Everything the decision depends on, read by the server at the moment of the request. */
 export interface AdmissionInput {

@@ -5,7 +5,7 @@
  * so `EventSource` and `fetch` work from other origins too. Pure: Web `Response`s only.
  */
 import { ErrorCode, ErrorStatus } from '../base/codes.ts';
-import { type RefusalLabel, Refusals, refusalHeaders } from '../base/wire.ts';
+import { type RefusalLabel, Refusals, refusalHeaders } from '../base/refusals.ts';
 
 /** A refusal's body, as a client reads it. */
 export interface RefusalBody {

@@ -4,8 +4,9 @@
  * WebSocket upgrades (`upgrade.ts`) and `GET /events` streams (`streams.ts`) each answer a refusal in their own
  * form: text for an upgrade, JSON for a stream.
  */
+
+import type { RefusalLabel } from '../base/refusals.ts';
 import type { Stats } from '../base/stats.ts';
-import type { RefusalLabel } from '../base/wire.ts';
 import type { Config } from '../config/load.ts';
 import type { Canary } from '../db/canary.ts';
 import type { Listener } from '../db/listener.ts';

@@ -5,8 +5,8 @@
  */
 import type { Revocations } from '../auth/revocations.ts';
 import { channelFromPath } from '../base/name.ts';
+import { Refusals } from '../base/refusals.ts';
 import type { Stats } from '../base/stats.ts';
-import { Refusals } from '../base/wire.ts';
 import type { Canary } from '../db/canary.ts';
 import type { Listener } from '../db/listener.ts';
 import type { Metrics } from '../observe/metrics.ts';

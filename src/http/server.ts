@@ -3,11 +3,9 @@
  * Bun's topics, slow-consumer enforcement, cut-offs of a subject's sockets, and the HTTP routes it is handed,
  * `GET /events` streams and `POST /channels/C/messages` among them.
  *
- * Fan-out is `server.publish(topic, frame)`: uWebSockets writes the same frame to every subscriber in
- * native code. Plain sockets subscribe to the topic named after their channel; multiplexed ones to the
- * hub's topics (one per channel and filter), and everything they send goes through `protocol/session.ts`.
- * Streams hold the hub's topics too, in the same table; Bun's publish does not reach them, so the table
- * hands them each frame in the same step.
+ * Fan-out is `server.publish(topic, frame)`: uWebSockets writes the same frame to every subscriber in native code.
+ * Plain sockets subscribe to the topic named after their channel; multiplexed ones (and streams, which `topics.ts`
+ * hands each frame) to the hub's topics, and everything they send goes through `protocol/session.ts`.
  */
 import type { Server, ServerWebSocket } from 'bun';
 import type { Identity } from '../auth/tokens.ts';
@@ -20,10 +18,11 @@ import type { Peer } from '../protocol/state.ts';
 import { createExpiries } from './expiry.ts';
 import { createPublishing } from './publishing.ts';
 import { answer, type Routes } from './routes.ts';
+import type { SocketData } from './sockets.ts';
 import { createStreams } from './streams.ts';
 import type { Holder, Subjects } from './subjects.ts';
 import { createTopics } from './topics.ts';
-import { createUpgrades, type SocketData, type UpgradeOptions } from './upgrade.ts';
+import { createUpgrades, type UpgradeOptions } from './upgrade.ts';
 
 type Socket = ServerWebSocket<SocketData>;
 

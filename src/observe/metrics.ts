@@ -4,7 +4,8 @@
  * plain counters in `Stats`, so the notification hot path never touches prom-client's label hashing.
  */
 import { Counter, Gauge, Registry } from 'prom-client';
-import { METRICS, type MetricDefinition, type MetricsSource } from './table.ts';
+import type { MetricDefinition, MetricsSource } from './definition.ts';
+import { METRICS } from './table.ts';
 
 /** A registry bound to one bridge; `render` produces the exposition text. */
 export interface Metrics {

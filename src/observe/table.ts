@@ -1,65 +1,14 @@
 /**
  * Every metric the bridge exports, one row each: name, kind, help text, labels, how workers combine, and
- * how to read it from the plain counters of {@link Stats} and the live pieces at scrape time. The README's
- * metrics table is checked against these rows; `metrics.ts` registers them with prom-client.
+ * how to read it from the plain counters of `Stats` and the live pieces at scrape time (the database side's
+ * rows are `database.ts`'s). The README's metrics table is checked against these rows; `metrics.ts`
+ * registers them with prom-client.
  */
-import type { Revocations } from '../auth/revocations.ts';
 import { CutoffReasons, ReferenceProblems, RevocationRefusals } from '../base/reasons.ts';
-import type { ChannelStats, Stats } from '../base/stats.ts';
-import { Closes, Refusals } from '../base/wire.ts';
-import type { Canary } from '../db/canary.ts';
-import type { Listener } from '../db/listener.ts';
-import type { Queries } from '../db/queries.ts';
-import type { Hub } from '../protocol/hub.ts';
-
-/** Where the figures come from, read on each scrape. */
-export interface MetricsSource {
-  stats: Stats;
-  listener: Pick<Listener, 'state' | 'channelCount' | 'reconnects'> & {
-    readonly queries: Pick<Queries, 'payloadRoundTrips'>;
-  };
-  canary: Pick<Canary, 'status'>;
-  hub: Pick<Hub, 'subscriptions' | 'filterTopics' | 'held'>;
-  revocations: Pick<Revocations, 'size'>;
-}
-
-type Labels = Record<string, string>;
-/** One sample: a bare number, or labelled values. `undefined` leaves the series out (nothing measured yet). */
-type Reading = number | undefined | Iterable<readonly [Labels, number]>;
-
-/** One metric: its name, kind, help text and how to read it. The README's table lists the same rows. */
-export interface MetricDefinition {
-  readonly name: string;
-  readonly type: 'counter' | 'gauge';
-  readonly help: string;
-  readonly labels: readonly string[];
-  /**
-   * How `[server] workers` combine in the whole server's figure: summed (the default), or the primary's
-   * (`first`: what only the instance's one LISTEN connection knows), or the least or most of the workers.
-   */
-  readonly aggregate?: 'first' | 'min' | 'max';
-  read(source: MetricsSource): Reading;
-}
-
-const perChannel = (pick: (counters: ChannelStats) => number) => (source: MetricsSource) =>
-  [...source.stats.channels].map(([channel, counters]) => [{ channel }, pick(counters)] as const);
-
-const labelled = <K extends string>(counts: ReadonlyMap<K, number>) =>
-  [...counts].map(([reason, count]) => [{ reason }, count] as const);
-
-/** Counts by transport and reason, as series labelled `transport` and `key` (`reason` unless told). */
-const byTransport = <T extends string, K extends string>(
-  counts: ReadonlyMap<T, ReadonlyMap<K, number>>,
-  key = 'reason',
-) =>
-  [...counts].flatMap(([transport, byReason]) =>
-    [...byReason].map(([reason, count]) => [{ [key]: reason, transport }, count] as const),
-  );
-
-const reasons = (table: Readonly<Record<string, string>>) =>
-  Object.entries(table)
-    .map(([reason, meaning]) => `${reason}: ${meaning}`)
-    .join('; ');
+import { Refusals } from '../base/refusals.ts';
+import { Closes } from '../base/wire.ts';
+import { DATABASE_METRICS } from './database.ts';
+import { byTransport, labelled, type MetricDefinition, perChannel, reasons } from './definition.ts';
 
 /** Every metric the bridge exports, all with the `pgws_` prefix. */
 export const METRICS: readonly MetricDefinition[] = [
@@ -221,55 +170,5 @@ export const METRICS: readonly MetricDefinition[] = [
     labels: ['reason', 'transport'],
     read: (s) => byTransport(s.stats.refusals),
   },
-  {
-    name: 'pgws_listener_reconnects_total',
-    aggregate: 'first',
-    type: 'counter',
-    help: 'Times the LISTEN connection was restored after a loss.',
-    labels: [],
-    read: (s) => s.listener.reconnects,
-  },
-  {
-    name: 'pgws_listen_channels',
-    aggregate: 'first',
-    type: 'gauge',
-    help: 'Channels the LISTEN connection is listening to for clients (each has at least one subscriber).',
-    labels: [],
-    read: (s) => s.listener.channelCount,
-  },
-  {
-    name: 'pgws_listener_up',
-    aggregate: 'min',
-    type: 'gauge',
-    help: '1 when the LISTEN connection is established.',
-    labels: [],
-    read: (s) => (s.listener.state === 'up' ? 1 : 0),
-  },
-  {
-    name: 'pgws_canary_ready',
-    aggregate: 'min',
-    type: 'gauge',
-    help: '1 when a NOTIFY round trip on the current LISTEN connection succeeded within the last three canary intervals.',
-    labels: [],
-    read: (s) => (s.canary.status().ready ? 1 : 0),
-  },
-  {
-    name: 'pgws_canary_latency_seconds',
-    aggregate: 'max',
-    type: 'gauge',
-    help: 'Latency of the last successful canary NOTIFY round trip.',
-    labels: [],
-    read: (s) => {
-      const latency = s.canary.status().latencyMs;
-      return latency === undefined ? undefined : latency / 1000;
-    },
-  },
-  {
-    name: 'pgws_notification_queue_usage',
-    aggregate: 'max',
-    type: 'gauge',
-    help: "PostgreSQL's pg_notification_queue_usage(), sampled with each canary (0 to 1).",
-    labels: [],
-    read: (s) => s.canary.status().queueUsage,
-  },
+  ...DATABASE_METRICS,
 ];
