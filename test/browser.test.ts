@@ -316,7 +316,7 @@ describe.skipIf(!chromiumInstalled)('the console in Chromium', () => {
         "(e => e.getAttribute('aria-label') || (e.labels && e.labels[0] && e.labels[0].textContent) || e.textContent)(document.activeElement)",
       );
     const order: unknown[] = [];
-    for (let i = 0; i < 13; i++) {
+    for (let i = 0; i < 14; i++) {
       await c.page.keyboard.press('Tab');
       order.push(await focused());
     }
