@@ -21,7 +21,7 @@ describe('a config that fails', () => {
     ],
     [
       'channel-key.toml',
-      'channel-key.toml: channels.orders.descripton: unknown key (allowed here: description, history, publish, public, schema)',
+      'channel-key.toml: channels.orders.descripton: unknown key (allowed here: description, history, publish, public, schema, durable, retain, retain_seconds)',
     ],
     ['wrong-type.toml', 'wrong-type.toml: server.port: Invalid type: Expected number but received "eighty"'],
     ['out-of-range.toml', 'out-of-range.toml: server.port: Invalid value: Expected <=65535 but received 70000'],
@@ -61,6 +61,15 @@ describe('a config that fails', () => {
     [
       'not-a-schema.toml',
       'not-a-schema.toml: channels.orders.schema: export "notSchema" of "./schemas/order.ts" is not a valibot schema',
+    ],
+    [
+      'durable-history.toml',
+      'durable-history.toml: channels.orders.history: a durable channel keeps its messages in the database; use retain and retain_seconds instead of history',
+    ],
+    ['retain-plain.toml', 'retain-plain.toml: channels.orders.retain: applies only to durable channels (set durable = true)'],
+    [
+      'retain-zero.toml',
+      'retain-zero.toml: channels.orders.retain_seconds: Invalid value: Expected >=1 but received 0',
     ],
   ])('%s is refused with a message naming the file and the place', async (name, message) => {
     const error = await load(name).catch((e: unknown) => e);
@@ -112,6 +121,9 @@ describe('a config that loads', () => {
       history: 10,
       publish: true,
       public: false,
+      durable: false,
+      retain: 10_000,
+      retainSeconds: 86_400,
       schema: undefined,
       source: undefined,
     });

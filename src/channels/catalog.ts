@@ -42,6 +42,8 @@ export interface Catalog {
   isPublic(channel: string): boolean;
   /** How many messages of the channel are kept for resume (`[channels.NAME] history`; 0 = none). */
   history(channel: string): number;
+  /** Whether the channel is durable (`[channels.NAME] durable`): its messages are rows, numbered by the database. */
+  durable(channel: string): boolean;
   /** Turns one notification payload into the frame every subscriber gets. */
   encode(channel: string, payload: string): Encoded;
   /**
@@ -67,6 +69,7 @@ export function createCatalog(config: Pick<Config, 'channels' | 'server'>): Cata
     publishable: (channel) => config.channels.get(channel)?.publish === true,
     history: (channel) => config.channels.get(channel)?.history ?? 0,
     isPublic: (channel) => config.channels.get(channel)?.public === true,
+    durable: (channel) => config.channels.get(channel)?.durable === true,
     encode(channel, payload) {
       const schema = schemas.get(channel);
       return schema === undefined ? { ok: true, frame: payload } : encodeWith(schema, payload);

@@ -12,6 +12,19 @@ import type { ReferenceProblem } from '../base/reasons.ts';
 /** Starts every reference; the id follows it. */
 export const MARKER = '\u001Epgws:';
 
+/**
+ * Starts the wake-up `pgws.send` notifies on a durable channel; the new message's seq follows it. The message
+ * itself is a row of `pgws.messages`, read by the bridge (`delivery/durable.ts`).
+ */
+export const CHANNEL_WAKE = '\u001Epgws#';
+
+/** The seq a wake-up names, or undefined when the payload is not one. */
+export function wakeSeq(payload: string): number | undefined {
+  if (!payload.startsWith(CHANNEL_WAKE)) return undefined;
+  const seq = Number(payload.slice(CHANNEL_WAKE.length));
+  return Number.isSafeInteger(seq) && seq > 0 ? seq : undefined;
+}
+
 /** The first UTF-16 unit of {@link MARKER}: the one test every notification pays for. */
 export const MARKER_CODE = 0x1e;
 

@@ -94,11 +94,12 @@ export async function parseConfig(text: string, file: string): Promise<Config> {
   const result = v.safeParse(ConfigFile, raw);
   if (!result.success) return fail([], result.issues[0]);
   const { server, database } = result.output;
-  const channels: Array<[string, v.InferOutput<typeof ChannelSection>]> = [];
+  const channels: Array<[string, v.InferOutput<typeof ChannelSection>, Record<string, unknown>]> = [];
   for (const name of Object.keys(result.output.channels)) {
-    const section = v.safeParse(ChannelSection, result.output.channels[name]);
+    const raw = result.output.channels[name];
+    const section = v.safeParse(ChannelSection, raw);
     if (!section.success) return fail(['channels', name], section.issues[0]);
-    channels.push([name, section.output]);
+    channels.push([name, section.output, raw as Record<string, unknown>]);
   }
   if (database.reconnect_min_ms > database.reconnect_max_ms) {
     throw new ConfigError(
@@ -106,10 +107,11 @@ export async function parseConfig(text: string, file: string): Promise<Config> {
     );
   }
   const declared = new Map<string, ChannelConfig>();
-  for (const [name, section] of channels) {
+  for (const [name, section, raw] of channels) {
     const at = (rest: readonly PathKey[]) => `${label}: ${formatPath(['channels', name, ...rest])}`;
     const checked = checkChannelName(name);
     if (!checked.ok) throw new ConfigError(`${at([])}: ${checked.reason}`);
+    checkDurable(section, raw, at);
     const loaded = await loadSchema(section.schema, dirname(resolve(file)), at);
     const { schema: _, ...settings } = section;
     declared.set(name, { ...camelize(settings), name, ...loaded });
@@ -121,6 +123,29 @@ export async function parseConfig(text: string, file: string): Promise<Config> {
     auth: result.output.auth === undefined ? undefined : checkAuth(label, camelize(result.output.auth)),
     channels: declared,
   };
+}
+
+/**
+ * `retain` and `retain_seconds` mean something only on a durable channel, and `history` nothing on one (its
+ * messages are rows): a config that sets them so is wrong, and says which key to change.
+ */
+function checkDurable(
+  section: v.InferOutput<typeof ChannelSection>,
+  raw: Record<string, unknown>,
+  at: (rest: readonly PathKey[]) => string,
+): void {
+  if (section.durable) {
+    if (section.history > 0) {
+      throw new ConfigError(
+        `${at(['history'])}: a durable channel keeps its messages in the database; use retain and retain_seconds instead of history`,
+      );
+    }
+    return;
+  }
+  for (const key of ['retain', 'retain_seconds']) {
+    if (raw[key] !== undefined)
+      throw new ConfigError(`${at([key])}: applies only to durable channels (set durable = true)`);
+  }
 }
 
 /** One key source, named: the rest of `[auth]` is checked against the environment at startup. */

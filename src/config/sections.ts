@@ -70,6 +70,11 @@ export const ChannelSection = v.strictObject({
   publish: v.optional(v.boolean(), false),
   public: v.optional(v.boolean(), false),
   schema: v.optional(v.union([v.pipe(v.string(), v.nonEmpty()), Table])),
+  // docs/PROTOCOL.md "Durable channels": messages are rows of pgws.messages, numbered by the database.
+  durable: v.optional(v.boolean(), false),
+  // Rows kept per durable channel: the newest `retain`, and none older than `retain_seconds`.
+  retain: v.optional(int(1, 100_000_000), 10_000),
+  retain_seconds: v.optional(int(1, 10 * 365 * 86_400), 86_400),
 });
 
 /** The whole file. Channel tables are checked one by one, so an error names the channel. */

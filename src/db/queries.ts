@@ -7,10 +7,14 @@
  */
 import postgres from 'postgres';
 import type { Fetched } from '../channels/reference.ts';
+import { type Archive, createArchive } from './archive.ts';
+import { FORBIDDEN, isNotInstalled, type Read, read, sqlState, type Unread, unread } from './reads.ts';
 import { DISCONNECT_KEEP_SECONDS } from './script.ts';
 
+export type { Read, Unread } from './reads.ts';
+
 /** Statements on the query connection, all with bound parameters. */
-export interface Queries {
+export interface Queries extends Archive {
   /** Sends `pg_notify(channel, payload)` from the query connection; resolves to the queue usage (0..1). */
   notify(channel: string, payload: string): Promise<number>;
   /**
@@ -48,16 +52,6 @@ export interface Disconnect {
   readonly reason: string | undefined;
 }
 
-/** Why a statement on pgws could not run: `missing` (not installed), `forbidden` (a privilege), or anything else. */
-export type Unread = {
-  readonly ok: false;
-  readonly reason: 'missing' | 'forbidden' | 'failed';
-  readonly error: unknown;
-};
-
-/** A read of pgws's tables, or why it failed. */
-export type Read<T> = { readonly ok: true; readonly value: T } | Unread;
-
 /** What {@link Queries.loadCutoffs} read: revocations as `[subject, before]` (ms since the epoch). */
 export type Loaded = Read<{
   readonly revocations: readonly (readonly [string, number])[];
@@ -65,30 +59,8 @@ export type Loaded = Read<{
 }>;
 
 /** What a sweep did: rows deleted, or why it could not run (`missing`: pgws is not installed). */
-export type Swept =
-  | { readonly ok: true; readonly deleted: number }
-  | { readonly ok: false; readonly reason: 'missing' | 'forbidden' | 'failed'; readonly error: unknown };
+export type Swept = { readonly ok: true; readonly deleted: number } | Unread;
 
-// PG SQLSTATEs: pgws (or a part of it) is not installed; the role lacks a privilege.
-const NOT_INSTALLED = new Set(['3F000', '42P01', '42883']);
-const FORBIDDEN = '42501';
-const sqlState = (error: unknown) => (error as { code?: unknown } | undefined)?.code;
-const unread = (error: unknown): Unread => {
-  const code = String(sqlState(error));
-  return {
-    ok: false,
-    reason: NOT_INSTALLED.has(code) ? 'missing' : code === FORBIDDEN ? 'forbidden' : 'failed',
-    error,
-  };
-};
-/** Runs a read of pgws's tables; a failure is data. */
-const read = async <T>(run: () => Promise<T>): Promise<Read<T>> => {
-  try {
-    return { ok: true, value: await run() };
-  } catch (error) {
-    return unread(error);
-  }
-};
 // timestamptz as ms since the epoch, as a float8: postgres.js reads it as a number, ±Infinity included.
 const EPOCH_MS = 'extract(epoch FROM before) * 1000';
 const disconnectOf = (row: Record<string, unknown>): Disconnect => ({
@@ -111,6 +83,7 @@ export function createQueries(url: string, stopped: () => boolean = () => false)
   const queries = postgres(url, { ...CONNECTION_COMMON, max: 1, idle_timeout: 30, connect_timeout: 10 });
   let roundTrips = 0;
   return {
+    ...createArchive(queries),
     async notify(channel, payload) {
       const [row] = await queries`SELECT pg_notify(${channel}, ${payload}), pg_notification_queue_usage() AS usage`;
       return Number(row?.['usage'] ?? 0);
@@ -124,7 +97,7 @@ export function createQueries(url: string, stopped: () => boolean = () => false)
         return true;
       } catch (error) {
         const code = sqlState(error);
-        if (code === FORBIDDEN || NOT_INSTALLED.has(String(code))) return false;
+        if (code === FORBIDDEN || isNotInstalled(code)) return false;
         throw error;
       }
     },
@@ -148,7 +121,7 @@ export function createQueries(url: string, stopped: () => boolean = () => false)
         return { ok: false, reason: other === undefined ? 'reference_missing' : 'reference_forged' };
       } catch (error) {
         // Without pgws there is no row a reference could name.
-        if (NOT_INSTALLED.has(String(sqlState(error)))) return { ok: false, reason: 'reference_missing' };
+        if (isNotInstalled(sqlState(error))) return { ok: false, reason: 'reference_missing' };
         return { ok: false, reason: 'reference_failed', error };
       }
     },

@@ -1,7 +1,7 @@
 /**
  * The SQL that `bun run sql` prints: schema `pgws` with `pgws.notify(channel, payload)`, NOTIFY for
- * payloads of any size, and the operator's cut-offs: `pgws.disconnect`, `pgws.revoke` and `pgws.unrevoke`
- * with the tables they write. Pure text, also run by the tests and the benchmark, so what they exercise is
+ * payloads of any size, the durable channels' `pgws.send` (`durable-sql.ts`), and the operator's cut-offs:
+ * `pgws.disconnect`, `pgws.revoke` and `pgws.unrevoke` with the tables they write. Pure text, also run by the tests and the benchmark, so what they exercise is
  * exactly what a user installs.
  *
  * One statement (a DO block): atomic under psql's autocommit, inside a migration's transaction, or as
@@ -12,6 +12,7 @@
 import { CONTROL_CHANNEL } from '../base/name.ts';
 import { NOTIFY_MAX_BYTES } from '../base/notify.ts';
 import { MARKER } from '../channels/reference.ts';
+import { DURABLE_FUNCTIONS, DURABLE_SQL } from './durable-sql.ts';
 
 /** The schema the script creates; the bridge reads `payloads` in it. */
 export const SCHEMA = 'pgws';
@@ -153,14 +154,23 @@ export const INSTALL_SQL = `-- pg-notify-ws: pgws.notify(channel, payload), NOTI
 --   GRANT EXECUTE ON FUNCTION pgws.disconnect(text, text), pgws.revoke(text, timestamptz),
 --     pgws.unrevoke(text) TO operators;
 --   GRANT SELECT ON pgws.revocations, pgws.disconnects TO bridge_role, operators;
+--
+-- Durable channels ([channels.NAME] durable = true): pgws.send(channel, payload) stores the payload as the
+-- channel's next message in pgws.messages, numbered in the writer's transaction (seq order is commit
+-- order, a rollback leaves no hole), and returns its seq; bridges read the rows after the commit's
+-- wake-up NOTIFY. It is SECURITY DEFINER and executable by PUBLIC, like pgws.notify. A bridge that does
+-- not connect as the owner needs:
+--   GRANT SELECT, DELETE ON pgws.messages TO bridge_role;
 DO $install$
 DECLARE
   fresh boolean;
   new_cutoffs boolean;
+  new_durable boolean;
 BEGIN
   PERFORM pg_advisory_xact_lock(${INSTALL_LOCK});
   fresh := to_regnamespace('${SCHEMA}') IS NULL;
   new_cutoffs := fresh OR to_regprocedure('${SCHEMA}.revoke(text, timestamptz)') IS NULL;
+  new_durable := fresh OR to_regprocedure('${SCHEMA}.send(text, text)') IS NULL;
   IF fresh THEN
     CREATE SCHEMA ${SCHEMA};
   END IF;
@@ -202,10 +212,15 @@ BEGIN
     'pg-notify-ws: pg_notify for payloads of any size (under ${NOTIFY_LIMIT_BYTES} bytes as they are, larger ones by reference to pgws.payloads)';
 
 ${CUTOFF_SQL}
+${DURABLE_SQL}
   -- Only at the first install: a re-run keeps whatever was revoked or granted since.
   IF fresh THEN
     GRANT USAGE ON SCHEMA ${SCHEMA} TO PUBLIC;
     GRANT EXECUTE ON FUNCTION ${SCHEMA}.notify(text, text) TO PUBLIC;
+  END IF;
+  -- Like pgws.notify: anyone who may NOTIFY may send. Set once, when first created.
+  IF new_durable THEN
+    GRANT EXECUTE ON FUNCTION ${DURABLE_FUNCTIONS.map((f) => `${SCHEMA}.${f}`).join(', ')} TO PUBLIC;
   END IF;
   -- PG: a new function is executable by PUBLIC unless that is revoked; these cut users off, so only the
   -- owner calls them until it grants them on. Once, when first created: a re-run keeps grants made since.
