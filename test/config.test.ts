@@ -66,7 +66,10 @@ describe('a config that fails', () => {
       'durable-history.toml',
       'durable-history.toml: channels.orders.history: a durable channel keeps its messages in the database; use retain and retain_seconds instead of history',
     ],
-    ['retain-plain.toml', 'retain-plain.toml: channels.orders.retain: applies only to durable channels (set durable = true)'],
+    [
+      'retain-plain.toml',
+      'retain-plain.toml: channels.orders.retain: applies only to durable channels (set durable = true)',
+    ],
     [
       'retain-zero.toml',
       'retain-zero.toml: channels.orders.retain_seconds: Invalid value: Expected >=1 but received 0',

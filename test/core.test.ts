@@ -122,7 +122,17 @@ describe('payload encoding (no database)', () => {
     const channels = new Map(
       Object.entries({ throwing, bigint, nothing }).map(([name, schema]) => [
         name,
-        { name, history: 0, publish: false, public: false, durable: false, retain: 1, retainSeconds: 1, schema, source: undefined },
+        {
+          name,
+          history: 0,
+          publish: false,
+          public: false,
+          durable: false,
+          retain: 1,
+          retainSeconds: 1,
+          schema,
+          source: undefined,
+        },
       ]),
     );
     const catalog = createCatalog({ ...config, channels });
