@@ -53,6 +53,7 @@ function startFollower(options: { limited?: boolean } = {}) {
     state: (state, epochs) => void states.push([state, epochs]),
     delivered: (channel, frame, at) => void delivered.push([channel, frame, at]),
     cutoff: (cutoff) => void cutoffs.push(cutoff),
+    gap: (channel, at) => void delivered.push([channel, 'gap', at]),
   });
   const up = (pinned: (readonly [string, Snapshot])[] = []) => {
     follower.receive({ t: 'welcome', state: 'connecting', pinned });

@@ -25,6 +25,21 @@ export interface ChannelStats {
   subscribers: number;
 }
 
+/** The durable channels' counters of one process. */
+export interface DurableStats {
+  /** Rows read from `pgws.messages` by the instance's reader (each once per instance). */
+  rowsRead: number;
+  /** Rows read while catching up after a (re)connect, and the seconds those catch-ups took. */
+  catchUpRows: number;
+  catchUpSeconds: number;
+  /** Pages of a resume or a `last` read from the table (resumes the cache could not serve). */
+  tablePages: number;
+  /** Resumes and `last` subscribes served (in part) from the table. */
+  tableReplays: number;
+  /** Rows deleted by retention. */
+  deleted: number;
+}
+
 /** All counters of one process. */
 export interface Stats {
   readonly channels: Map<string, ChannelStats>;
@@ -44,6 +59,8 @@ export interface Stats {
   readonly open: Readonly<Record<HeldTransport, number>>;
   /** `gap` frames sent (one per multiplexed subscription per broken stream). */
   gaps: number;
+  /** Durable channels (docs/PROTOCOL.md "Durable channels"): their rows read, caught up, replayed, deleted. */
+  readonly durable: DurableStats;
   /** Stored payloads (pgws.payloads) deleted by the TTL sweep. */
   payloadsExpired: number;
   /** The counters of a channel, created on first use. */
@@ -104,6 +121,7 @@ export function createStats(): Stats {
     },
     open,
     gaps: 0,
+    durable: { rowsRead: 0, catchUpRows: 0, catchUpSeconds: 0, tablePages: 0, tableReplays: 0, deleted: 0 },
     payloadsExpired: 0,
     channel(name) {
       let stats = channels.get(name);

@@ -25,6 +25,8 @@ export type ToWorker =
       /** Set when the error is the instance's `max_channels`, which it then names. */
       readonly maxChannels?: number;
     }
+  /** A durable channel's rows up to `seq` were deleted before they were read: its subscribers get a `gap`. */
+  | { readonly t: 'gap'; readonly channel: string; readonly epoch: string; readonly seq: number }
   /** Deliveries in commit order, batched per read from the LISTEN connection. */
   | { readonly t: 'deliver'; readonly batch: readonly Delivery[] }
   /** The worker's readiness probe came back through the LISTEN connection. */

@@ -58,6 +58,8 @@ export interface Cluster {
   probe(channel: string, payload: string): boolean;
   /** Queues a delivered, numbered notification for every worker that holds its channel. */
   forward(channel: string, frame: string, at: Position): void;
+  /** A durable channel lost rows before they were read: every worker that holds it sends its `gap`, in order. */
+  gap(channel: string, at: Position): void;
   /** The LISTEN connection changed state (after a loss, once the hub has started its new epochs). */
   state(state: ListenerState): void;
   /** Hands a cut-off read from the control channel to every worker. */
@@ -225,6 +227,10 @@ export function createCluster(options: ClusterOptions): Cluster {
         // postgres.js hands over every notification of one read synchronously: one message per read.
         queueMicrotask(() => flush(member));
       }
+    },
+    gap(channel, { epoch, seq }) {
+      for (const member of members.values())
+        if (follows(member, channel)) send(member, { t: 'gap', channel, epoch, seq });
     },
     state(state) {
       for (const member of members.values()) {
