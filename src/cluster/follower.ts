@@ -169,7 +169,8 @@ export function createFollower(options: FollowerOptions): Follower {
           return listened(message);
         case 'deliver':
           for (const [channel, frame, epoch, seq] of message.batch) events?.delivered(channel, frame, { epoch, seq });
-          return;
+          // Handed to the sockets (Bun buffers what they have not read): the primary may count it as read.
+          return options.send({ t: 'ack', bytes: message.bytes });
         case 'probe':
           return events?.notification(options.probeChannel, message.token);
         case 'sample':
