@@ -27,7 +27,6 @@ import { createAuthority } from './http/authority.ts';
 import { createRoutes } from './http/routes.ts';
 import { type Bound, createServer } from './http/server.ts';
 import { createProcessListener, processEvents } from './listening.ts';
-import { aggregateMetrics } from './observe/aggregate.ts';
 import { createMetrics } from './observe/metrics.ts';
 import { createHub } from './protocol/hub.ts';
 import { createSessions, sessionLimits } from './protocol/session.ts';
@@ -161,7 +160,8 @@ export async function createBridge(options: BridgeOptions): Promise<Bridge> {
           slots: counter,
           revocations,
           sample: metrics.sample,
-          aggregate: aggregateMetrics,
+          backlogBytes: config.server.workerBacklogBytes,
+          stats,
           log,
         })
       : undefined;

@@ -17,7 +17,7 @@ describe('a config that fails', () => {
     ['top-level.toml', 'top-level.toml: sever: unknown key (allowed here: server, database, auth, channels)'],
     [
       'unknown-key.toml',
-      'unknown-key.toml: server.max_conections: unknown key (allowed here: host, port, unknown_channels, max_connections, max_channels, max_message_bytes, max_payload_bytes, slow_consumer_bytes, idle_timeout, workers, publish_rate, max_subscriptions, allowed_origins)',
+      'unknown-key.toml: server.max_conections: unknown key (allowed here: host, port, unknown_channels, max_connections, max_channels, max_message_bytes, max_payload_bytes, slow_consumer_bytes, idle_timeout, workers, worker_backlog_bytes, publish_rate, max_subscriptions, allowed_origins)',
     ],
     [
       'channel-key.toml',
@@ -25,6 +25,10 @@ describe('a config that fails', () => {
     ],
     ['wrong-type.toml', 'wrong-type.toml: server.port: Invalid type: Expected number but received "eighty"'],
     ['out-of-range.toml', 'out-of-range.toml: server.port: Invalid value: Expected <=65535 but received 70000'],
+    [
+      'backlog-small.toml',
+      'backlog-small.toml: server.worker_backlog_bytes: Invalid value: Expected >=65536 but received 4096',
+    ],
     [
       'bad-mode.toml',
       'bad-mode.toml: server.unknown_channels: Invalid type: Expected ("raw" | "reject") but received "drop"',
@@ -95,6 +99,7 @@ describe('a config that loads', () => {
       slowConsumerBytes: 1024 * 1024,
       idleTimeout: 60,
       workers: 1,
+      workerBacklogBytes: 64 * 1024 * 1024,
       publishRate: 20,
       maxSubscriptions: 100,
       allowedOrigins: [],

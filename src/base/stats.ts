@@ -4,7 +4,14 @@
  */
 
 import type { ErrorCode } from './codes.ts';
-import type { AuthFailure, CutoffReason, PublishOutcome, ReferenceProblem, RevocationRefusal } from './reasons.ts';
+import type {
+  AuthFailure,
+  CutoffReason,
+  PublishOutcome,
+  ReferenceProblem,
+  RevocationRefusal,
+  WorkerRestartReason,
+} from './reasons.ts';
 import type { RefusalLabel } from './refusals.ts';
 import type { CloseMetricLabel, HeldTransport, Transport } from './wire.ts';
 
@@ -51,6 +58,8 @@ export interface Stats {
   readonly cutoffs: Map<CutoffReason, number>;
   /** Tokens refused because a revocation covers them, by why. */
   readonly revocationRefusals: Map<RevocationRefusal, number>;
+  /** Workers the primary started again, by why (only the primary's counts: it restarts them). */
+  readonly workerRestarts: Map<WorkerRestartReason, number>;
   /** Resumes (subscribes with `since`) answered, by whether they were recovered. */
   readonly replays: { recovered: number; notRecovered: number };
   /** Open sockets and streams, upgrades and streams being admitted included: what `max_connections` caps. */
@@ -75,6 +84,7 @@ export interface Stats {
   authFailure(reason: AuthFailure): void;
   cutoff(reason: CutoffReason): void;
   revocationRefusal(reason: RevocationRefusal): void;
+  workerRestart(reason: WorkerRestartReason): void;
   /** Stored payloads deleted by a sweep. */
   expired(rows: number): void;
 }
@@ -98,6 +108,7 @@ export function createStats(): Stats {
   let connections = 0;
   const cutoffs = new Map<CutoffReason, number>();
   const revocationRefusals = new Map<RevocationRefusal, number>();
+  const workerRestarts = new Map<WorkerRestartReason, number>();
   const count = <K>(map: Map<K, number>, key: K) => map.set(key, (map.get(key) ?? 0) + 1);
   const countBy = <T, K>(map: Map<T, Map<K, number>>, transport: T, key: K) => {
     let counts = map.get(transport);
@@ -115,6 +126,7 @@ export function createStats(): Stats {
     authFailures,
     cutoffs,
     revocationRefusals,
+    workerRestarts,
     replays: { recovered: 0, notRecovered: 0 },
     get connections() {
       return connections;
@@ -152,6 +164,7 @@ export function createStats(): Stats {
     authFailure: (reason) => count(authFailures, reason),
     cutoff: (reason) => count(cutoffs, reason),
     revocationRefusal: (reason) => count(revocationRefusals, reason),
+    workerRestart: (reason) => count(workerRestarts, reason),
     expired(rows) {
       this.payloadsExpired += rows;
     },

@@ -171,7 +171,8 @@ export function createFollower(options: FollowerOptions): Follower {
           return listened(message);
         case 'deliver':
           for (const [channel, frame, epoch, seq] of message.batch) events?.delivered(channel, frame, { epoch, seq });
-          return;
+          // Handed to the sockets (Bun buffers what they have not read): the primary may count it as read.
+          return options.send({ t: 'ack', bytes: message.bytes });
         case 'gap':
           return events?.gap(message.channel, { epoch: message.epoch, seq: message.seq });
         case 'probe':

@@ -4,7 +4,7 @@
  * rows are `database.ts`'s). The README's metrics table is checked against these rows; `metrics.ts`
  * registers them with prom-client.
  */
-import { CutoffReasons, ReferenceProblems, RevocationRefusals } from '../base/reasons.ts';
+import { CutoffReasons, ReferenceProblems, RevocationRefusals, WorkerRestartReasons } from '../base/reasons.ts';
 import { Refusals } from '../base/refusals.ts';
 import { Closes } from '../base/wire.ts';
 import { DATABASE_METRICS } from './database.ts';
@@ -169,6 +169,13 @@ export const METRICS: readonly MetricDefinition[] = [
     help: `WebSocket upgrades and streams refused, by reason (${Object.keys(Refusals).join(', ')}; a stream may also be refused with a pgws.v1 error code) and transport.`,
     labels: ['reason', 'transport'],
     read: (s) => byTransport(s.stats.refusals),
+  },
+  {
+    name: 'pgws_worker_restarts_total',
+    type: 'counter',
+    help: `Workers the primary started again with [server] workers > 1, by reason (${reasons(WorkerRestartReasons)}).`,
+    labels: ['reason'],
+    read: (s) => labelled(s.stats.workerRestarts),
   },
   ...DATABASE_METRICS,
 ];
