@@ -143,4 +143,17 @@ describe('a config that loads', () => {
     expect([...config.channels.keys()]).toEqual(['orders', 'inventory', 'chat room']);
     expect(config.server.port).toBe(8080);
   });
+
+  test('the durable channel shown commented out in the shipped channels.toml loads, with the defaults it shows', async () => {
+    const file = join(import.meta.dir, '..', 'channels.toml');
+    const lines = readFileSync(file, 'utf8').split('\n');
+    const start = lines.indexOf('# [channels.ledger]');
+    const end = lines.findIndex((line, i) => i > start && !/^# [\w[]/.test(line));
+    const example = lines.slice(start, end).map((line) => line.slice(2));
+    expect(example.length).toBe(4);
+    const shown = await parseConfig(example.join('\n'), file);
+    const defaults = await parseConfig('[channels.ledger]\ndurable = true\n', file);
+    expect(shown.channels.get('ledger')).toMatchObject({ durable: true, retain: 10_000, retainSeconds: 86_400 });
+    expect(shown.channels.get('ledger')).toEqual(defaults.channels.get('ledger') as never);
+  });
 });
