@@ -76,7 +76,7 @@ async function trial(
         let n = 0;
         for (; performance.now() < end; n++) {
           await sql.begin(async (tx) => {
-            await tx`INSERT INTO bench_writes (writer, body) VALUES (${i}, ${PAYLOAD})`;
+            await tx`INSERT INTO ${tx(TABLE)} (writer, body) VALUES (${i}, ${PAYLOAD})`;
             await message(tx, c.kind, channel);
           });
         }
