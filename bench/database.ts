@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import postgres from 'postgres';
 import { grantTraversal, startEmbeddedPostgres } from '../src/db/embedded.ts';
+import { INSTALL_SQL } from '../src/db/script.ts';
 import { parentOf, processTree } from './procstat.ts';
 
 /** The database under the benchmark. */
@@ -44,4 +45,14 @@ export async function startDatabase(env: Record<string, string | undefined>) {
     processes: () => (postmaster === undefined ? [] : processTree(postmaster)),
     stop: async () => embedded?.stop(),
   };
+}
+
+/** Installs schema pgws (`bun run sql`: pgws.notify, pgws.send, …) as one script; idempotent. */
+export async function installPgws(url: string): Promise<void> {
+  const sql = postgres(url, { max: 1, onnotice: () => {} });
+  try {
+    await sql.unsafe(INSTALL_SQL).simple();
+  } finally {
+    await sql.end({ timeout: 1 });
+  }
 }

@@ -4,8 +4,7 @@
  * frames/s and MB/s, the database round trips per notification from the server's own
  * pgws_payload_fetches_total: one, whatever the number of clients, is the point.
  */
-import postgres from 'postgres';
-import { INSTALL_SQL } from '../src/db/script.ts';
+import { installPgws } from './database.ts';
 import type { NotifyFunction } from './notifier.ts';
 import { bytes, type Column, check, count, num, ratio, section, times } from './report.ts';
 import * as s from './scenario.ts';
@@ -32,12 +31,7 @@ const mbPerSecond = (r: TrialResult | undefined) => (r === undefined ? undefined
 export async function large(context: s.Context): Promise<s.Outcome> {
   const { rig, say } = context;
   const repetitions = context.quick ? 1 : 3;
-  const admin = postgres(rig.db.url, { max: 1, onnotice: () => {} });
-  try {
-    await admin.unsafe(INSTALL_SQL).simple();
-  } finally {
-    await admin.end({ timeout: 1 });
-  }
+  await installPgws(rig.db.url);
   await using ours = await s.startOursFor(context);
   const fetches = async () => (await ours.metric('pgws_payload_fetches_total')) ?? Number.NaN;
   const trips = new Map<TrialResult, number>();

@@ -7,7 +7,7 @@ import { replay } from './replay.ts';
 import { bytes, type Column, check, num, ratio, section, type TargetCheck, times } from './report.ts';
 import * as s from './scenario.ts';
 import { SCHEMA_CHANNEL, schemaChannelToml, type Target } from './servers.ts';
-import { type Rig, runTrial, type TrialResult, type TrialSpec } from './trial.ts';
+import { type Rig, runTrial, type TrialSpec } from './trial.ts';
 
 const SIZE = 100;
 const CLIENTS = 1000;
@@ -113,9 +113,6 @@ const CASES: readonly Case[] = [
 /** One case's runs. */
 type Row = s.Runs & { readonly c: Case };
 
-/** CPU time per frame received, in ns: what the server (or the generators) spent on each. */
-const perFrameNs = (seconds: number, r: TrialResult) => (r.received > 0 ? (seconds * 1e9) / r.received : undefined);
-
 /** Runs the cases in turns on one server of ours, stopped before the replay starts its own. */
 async function measure(context: s.Context, repetitions: number): Promise<Row[]> {
   const { rig, say } = context;
@@ -173,8 +170,8 @@ function fanoutSection(rows: readonly Row[], base: (row: Row) => Row | undefined
       (row) => (base(row) === undefined ? '' : times(ratio(row.r.framesPerSecond, base(row)?.r.framesPerSecond))),
     ],
     ['goal', ({ c }) => (c.goal === undefined ? '' : `≥ ${c.goal}`)],
-    ['srv ns / frame', ({ r }) => num(perFrameNs(r.cpu.seconds.server, r))],
-    ['gen ns / frame', ({ r }) => num(perFrameNs(r.cpu.seconds.generators, r))],
+    ['srv ns / frame', ({ r }) => num(s.perFrameNs(r.cpu.seconds.server, r))],
+    ['gen ns / frame', ({ r }) => num(s.perFrameNs(r.cpu.seconds.generators, r))],
     ...s.TAIL,
   ];
   const fanout = fanoutCount(quick);

@@ -13,8 +13,11 @@ export const clock = (): number => performance.timeOrigin + performance.now();
 /** Where credit comes from: the client processes' progress. */
 export type Credit = { progress(): number; nextProgress(ms: number): Promise<void> };
 
-/** `pg_notify`, or `pgws.notify` for payloads beyond 8000 bytes (bench/large.ts). */
-export type NotifyFunction = 'pg_notify' | 'pgws.notify';
+/**
+ * `pg_notify`, `pgws.notify` for payloads beyond 8000 bytes (bench/large.ts), or `pgws.send` for a durable
+ * channel (bench/durable.ts; one counter row per channel, so producers on one channel commit in turn).
+ */
+export type NotifyFunction = 'pg_notify' | 'pgws.notify' | 'pgws.send';
 
 /**
  * By SEQ's group G = floor(SEQ / producers): `channels` sends it to `${channel}${G % channels}`, `keys` adds

@@ -2,35 +2,36 @@
  * History replay, in the multiplexed scenario: a channel with `history = 10000` on a fresh server is
  * filled while a socket watches live (the baseline); fresh sockets then resume from seq 0 and must get
  * the same 10,000 frames in order. RSS is compared with the same fill on a channel without history.
+ * The fill and the replay also serve the durable scenario (bench/durable.ts), from any position.
  */
-import { openMux } from './mux-client.ts';
-import type { Credit } from './notifier.ts';
+import { openMux, type Subscribed, type Subscription } from './mux-client.ts';
+import type { Credit, NotifyFunction } from './notifier.ts';
 import { bytes, type Column, check, mb, ms, num, section, times } from './report.ts';
 import * as s from './scenario.ts';
 import { schemaChannelToml, type Target } from './servers.ts';
 import { within } from './wait.ts';
 
-const HISTORY = 10_000;
+export const HISTORY = 10_000;
 const SIZES = [100, 1000] as const;
 const STEP_MS = 30_000;
 // After a fill: let the last frames' work settle before reading RSS.
-const SETTLE_MS = 250;
+export const SETTLE_MS = 250;
 
-/** Why a list of message frames is not seqs 1..HISTORY of `channel` in order, or undefined. */
-function disorder(frames: readonly string[], channel: string): string | undefined {
+/** Why a list of message frames is not seqs after+1..after+HISTORY of `channel` in order, or undefined. */
+function disorder(frames: readonly string[], channel: string, after: number): string | undefined {
   if (frames.length !== HISTORY) return `${num(frames.length)} of ${num(HISTORY)} messages`;
   for (const [i, text] of frames.entries()) {
     const frame = JSON.parse(text) as { channel?: string; seq?: number };
-    if (frame.channel !== channel || frame.seq !== i + 1) return `message ${i + 1} is ${text.slice(0, 80)}`;
+    if (frame.channel !== channel || frame.seq !== after + i + 1) return `message ${i + 1} is ${text.slice(0, 80)}`;
   }
   return undefined;
 }
 
-// The fill has no client to wait for: its credit is always ahead.
+// A fill, or a backlog written while the bridge is down, has no client to wait for: its credit is always ahead.
 const NO_WAIT: Credit = { progress: () => Number.MAX_SAFE_INTEGER, nextProgress: () => Promise.resolve() };
 
 /** A fresh socket subscribed to `channel` (from `since`) collecting frames; `done()`: when the HISTORY-th came. */
-async function watch(target: Target, channel: string, since?: { epoch: string; seq: number }) {
+async function watch(target: Target, channel: string, since?: Subscription['since']) {
   const socket = await openMux(target.rootUrls(1)[0] ?? '', STEP_MS);
   const frames: string[] = [];
   const last = Promise.withResolvers<number>();
@@ -49,38 +50,55 @@ async function watch(target: Target, channel: string, since?: { epoch: string; s
   }
 }
 
-/** Fills `channel` with HISTORY notifications of `size` bytes while a fresh socket watches them arrive. */
-async function fill(context: s.Context, target: Target, channel: string, size: number) {
+/** Sends HISTORY notifications of `size` bytes to `channel` via `via`, paced by nobody; when the first went. */
+export function sendHistory(context: s.Context, channel: string, size: number, via: NotifyFunction = 'pg_notify') {
+  const { windowBytes, notifier } = context.rig;
+  const plan = { channel, via, run: 0, count: HISTORY, size, windowBytes, credit: NO_WAIT, deadlineMs: STEP_MS };
+  return notifier.burst(plan);
+}
+
+/**
+ * Fills `channel` with HISTORY notifications while a fresh socket watches them arrive: the position it
+ * started from (`since`), the frames as sent live, and from the first send to the last frame (liveMs).
+ */
+export async function fill(context: s.Context, target: Target, channel: string, size: number, via?: NotifyFunction) {
   const watcher = await watch(target, channel);
   try {
-    const { windowBytes, notifier } = context.rig;
-    const plan = { channel, run: 0, count: HISTORY, size, windowBytes, credit: NO_WAIT, deadlineMs: STEP_MS };
-    const sent = await notifier.burst(plan);
+    const sent = await sendHistory(context, channel, size, via);
     // firstSendMs is this process's clock() (bench/notifier.ts): performance.timeOrigin + performance.now().
     const liveMs = (await watcher.done()) - (sent.firstSendMs - performance.timeOrigin);
-    const head = watcher.answer?.seq;
-    const problem = head !== 0 ? `the fresh channel's head is ${head}, not 0` : disorder(watcher.frames, channel);
-    return { epoch: watcher.answer?.epoch ?? '', live: watcher.frames, liveMs, problem };
+    const since = { epoch: watcher.answer?.epoch ?? '', seq: watcher.answer?.seq ?? Number.NaN };
+    return { since, live: watcher.frames, liveMs, problem: disorder(watcher.frames, channel, since.seq) };
   } finally {
     await watcher.socket.close();
   }
 }
 
-/** Replays the history to a fresh socket: times after the subscribe, RSS then, and what differed from live. */
-async function replayOnce(target: Target, channel: string, epoch: string, live: readonly string[]) {
-  const replaying = await watch(target, channel, { epoch, seq: 0 });
+/** The position a fresh socket subscribing to `channel` on `target` is given: the channel's head there. */
+export async function headOf(target: Target, channel: string): Promise<Subscribed> {
+  const watcher = await watch(target, channel);
+  await watcher.socket.close();
+  return watcher.answer ?? { epoch: '', seq: Number.NaN };
+}
+
+/**
+ * Resumes `channel` from `since` on a fresh socket and waits for HISTORY messages: times from the subscribe,
+ * when the last came (`lastAt`, performance.now()), RSS then, and what differed from `live` (if given).
+ */
+export async function replayOnce(target: Target, channel: string, since: Subscribed, live?: readonly string[]) {
+  const replaying = await watch(target, channel, { epoch: since.epoch, seq: since.seq });
   try {
     const { answer, frames, started, subscribedMs } = replaying;
-    const lastMs = answer?.recovered === true ? (await replaying.done()) - started : Number.NaN;
+    const lastAt = answer?.recovered === true ? await replaying.done() : Number.NaN;
     const rssKb = target.rssKb();
-    const differs = frames.findIndex((frame, i) => frame !== live[i]);
+    const differs = live === undefined ? -1 : frames.findIndex((frame, i) => frame !== live[i]);
     const problem =
-      answer?.recovered !== true || answer.seq !== 0
+      answer?.recovered !== true || answer.seq !== since.seq
         ? `answered recovered: ${answer?.recovered}, seq ${answer?.seq}`
         : differs >= 0
           ? `replayed frame ${differs + 1} differs from the live one`
-          : disorder(frames, channel);
-    return { subscribedMs, lastMs, rssKb, problem };
+          : disorder(frames, channel, since.seq);
+    return { subscribedMs, lastMs: lastAt - started, lastAt, rssKb, problem };
   } finally {
     await replaying.socket.close();
   }
@@ -100,7 +118,9 @@ async function growthWithoutHistory(context: s.Context, size: number): Promise<n
 async function measureSize(context: s.Context, size: number, rounds: number) {
   const growthWithoutKb = await growthWithoutHistory(context, size);
   const channel = `bench_history_${size}`;
-  await using target = await s.startOursFor(context, { toml: schemaChannelToml(channel, { history: HISTORY }) });
+  await using target = await s.startOursFor(context, {
+    toml: schemaChannelToml(channel, { settings: { history: HISTORY } }),
+  });
   const rssEmptyKb = target.rssKb();
   const filled = await fill(context, target, channel, size);
   await Bun.sleep(SETTLE_MS);
@@ -110,11 +130,13 @@ async function measureSize(context: s.Context, size: number, rounds: number) {
     bytes: await target.metric(`pgws_history_bytes{channel="${channel}"}`),
   };
   const replays: Awaited<ReturnType<typeof replayOnce>>[] = [];
-  for (let round = 1; round <= rounds && filled.problem === undefined; round++) {
+  // A fresh channel: its head is 0, so the replay is the whole history.
+  const problem = filled.since.seq === 0 ? filled.problem : `the fresh channel's head is ${filled.since.seq}, not 0`;
+  for (let round = 1; round <= rounds && problem === undefined; round++) {
     context.say(`multiplexed: replay of ${num(HISTORY)} × ${bytes(size)}, run ${round}/${rounds}`);
-    replays.push(await replayOnce(target, channel, filled.epoch, filled.live));
+    replays.push(await replayOnce(target, channel, filled.since, filled.live));
   }
-  const { liveMs, problem } = filled;
+  const { liveMs } = filled;
   return { size, liveMs, rssEmptyKb, rssFilledKb, growthWithoutKb, held, replays, problem };
 }
 

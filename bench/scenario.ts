@@ -59,6 +59,10 @@ export function runsOf(results: readonly TrialResult[]): Runs | undefined {
   return r === undefined ? undefined : { runs: results, r };
 }
 
+/** CPU time per frame received, in ns: what the server (or the generators) spent on each. */
+export const perFrameNs = (seconds: number, r: TrialResult) =>
+  r.received > 0 ? (seconds * 1e9) / r.received : undefined;
+
 /** "1,200,000–1,900,000": the range of a figure over repetitions, or "" for a single run. */
 export const rangeOf = (values: readonly number[]): string =>
   values.length < 2 ? '' : `${num(Math.min(...values))}–${num(Math.max(...values))}`;

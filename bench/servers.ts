@@ -19,15 +19,17 @@ export const SCHEMA_CHANNEL = 'bench_schema';
 /**
  * A channel whose inline schema is the benchmark payload's shape, as strict as it can be; `keyed` adds
  * the filters' `k` between `seq` and `t` (a schema channel re-serialises the payload in property order,
- * which the clients' parser relies on); `history` keeps that many messages for resume.
+ * which the clients' parser relies on); `settings` are more keys of the channel (`history`, `durable`, …).
  */
 export const schemaChannelToml = (
   name: string,
-  options: { readonly keyed?: boolean; readonly history?: number } = {},
+  options: { readonly keyed?: boolean; readonly settings?: Readonly<Record<string, number | boolean>> } = {},
 ) => `
 [channels.${name}]
 description = "Benchmark payloads, checked against an inline schema"
-${options.history === undefined ? '' : `history = ${options.history}`}
+${Object.entries(options.settings ?? {})
+  .map(([key, value]) => `${key} = ${value}`)
+  .join('\n')}
 
 [channels.${name}.schema]
 type = "object"
