@@ -56,3 +56,14 @@ export async function installPgws(url: string): Promise<void> {
     await sql.end({ timeout: 1 });
   }
 }
+
+/** Deletes durable channels' rows (pgws.messages and pgws.streams) once no bridge reads them any more. */
+export async function forget(url: string, channels: readonly string[]): Promise<void> {
+  const sql = postgres(url, { max: 1, onnotice: () => {} });
+  try {
+    await sql`DELETE FROM pgws.messages WHERE channel = ANY (${channels})`;
+    await sql`DELETE FROM pgws.streams WHERE channel = ANY (${channels})`;
+  } finally {
+    await sql.end({ timeout: 1 });
+  }
+}

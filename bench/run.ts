@@ -12,6 +12,7 @@ import { parseArgs } from 'node:util';
 import { auth } from './auth.ts';
 import { capacity, fdlimit } from './capacity.ts';
 import { startDatabase } from './database.ts';
+import { durable } from './durable.ts';
 import { fanout } from './fanout.ts';
 import { large } from './large.ts';
 import { latency } from './latency.ts';
@@ -41,6 +42,7 @@ const SCENARIOS = {
   scale,
   streams,
   writers,
+  durable,
 };
 const NAMES = [...Object.keys(SCENARIOS), 'schema'];
 const PRODUCERS = 4;
