@@ -32,6 +32,7 @@ type FanoutRow = s.Runs & { readonly c: (typeof FANOUT_CASES)[number] };
 async function fanout(context: s.Context, repetitions: number): Promise<FanoutRow[]> {
   const { rig, say } = context;
   await using target = await s.startOursFor(context, { toml: durableToml(FANOUT) });
+  await readyz(target);
   const results = await s.inTurns(FANOUT_CASES, repetitions, (c, round) => {
     say(`durable: fan-out, ${c.label}, ${num(CLIENTS)} clients, run ${round}/${repetitions}`);
     return runTrial(rig, {
@@ -50,7 +51,7 @@ async function fanout(context: s.Context, repetitions: number): Promise<FanoutRo
 /** One resume of HISTORY messages, and around it what the case adds (restart, write, server memory). */
 type Run = Awaited<ReturnType<typeof replayOnce>> & {
   readonly rssBeforeKb: number;
-  readonly restart?: { readonly healthyMs: number; readonly lastMs: number; readonly writeMs: number };
+  readonly restart?: { readonly readyMs: number; readonly lastMs: number; readonly writeMs: number };
 };
 type ResumeRow = {
   readonly kind: 'restart' | 'other' | 'memory';
@@ -59,15 +60,31 @@ type ResumeRow = {
   readonly liveMs?: number;
 };
 
+/** Resolves once `target`'s /readyz answers 200: before, upgrades are refused (503 `not_ready`). */
+async function readyz(target: Target): Promise<void> {
+  const url = `http://127.0.0.1:${target.port}/readyz`;
+  const deadline = performance.now() + 30_000;
+  while (
+    (await fetch(url).then(
+      (r) => r.status,
+      () => 0,
+    )) !== 200
+  ) {
+    if (performance.now() > deadline) throw new Error(`${target.label}: /readyz not 200 within 30 s`);
+    await Bun.sleep(10);
+  }
+}
+
 /**
  * Catch-up: the bridge is stopped, HISTORY messages are written with pgws.send, and a client resumes
- * from where it was as soon as the restarted bridge answers /healthz; then again from the new head.
+ * from where it was as soon as the restarted bridge is ready; then again from the new head.
  */
 async function catchUp(context: s.Context, rounds: number): Promise<ResumeRow> {
   const toml = durableToml(CATCH_UP);
   let bridge: Target = await s.startOursFor(context, { toml });
   const runs: Run[] = [];
   try {
+    await readyz(bridge);
     let since = await headOf(bridge, CATCH_UP);
     for (let round = 1; round <= rounds; round++) {
       context.say(`durable: catch-up of ${num(HISTORY)} after a restart, run ${round}/${rounds}`);
@@ -76,13 +93,14 @@ async function catchUp(context: s.Context, rounds: number): Promise<ResumeRow> {
       await sendHistory(context, CATCH_UP, SIZE, 'pgws.send');
       const restarted = performance.now();
       bridge = await s.startOursFor(context, { toml, healthyInARow: 1 });
-      const healthyMs = performance.now() - restarted;
+      await readyz(bridge);
+      const readyMs = performance.now() - restarted;
       const rssBeforeKb = bridge.rssKb();
       const r = await replayOnce(bridge, CATCH_UP, since);
       runs.push({
         ...r,
         rssBeforeKb,
-        restart: { healthyMs, lastMs: r.lastAt - restarted, writeMs: restarted - writing },
+        restart: { readyMs, lastMs: r.lastAt - restarted, writeMs: restarted - writing },
       });
       since = { epoch: since.epoch, seq: since.seq + HISTORY };
     }
@@ -101,6 +119,7 @@ async function otherInstance(context: s.Context, rounds: number): Promise<Resume
   const history = schemaChannelToml(KEPT, { settings: { history: HISTORY } });
   await using a = await s.startOursFor(context, { label: 'ours A', toml: `${durableToml(OTHER)}\n${history}` });
   await using b = await s.startOursFor(context, { label: 'ours B', toml: durableToml(OTHER) });
+  await Promise.all([readyz(a), readyz(b)]);
   const seen = await headOf(a, OTHER);
   const durable = await fill(context, b, OTHER, SIZE, 'pgws.send');
   const memory = await fill(context, a, KEPT, SIZE);
@@ -206,7 +225,7 @@ function resumeSection(rows: readonly ResumeRow[], rounds: number) {
   const columns: Column<ResumeRow>[] = [
     ['resume of 10,000', (row) => row.label],
     ['exact', (row) => `${exact(row)} / ${row.runs.length}`],
-    ['restart → healthy ms', ({ runs }) => ms(median(runs, (run) => run.restart?.healthyMs))],
+    ['restart → ready ms', ({ runs }) => ms(median(runs, (run) => run.restart?.readyMs))],
     ['restart → last ms', ({ runs }) => ms(median(runs, (run) => run.restart?.lastMs))],
     ['rows/s from restart', ({ runs }) => perSecond(median(runs, (run) => run.restart?.lastMs))],
     ['to subscribed ms', ({ runs }) => ms(median(runs, (run) => run.subscribedMs))],
@@ -232,7 +251,7 @@ function resumeSection(rows: readonly ResumeRow[], rounds: number) {
   );
   return section(`Durable channels: catch-up and resume of ${num(HISTORY)} messages of ${bytes(SIZE)}`, columns, rows, [
     `Medians of ${rounds} runs. Every resume subscribes on a fresh socket with \`since\` the position the client last saw and must answer \`recovered: true\` and then deliver exactly the ${num(HISTORY)} seqs after it, in order (exact); "subscribe → last" runs from sending the subscribe to the ${num(HISTORY)}th message, read in the orchestrator process, as in the replay table. Retention is at its defaults (retain = 10,000, the hot cache the newest 1,000).`,
-    `Catch-up: the bridge is stopped (SIGTERM), the ${num(HISTORY)} messages are written with pgws.send (4 connections, 500 rows per transaction: "written ms"), then it is started again; "restart" is the spawn of the new process, which the client follows as soon as one /healthz answers 200 (polled every 50 ms at most), and "restart → last" is the whole outage's tail: process start, LISTEN, heads, then the resume, all ${num(HISTORY)} rows from the table in pages of 500. RSS before = the new process when healthy; after = when the last message arrived.`,
+    `Catch-up: the bridge is stopped (SIGTERM), the ${num(HISTORY)} messages are written with pgws.send (4 connections, 500 rows per transaction: "written ms"), then it is started again; "restart" is the spawn of the new process, which the client follows as soon as /readyz answers 200 (polled every 10 ms; upgrades before it are refused, \`not_ready\`), and "restart → last" is the whole outage's tail: process start, LISTEN, heads, then the resume, all ${num(HISTORY)} rows from the table in pages of 500. RSS before = the new process when ready; after = when the last message arrived.`,
     `Other instance: two bridge processes A and B on one database; the position comes from a subscribe on A, the ${num(HISTORY)} messages are sent with pgws.send while a socket on B watches them live ("live ms": first send → last frame on B), and the client resumes on B: 9,000 rows from the table, the newest 1,000 from B's hot cache. The memory baseline is a \`history = 10,000\` channel on A filled with pg_notify and resumed on A (a history cannot be resumed on another instance). RSS before = the server that replays, after both fills; after = as the last message arrived. "× memory (time)" = this resume's time ÷ the memory resume's.`,
     ...problems,
   ]);
