@@ -28,19 +28,27 @@ const FANOUT_CASES = [
 
 type FanoutRow = s.Runs & { readonly c: (typeof FANOUT_CASES)[number] };
 
+// The server's own count of rows read from pgws.messages, per trial ÷ messages sent: one, whatever the clients.
+const rowsRead = async (target: Target) => (await target.metric('pgws_durable_rows_read_total')) ?? Number.NaN;
+const reads = new WeakMap<object, number>();
+const tablePages = async (target: Target) => (await target.metric('pgws_durable_table_pages_total')) ?? Number.NaN;
+
 /** Both channels on one server, taking turns, as the multiplexed scenario's 1,000-client case. */
 async function fanout(context: s.Context, repetitions: number): Promise<FanoutRow[]> {
   const { rig, say } = context;
   await using target = await s.startOursFor(context, { toml: durableToml(FANOUT) });
   await readyz(target);
-  const results = await s.inTurns(FANOUT_CASES, repetitions, (c, round) => {
+  const results = await s.inTurns(FANOUT_CASES, repetitions, async (c, round) => {
     say(`durable: fan-out, ${c.label}, ${num(CLIENTS)} clients, run ${round}/${repetitions}`);
-    return runTrial(rig, {
+    const before = await rowsRead(target);
+    const result = await runTrial(rig, {
       ...{ label: c.label, target, channel: c.channel, clients: CLIENTS, size: SIZE, via: c.via },
       send: { kind: 'burst', count: context.quick ? 200 : 3000 },
       urls: target.rootUrls(rig.addresses),
       connect: { subscribe: { channels: [c.channel], filterField: undefined } },
     });
+    reads.set(result, ((await rowsRead(target)) - before) / result.sent);
+    return result;
   });
   return FANOUT_CASES.flatMap((c, i) => {
     const runs = s.runsOf(results[i] ?? []);
@@ -49,7 +57,7 @@ async function fanout(context: s.Context, repetitions: number): Promise<FanoutRo
 }
 
 /** One resume of HISTORY messages, and around it what the case adds (restart, write, server memory). */
-type Run = Awaited<ReturnType<typeof replayOnce>> & {
+type Run = Awaited<ReturnType<typeof resumeOn>> & {
   readonly rssBeforeKb: number;
   readonly restart?: { readonly readyMs: number; readonly lastMs: number; readonly writeMs: number };
 };
@@ -59,6 +67,13 @@ type ResumeRow = {
   readonly runs: readonly Run[];
   readonly liveMs?: number;
 };
+
+/** {@link replayOnce}, with the pages of the table the server read for it (its /metrics before and after). */
+async function resumeOn(...[target, ...rest]: Parameters<typeof replayOnce>) {
+  const before = await tablePages(target);
+  const r = await replayOnce(target, ...rest);
+  return { ...r, pages: (await tablePages(target)) - before };
+}
 
 /** Resolves once `target`'s /readyz answers 200: before, upgrades are refused (503 `not_ready`). */
 async function readyz(target: Target): Promise<void> {
@@ -96,7 +111,7 @@ async function catchUp(context: s.Context, rounds: number): Promise<ResumeRow> {
       await readyz(bridge);
       const readyMs = performance.now() - restarted;
       const rssBeforeKb = bridge.rssKb();
-      const r = await replayOnce(bridge, CATCH_UP, since);
+      const r = await resumeOn(bridge, CATCH_UP, since);
       runs.push({
         ...r,
         rssBeforeKb,
@@ -148,7 +163,7 @@ async function otherInstance(context: s.Context, rounds: number): Promise<Resume
   const before = cases.map((c) => c.target.rssKb());
   const results = await s.inTurns(cases, rounds, async (c, round) => {
     context.say(`durable: ${c.label}, ${num(HISTORY)} messages, run ${round}/${rounds}`);
-    const r = await replayOnce(c.target, c.channel, c.from, c.filled.live);
+    const r = await resumeOn(c.target, c.channel, c.from, c.filled.live);
     const problem = c.filled.problem ?? (c.kind === 'other' ? disagree : undefined) ?? r.problem;
     return { ...r, problem, rssBeforeKb: before[cases.indexOf(c)] ?? 0 };
   });
@@ -186,11 +201,12 @@ function fanoutSection(rows: readonly FanoutRow[], repetitions: number) {
     ['seq breaks', ({ r }) => num(r.seqBreaks)],
     ...s.RATE,
     ['× plain', ({ r }) => times(ratio(r.framesPerSecond, plain))],
+    ['rows read / message', ({ r, c }) => (c.name === 'plain' ? '' : num(reads.get(r), 2))],
     ['srv ns / frame', ({ r }) => num(s.perFrameNs(r.cpu.seconds.server, r))],
     ...s.TAIL,
   ];
   return section(`Durable channels: fan-out to ${num(CLIENTS)} pgws.v1 clients beside a plain channel`, columns, rows, [
-    `${s.medianOf(repetitions)}, the two cases taking turns on one server process; ${bytes(SIZE)} payloads, both channels with the benchmark schema, the send as in the multiplexed scenario (4 producer connections, batches of up to 500 in one transaction, 512 KiB credit window). The durable channel's batches are \`SELECT count(pgws.send(ch, …)) FROM generate_series(…)\`: each row is inserted into pgws.messages and its channel's counter row stays locked until the batch commits, so the 4 producers commit in turn; the bridge is woken by pgws.send's NOTIFY of the new seq and reads the rows by seq range, 1,000 per query, once for all clients. "seq breaks" counts frames whose server \`seq\` is not the previous one + 1.`,
+    `${s.medianOf(repetitions)}, the two cases taking turns on one server process; ${bytes(SIZE)} payloads, both channels with the benchmark schema, the send as in the multiplexed scenario (4 producer connections, batches of up to 500 in one transaction, 512 KiB credit window). The durable channel's batches are \`SELECT count(pgws.send(ch, …)) FROM generate_series(…)\`: each row is inserted into pgws.messages and its channel's counter row stays locked until the batch commits, so the 4 producers commit in turn; the bridge is woken by pgws.send's NOTIFY of the new seq and reads the rows by seq range, 1,000 per query, once for all clients: "rows read / message" is the server's pgws_durable_rows_read_total over the trial ÷ messages sent. "seq breaks" counts frames whose server \`seq\` is not the previous one + 1.`,
     ...new Set(rows.flatMap((row) => s.runNotes(row.c.label, row.runs))),
   ]);
 }
@@ -228,6 +244,7 @@ function resumeSection(rows: readonly ResumeRow[], rounds: number) {
     ['restart → ready ms', ({ runs }) => ms(median(runs, (run) => run.restart?.readyMs))],
     ['restart → last ms', ({ runs }) => ms(median(runs, (run) => run.restart?.lastMs))],
     ['rows/s from restart', ({ runs }) => perSecond(median(runs, (run) => run.restart?.lastMs))],
+    ['table pages', ({ runs }) => num(median(runs, (run) => run.pages))],
     ['to subscribed ms', ({ runs }) => ms(median(runs, (run) => run.subscribedMs))],
     ['subscribe → last ms', ({ runs }) => ms(median(runs, (run) => run.lastMs))],
     ['per run', ({ runs }) => runs.map((run) => ms(run.lastMs)).join(' · ')],
@@ -250,9 +267,9 @@ function resumeSection(rows: readonly ResumeRow[], rounds: number) {
     row.runs.flatMap((run, i) => (run.problem === undefined ? [] : [`- ${row.label}, run ${i + 1}: ${run.problem}`])),
   );
   return section(`Durable channels: catch-up and resume of ${num(HISTORY)} messages of ${bytes(SIZE)}`, columns, rows, [
-    `Medians of ${rounds} runs. Every resume subscribes on a fresh socket with \`since\` the position the client last saw and must answer \`recovered: true\` and then deliver exactly the ${num(HISTORY)} seqs after it, in order (exact); "subscribe → last" runs from sending the subscribe to the ${num(HISTORY)}th message, read in the orchestrator process, as in the replay table. Retention is at its defaults (retain = 10,000, the hot cache the newest 1,000).`,
+    `Medians of ${rounds} runs. Every resume subscribes on a fresh socket with \`since\` the position the client last saw and must answer \`recovered: true\` and then deliver exactly the ${num(HISTORY)} seqs after it, in order (exact); "subscribe → last" runs from sending the subscribe to the ${num(HISTORY)}th message, read in the orchestrator process, as in the replay table; "table pages" = the replaying server's pgws_durable_table_pages_total over the resume (500 rows a page). Retention is at its defaults (retain = 10,000, the hot cache the newest 1,000).`,
     `Catch-up: the bridge is stopped (SIGTERM), the ${num(HISTORY)} messages are written with pgws.send (4 connections, 500 rows per transaction: "written ms"), then it is started again; "restart" is the spawn of the new process, which the client follows as soon as /readyz answers 200 (polled every 10 ms; upgrades before it are refused, \`not_ready\`), and "restart → last" is the whole outage's tail: process start, LISTEN, heads, then the resume, all ${num(HISTORY)} rows from the table in pages of 500. RSS before = the new process when ready; after = when the last message arrived.`,
-    `Other instance: two bridge processes A and B on one database; the position comes from a subscribe on A, the ${num(HISTORY)} messages are sent with pgws.send while a socket on B watches them live ("live ms": first send → last frame on B), and the client resumes on B: 9,000 rows from the table, the newest 1,000 from B's hot cache. The memory baseline is a \`history = 10,000\` channel on A filled with pg_notify and resumed on A (a history cannot be resumed on another instance). RSS before = the server that replays, after both fills; after = as the last message arrived. "× memory (time)" = this resume's time ÷ the memory resume's.`,
+    `Other instance: two bridge processes A and B on one database; the position comes from a subscribe on A, the ${num(HISTORY)} messages are sent with pgws.send while a socket on B watches them live ("live ms": first send → last frame on B, the writers' pace: pgws.send's 4 producers commit in turn), and the client resumes on B: 9,000 rows from the table, the newest 1,000 from B's hot cache. The memory baseline is a \`history = 10,000\` channel on A filled with pg_notify and resumed on A (a history cannot be resumed on another instance). RSS before = the server that replays, after both fills; after = as the last message arrived. "× memory (time)" = this resume's time ÷ the memory resume's.`,
     ...problems,
   ]);
 }
