@@ -100,9 +100,8 @@ export async function createBridge(options: BridgeOptions): Promise<Bridge> {
   const probe = newProbeChannel();
   // docs/PROTOCOL.md: a channel with history is LISTENed from startup, with or without subscribers.
   const pinned = [...config.channels.values()].filter((channel) => channel.history > 0).map((channel) => channel.name);
-
   const hub = createHub({ history: catalog.history });
-  const { listener, follower } = createProcessListener({
+  const { listener, follower, ingest } = createProcessListener({
     options,
     hub,
     probe,
@@ -154,6 +153,7 @@ export async function createBridge(options: BridgeOptions): Promise<Bridge> {
     listener,
     canary,
     revocations,
+    ingest,
     metrics: scrape === undefined ? metrics : { ...metrics, render: (byWorker = false) => scrape(byWorker) },
     channelsDocument: JSON.stringify(describeChannels(config)),
     asyncapi: asyncApiText(config, options.version ?? '0.0.0'),
@@ -230,11 +230,11 @@ export async function createBridge(options: BridgeOptions): Promise<Bridge> {
     },
   };
   listener.start(events);
+  ingest.start({ committed: () => {}, restarted: () => {} });
   if (options.listenAfterDatabase) await databaseUp.promise;
   const bound = server.listen();
   // The primary sweeps for the instance; SKIP LOCKED keeps other instances' sweeps out of its way.
   if (worker === undefined) sweeper.start();
-
   let stopped: Promise<void> | undefined;
   const stop = () => {
     stopped ??= (async () => {
@@ -242,7 +242,7 @@ export async function createBridge(options: BridgeOptions): Promise<Bridge> {
       authority.stop();
       sweeper.stop();
       await server.stop();
-      await listener.stop();
+      await Promise.all([listener.stop(), ingest.stop()]);
     })();
     return stopped;
   };

@@ -12,6 +12,7 @@ import type { WorkerRole } from './cluster/messages.ts';
 import type { Config } from './config/load.ts';
 import { createListener, type Listener } from './db/listener.ts';
 import { createQueries } from './db/queries.ts';
+import { createIngest, type Ingest } from './ingest.ts';
 import type { Hub } from './protocol/hub.ts';
 
 /** Options of {@link createProcessListener}. */
@@ -38,13 +39,16 @@ export interface ProcessListenerOptions {
   sample(): Promise<unknown>;
 }
 
-/** The process's listener, and in a worker the follower it is. */
+/** The process's listener, in a worker the follower it is, and how it hears of durable channels' rows. */
 export function createProcessListener(o: ProcessListenerOptions): {
   listener: Listener;
   follower: Follower | undefined;
+  ingest: Ingest;
 } {
   const { config, databaseUrl, cluster } = o.options;
   const log = o.options.log.child('listener');
+  const ingestOf = (listener: Listener, primary: boolean) =>
+    createIngest({ config, databaseUrl, archive: listener.queries, primary, log: o.options.log.child('ingest') });
   if (cluster?.role === 'worker') {
     const follower = createFollower({
       send: cluster.send,
@@ -56,7 +60,7 @@ export function createProcessListener(o: ProcessListenerOptions): {
       limited: o.limited,
       log,
     });
-    return { listener: follower, follower };
+    return { listener: follower, follower, ingest: ingestOf(follower, false) };
   }
   const listener = createListener({
     url: databaseUrl,
@@ -72,5 +76,5 @@ export function createProcessListener(o: ProcessListenerOptions): {
     isPrivate: isProbeChannel,
     maxChannels: config.server.maxChannels,
   });
-  return { listener, follower: undefined };
+  return { listener, follower: undefined, ingest: ingestOf(listener, true) };
 }

@@ -18,6 +18,7 @@ import type { ToPrimary, ToWorker } from './cluster/messages.ts';
 import { type Config, parseConfig } from './config/load.ts';
 import { describeConfig } from './config/summary.ts';
 import { startEmbeddedPostgres } from './db/embedded.ts';
+import { ingestRefusal } from './ingest.ts';
 import { startTracing } from './tracing.ts';
 import { exitWithParent, spawnWorkers, WORKER_ENV } from './workers.ts';
 
@@ -92,6 +93,13 @@ async function main(): Promise<number> {
           .text()
           .catch(() => undefined);
   const workerLog = worker === undefined ? log : log.child(`worker-${worker}`);
+  // Exit 2, as for a config error: the config asks for what this database is not set up for. Workers follow a
+  // primary that already looked.
+  const refusal = worker === undefined ? await ingestRefusal(config, databaseUrl) : undefined;
+  if (refusal !== undefined) {
+    await embedded?.stop();
+    throw new ConfigError(refusal);
+  }
   const bridge = await createBridge({
     config,
     databaseUrl,

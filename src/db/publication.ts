@@ -5,6 +5,8 @@
  * missing. Each shortfall is one line that says what to change.
  */
 
+import { FORBIDDEN, sqlState } from './reads.ts';
+
 /** The publication of `pgws.messages` that every bridge of the database reads through its own slot. */
 export const PUBLICATION = 'pgws_messages';
 
@@ -41,8 +43,8 @@ export async function prepare(run: Run, role: string): Promise<string | undefine
     return undefined;
   } catch (error) {
     // Another bridge made it between our look and our CREATE.
-    if (codeOf(error) === '42710') return undefined;
-    if (codeOf(error) !== '42501') throw error;
+    if (sqlState(error) === '42710') return undefined;
+    if (sqlState(error) !== FORBIDDEN) throw error;
     return `${NEEDS} needs the publication ${PUBLICATION}, and role "${role}" may not create it (${messageOf(error)}): run \`${statement}\` as the owner of pgws.messages, ${OR_NOTIFY}`;
   }
 }
@@ -54,12 +56,11 @@ export async function prepare(run: Run, role: string): Promise<string | undefine
  */
 export function refusalOf(error: unknown, role: string): string | undefined {
   // "must be superuser or replication role to start walsender" (up to 15), "permission denied to start WAL sender" (16 on).
-  if (codeOf(error) === '42501' && /replication|wal ?sender/i.test(messageOf(error)))
+  if (sqlState(error) === FORBIDDEN && /replication|wal ?sender/i.test(messageOf(error)))
     return `${NEEDS} needs a role with the REPLICATION attribute, and "${role}" has not: run ALTER ROLE "${role}" REPLICATION as a superuser, ${OR_NOTIFY}`;
-  if (codeOf(error) === '55000' && /wal_level/.test(messageOf(error)))
+  if (sqlState(error) === '55000' && /wal_level/.test(messageOf(error)))
     return `${NEEDS} needs wal_level = logical (${messageOf(error)}): run ALTER SYSTEM SET wal_level = logical and restart PostgreSQL, ${OR_NOTIFY}`;
   return undefined;
 }
 
-const codeOf = (error: unknown): unknown => (error as { code?: unknown } | undefined)?.code;
 const messageOf = (error: unknown): string => (error instanceof Error ? error.message : String(error));

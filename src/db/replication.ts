@@ -58,6 +58,30 @@ export interface Replication {
 
 const FEEDBACK_MS = 5000;
 
+/** A connection in replication mode (`replication=database`: SQL and replication commands). */
+const connect = (url: string, onclose: () => void): postgres.Sql =>
+  postgres(url, {
+    ...HELD_CONNECTION,
+    connection: { application_name: 'pg-notify-ws replication', replication: 'database' },
+    onclose,
+  } as postgres.Options<Record<string, never>>);
+
+/**
+ * One look at what replication needs, without a slot, for a refusal at startup: its line, or undefined when
+ * all is set and also when the database does not answer (the bridge's connection then retries and logs).
+ */
+export async function checkReplication(url: string): Promise<string | undefined> {
+  const sql = connect(url, () => {});
+  const role = String(sql.options.user);
+  try {
+    return await prepare((statement) => sql.unsafe(statement).simple(), role);
+  } catch (error) {
+    return refusalOf(error, role);
+  } finally {
+    await sql.end({ timeout: 0 }).catch(() => {});
+  }
+}
+
 /** Creates the connection without connecting; {@link Replication.start} connects. */
 export function createReplication(options: ReplicationOptions): Replication {
   const { log } = options;
@@ -92,11 +116,7 @@ export function createReplication(options: ReplicationOptions): Replication {
 
   async function attempt(failures: number): Promise<boolean> {
     attempting = true;
-    const sql: postgres.Sql = postgres(options.url, {
-      ...HELD_CONNECTION,
-      connection: { application_name: 'pg-notify-ws replication', replication: 'database' },
-      onclose: () => lost(sql),
-    } as postgres.Options<Record<string, never>>);
+    const sql: postgres.Sql = connect(options.url, () => lost(sql));
     current = sql;
     const role = String(sql.options.user);
     try {
