@@ -25,9 +25,23 @@ import { stopAllTargets } from './servers.ts';
 import { streams } from './streams.ts';
 import { tracing } from './tracing.ts';
 import { workers } from './workers.ts';
+import { writers } from './writers.ts';
 
 // In the order they run; `schema` is part of fanout (ours only).
-const SCENARIOS = { capacity, fanout, multiplexed, latency, workers, large, fdlimit, auth, tracing, scale, streams };
+const SCENARIOS = {
+  capacity,
+  fanout,
+  multiplexed,
+  latency,
+  workers,
+  large,
+  fdlimit,
+  auth,
+  tracing,
+  scale,
+  streams,
+  writers,
+};
 const NAMES = [...Object.keys(SCENARIOS), 'schema'];
 const PRODUCERS = 4;
 const ADDRESSES = 8;

@@ -1,7 +1,6 @@
 /**
- * The composition root: wires config, database listener, canary, catalog, metrics and server into one
- * bridge that can be stopped. Tests start the whole app in-process through it; `main.ts` only reads the
- * environment and signals and calls this.
+ * The composition root: wires config, database listener, canary, catalog, metrics and server into one bridge
+ * that can be stopped. Tests start the whole app in-process through it; `main.ts` only reads the environment.
  *
  * Wiring order is declaration order: every piece is built before anything that calls it, and nothing
  * runs until `listener.start`, so no callback can reach a piece that does not exist yet.
@@ -13,12 +12,12 @@ import { createStats } from './base/stats.ts';
 import { NO_TRACER, type Tracer } from './base/trace.ts';
 import { createCatalog } from './channels/catalog.ts';
 import { describeChannels } from './channels/discovery.ts';
-import type { FollowerEvents } from './cluster/follower.ts';
 import type { WorkerRole } from './cluster/messages.ts';
 import { type Cluster, createCluster } from './cluster/primary.ts';
 import type { Config } from './config/load.ts';
 import { createCanary, logFailing, newProbeChannel } from './db/canary.ts';
 import { createSweeper } from './db/sweeper.ts';
+import { createDurability, durableChannels, keptInMemory } from './delivery/durability.ts';
 import { createFanOut } from './delivery/fanout.ts';
 import { createPipeline, type InvalidPayloadHook } from './delivery/pipeline.ts';
 import { asyncApiText } from './describe/asyncapi.ts';
@@ -26,8 +25,7 @@ import { fileLimitSockets } from './http/admission.ts';
 import { createAuthority } from './http/authority.ts';
 import { createRoutes } from './http/routes.ts';
 import { type Bound, createServer } from './http/server.ts';
-import { createProcessListener } from './listening.ts';
-import { aggregateMetrics } from './observe/aggregate.ts';
+import { createProcessListener, processEvents } from './listening.ts';
 import { createMetrics } from './observe/metrics.ts';
 import { createHub } from './protocol/hub.ts';
 import { createSessions, sessionLimits } from './protocol/session.ts';
@@ -98,14 +96,15 @@ export async function createBridge(options: BridgeOptions): Promise<Bridge> {
   const authority = createAuthority({ config, keys: options.authKeys, clock, isPublic: catalog.isPublic, stats, log });
   const { access, revocations, counter } = authority;
   const probe = newProbeChannel();
-  // docs/PROTOCOL.md: a channel with history is LISTENed from startup, with or without subscribers.
+  // docs/PROTOCOL.md: a channel with history is LISTENed from startup, with or without subscribers; so is a
+  // durable one, whose wake-ups must arrive (workers take those up on demand, from the primary's reader).
   const pinned = [...config.channels.values()].filter((channel) => channel.history > 0).map((channel) => channel.name);
-  const hub = createHub({ history: catalog.history });
-  const { listener, follower, ingest } = createProcessListener({
+  const hub = createHub({ history: keptInMemory(config), durable: catalog.durable });
+  const { listener, follower } = createProcessListener({
     options,
     hub,
     probe,
-    pinned,
+    pinned: [...pinned, ...durableChannels(config)],
     controlChannel: authority.channel,
     limited: counter.limited,
     // Bounded memory: counters of undeclared channels go when their last subscriber does.
@@ -123,10 +122,27 @@ export async function createBridge(options: BridgeOptions): Promise<Bridge> {
     send: (token) => listener.queries.notify(probe, token),
     onFailing: logFailing(log.child('canary')),
   });
+  const durability = createDurability({
+    config,
+    catalog,
+    hub,
+    archive: listener.queries,
+    databaseUrl: options.databaseUrl,
+    reads: follower === undefined,
+    // Called once the listener runs, when everything below exists.
+    deliver: (channel, payload, at) => pipeline.stored(channel, payload, at),
+    publish: (topic, frame) => server.publish(topic, frame),
+    closePlain: (which) => server.closePlain('database_lost', which),
+    forwardGap: (channel, at) => cluster?.gap(channel, at),
+    stats,
+    log,
+  });
+  const gated = durability.gate(listener);
   const sessions = createSessions({
     catalog,
     hub,
-    listener,
+    pager: durability.pager,
+    listener: gated,
     limits: sessionLimits(config.server),
     stats,
     access,
@@ -138,13 +154,14 @@ export async function createBridge(options: BridgeOptions): Promise<Bridge> {
   const cluster =
     options.cluster?.role === 'primary'
       ? createCluster({
-          listener,
+          listener: gated,
           hub,
           pinned,
           slots: counter,
           revocations,
           sample: metrics.sample,
-          aggregate: aggregateMetrics,
+          backlogBytes: config.server.workerBacklogBytes,
+          stats,
           log,
         })
       : undefined;
@@ -153,7 +170,7 @@ export async function createBridge(options: BridgeOptions): Promise<Bridge> {
     listener,
     canary,
     revocations,
-    ingest,
+    ingest: durability.ingest,
     metrics: scrape === undefined ? metrics : { ...metrics, render: (byWorker = false) => scrape(byWorker) },
     channelsDocument: JSON.stringify(describeChannels(config)),
     asyncapi: asyncApiText(config, options.version ?? '0.0.0'),
@@ -198,43 +215,26 @@ export async function createBridge(options: BridgeOptions): Promise<Bridge> {
   // worker hears its primary from before `start`, whose hello the primary answers.
   if (follower === undefined) authority.read(listener.queries, cluster?.cutoff);
   else worker?.onMessage(follower.receive);
-  const databaseUp = Promise.withResolvers<void>();
-  const ready = Promise.withResolvers<void>();
-  const events: FollowerEvents = {
-    notification(channel, payload) {
-      if (channel === probe) return canary.receive(payload);
-      if (channel === authority.channel) return authority.receive(payload);
-      if (cluster?.probe(channel, payload)) return;
-      pipeline.notification(channel, payload);
-    },
-    delivered: pipeline.delivered,
-    cutoff: authority.apply,
-    state(state, epochs) {
-      authority.state(state);
-      if (state === 'up') {
-        databaseUp.resolve();
-        canary.restart();
-        void canary
-          .verified(Number.POSITIVE_INFINITY)
-          .then((ok) => ok && revocations.whenCurrent(Number.POSITIVE_INFINITY))
-          .then((ok) => ok && ready.resolve());
-      } else canary.stop();
-      if (state === 'down') {
-        pipeline.reset();
-        // Tell clients now, not when the database is back: until then they would wait in silence.
-        server.closePlain('database_lost');
-        stats.gaps += hub.broken(server.publish, epochs);
-      }
-      // Workers hear of it once this process has moved on: after a loss, the new epochs are set.
-      cluster?.state(state);
-    },
-  };
+  const { events, databaseUp, ready } = processEvents({
+    probe,
+    canary,
+    authority,
+    revocations,
+    durability,
+    cluster,
+    pipeline,
+    server,
+    hub,
+    stats,
+    isDurable: catalog.durable,
+  });
   listener.start(events);
-  ingest.start({ committed: () => {}, restarted: () => {} });
   if (options.listenAfterDatabase) await databaseUp.promise;
   const bound = server.listen();
   // The primary sweeps for the instance; SKIP LOCKED keeps other instances' sweeps out of its way.
   if (worker === undefined) sweeper.start();
+  durability.start();
+
   let stopped: Promise<void> | undefined;
   const stop = () => {
     stopped ??= (async () => {
@@ -242,7 +242,7 @@ export async function createBridge(options: BridgeOptions): Promise<Bridge> {
       authority.stop();
       sweeper.stop();
       await server.stop();
-      await Promise.all([listener.stop(), ingest.stop()]);
+      await Promise.all([listener.stop(), durability.stop()]);
     })();
     return stopped;
   };

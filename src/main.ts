@@ -8,7 +8,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import * as valibot from 'valibot';
 import packageJson from '../package.json' with { type: 'json' };
 import { resolveKeys } from './auth/keys.ts';
-import { ConfigError } from './base/errors.ts';
+import { ConfigError, StartupError } from './base/errors.ts';
 import { createLogger, type Logger, parseLevel } from './base/log.ts';
 import { within } from './base/timeout.ts';
 import { createBridge } from './bridge.ts';
@@ -18,7 +18,10 @@ import type { ToPrimary, ToWorker } from './cluster/messages.ts';
 import { type Config, parseConfig } from './config/load.ts';
 import { describeConfig } from './config/summary.ts';
 import { startEmbeddedPostgres } from './db/embedded.ts';
-import { ingestRefusal } from './ingest.ts';
+import { connectAdmin } from './db/queries.ts';
+import { INSTALL_SQL } from './db/script.ts';
+import { MISSING_SEND } from './delivery/durable.ts';
+import { ingestRefusal } from './delivery/ingest.ts';
 import { startTracing } from './tracing.ts';
 import { exitWithParent, spawnWorkers, WORKER_ENV } from './workers.ts';
 
@@ -86,13 +89,7 @@ async function main(): Promise<number> {
   if (tracing !== undefined && worker === undefined) log.info(`tracing: spans to ${tracing.exporting}`);
   const embedded = config.database.url === undefined ? await startDevelopmentDatabase(log) : undefined;
   const databaseUrl = config.database.url ?? embedded?.url ?? '';
-  const consoleHtml =
-    typeof PGWS_CONSOLE_HTML === 'string'
-      ? PGWS_CONSOLE_HTML
-      : await Bun.file(join(import.meta.dir, '..', 'console.html'))
-          .text()
-          .catch(() => undefined);
-  const workerLog = worker === undefined ? log : log.child(`worker-${worker}`);
+  if (worker === undefined) await checkDurable(config, databaseUrl, embedded !== undefined, log);
   // Exit 2, as for a config error: the config asks for what this database is not set up for. Workers follow a
   // primary that already looked.
   const refusal = worker === undefined ? await ingestRefusal(config, databaseUrl) : undefined;
@@ -100,6 +97,13 @@ async function main(): Promise<number> {
     await embedded?.stop();
     throw new ConfigError(refusal);
   }
+  const consoleHtml =
+    typeof PGWS_CONSOLE_HTML === 'string'
+      ? PGWS_CONSOLE_HTML
+      : await Bun.file(join(import.meta.dir, '..', 'console.html'))
+          .text()
+          .catch(() => undefined);
+  const workerLog = worker === undefined ? log : log.child(`worker-${worker}`);
   const bridge = await createBridge({
     config,
     databaseUrl,
@@ -192,6 +196,30 @@ function withEnvironment(config: Config, env: NodeJS.ProcessEnv): Config {
     },
     database: { ...config.database, url: env['DATABASE_URL'] || config.database.url },
   };
+}
+
+/**
+ * docs/PROTOCOL.md "Durable channels": a config with a durable channel on a database without pgws.send stops
+ * at startup, saying to run `bun run sql`. The embedded development database gets the script instead (it is
+ * idempotent). A database that does not answer yet is left to the reader, which reports the same once it does.
+ */
+async function checkDurable(config: Config, url: string, development: boolean, log: Logger): Promise<void> {
+  if (![...config.channels.values()].some((channel) => channel.durable)) return;
+  const admin = connectAdmin(url);
+  try {
+    if (development) return void (await admin.script(INSTALL_SQL));
+    const [row] = await within(
+      admin.rows(`SELECT to_regprocedure('pgws.send(text, text)') IS NOT NULL AS ok`),
+      5000,
+      () => [],
+    );
+    if (row !== undefined && row['ok'] !== true) throw new StartupError(MISSING_SEND);
+  } catch (error) {
+    if (error instanceof StartupError) throw error;
+    log.debug('could not check for pgws.send at startup', { error });
+  } finally {
+    await admin.end();
+  }
 }
 
 /** The soft limit on open files (`ulimit -n`), from /proc on Linux; undefined where it cannot be read. */

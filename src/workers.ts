@@ -7,8 +7,8 @@
 import type { Subprocess } from 'bun';
 import { backoffDelay } from './base/backoff.ts';
 import type { Logger } from './base/log.ts';
-import type { ToPrimary } from './cluster/messages.ts';
-import type { Cluster, WorkerLink } from './cluster/primary.ts';
+import type { ToPrimary, WorkerLink } from './cluster/messages.ts';
+import type { Cluster } from './cluster/primary.ts';
 
 /** Set in a worker's environment to its index (1..N-1); the primary has none. */
 export const WORKER_ENV = 'PGWS_WORKER';
@@ -49,6 +49,8 @@ export function spawnWorkers(options: WorkerOptions): Workers {
   const start = (index: number, failures: number) => {
     const startedAt = performance.now();
     let child: Subprocess | undefined;
+    // The primary killed it (cluster/outbox.ts), and has logged and counted that already.
+    let killed = false;
     const link: WorkerLink = {
       index,
       send(message) {
@@ -58,6 +60,10 @@ export function spawnWorkers(options: WorkerOptions): Workers {
           // The worker is exiting; its exit detaches it.
           options.log.debug('IPC send to a worker failed', { worker: index, error });
         }
+      },
+      kill() {
+        killed = true;
+        child?.kill('SIGKILL');
       },
     };
     options.cluster.attach(link);
@@ -71,12 +77,13 @@ export function spawnWorkers(options: WorkerOptions): Workers {
     child = spawned;
     children.set(index, spawned);
     void spawned.exited.then((code) => {
-      options.cluster.detach(link);
+      options.cluster.detach(link, stopping ? undefined : 'exited');
       if (stopping) return;
       const young = performance.now() - startedAt < STABLE_MS;
       const next = young ? failures + 1 : 0;
       const delay = young ? backoffDelay(failures, RESTART_MIN_MS, RESTART_MAX_MS, Math.random) : 0;
-      options.log.error('worker exited unexpectedly; restarting it', { worker: index, code, inMs: delay });
+      if (killed) options.log.info('restarting the killed worker', { worker: index, inMs: delay });
+      else options.log.error('worker exited unexpectedly; restarting it', { worker: index, code, inMs: delay });
       const timer = setTimeout(() => {
         restarts.delete(timer);
         if (!stopping) start(index, next);

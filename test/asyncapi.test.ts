@@ -39,6 +39,16 @@ type Doc = {
 };
 const documentOf = (config: Config) => describeAsyncApi({ config, host: 'localhost:8080', version: '1.2.3' }) as Doc;
 
+const DURABLE = `[channels.ledger]
+description = "Payments"
+durable = true
+[channels.audit]
+durable = true
+retain = 500
+retain_seconds = 3600
+[channels.live]
+`;
+
 const CONFIGS: readonly (readonly [string, () => Promise<Config>])[] = [
   [
     'the shipped channels.toml (module, inline and raw channels, undeclared served raw)',
@@ -51,6 +61,7 @@ const CONFIGS: readonly (readonly [string, () => Promise<Config>])[] = [
   ['[auth] with an HS256 secret and no channels', () => configFrom('[auth]\nsecret_env = "JWT_SECRET"\n')],
   ['no channels at all: only the raw pattern and the multiplexed endpoint', () => configFrom('')],
   ['the module-schema fixture with undeclared refused', () => load(join(ROOT, 'test/fixtures/good.toml'))],
+  ['durable channels, with default and set retention', () => configFrom(DURABLE)],
 ];
 
 describe('the official AsyncAPI parser finds no error and no warning', () => {
@@ -102,6 +113,22 @@ describe('what the document says', () => {
     const secret = documentOf(await configFrom('[auth]\nsecret_env = "JWT_SECRET"\n'));
     expect(Object.keys(secret.components?.securitySchemes ?? {})).toEqual(['bearer', 'subprotocol']);
     expect(documentOf(await configFrom('')).components).toBeUndefined();
+  });
+
+  test('a durable channel says so, and its description says how much it keeps', async () => {
+    const doc = documentOf(await configFrom(DURABLE)) as Doc & {
+      channels: Record<string, { description?: string; 'x-pgws-durable': boolean }>;
+    };
+    expect(doc.channels['ledger']).toMatchObject({
+      description:
+        'Payments\n\nDurable: the newest 10000 messages, none older than 86400 s, are kept in the database for resume.',
+      'x-pgws-durable': true,
+    });
+    expect(doc.channels['audit']?.description).toBe(
+      'Durable: the newest 500 messages, none older than 3600 s, are kept in the database for resume.',
+    );
+    expect(doc.channels['live']?.description).toBeUndefined();
+    expect(doc.channels['live']?.['x-pgws-durable']).toBe(false);
   });
 
   test('the raw-channel pattern is there only while undeclared channels are served', async () => {

@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from '
 import postgres from 'postgres';
 import { type Browser, chromiumInstalled, launchBrowser } from './browser.ts';
 import { databaseUrl, startBridge, startOwnDatabase } from './harness.ts';
+import { installPgws } from './pgws.ts';
 import { spawnServer } from './process.ts';
 
 // Here, not only in test/setup.ts: bun:test's setDefaultTimeout is per file, and the preload's reaches only
@@ -178,6 +179,30 @@ describe.skipIf(!chromiumInstalled)('the console in Chromium', () => {
     await c.page.locator('#pub-schema summary').click();
     expect(JSON.parse((await c.page.locator('#pub-schema pre').textContent()) ?? '')).toEqual(JSON.parse(input ?? ''));
     await c.shot('schemas');
+  });
+
+  test('marks durable channels in the list with what they keep, and plain ones not at all', async () => {
+    // A durable channel needs pgws.send in the database the bridge reads.
+    await installPgws();
+    const ledger = `ledger_${tag}`;
+    const audit = `audit ${tag}`;
+    await using t = await startBridge(
+      `${TOML}\n[channels.${ledger}]\ndescription = "Payments, kept in the database"\ndurable = true\n` +
+        `[channels."${audit}"]\ndurable = true\nretain = 500\nretain_seconds = 3600\n`,
+    );
+    await using c = await browser.open(t.url);
+    const item = (name: string) => c.page.locator(`#channels > li[data-channel="${name}"]`);
+    expect(await item(ledger).locator('.badge.durable').textContent()).toBe('durable');
+    expect(await item(ledger).locator('.retention').textContent()).toBe('keeps 10,000 messages / 24 h');
+    expect(await item(ledger).locator('.retention').getAttribute('title')).toContain(
+      'the newest 10,000, none older than 24 h',
+    );
+    expect(await item(audit).locator('.retention').textContent()).toBe('keeps 500 messages / 1 h');
+    for (const plain of [ORDERS, STOCK]) {
+      expect(await item(plain).locator('.badge').allTextContents()).not.toContain('durable');
+      expect(await item(plain).locator('.retention').count()).toBe(0);
+    }
+    await c.shot('durable');
   });
 
   test('shows per channel how many payloads the bridge dropped as invalid, and why', async () => {

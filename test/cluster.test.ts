@@ -10,9 +10,10 @@ import { type Cutoff, createRevocations } from '../src/auth/revocations.ts';
 import { createSubjectCounter } from '../src/auth/slots.ts';
 import { ChannelLimitError } from '../src/base/errors.ts';
 import { createLogger } from '../src/base/log.ts';
+import { createStats } from '../src/base/stats.ts';
 import { createFollower } from '../src/cluster/follower.ts';
-import type { ToPrimary, ToWorker } from '../src/cluster/messages.ts';
-import { createCluster, type WorkerLink } from '../src/cluster/primary.ts';
+import type { ToPrimary, ToWorker, WorkerLink } from '../src/cluster/messages.ts';
+import { createCluster } from '../src/cluster/primary.ts';
 import type { ListenerState } from '../src/db/listener.ts';
 import { createQueries } from '../src/db/queries.ts';
 import type { WorkerSample } from '../src/observe/aggregate.ts';
@@ -53,6 +54,7 @@ function startFollower(options: { limited?: boolean } = {}) {
     state: (state, epochs) => void states.push([state, epochs]),
     delivered: (channel, frame, at) => void delivered.push([channel, frame, at]),
     cutoff: (cutoff) => void cutoffs.push(cutoff),
+    gap: (channel, at) => void delivered.push([channel, 'gap', at]),
   });
   const up = (pinned: (readonly [string, Snapshot])[] = []) => {
     follower.receive({ t: 'welcome', state: 'connecting', pinned });
@@ -155,12 +157,26 @@ describe("a worker's follower (no process, no database)", () => {
         ['a', 'one', 'Ea', 1],
         ['b', 'two', 'Eb', 7],
       ],
+      bytes: 2,
     });
-    follower.receive({ t: 'deliver', batch: [['a', 'three', 'Ea', 2]] });
+    follower.receive({ t: 'deliver', batch: [['a', 'three', 'Ea', 2]], bytes: 1 });
     expect(delivered).toEqual([
       ['a', 'one', { epoch: 'Ea', seq: 1 }],
       ['b', 'two', { epoch: 'Eb', seq: 7 }],
       ['a', 'three', { epoch: 'Ea', seq: 2 }],
+    ]);
+  });
+
+  test('acknowledges each deliver batch with its bytes once it has handed the deliveries on', () => {
+    const { follower, sent, delivered, up } = startFollower();
+    up();
+    const acks = () => sent.filter((message) => message.t === 'ack');
+    follower.receive({ t: 'deliver', batch: [['a', 'one', 'Ea', 1]], bytes: 70 });
+    expect([delivered.length, acks()]).toEqual([1, [{ t: 'ack', bytes: 70 }]]);
+    follower.receive({ t: 'deliver', batch: [['a', 'two', 'Ea', 2]], bytes: 71 });
+    expect(acks()).toEqual([
+      { t: 'ack', bytes: 70 },
+      { t: 'ack', bytes: 71 },
     ]);
   });
 
@@ -288,8 +304,11 @@ function fakeListener() {
   };
 }
 
-/** The primary with a fake listener and hub; `worker(i)` attaches a worker that has said hello. */
-function startPrimary(pinned: string[] = [], limit = 0) {
+/**
+ * The primary with a fake listener and hub; `worker(i)` attaches a worker that has said hello, over a link
+ * that records what it is sent and how often it is killed.
+ */
+function startPrimary(pinned: string[] = [], limit = 0, backlogBytes = 64 * 1024 * 1024) {
   const listener = fakeListener();
   const slots = createSubjectCounter(limit);
   const revocations = createRevocations(true);
@@ -302,6 +321,7 @@ function startPrimary(pinned: string[] = [], limit = 0) {
   const logs: string[] = [];
   const aggregated: (readonly [readonly WorkerSample[], boolean])[] = [];
   const clock = fakeClock();
+  const stats = createStats();
   const cluster = createCluster({
     listener,
     hub,
@@ -313,25 +333,35 @@ function startPrimary(pinned: string[] = [], limit = 0) {
       aggregated.push([samples, byWorker]);
       return `${samples.length} samples`;
     },
+    backlogBytes,
+    stats,
     log: createLogger({ level: 'debug', write: (line) => logs.push(line) }),
     clock,
   });
   const worker = (index: number) => {
     const inbox: ToWorker[] = [];
-    const link: WorkerLink = { index, send: (message) => void inbox.push(message) };
+    const killed: number[] = [];
+    const link: WorkerLink = {
+      index,
+      send: (message) => void inbox.push(message),
+      kill: () => void killed.push(index),
+    };
     const probe = `${PROBE}${index}`;
     cluster.attach(link);
     cluster.receive(link, { t: 'hello', probe });
     return {
       link,
       inbox,
+      killed,
       probe,
       say: (message: ToPrimary) => cluster.receive(link, message),
+      /** Acknowledges the last `deliver`, as a worker does once it has handed it on. */
+      ack: () => cluster.receive(link, { t: 'ack', bytes: inbox.findLast((m) => m.t === 'deliver')?.bytes ?? 0 }),
       /** What it was sent of type `t`. */
       got: <T extends ToWorker['t']>(t: T) => inbox.filter((m): m is Extract<ToWorker, { t: T }> => m.t === t),
     };
   };
-  return { cluster, listener, positions, logs, aggregated, clock, worker, slots, revocations };
+  return { cluster, listener, positions, logs, aggregated, clock, worker, slots, revocations, stats };
 }
 
 describe('the primary (no process, no database)', () => {
@@ -420,6 +450,7 @@ describe('the primary (no process, no database)', () => {
           ['history', 'h1', 'Ehistory', 1],
           ['a', 'a2', 'Ea', 2],
         ],
+        bytes: expect.any(Number),
       },
     ]);
     expect(two.got('deliver')).toEqual([
@@ -429,9 +460,12 @@ describe('the primary (no process, no database)', () => {
           ['b', 'b1', 'Eb', 1],
           ['history', 'h1', 'Ehistory', 1],
         ],
+        bytes: expect.any(Number),
       },
     ]);
-    expect(idle.got('deliver')).toEqual([{ t: 'deliver', batch: [['history', 'h1', 'Ehistory', 1]] }]);
+    expect(idle.got('deliver')).toEqual([
+      { t: 'deliver', batch: [['history', 'h1', 'Ehistory', 1]], bytes: expect.any(Number) },
+    ]);
   });
 
   test('never lets a control message overtake deliveries queued before it', async () => {
@@ -444,9 +478,66 @@ describe('the primary (no process, no database)', () => {
     cluster.forward('a', 'a1', { epoch: 'Ea', seq: 1 });
     cluster.probe(w.probe, 'canary');
     expect(w.inbox.slice(before)).toEqual([
-      { t: 'deliver', batch: [['a', 'a1', 'Ea', 1]] },
+      { t: 'deliver', batch: [['a', 'a1', 'Ea', 1]], bytes: expect.any(Number) },
       { t: 'probe', token: 'canary' },
     ]);
+  });
+
+  test('a worker that acknowledges what it is sent is never killed, however much passes through', async () => {
+    const { cluster, positions, worker, stats } = startPrimary([], 0, 65_536);
+    positions.set('a', { epoch: 'Ea', seq: 0 });
+    const w = worker(1);
+    w.say({ t: 'listen', id: 1, channel: 'a' });
+    await turn();
+    const frame = 'x'.repeat(10_000);
+    for (let seq = 1; seq <= 100; seq++) {
+      cluster.forward('a', frame, { epoch: 'Ea', seq });
+      await turn();
+      w.ack();
+    }
+    // A million bytes through a 64 KiB bound.
+    expect(w.got('deliver').map((message) => message.batch[0]?.[3])).toEqual(
+      Array.from({ length: 100 }, (_, i) => i + 1),
+    );
+    expect([w.killed, stats.workerRestarts.get('backlog')]).toEqual([[], undefined]);
+  });
+
+  test('a worker past worker_backlog_bytes unacknowledged is killed once, logged, counted and released, and sent nothing more', async () => {
+    const { cluster, listener, positions, logs, worker, stats } = startPrimary([], 0, 65_536);
+    positions.set('a', { epoch: 'Ea', seq: 0 });
+    const [stuck, reading] = [worker(1), worker(2)];
+    stuck.say({ t: 'listen', id: 1, channel: 'a' });
+    reading.say({ t: 'listen', id: 1, channel: 'a' });
+    await turn();
+    const frame = 'x'.repeat(10_000);
+    for (let seq = 1; seq <= 10; seq++) {
+      cluster.forward('a', frame, { epoch: 'Ea', seq });
+      await turn();
+      reading.ack();
+    }
+    expect(stuck.killed).toEqual([1]);
+    // Seven deliveries of about 10 kB pass 65,536 bytes; the eighth finds the bound passed and is not sent.
+    expect(stuck.got('deliver')).toHaveLength(7);
+    const lines = logs.filter((line) => line.includes('worker stopped reading its deliveries'));
+    expect(lines).toHaveLength(1);
+    expect(JSON.parse(lines[0] ?? '{}')).toMatchObject({ level: 'error', worker: 1, limit: 65_536 });
+    expect(JSON.parse(lines[0] ?? '{}').bytes).toBeGreaterThan(65_536);
+    expect(listener.released.sort()).toEqual(['a', stuck.probe].sort());
+    expect(stats.workerRestarts.get('backlog')).toBe(1);
+    const sent = stuck.inbox.length;
+    expect(cluster.probe(stuck.probe, 'canary')).toBe(false);
+    // Its process exiting detaches it again (workers.ts): nothing more is released or counted.
+    cluster.detach(stuck.link, 'exited');
+    expect([stuck.inbox.length, stuck.killed, stats.workerRestarts.get('exited')]).toEqual([sent, [1], undefined]);
+    expect(reading.got('deliver')).toHaveLength(10);
+  });
+
+  test('counts a worker that exits as restarted, and one detached at shutdown not at all', () => {
+    const { cluster, worker, stats } = startPrimary();
+    const [crashed, stopped] = [worker(1), worker(2)];
+    cluster.detach(crashed.link, 'exited');
+    cluster.detach(stopped.link);
+    expect([...stats.workerRestarts]).toEqual([['exited', 1]]);
   });
 
   test("hands a notification on a worker's probe channel to that worker alone", async () => {

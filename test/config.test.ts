@@ -17,7 +17,7 @@ describe('a config that fails', () => {
     ['top-level.toml', 'top-level.toml: sever: unknown key (allowed here: server, database, auth, channels)'],
     [
       'unknown-key.toml',
-      'unknown-key.toml: server.max_conections: unknown key (allowed here: host, port, unknown_channels, max_connections, max_channels, max_message_bytes, max_payload_bytes, slow_consumer_bytes, idle_timeout, workers, publish_rate, max_subscriptions, allowed_origins)',
+      'unknown-key.toml: server.max_conections: unknown key (allowed here: host, port, unknown_channels, max_connections, max_channels, max_message_bytes, max_payload_bytes, slow_consumer_bytes, idle_timeout, workers, worker_backlog_bytes, publish_rate, max_subscriptions, allowed_origins)',
     ],
     [
       'channel-key.toml',
@@ -25,6 +25,10 @@ describe('a config that fails', () => {
     ],
     ['wrong-type.toml', 'wrong-type.toml: server.port: Invalid type: Expected number but received "eighty"'],
     ['out-of-range.toml', 'out-of-range.toml: server.port: Invalid value: Expected <=65535 but received 70000'],
+    [
+      'backlog-small.toml',
+      'backlog-small.toml: server.worker_backlog_bytes: Invalid value: Expected >=65536 but received 4096',
+    ],
     [
       'bad-mode.toml',
       'bad-mode.toml: server.unknown_channels: Invalid type: Expected ("raw" | "reject") but received "drop"',
@@ -99,6 +103,7 @@ describe('a config that loads', () => {
       slowConsumerBytes: 1024 * 1024,
       idleTimeout: 60,
       workers: 1,
+      workerBacklogBytes: 64 * 1024 * 1024,
       publishRate: 20,
       maxSubscriptions: 100,
       allowedOrigins: [],
@@ -142,5 +147,18 @@ describe('a config that loads', () => {
     const config = await parseConfig(readFileSync(file, 'utf8'), file);
     expect([...config.channels.keys()]).toEqual(['orders', 'inventory', 'chat room']);
     expect(config.server.port).toBe(8080);
+  });
+
+  test('the durable channel shown commented out in the shipped channels.toml loads, with the defaults it shows', async () => {
+    const file = join(import.meta.dir, '..', 'channels.toml');
+    const lines = readFileSync(file, 'utf8').split('\n');
+    const start = lines.indexOf('# [channels.ledger]');
+    const end = lines.findIndex((line, i) => i > start && !/^# [\w[]/.test(line));
+    const example = lines.slice(start, end).map((line) => line.slice(2));
+    expect(example.length).toBe(4);
+    const shown = await parseConfig(example.join('\n'), file);
+    const defaults = await parseConfig('[channels.ledger]\ndurable = true\n', file);
+    expect(shown.channels.get('ledger')).toMatchObject({ durable: true, retain: 10_000, retainSeconds: 86_400 });
+    expect(shown.channels.get('ledger')).toEqual(defaults.channels.get('ledger') as never);
   });
 });

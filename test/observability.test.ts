@@ -121,6 +121,7 @@ describe('GET /channels', () => {
         schema: Record<string, unknown> | null;
         publish: boolean;
         history: number;
+        durable: boolean;
       }>;
     };
 
@@ -151,6 +152,24 @@ describe('GET /channels', () => {
       { name: 'quiet', publish: false, history: 0, open: false },
     ]);
     expect((await document()).channels.every((c) => c.publish === false && c.history === 0)).toBe(true);
+  });
+
+  test('says per channel whether it is durable, and on durable ones how many messages and seconds it keeps', async () => {
+    const config = await configFrom(
+      '[channels.ledger]\ndurable = true\n[channels.audit]\ndurable = true\nretain = 500\nretain_seconds = 3600\n[channels.live]\n',
+    );
+    const published = JSON.parse(JSON.stringify(describeChannels(config).channels)) as Array<Record<string, unknown>>;
+    expect(
+      published.map(({ name, durable, retain, retain_seconds }) => ({ name, durable, retain, retain_seconds })),
+    ).toEqual([
+      { name: 'ledger', durable: true, retain: 10_000, retain_seconds: 86_400 },
+      { name: 'audit', durable: true, retain: 500, retain_seconds: 3600 },
+      { name: 'live', durable: false, retain: undefined, retain_seconds: undefined },
+    ]);
+    // A plain channel has no retention to speak of: the keys are absent, not null.
+    expect(Object.keys(published[2] ?? {})).not.toContain('retain');
+    const served = (await document()).channels;
+    expect(served.every((c) => c.durable === false && !('retain' in c) && !('retain_seconds' in c))).toBe(true);
   });
 
   test.each([

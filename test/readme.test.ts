@@ -4,11 +4,13 @@
  */
 import { describe, expect, setDefaultTimeout, test } from 'bun:test';
 import { join } from 'node:path';
+import * as v from 'valibot';
 import { ErrorCode, ErrorStatus } from '../src/base/codes.ts';
 import { CutoffReasons, ReferenceProblems, RevocationRefusals } from '../src/base/reasons.ts';
 import { Refusals } from '../src/base/refusals.ts';
 import { Spans } from '../src/base/trace.ts';
 import { Closes, Transports } from '../src/base/wire.ts';
+import { AuthSection, ChannelSection, DatabaseSection, ServerSection } from '../src/config/sections.ts';
 import { INSTALL_SQL } from '../src/db/script.ts';
 import { EVENTS, triggerSql } from '../src/db/trigger.ts';
 import { METRICS } from '../src/observe/table.ts';
@@ -78,6 +80,25 @@ describe('README tables follow the code', () => {
   test('the trigger SQL shown is what `bun run trigger --table orders --channel orders` prints', () => {
     const shown = triggerSql({ schema: 'public', table: 'orders', channel: 'orders', events: EVENTS });
     expect(readme).toContain(`\`\`\`sql\n${shown}\`\`\``);
+  });
+
+  const SECTIONS = {
+    server: ServerSection,
+    database: DatabaseSection,
+    auth: AuthSection,
+    'channels.NAME': ChannelSection,
+  };
+  test.each(
+    Object.entries(SECTIONS).flatMap(([section, schema]) =>
+      Object.entries(schema.entries).map(([key, entry]) => [`[${section}] ${key}`, entry] as const),
+    ),
+  )('config key %s has its row in the channels.toml table with its default', (key, entry) => {
+    const value: unknown = v.getDefault(entry);
+    expect(
+      rows.some((row) =>
+        row.startsWith(`| \`${key}\` | ${value === undefined ? 'none' : `\`${JSON.stringify(value)}\``} |`),
+      ),
+    ).toBe(true);
   });
 
   test('every metric the README lists exists', () => {

@@ -77,6 +77,10 @@ function fakeListener(hub: Hub) {
         if (fake.pgws) published.push([channel, `pgws.notify: ${Buffer.byteLength(payload)} bytes`]);
         return fake.pgws;
       },
+      async send(channel: string, payload: string) {
+        published.push([channel, `pgws.send: ${payload}`]);
+        return { ok: true as const, value: published.length };
+      },
     },
     /** Completes the LISTEN of `channel` (a microtask later, as postgres.js would). */
     async settle(channel: string) {

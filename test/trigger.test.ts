@@ -1,12 +1,15 @@
 /**
  * The trigger generator: quoting and names without a database, then the generated SQL on real tables
- * with awkward names (quotes, spaces, uppercase, unicode) for every event, and `bun run trigger` itself.
+ * with awkward names (quotes, spaces, uppercase, unicode) for every event, the durable trigger's stored
+ * messages, and `bun run trigger` itself.
  */
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from 'bun:test';
 import { join } from 'node:path';
 import postgres from 'postgres';
 import { UsageError } from '../src/base/errors.ts';
+import { parseConfig } from '../src/config/load.ts';
 import {
+  durableDeclaration,
   EVENTS,
   mismatch,
   parseColumns,
@@ -18,7 +21,7 @@ import {
   triggerSql,
 } from '../src/db/trigger.ts';
 import { databaseUrl, uniqueChannel, within } from './harness.ts';
-import { installPgws } from './pgws.ts';
+import { installPgws, scratchDatabase } from './pgws.ts';
 
 // Here, not only in test/setup.ts: bun:test's setDefaultTimeout is per file, and the preload's reaches only the first.
 setDefaultTimeout(60_000);
@@ -89,6 +92,28 @@ describe('quoting and names (no database)', () => {
   ])('refuses %s with a usage error', (_, run, message) => {
     expect(run).toThrow(UsageError);
     expect(run).toThrow(message);
+  });
+
+  test('a durable trigger stores through pgws.send, not pgws.notify, and its header says what to declare', () => {
+    const sql = triggerSql(spec({ channel: 'chat room', durable: true }));
+    expect(sql).toContain("PERFORM pgws.send('chat room', json_build_object(");
+    expect(sql).not.toContain('pgws.notify');
+    expect(sql).toContain('on durable channel "chat room"');
+    expect(sql).toContain('channels.toml has [channels."chat room"] durable = true.');
+    // The same names as the plain trigger: running one replaces the other.
+    expect(sql).toContain('CREATE OR REPLACE TRIGGER "pgws_notify_chat room"');
+  });
+
+  test.each([
+    ['a bare name', 'orders'],
+    ['a space', 'chat room'],
+    ['quotes and a backslash', 'say "hi" \\o/'],
+    ['a newline and DEL', 'a\nb\u007fc'],
+    ['unicode', 'заказы 🚀'],
+  ])('the declaration it asks for, with %s, is TOML that declares that channel durable', async (_, channel) => {
+    const config = await parseConfig(durableDeclaration(channel), 'channels.toml');
+    expect([...config.channels.keys()]).toEqual([channel]);
+    expect(config.channels.get(channel)?.durable).toBe(true);
   });
 
   test('events are read in any order and case, and kept in table order', () => {
@@ -206,6 +231,68 @@ describe('the generated trigger on a real table', () => {
     expect((await t.change()).length).toBe(1);
   });
 
+  describe('durable', () => {
+    const channels: string[] = [];
+    afterAll(async () => {
+      await sql`DELETE FROM pgws.messages WHERE channel = ANY (${channels})`;
+      await sql`DELETE FROM pgws.streams WHERE channel = ANY (${channels})`;
+    });
+    /** A table with the durable trigger on a channel of its own; `stored()` reads back the channel's messages. */
+    async function durableTable(name: string, extra: Partial<TriggerSpec> = {}) {
+      const channel = uniqueChannel('durable');
+      channels.push(channel);
+      const target = `${quoteIdent(schema)}.${quoteIdent(name)}`;
+      await sql.unsafe(`CREATE TABLE ${target} (id int PRIMARY KEY, "Note" text)`);
+      await sql.unsafe(triggerSql({ schema, table: name, channel, events: EVENTS, durable: true, ...extra })).simple();
+      const stored = async () =>
+        (
+          await sql<{ seq: string; payload: string }[]>`
+            SELECT seq::text, payload FROM pgws.messages WHERE channel = ${channel} ORDER BY seq`
+        ).map((row) => ({ seq: Number(row.seq), ...JSON.parse(row.payload) }));
+      return { channel, target, stored };
+    }
+
+    test('stores the committed changes as consecutive messages, and nothing of a rolled-back transaction', async () => {
+      const t = await durableTable('Durable "Orders"');
+      await sql.begin(async (tx) => {
+        await tx.unsafe(`INSERT INTO ${t.target} VALUES (1, 'first'), (2, 'second')`);
+      });
+      const rolledBack = sql.begin(async (tx) => {
+        await tx.unsafe(`INSERT INTO ${t.target} VALUES (3, 'rolled back')`);
+        await tx.unsafe(`UPDATE ${t.target} SET "Note" = 'rolled back too' WHERE id = 1`);
+        throw new Error('roll back');
+      });
+      await expect(rolledBack).rejects.toThrow('roll back');
+      await sql.begin(async (tx) => {
+        await tx.unsafe(`UPDATE ${t.target} SET "Note" = 'changed' WHERE id = 2`);
+        await tx.unsafe(`DELETE FROM ${t.target} WHERE id = 1`);
+      });
+      const change = (seq: number, type: string, id: number, Note: string) => ({
+        seq,
+        table: 'Durable "Orders"',
+        schema,
+        type,
+        row: { id, Note },
+      });
+      expect(await t.stored()).toEqual([
+        change(1, 'INSERT', 1, 'first'),
+        change(2, 'INSERT', 2, 'second'),
+        change(3, 'UPDATE', 2, 'changed'),
+        change(4, 'DELETE', 1, 'first'),
+      ]);
+    });
+
+    test('--columns and --events apply to the stored messages as to notifications', async () => {
+      const t = await durableTable('Durable Columns', { columns: ['Note'], events: ['update'] });
+      await sql.unsafe(`INSERT INTO ${t.target} VALUES (1, 'new')`);
+      await sql.unsafe(`UPDATE ${t.target} SET "Note" = 'changed'`);
+      await sql.unsafe(`DELETE FROM ${t.target}`);
+      expect((await t.stored()).map(({ seq, type, row }) => ({ seq, type, row }))).toEqual([
+        { seq: 1, type: 'UPDATE', row: { Note: 'changed' } },
+      ]);
+    });
+  });
+
   describe('bun run trigger', () => {
     beforeAll(async () => {
       await sql.unsafe(`CREATE TABLE ${quoteIdent(schema)}."Checked" (id int, "Note" text)`);
@@ -223,6 +310,28 @@ describe('the generated trigger on a real table', () => {
       const result = run(['--table', 'No Such', '--channel', 'c', '--schema', 's', '--events', 'delete']);
       expect(result.code).toBe(0);
       expect(result.stdout).toBe(triggerSql({ schema: 's', table: 'No Such', channel: 'c', events: ['delete'] }));
+    });
+
+    test('--durable prints the pgws.send trigger, and on stderr the declaration channels.toml needs', () => {
+      const result = run(['--table', 'orders', '--channel', 'chat room', '--durable']);
+      expect(result.code).toBe(0);
+      expect(result.stdout).toBe(triggerSql(spec({ channel: 'chat room', durable: true })));
+      expect(result.stderr).toBe(
+        'trigger: note: the bridge delivers these messages only if channels.toml declares the channel durable: [channels."chat room"] durable = true\n',
+      );
+    });
+
+    test('a plain trigger prints no note', () => {
+      expect(run(['--table', 'orders', '--channel', 'orders']).stderr).toBe('');
+    });
+
+    test.each([['--help'], ['-h']])('%s prints the usage with --durable and exits 0', (flag) => {
+      const result = run([flag]);
+      expect(result.code).toBe(0);
+      expect(result.stdout).toStartWith('usage: bun run trigger --table T --channel C');
+      expect(result.stdout).toContain('--durable       store each change with pgws.send');
+      expect(result.stdout).toContain('durable = true');
+      expect(result.stderr).toBe('');
     });
 
     test.each([
@@ -252,6 +361,38 @@ describe('the generated trigger on a real table', () => {
       const result = run(args, { DATABASE_URL: databaseUrl() });
       expect(result).toMatchObject({ code: 0, stdout: '' });
       expect(((await t.change()) as Array<{ type: string }>).map((p) => p.type)).toEqual(['INSERT']);
+    });
+
+    test('--durable --apply creates the trigger that stores messages, and names the declaration', async () => {
+      const channel = uniqueChannel('apply_durable');
+      await sql.unsafe(`CREATE TABLE ${quoteIdent(schema)}."Applied Durable" (id int)`);
+      const args = ['--table', 'Applied Durable', '--schema', schema, '--channel', channel, '--durable', '--apply'];
+      const result = run(args, { DATABASE_URL: databaseUrl() });
+      expect(result).toMatchObject({ code: 0, stdout: '' });
+      expect(result.stderr).toContain(`for durable channel "${channel}"`);
+      expect(result.stderr).toContain(`[channels.${channel}] durable = true`);
+      try {
+        await sql.unsafe(`INSERT INTO ${quoteIdent(schema)}."Applied Durable" VALUES (7), (8)`);
+        const rows =
+          await sql`SELECT seq::int, payload::json -> 'row' AS row FROM pgws.messages WHERE channel = ${channel} ORDER BY seq`;
+        expect(rows.map((r) => ({ ...r }))).toEqual([
+          { seq: 1, row: { id: 7 } },
+          { seq: 2, row: { id: 8 } },
+        ]);
+      } finally {
+        await sql`DELETE FROM pgws.messages WHERE channel = ${channel}`;
+        await sql`DELETE FROM pgws.streams WHERE channel = ${channel}`;
+      }
+    });
+
+    test('--durable --apply on a database without pgws.send exits 2 and says to run bun run sql', async () => {
+      await using db = await scratchDatabase();
+      await db.sql`CREATE TABLE t (id int)`;
+      const result = run(['--table', 't', '--channel', 'c', '--durable', '--apply'], { DATABASE_URL: db.url });
+      expect(result.code).toBe(2);
+      expect(result.stderr).toBe(
+        'trigger: pgws.send is not installed in this database: run `bun run sql | psql "$DATABASE_URL"` first\n',
+      );
     });
   });
 });

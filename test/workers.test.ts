@@ -7,9 +7,9 @@
 import { describe, expect, setDefaultTimeout, test } from 'bun:test';
 import postgres from 'postgres';
 import { connect } from './client.ts';
-import { databaseUrl, uniqueChannel, waitFor, within } from './harness.ts';
+import { databaseUrl, metricIn, uniqueChannel, waitFor, within } from './harness.ts';
 import { connectMux } from './mux.ts';
-import { type ServerProcess, spawnServer } from './process.ts';
+import { freshGet, type ServerProcess, spawnServer } from './process.ts';
 import { acceptedConnections, alive, listeningProcesses } from './sockets.ts';
 
 // Per file: bun:test's default timeout is per file, so test/setup.ts's call reaches only the first one.
@@ -154,6 +154,8 @@ describe('workers', () => {
     const restarted = now.filter((pid) => !pids.includes(pid));
     expect(restarted).toHaveLength(1);
     expect(server.lines.some((line) => line.includes('worker exited unexpectedly; restarting it'))).toBe(true);
+    const metrics = await freshGet(server.url, '/metrics');
+    expect(metricIn(metrics, 'pgws_worker_restarts_total', { reason: 'exited' })).toBe(1);
     const onRestarted = await openUntil(
       server,
       channel,
@@ -164,5 +166,55 @@ describe('workers', () => {
     await notify(channel, 'after the restart');
     for (const client of [...kept, ...back, ...onRestarted]) expect(await client.next()).toBe('after the restart');
     expect(await within(server.signal('SIGTERM'), SHUTDOWN_DEADLINE_MS, 'exit')).toBe(0);
+  });
+});
+
+/** A payload of the test's JSON notifications: a plain client gets its text, a multiplexed one the value. */
+const payloadOf = (frame: unknown) => (typeof frame === 'string' ? JSON.parse(frame) : frame) as { n: number };
+
+describe('a worker that stops reading', () => {
+  test('is killed once the primary holds more than worker_backlog_bytes for it and is replaced, while the clients of the other process receive everything', async () => {
+    // History pins the channel: every worker follows it, whether or not a client of its own holds it.
+    const channel = uniqueChannel('backlog');
+    const toml = `[server]\nworkers = 2\nworker_backlog_bytes = 65536\n[channels."${channel}"]\nhistory = 1\n`;
+    await using server = await spawnServer({ toml, env: { DATABASE_URL: databaseUrl() } });
+    const primary = server.process.pid;
+    const pids = await serving(server, '2 processes to listen', (listening) => listening.length === 2);
+    const stuck = pids.find((pid) => pid !== primary) ?? 0;
+    const clients = await openUntil(
+      server,
+      channel,
+      (c) => c.some((x) => x.pid === primary),
+      'a client on the primary',
+    );
+    const onPrimary = clients.filter((client) => client.pid === primary);
+    const sql = postgres(databaseUrl(), { max: 1, onnotice: () => {} });
+    process.kill(stuck, 'SIGSTOP');
+    try {
+      // 40 notifications of about 4 kB each: past 64 KiB after some 16.
+      const sent = Array.from({ length: 40 }, (_, n) => ({ n, pad: 'x'.repeat(4000) }));
+      for (const payload of sent) await sql`SELECT pg_notify(${channel}, ${JSON.stringify(payload)})`;
+      for (const client of onPrimary) {
+        const got: number[] = [];
+        for (const _ of sent) got.push(payloadOf(await client.next()).n);
+        expect(got).toEqual(sent.map((payload) => payload.n));
+      }
+      await waitFor(() => !alive(stuck), 10_000, 'the stopped worker to be killed');
+      const logged = server.lines.filter((line) => line.includes('worker stopped reading its deliveries'));
+      expect(logged).toHaveLength(1);
+      const line = JSON.parse(logged[0] ?? '{}') as { level: string; worker: number; bytes: number };
+      expect([line.level, line.worker, line.bytes > 65_536]).toEqual(['error', 1, true]);
+      await serving(
+        server,
+        'a new worker in place of the killed one',
+        (now) => now.length === 2 && !now.includes(stuck),
+      );
+      const metrics = await freshGet(server.url, '/metrics');
+      expect(metricIn(metrics, 'pgws_worker_restarts_total', { reason: 'backlog' })).toBe(1);
+      expect(metricIn(metrics, 'pgws_worker_restarts_total', { reason: 'exited' })).toBe(0);
+    } finally {
+      if (alive(stuck)) process.kill(stuck, 'SIGCONT');
+      await sql.end();
+    }
   });
 });

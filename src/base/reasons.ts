@@ -1,7 +1,7 @@
 /**
  * Why something did not go through, as an operator counts it: the label sets of
  * `pgws_notifications_invalid_total` (references), `pgws_publishes_total`, `pgws_auth_failures_total`,
- * `pgws_subject_cutoffs_total` and `pgws_revocation_refusals_total`.
+ * `pgws_subject_cutoffs_total`, `pgws_revocation_refusals_total` and `pgws_worker_restarts_total`.
  * A leaf, so the layer that decides and the exporter that counts share one spelling.
  */
 
@@ -40,3 +40,13 @@ export const RevocationRefusals = {
 
 /** One of {@link RevocationRefusals}. */
 export type RevocationRefusal = keyof typeof RevocationRefusals;
+
+/** Why the primary started a worker again (`[server] workers > 1`): the `reason` in `pgws_worker_restarts_total`. */
+export const WorkerRestartReasons = {
+  exited: 'the worker exited without being asked to (a crash, the OOM killer, a signal from outside)',
+  backlog:
+    'the worker left more than `[server] worker_backlog_bytes` of deliveries unacknowledged (it stopped reading), so the primary killed it',
+} as const;
+
+/** One of {@link WorkerRestartReasons}. */
+export type WorkerRestartReason = keyof typeof WorkerRestartReasons;

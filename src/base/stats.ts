@@ -4,7 +4,14 @@
  */
 
 import type { ErrorCode } from './codes.ts';
-import type { AuthFailure, CutoffReason, PublishOutcome, ReferenceProblem, RevocationRefusal } from './reasons.ts';
+import type {
+  AuthFailure,
+  CutoffReason,
+  PublishOutcome,
+  ReferenceProblem,
+  RevocationRefusal,
+  WorkerRestartReason,
+} from './reasons.ts';
 import type { RefusalLabel } from './refusals.ts';
 import type { CloseMetricLabel, HeldTransport, Transport } from './wire.ts';
 
@@ -25,6 +32,21 @@ export interface ChannelStats {
   subscribers: number;
 }
 
+/** The durable channels' counters of one process. */
+export interface DurableStats {
+  /** Rows read from `pgws.messages` by the instance's reader (each once per instance). */
+  rowsRead: number;
+  /** Rows read while catching up after a (re)connect, and the seconds those catch-ups took. */
+  catchUpRows: number;
+  catchUpSeconds: number;
+  /** Pages of a resume or a `last` read from the table (resumes the cache could not serve). */
+  tablePages: number;
+  /** Resumes and `last` subscribes served (in part) from the table. */
+  tableReplays: number;
+  /** Rows deleted by retention. */
+  deleted: number;
+}
+
 /** All counters of one process. */
 export interface Stats {
   readonly channels: Map<string, ChannelStats>;
@@ -36,6 +58,8 @@ export interface Stats {
   readonly cutoffs: Map<CutoffReason, number>;
   /** Tokens refused because a revocation covers them, by why. */
   readonly revocationRefusals: Map<RevocationRefusal, number>;
+  /** Workers the primary started again, by why (only the primary's counts: it restarts them). */
+  readonly workerRestarts: Map<WorkerRestartReason, number>;
   /** Resumes (subscribes with `since`) answered, by whether they were recovered. */
   readonly replays: { recovered: number; notRecovered: number };
   /** Open sockets and streams, upgrades and streams being admitted included: what `max_connections` caps. */
@@ -44,6 +68,8 @@ export interface Stats {
   readonly open: Readonly<Record<HeldTransport, number>>;
   /** `gap` frames sent (one per multiplexed subscription per broken stream). */
   gaps: number;
+  /** Durable channels (docs/PROTOCOL.md "Durable channels"): their rows read, caught up, replayed, deleted. */
+  readonly durable: DurableStats;
   /** Stored payloads (pgws.payloads) deleted by the TTL sweep. */
   payloadsExpired: number;
   /** The counters of a channel, created on first use. */
@@ -58,6 +84,7 @@ export interface Stats {
   authFailure(reason: AuthFailure): void;
   cutoff(reason: CutoffReason): void;
   revocationRefusal(reason: RevocationRefusal): void;
+  workerRestart(reason: WorkerRestartReason): void;
   /** Stored payloads deleted by a sweep. */
   expired(rows: number): void;
 }
@@ -81,6 +108,7 @@ export function createStats(): Stats {
   let connections = 0;
   const cutoffs = new Map<CutoffReason, number>();
   const revocationRefusals = new Map<RevocationRefusal, number>();
+  const workerRestarts = new Map<WorkerRestartReason, number>();
   const count = <K>(map: Map<K, number>, key: K) => map.set(key, (map.get(key) ?? 0) + 1);
   const countBy = <T, K>(map: Map<T, Map<K, number>>, transport: T, key: K) => {
     let counts = map.get(transport);
@@ -98,12 +126,14 @@ export function createStats(): Stats {
     authFailures,
     cutoffs,
     revocationRefusals,
+    workerRestarts,
     replays: { recovered: 0, notRecovered: 0 },
     get connections() {
       return connections;
     },
     open,
     gaps: 0,
+    durable: { rowsRead: 0, catchUpRows: 0, catchUpSeconds: 0, tablePages: 0, tableReplays: 0, deleted: 0 },
     payloadsExpired: 0,
     channel(name) {
       let stats = channels.get(name);
@@ -134,6 +164,7 @@ export function createStats(): Stats {
     authFailure: (reason) => count(authFailures, reason),
     cutoff: (reason) => count(cutoffs, reason),
     revocationRefusal: (reason) => count(revocationRefusals, reason),
+    workerRestart: (reason) => count(workerRestarts, reason),
     expired(rows) {
       this.payloadsExpired += rows;
     },

@@ -22,6 +22,12 @@ export interface ChannelDescription {
   readonly history: number;
   /** Readable without a token when `[auth]` is on. */
   readonly public: boolean;
+  /** Whether messages are rows of the database (`[channels.NAME] durable`), kept for resume after a restart. */
+  readonly durable: boolean;
+  /** On durable channels only: the newest messages kept (`retain`). */
+  readonly retain?: number;
+  /** On durable channels only: the age in seconds past which messages go (`retain_seconds`). */
+  readonly retain_seconds?: number;
   /** Kept for existing readers: `input` for inline schemas, `output` for module schemas. */
   readonly schema: Record<string, unknown> | null;
   /** What a payload (a NOTIFY, or a publish) must look like. */
@@ -46,6 +52,9 @@ export function describeChannels(config: Pick<Config, 'channels' | 'server'>): C
       publish: channel.publish,
       history: channel.history,
       public: channel.public,
+      durable: channel.durable,
+      // Retention means nothing on a channel that keeps no rows: absent there, as in channels.toml.
+      ...(channel.durable ? { retain: channel.retain, retain_seconds: channel.retainSeconds } : {}),
     };
     if (source?.kind === 'inline') {
       const input = { $schema: DIALECT, ...source.definition };

@@ -48,6 +48,8 @@ export interface FollowerEvents extends ListenerEvents {
   delivered(channel: string, frame: string, at: Position): void;
   /** A cut-off the primary read from the control channel. */
   cutoff(cutoff: Cutoff): void;
+  /** A durable channel's rows up to `at.seq` are gone unread: its subscribers get a `gap`. */
+  gap(channel: string, at: Position): void;
 }
 
 /** The worker's listener, fed by the primary's messages through `receive`. */
@@ -169,7 +171,10 @@ export function createFollower(options: FollowerOptions): Follower {
           return listened(message);
         case 'deliver':
           for (const [channel, frame, epoch, seq] of message.batch) events?.delivered(channel, frame, { epoch, seq });
-          return;
+          // Handed to the sockets (Bun buffers what they have not read): the primary may count it as read.
+          return options.send({ t: 'ack', bytes: message.bytes });
+        case 'gap':
+          return events?.gap(message.channel, { epoch: message.epoch, seq: message.seq });
         case 'probe':
           return events?.notification(options.probeChannel, message.token);
         case 'sample':

@@ -25,8 +25,13 @@ export type ToWorker =
       /** Set when the error is the instance's `max_channels`, which it then names. */
       readonly maxChannels?: number;
     }
-  /** Deliveries in commit order, batched per read from the LISTEN connection. */
-  | { readonly t: 'deliver'; readonly batch: readonly Delivery[] }
+  /** A durable channel's rows up to `seq` were deleted before they were read: its subscribers get a `gap`. */
+  | { readonly t: 'gap'; readonly channel: string; readonly epoch: string; readonly seq: number }
+  /**
+   * Deliveries in commit order, batched per read from the LISTEN connection. `bytes` is the primary's
+   * estimate of their size, which the worker's `ack` hands back (`outbox.ts`).
+   */
+  | { readonly t: 'deliver'; readonly batch: readonly Delivery[]; readonly bytes: number }
   /** The worker's readiness probe came back through the LISTEN connection. */
   | { readonly t: 'probe'; readonly token: string }
   /** The primary asks for this worker's metrics (prom-client's JSON form). */
@@ -51,7 +56,17 @@ export type ToPrimary =
   /** A connection of `subject` is opening on the worker: one of the instance's slots, if it has one left. */
   | { readonly t: 'claim'; readonly id: number; readonly subject: string }
   /** A connection that held a slot of `subject` closed. */
-  | { readonly t: 'unclaim'; readonly subject: string };
+  | { readonly t: 'unclaim'; readonly subject: string }
+  /** A `deliver` was handed to the worker's clients: its `bytes`, so the primary counts them as read. */
+  | { readonly t: 'ack'; readonly bytes: number };
+
+/** How the primary reaches one worker (Bun's IPC channel and the process, both `workers.ts`'s). */
+export interface WorkerLink {
+  readonly index: number;
+  send(message: ToWorker): void;
+  /** Ends the worker at once (SIGKILL); `workers.ts` starts it again as after any exit. */
+  kill(): void;
+}
 
 /** How a worker talks to its primary (Bun's IPC channel, from `main.ts`). */
 export interface WorkerRole {

@@ -14,19 +14,16 @@ import type { SubjectCounter } from '../auth/slots.ts';
 import { type Clock, systemClock } from '../base/clock.ts';
 import { ChannelLimitError } from '../base/errors.ts';
 import type { Logger } from '../base/log.ts';
+import type { WorkerRestartReason } from '../base/reasons.ts';
+import type { Stats } from '../base/stats.ts';
 import type { Listener, ListenerState } from '../db/listener.ts';
-import type { WorkerSample } from '../observe/aggregate.ts';
+import { aggregateMetrics, type WorkerSample } from '../observe/aggregate.ts';
 import type { Position } from '../protocol/history.ts';
 import type { Hub } from '../protocol/hub.ts';
 import { createLedger } from './claims.ts';
-import type { Delivery, ToPrimary, ToWorker } from './messages.ts';
+import type { ToPrimary, ToWorker, WorkerLink } from './messages.ts';
+import { createOutbox, type Outbox } from './outbox.ts';
 import { createSampler } from './samples.ts';
-
-/** One worker as the primary reaches it. */
-export interface WorkerLink {
-  readonly index: number;
-  send(message: ToWorker): void;
-}
 
 /** Options of {@link createCluster}. */
 export interface ClusterOptions {
@@ -41,8 +38,12 @@ export interface ClusterOptions {
   revocations: Pick<Revocations, 'current' | 'rows'>;
   /** This process's own metrics, in the form `aggregate` takes. */
   sample(): Promise<unknown>;
-  /** Every process's metrics as one exposition text; per worker when `byWorker`. */
-  aggregate(samples: readonly WorkerSample[], byWorker: boolean): Promise<string>;
+  /** Every process's metrics as one exposition text; per worker when `byWorker` (`aggregateMetrics` by default). */
+  aggregate?: ((samples: readonly WorkerSample[], byWorker: boolean) => Promise<string>) | undefined;
+  /** `[server] worker_backlog_bytes`: a worker leaving more deliveries than this unacknowledged is killed. */
+  backlogBytes: number;
+  /** Where restarts of workers are counted. */
+  stats: Pick<Stats, 'workerRestart'>;
   log: Logger;
   /** Times the wait for workers' metrics samples (the real clock by default). */
   clock?: Clock | undefined;
@@ -51,13 +52,18 @@ export interface ClusterOptions {
 /** The primary's view of its workers. */
 export interface Cluster {
   attach(link: WorkerLink): void;
-  /** The worker is gone: everything it held is released. */
-  detach(link: WorkerLink): void;
+  /**
+   * The worker is gone: everything it held is released. `restart` says why, when `workers.ts` starts it
+   * again; a worker the primary killed itself was detached (and counted) when it was killed.
+   */
+  detach(link: WorkerLink, restart?: WorkerRestartReason): void;
   receive(link: WorkerLink, message: ToPrimary): void;
   /** Hands a notification on a worker's probe channel to that worker; false when it is no probe's. */
   probe(channel: string, payload: string): boolean;
   /** Queues a delivered, numbered notification for every worker that holds its channel. */
   forward(channel: string, frame: string, at: Position): void;
+  /** A durable channel lost rows before they were read: every worker that holds it sends its `gap`, in order. */
+  gap(channel: string, at: Position): void;
   /** The LISTEN connection changed state (after a loss, once the hub has started its new epochs). */
   state(state: ListenerState): void;
   /** Hands a cut-off read from the control channel to every worker. */
@@ -72,31 +78,20 @@ interface Member {
   probeState: 'none' | 'pending' | 'held';
   /** LISTENs taken on the worker's behalf, per channel (one per `listen` it sent and we answered). */
   readonly held: Map<string, number>;
-  pending: Delivery[];
-  flushing: boolean;
+  readonly outbox: Outbox;
   gone: boolean;
 }
 
 /** Creates the primary's cluster state; nothing is sent until a worker says hello. */
 export function createCluster(options: ClusterOptions): Cluster {
-  const { listener, hub, revocations, log, clock = systemClock } = options;
+  const { listener, hub, revocations, stats, log, clock = systemClock } = options;
   const pinned = new Set(options.pinned);
   const members = new Map<WorkerLink, Member>();
   const ledger = createLedger<Member>(options.slots);
   const probes = new Map<string, Member>();
 
-  const flush = (member: Member) => {
-    member.flushing = false;
-    if (member.pending.length === 0 || member.gone) return;
-    const batch = member.pending;
-    member.pending = [];
-    member.link.send({ t: 'deliver', batch });
-  };
   // Control messages never overtake deliveries queued before them.
-  const send = (member: Member, message: ToWorker) => {
-    flush(member);
-    if (!member.gone) member.link.send(message);
-  };
+  const send = (member: Member, message: ToWorker) => member.outbox.send(message);
   const follows = (member: Member, channel: string) => pinned.has(channel) || member.held.has(channel);
 
   const holdProbe = (member: Member) => {
@@ -137,6 +132,21 @@ export function createCluster(options: ClusterOptions): Cluster {
     listener.release(channel);
   };
 
+  const detach = (link: WorkerLink, restart?: WorkerRestartReason) => {
+    const member = members.get(link);
+    if (member === undefined) return;
+    member.gone = true;
+    member.outbox.close();
+    members.delete(link);
+    if (restart !== undefined) stats.workerRestart(restart);
+    ledger.forget(member);
+    for (const [channel, count] of member.held) for (let i = 0; i < count; i++) listener.release(channel);
+    if (member.probe !== undefined) {
+      probes.delete(member.probe);
+      if (member.probeState === 'held') listener.release(member.probe);
+    }
+  };
+
   const sampler = createSampler<Member>({
     workers: () =>
       [...members.values()]
@@ -144,35 +154,17 @@ export function createCluster(options: ClusterOptions): Cluster {
         .map((member) => [member, member.link.index] as const),
     ask: (member, id) => send(member, { t: 'sample', id }),
     sample: options.sample,
-    aggregate: options.aggregate,
+    aggregate: options.aggregate ?? aggregateMetrics,
     clock,
     log,
   });
 
   return {
     attach(link) {
-      members.set(link, {
-        link,
-        probe: undefined,
-        probeState: 'none',
-        held: new Map(),
-        pending: [],
-        flushing: false,
-        gone: false,
-      });
+      const outbox = createOutbox({ link, limit: options.backlogBytes, log, overflow: () => detach(link, 'backlog') });
+      members.set(link, { link, probe: undefined, probeState: 'none', held: new Map(), outbox, gone: false });
     },
-    detach(link) {
-      const member = members.get(link);
-      if (member === undefined) return;
-      member.gone = true;
-      members.delete(link);
-      ledger.forget(member);
-      for (const [channel, count] of member.held) for (let i = 0; i < count; i++) listener.release(channel);
-      if (member.probe !== undefined) {
-        probes.delete(member.probe);
-        if (member.probeState === 'held') listener.release(member.probe);
-      }
-    },
+    detach,
     receive(link, message) {
       const member = members.get(link);
       if (member === undefined) return;
@@ -199,6 +191,8 @@ export function createCluster(options: ClusterOptions): Cluster {
           return send(member, { t: 'claimed', id: message.id, ok: ledger.claim(member, message.subject) });
         case 'unclaim':
           return ledger.unclaim(member, message.subject);
+        case 'ack':
+          return member.outbox.acked(message.bytes);
         case 'scrape':
           void sampler.scrape(message.byWorker).then(
             (text) => send(member, { t: 'scraped', id: message.id, text }),
@@ -218,13 +212,12 @@ export function createCluster(options: ClusterOptions): Cluster {
     },
     forward(channel, frame, at) {
       for (const member of members.values()) {
-        if (!follows(member, channel)) continue;
-        member.pending.push([channel, frame, at.epoch, at.seq]);
-        if (member.flushing) continue;
-        member.flushing = true;
-        // postgres.js hands over every notification of one read synchronously: one message per read.
-        queueMicrotask(() => flush(member));
+        if (follows(member, channel)) member.outbox.deliver([channel, frame, at.epoch, at.seq]);
       }
+    },
+    gap(channel, { epoch, seq }) {
+      for (const member of members.values())
+        if (follows(member, channel)) send(member, { t: 'gap', channel, epoch, seq });
     },
     state(state) {
       for (const member of members.values()) {

@@ -22,6 +22,8 @@ export const ServerSection = v.strictObject({
   slow_consumer_bytes: v.optional(int(64 * 1024, 1024 * 1024 * 1024), 1024 * 1024),
   idle_timeout: v.optional(int(8, 960), 60),
   workers: v.optional(int(1, 64), 1),
+  // Bytes of deliveries a worker may leave unread on its IPC channel before the primary kills it.
+  worker_backlog_bytes: v.optional(int(64 * 1024, 4 * 1024 * 1024 * 1024), 64 * 1024 * 1024),
   publish_rate: v.optional(int(1, 100_000), 20),
   max_subscriptions: v.optional(int(1, 100_000), 100),
   allowed_origins: v.optional(v.array(v.pipe(v.string(), v.nonEmpty())), []),

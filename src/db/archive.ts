@@ -65,7 +65,9 @@ export function createArchive(sql: postgres.Sql): Archive {
     },
     heads: (channels) =>
       read(async () => {
-        const rows = await sql`SELECT channel, epoch, seq FROM pgws.heads(${[...channels]}::text[])`;
+        // As JSON: the connection does not fetch array types (fetch_types: false), so text[] is not serialised.
+        const rows = await sql`
+          SELECT channel, epoch, seq FROM pgws.heads(ARRAY(SELECT json_array_elements_text(${JSON.stringify(channels)}::text::json)))`;
         return new Map(
           rows.map((row) => [String(row['channel']), { epoch: String(row['epoch']), seq: Number(row['seq']) }]),
         );

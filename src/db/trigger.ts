@@ -1,8 +1,9 @@
 /**
  * The SQL of a row-change trigger (`bun run trigger`): a trigger function and a trigger that send
  * `{"table": T, "schema": S, "type": "INSERT"|"UPDATE"|"DELETE", "row": {...}}` on a channel through
- * `pgws.notify`, so a row of any width arrives. Pure: text in, text out; the command line
- * (src/cli/trigger.ts) checks names against a database and applies it.
+ * `pgws.notify`, so a row of any width arrives, or (`durable`) store it with `pgws.send` as the durable
+ * channel's next message. Pure: text in, text out; the command line (src/cli/trigger.ts) checks names
+ * against a database and applies it.
  *
  * Every name reaches SQL quoted: identifiers as `"..."` with `"` doubled, text as `'...'` with `'`
  * doubled (and `E'...'` when it holds a backslash, as quote_literal does, so the setting
@@ -12,6 +13,7 @@
 
 import { UsageError } from '../base/errors.ts';
 import { checkChannelName } from '../base/name.ts';
+import { formatPath } from '../config/load.ts';
 
 /** The row events a trigger can fire on. */
 export const EVENTS = ['insert', 'update', 'delete'] as const;
@@ -26,6 +28,8 @@ export interface TriggerSpec {
   /** Columns of `row`, in this order; undefined means the whole row. */
   readonly columns?: readonly string[] | undefined;
   readonly events: readonly TriggerEvent[];
+  /** Store each change with `pgws.send` (a durable channel's message) instead of notifying it. */
+  readonly durable?: boolean | undefined;
 }
 
 // PG: identifiers longer than NAMEDATALEN - 1 bytes are truncated, so they would name something else.
@@ -125,7 +129,7 @@ DECLARE
 BEGIN
   -- DELETE: the old row; INSERT and UPDATE: the new one.
   IF TG_OP = 'DELETE' THEN rec := OLD; ELSE rec := NEW; END IF;
-  PERFORM pgws.notify(${quoteLiteral(spec.channel)}, json_build_object(
+  PERFORM ${spec.durable === true ? 'pgws.send' : 'pgws.notify'}(${quoteLiteral(spec.channel)}, json_build_object(
     'table', TG_TABLE_NAME, 'schema', TG_TABLE_SCHEMA, 'type', TG_OP,
     'row', ${row}
   )::text);
@@ -135,9 +139,14 @@ END;
   const tag = dollarTag(body);
   const events = spec.events.map((event) => event.toUpperCase()).join(' OR ');
   const describe = (name: string) => JSON.stringify(name);
-  return `-- pg-notify-ws: row changes of ${describe(spec.schema)}.${describe(spec.table)} on channel ${describe(spec.channel)}.
+  const how =
+    spec.durable === true
+      ? `-- stored by pgws.send (bun run sql installs it) as the channel's next message, delivered at commit;
+-- a rolled-back change takes no seq. Delivered only where channels.toml has ${durableDeclaration(spec.channel).replace('\n', ' ')}.`
+      : '-- sent at commit through pgws.notify (bun run sql installs it), so a row of any width arrives.';
+  return `-- pg-notify-ws: row changes of ${describe(spec.schema)}.${describe(spec.table)} on ${spec.durable === true ? 'durable ' : ''}channel ${describe(spec.channel)}.
 -- Payload: {"table", "schema", "type": "INSERT" | "UPDATE" | "DELETE", "row"} (DELETE: the old row),
--- sent at commit through pgws.notify (bun run sql installs it), so a row of any width arrives.
+${how}
 -- Safe to run again: it replaces the function and the trigger (PostgreSQL 14 or later).
 CREATE OR REPLACE FUNCTION ${fn}() RETURNS trigger
   LANGUAGE plpgsql AS ${tag}${body}${tag};
@@ -146,6 +155,15 @@ CREATE OR REPLACE TRIGGER ${quoteIdent(names.trigger)}
   AFTER ${events} ON ${table}
   FOR EACH ROW EXECUTE FUNCTION ${fn}();
 `;
+}
+
+/**
+ * What channels.toml must say for the bridge to deliver a durable trigger's messages, ready to paste:
+ * `[channels.orders]` and `durable = true`, the name quoted as TOML wants (`[channels."chat room"]`).
+ */
+export function durableDeclaration(channel: string): string {
+  // TOML basic strings refuse a raw DEL, which JSON.stringify leaves as it is.
+  return `[${formatPath(['channels', channel]).replaceAll('\u007f', '\\u007f')}]\ndurable = true`;
 }
 
 /** What a database says about the names (read by the command line); undefined `kind`: no such relation. */

@@ -11,7 +11,7 @@ import type { ChannelStats } from '../base/stats.ts';
 import type { Catalog } from '../channels/catalog.ts';
 import type { Cluster } from '../cluster/primary.ts';
 import type { Position } from '../protocol/history.ts';
-import type { Hub } from '../protocol/hub.ts';
+import { type Hub, UNNUMBERED } from '../protocol/hub.ts';
 
 /** Sends a frame to every socket on a topic; returns how many sockets it reached. */
 export type Publish = (topic: string, frame: string) => number;
@@ -19,7 +19,7 @@ export type Publish = (topic: string, frame: string) => number;
 /** Options of {@link createFanOut}. */
 export interface FanOutOptions {
   catalog: Pick<Catalog, 'payloadJson'>;
-  hub: Pick<Hub, 'deliver' | 'has' | 'position'>;
+  hub: Pick<Hub, 'deliver' | 'has' | 'position' | 'numbers'>;
   /** The server's topic fan-out. */
   publish: Publish;
   /** The primary's side of `[server] workers > 1`; absent in a lone process and in a worker. */
@@ -28,7 +28,8 @@ export interface FanOutOptions {
 
 /**
  * Fans one valid frame out and counts the sockets reached in `counters.delivered`. `at` is the primary's
- * position of the message, in a worker; elsewhere the hub numbers it.
+ * position of the message, in a worker, or the database's, for a durable channel's row; elsewhere the hub
+ * numbers it.
  */
 export type FanOut = (channel: string, frame: string, counters: ChannelStats, at?: Position) => void;
 
@@ -56,11 +57,11 @@ export function createFanOut(options: FanOutOptions): FanOut {
     held.push([topic, frame, undefined]);
     return 0;
   };
-  return (channel, frame, counters) => {
+  return (channel, frame, counters, at) => {
     if (hub.has(channel)) {
       // The hub counts its topics' members now; the frames themselves leave with the held ones.
-      counters.delivered += hub.deliver(channel, catalog.payloadJson(channel, frame), publishLater);
-      cluster.forward(channel, frame, hub.position(channel));
+      counters.delivered += hub.deliver(channel, catalog.payloadJson(channel, frame), publishLater, at);
+      cluster.forward(channel, frame, at ?? (hub.numbers(channel) ? hub.position(channel) : UNNUMBERED));
     }
     held.push([channel, frame, counters]);
     if (holding) return;

@@ -43,6 +43,11 @@ export type InvalidPayloadHook = (channel: string, payload: string, issues: read
 export interface Pipeline {
   /** A notification as PostgreSQL delivered it, in commit order per channel. */
   notification(channel: string, payload: string): void;
+  /**
+   * A durable channel's row, read from the table (`durable.ts`): validated and fanned out like a notification,
+   * at the position the database gave it.
+   */
+  stored(channel: string, payload: string, at: Position): void;
   /** A worker's: a notification the primary validated and numbered (`frame` is the plain-mode frame). */
   delivered(channel: string, frame: string, at: Position): void;
   /** The connection was lost: references still being fetched are given up with it. */
@@ -73,9 +78,9 @@ export function createPipeline(options: PipelineOptions): Pipeline {
     options.onInvalid?.(channel, payload, encoded.issues);
   };
   /** One notification with its payload in hand: encoded once, then fanned out, or dropped as invalid. */
-  const untraced = (channel: string, payload: string, counters: ChannelStats = stats.channel(channel)) => {
+  const untraced = (channel: string, payload: string, counters = stats.channel(channel), at?: Position) => {
     const encoded = catalog.encode(channel, payload);
-    if (encoded.ok) return fanOut(channel, encoded.frame, counters);
+    if (encoded.ok) return fanOut(channel, encoded.frame, counters, at);
     dropInvalid(channel, payload, encoded, counters);
   };
   const tracer = options.tracer ?? NO_TRACER;
@@ -98,13 +103,13 @@ export function createPipeline(options: PipelineOptions): Pipeline {
     span.end();
   };
   /** `untraced` as a `pgws.notification` span holding a `pgws.validate` and a `pgws.fanout` span. */
-  const traced = (channel: string, payload: string, counters: ChannelStats = stats.channel(channel)) => {
+  const traced = (channel: string, payload: string, counters = stats.channel(channel), at?: Position) => {
     const span = notificationSpan(channel, payload);
     const validation = span.child('pgws.validate', { [SpanKey.channel]: channel });
     const encoded = catalog.encode(channel, payload);
     if (!encoded.ok) validation.fail(encoded.reason);
     validation.end();
-    if (encoded.ok) return fanOutIn(span, channel, encoded.frame, counters);
+    if (encoded.ok) return fanOutIn(span, channel, encoded.frame, counters, at);
     span.set({ 'pgws.dropped': encoded.reason });
     span.fail(`invalid payload (${encoded.reason})`);
     span.end();
@@ -129,6 +134,11 @@ export function createPipeline(options: PipelineOptions): Pipeline {
       counters.received += 1;
       if (payload.charCodeAt(0) === MARKER_CODE || references.busy !== 0) return references.accept(channel, payload);
       deliver(channel, payload, counters);
+    },
+    stored(channel, payload, at) {
+      const counters = stats.channel(channel);
+      counters.received += 1;
+      deliver(channel, payload, counters, at);
     },
     // A worker's: the primary validated it, so its span holds only the fan-out.
     delivered: tracer.enabled

@@ -144,11 +144,18 @@ export function describeAsyncApi(options: AsyncApiOptions): Record<string, unkno
   };
 }
 
+/** A durable channel's retention, in words: a paragraph of its own after the channel's description (CommonMark). */
+function retention(described: ChannelDescription): string | undefined {
+  if (!described.durable) return undefined;
+  return `Durable: the newest ${described.retain} messages, none older than ${described.retain_seconds} s, are kept in the database for resume.`;
+}
+
 function declaredChannel(described: ChannelDescription): Record<string, unknown> {
+  const description = [described.description, retention(described)].filter((text) => text != null).join('\n\n');
   return {
     address: `/${encodeURIComponent(described.name)}`,
     title: described.name,
-    ...(described.description === null ? {} : { description: described.description }),
+    ...(description === '' ? {} : { description }),
     messages: {
       notification: {
         name: 'notification',
@@ -159,6 +166,7 @@ function declaredChannel(described: ChannelDescription): Record<string, unknown>
     },
     'x-pgws-history': described.history,
     'x-pgws-public': described.public,
+    'x-pgws-durable': described.durable,
   };
 }
 

@@ -51,8 +51,8 @@ export interface BridgeServer {
   listen(): Bound;
   /** Sends one frame to every socket on a topic; returns how many sockets joined it. */
   publish(topic: string, frame: string): number;
-  /** Closes every plain socket with the given cause (e.g. `database_lost` the moment the LISTEN connection goes). */
-  closePlain(cause: CloseLabel): void;
+  /** Closes every plain socket (or those on a channel `which` picks) with the cause, e.g. `database_lost`. */
+  closePlain(cause: CloseLabel, which?: (channel: string) => boolean): void;
   /** Plain sockets open now. */
   readonly plainSockets: number;
   /** Stops accepting, closes every socket with 1001, waits up to `graceMs` for them to go. */
@@ -230,8 +230,8 @@ export function createServer(options: ServerOptions): BridgeServer {
       return { host, port, url: new URL(`http://${local}:${port}/`) };
     },
     publish: (topic, frame) => (server === undefined ? 0 : topics.publish(topic, frame, server)),
-    closePlain(cause) {
-      for (const ws of plain) close(ws, cause);
+    closePlain(cause, which = () => true) {
+      for (const ws of plain) if (ws.data.mode === 'plain' && which(ws.data.channel)) close(ws, cause);
     },
     get plainSockets() {
       return plain.size;

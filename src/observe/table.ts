@@ -4,7 +4,7 @@
  * rows are `database.ts`'s). The README's metrics table is checked against these rows; `metrics.ts`
  * registers them with prom-client.
  */
-import { CutoffReasons, ReferenceProblems, RevocationRefusals } from '../base/reasons.ts';
+import { CutoffReasons, ReferenceProblems, RevocationRefusals, WorkerRestartReasons } from '../base/reasons.ts';
 import { Refusals } from '../base/refusals.ts';
 import { Closes } from '../base/wire.ts';
 import { DATABASE_METRICS } from './database.ts';
@@ -75,6 +75,48 @@ export const METRICS: readonly MetricDefinition[] = [
     help: '`gap` frames sent to multiplexed subscriptions (continuity broken: the LISTEN connection was lost).',
     labels: [],
     read: (s) => s.stats.gaps,
+  },
+  {
+    name: 'pgws_durable_rows_read_total',
+    type: 'counter',
+    help: 'Rows of durable channels read from pgws.messages by this instance (each row once per instance).',
+    labels: [],
+    read: (s) => s.stats.durable.rowsRead,
+  },
+  {
+    name: 'pgws_durable_catchup_rows_total',
+    type: 'counter',
+    help: 'Rows of durable channels read while catching up after a reconnect of the LISTEN connection.',
+    labels: [],
+    read: (s) => s.stats.durable.catchUpRows,
+  },
+  {
+    name: 'pgws_durable_catchup_seconds_total',
+    type: 'counter',
+    help: 'Seconds spent catching up durable channels after reconnects (from the reconnect to the last row delivered).',
+    labels: [],
+    read: (s) => s.stats.durable.catchUpSeconds,
+  },
+  {
+    name: 'pgws_durable_table_replays_total',
+    type: 'counter',
+    help: 'Resumes and `last` subscribes served from the table (the hot cache did not reach back far enough).',
+    labels: [],
+    read: (s) => s.stats.durable.tableReplays,
+  },
+  {
+    name: 'pgws_durable_table_pages_total',
+    type: 'counter',
+    help: 'Pages (up to 500 rows) of durable channels read for replays.',
+    labels: [],
+    read: (s) => s.stats.durable.tablePages,
+  },
+  {
+    name: 'pgws_durable_deleted_total',
+    type: 'counter',
+    help: 'Rows of durable channels deleted by retention (`retain`, `retain_seconds`).',
+    labels: [],
+    read: (s) => s.stats.durable.deleted,
   },
   {
     name: 'pgws_publishes_total',
@@ -169,6 +211,13 @@ export const METRICS: readonly MetricDefinition[] = [
     help: `WebSocket upgrades and streams refused, by reason (${Object.keys(Refusals).join(', ')}; a stream may also be refused with a pgws.v1 error code) and transport.`,
     labels: ['reason', 'transport'],
     read: (s) => byTransport(s.stats.refusals),
+  },
+  {
+    name: 'pgws_worker_restarts_total',
+    type: 'counter',
+    help: `Workers the primary started again with [server] workers > 1, by reason (${reasons(WorkerRestartReasons)}).`,
+    labels: ['reason'],
+    read: (s) => labelled(s.stats.workerRestarts),
   },
   ...DATABASE_METRICS,
 ];

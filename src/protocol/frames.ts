@@ -19,9 +19,13 @@ const EXPECTED: Readonly<Record<string, string>> = {
   since: 'an object {"epoch": string, "seq": integer >= 0}',
   epoch: 'a string',
   seq: 'a non-negative safe integer',
+  last: 'an integer from 1 to 1000',
   payload: 'any JSON value',
   token: 'a string',
 };
+
+/** The most messages a `last` asks for. */
+export const MAX_LAST = 1000;
 
 // JSON.parse turns 1e400 into Infinity, which JSON.stringify would echo back as null.
 const Id = v.union([v.string(), v.pipe(v.number(), v.finite())]);
@@ -33,6 +37,8 @@ const Subscribe = v.object({
   id: v.optional(Id),
   channel: Channel,
   since: v.optional(Since),
+  // docs/PROTOCOL.md "Starting from the latest messages": at most 1000, so one answer stays bounded.
+  last: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(MAX_LAST))),
   // Checked by compileFilter once the channel (and whether it has a schema) is known.
   filter: v.optional(v.unknown()),
 });
@@ -65,7 +71,7 @@ const ClientFrameSchema = v.variant('type', Object.values(ClientFrames));
 
 /** Any frame a client may send, after parsing; unknown fields are already dropped. */
 export type ClientFrame = v.InferOutput<typeof ClientFrameSchema>;
-/** `subscribe`, typed: `since` and `filter` present only when sent (`filter` still unchecked). */
+/** `subscribe`, typed: `since`, `last` and `filter` present only when sent (`filter` still unchecked). */
 export type SubscribeFrame = v.InferOutput<typeof Subscribe>;
 /** `unsubscribe`, typed. */
 export type UnsubscribeFrame = v.InferOutput<typeof Unsubscribe>;

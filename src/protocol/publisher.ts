@@ -1,6 +1,7 @@
 /**
  * A multiplexed `publish` frame's way to PostgreSQL: the socket's rate bucket, the decision of `publish.ts`,
- * the query (`pg_notify($1, $2)`, or `pgws.notify` over NOTIFY's limit), and the answer: `published` once
+ * the query (`pg_notify($1, $2)`, `pgws.notify` over NOTIFY's limit, `pgws.send` on a durable channel, whose
+ * answer carries the seq), and the answer: `published` once
  * PostgreSQL has returned, or an `error` frame. Each outcome is counted once, in `pgws_publishes_total`.
  *
  * With tracing on, a publish is a `pgws.publish` span (continuing the writer's trace when the frame carries
@@ -22,8 +23,8 @@ import type { Peer, SessionState } from './state.ts';
 
 /** What publishing needs from the rest of the bridge. */
 export interface PublisherOptions {
-  catalog: Pick<Catalog, 'hasSchema' | 'publishable' | 'validate'>;
-  listener: Pick<Listener, 'state'> & { readonly queries: Pick<Queries, 'publish' | 'publishLarge'> };
+  catalog: Pick<Catalog, 'hasSchema' | 'publishable' | 'validate' | 'durable'>;
+  listener: Pick<Listener, 'state'> & { readonly queries: Pick<Queries, 'publish' | 'publishLarge' | 'send'> };
   limits: { readonly publishRate: number; readonly maxPayloadBytes: number };
   stats: Stats;
   log: Logger;
@@ -70,13 +71,24 @@ export function createPublisher(options: PublisherOptions): Publisher {
     if (listener.state !== 'up') {
       return refuse('unavailable', { code: 'unavailable', message: 'database connection is down; retry shortly' });
     }
+    const durable = catalog.durable(channel);
     const query = span?.child('pgws.pg_notify', {
       'db.system.name': 'postgresql',
-      'db.operation.name': decision.large ? 'pgws.notify' : 'pg_notify',
+      'db.operation.name': durable ? 'pgws.send' : decision.large ? 'pgws.notify' : 'pg_notify',
       [SpanKey.bytes]: Buffer.byteLength(decision.payload),
     });
+    let seq: number | undefined;
     try {
-      if (!decision.large) await listener.queries.publish(channel, decision.payload);
+      // docs/PROTOCOL.md "Durable channels": a publish on one is a row, numbered by pgws.send, of any size.
+      if (durable) {
+        const sent = await listener.queries.send(channel, decision.payload);
+        if (!sent.ok && sent.reason === 'failed') throw sent.error;
+        if (!sent.ok) {
+          options.log.error('publish on a durable channel failed: pgws.send is missing or not allowed', { channel });
+          return refuse('unavailable', { code: 'unavailable', message: 'pgws.send is not available; run bun run sql' });
+        }
+        seq = sent.value;
+      } else if (!decision.large) await listener.queries.publish(channel, decision.payload);
       else if (!(await listener.queries.publishLarge(channel, decision.payload))) {
         const message = `the payload is ${Buffer.byteLength(decision.payload)} bytes; PostgreSQL's NOTIFY takes at most ${NOTIFY_MAX_BYTES}, and pgws.notify (bun run sql) is not installed`;
         return refuse('too_large', { code: 'payload_too_large', message });
@@ -89,7 +101,7 @@ export function createPublisher(options: PublisherOptions): Publisher {
       query?.end();
     }
     stats.publish('published', state.transport);
-    if (!state.closed) peer.send(encodePublished(channel, id));
+    if (!state.closed) peer.send(encodePublished(channel, id, seq));
     return 'published';
   }
 

@@ -1,17 +1,22 @@
 /**
- * A resume: a subscribe with `since`, once its LISTEN is in place and its topic membership made. Either the
- * missed messages are still held (`recovered: true`: they are sent, then the socket goes live) or nothing is
- * replayed (`recovered: false`, never a partial replay).
+ * A resume (a subscribe with `since`) or a `last`, once its LISTEN is in place and its topic membership made.
+ * Either the missed messages are still kept (`recovered: true`: they are sent, then the socket goes live) or
+ * nothing is replayed (`recovered: false`, never a partial replay).
  *
  * A replay larger than the socket's send budget is sent in parts, one per `drain`: meanwhile new messages
  * go into the channel's history, the replay reads on from there, and the socket joins the live topic in
  * the same step as the part that reaches the head. If the history moves past what the client has read,
  * the client is a slow consumer (1008); if the stream broke meanwhile, it gets the `gap`.
  *
+ * A durable channel keeps only its newest messages in memory; what lies further back is read from the
+ * table in pages (`archived.ts`), never past the head the live stream has reached, until the memory takes
+ * over. Rows are consecutive, so the first row of a page tells whether everything asked for is retained.
+ *
  * With tracing on, each resume is a `pgws.replay` span, open across drains until the subscription is live.
  */
 import type { Stats } from '../base/stats.ts';
 import { SpanKey, type Tracer } from '../base/trace.ts';
+import type { Pager } from './archived.ts';
 import type { Position } from './frames.ts';
 import type { Hub, Membership } from './hub.ts';
 import { encodeGap, encodeMessage, encodeSubscribed, type FrameId } from './replies.ts';
@@ -19,7 +24,9 @@ import type { Peer, Replay, SessionState } from './state.ts';
 
 /** What resumes need from the subscriptions around them. */
 export interface ReplayOptions {
-  hub: Pick<Hub, 'resume' | 'position'>;
+  hub: Pick<Hub, 'resume' | 'position' | 'kept'>;
+  /** Pages of durable channels' tables; without it a durable channel replays from memory only. */
+  pager?: Pager | undefined;
   stats: Stats;
   /** A replay pauses for a drain once this many bytes wait to be written to the client. */
   replayBudgetBytes: number;
@@ -28,16 +35,22 @@ export interface ReplayOptions {
   live(peer: Peer, state: SessionState, channel: string, membership: Membership): void;
 }
 
+/** A subscribe to answer: `since` (a resume) or `last` (the newest messages). */
+export interface Asked {
+  readonly id: FrameId | undefined;
+  readonly channel: string;
+  readonly since?: Position | undefined;
+  readonly last?: number | undefined;
+}
+
 /** The resume side of every multiplexed socket. */
 export interface Replays {
-  /** Answers a subscribe with `since` (`subscribed`), then replays or goes live at once. */
-  resume(
-    peer: Peer,
-    state: SessionState,
-    answer: { readonly id: FrameId | undefined; readonly channel: string; readonly since: Position },
-    membership: Membership,
-  ): void;
-  /** Sends held messages from `replay.next` on until the head (then live) or the budget (then a drain). */
+  /**
+   * Answers a subscribe with `since` or `last` (`subscribed`), then replays or goes live: at once from memory,
+   * or after a first page of a durable channel's table.
+   */
+  resume(peer: Peer, state: SessionState, asked: Asked, membership: Membership): void;
+  /** Sends kept messages from `replay.next` on until the head (then live) or the budget (then a drain). */
   next(peer: Peer, state: SessionState, replay: Replay): void;
   /** The subscription ended while its replay waited for a drain. */
   cancel(replay: Replay): void;
@@ -45,7 +58,7 @@ export interface Replays {
 
 /** Creates the resume engine. */
 export function createReplays(options: ReplayOptions): Replays {
-  const { hub, stats, tracer, live } = options;
+  const { hub, stats, tracer, live, pager } = options;
   const end = (replay: Replay, failure?: string) => {
     const { span } = replay;
     if (span === undefined) return;
@@ -53,9 +66,52 @@ export function createReplays(options: ReplayOptions): Replays {
     if (failure !== undefined) span.fail(failure);
     span.end();
   };
+  const current = (state: SessionState, replay: Replay) => {
+    const entry = state.subscriptions.get(replay.channel);
+    return !state.closed && entry !== undefined && 'replay' in entry && entry.replay === replay;
+  };
+  /** Reads the table after `after`, up to the live head; undefined when the subscription went meanwhile. */
+  const read = async (state: SessionState, replay: Replay, after: number) => {
+    replay.reading = true;
+    const page = await pager?.page(replay.channel, after, hub.position(replay.channel).seq);
+    replay.reading = false;
+    return current(state, replay) ? { page } : undefined;
+  };
+  const send = (peer: Peer, replay: Replay, seq: number, payloadJson: string) => {
+    const { filter } = replay.membership;
+    if (filter !== undefined && !filter.match(JSON.parse(payloadJson))) return;
+    peer.send(encodeMessage(replay.channelJson, seq, payloadJson));
+    replay.sent += 1;
+  };
+
+  async function fetch(peer: Peer, state: SessionState, replay: Replay): Promise<void> {
+    const got = await read(state, replay, replay.next - 1);
+    if (got === undefined) return;
+    if (got.page === undefined) {
+      end(replay, 'read failed');
+      return peer.close('database_lost', 'replay from the database failed; resume again');
+    }
+    // Rows deleted ahead of the client while it read: retention passed it, like a history that moved on.
+    if (got.page.first !== replay.next) {
+      end(replay, 'slow_consumer');
+      return peer.close('slow_consumer');
+    }
+    replay.page = got.page.entries;
+    replay.next = (got.page.last ?? replay.next - 1) + 1;
+    next(peer, state, replay);
+  }
 
   function next(peer: Peer, state: SessionState, replay: Replay): void {
+    if (replay.reading) return;
     const { channel, membership } = replay;
+    let sentFromPage = 0;
+    for (const entry of replay.page) {
+      if (peer.buffered() > options.replayBudgetBytes) break;
+      send(peer, replay, entry.seq, entry.payloadJson);
+      sentFromPage += 1;
+    }
+    if (sentFromPage > 0) replay.page = replay.page.slice(sentFromPage);
+    if (replay.page.length > 0) return;
     const resumed = hub.resume(channel, { epoch: replay.epoch, seq: replay.next - 1 });
     if (!resumed.recovered) {
       const now = hub.position(channel);
@@ -65,6 +121,8 @@ export function createReplays(options: ReplayOptions): Replays {
         stats.gaps += 1;
         end(replay, 'gap');
         live(peer, state, channel, membership);
+      } else if (pager?.durable(channel) === true && replay.next <= now.seq) {
+        void fetch(peer, state, replay);
       } else {
         end(replay, 'slow_consumer');
         peer.close('slow_consumer');
@@ -76,43 +134,89 @@ export function createReplays(options: ReplayOptions): Replays {
         replay.next = entry.seq;
         return;
       }
-      if (membership.filter === undefined || membership.filter.match(JSON.parse(entry.payloadJson))) {
-        peer.send(encodeMessage(replay.channelJson, entry.seq, entry.payloadJson));
-        replay.sent += 1;
-      }
+      send(peer, replay, entry.seq, entry.payloadJson);
     }
     end(replay);
     live(peer, state, channel, membership);
   }
 
+  /** A `last` the memory cannot serve: it starts just before the newest `last` rows the table still keeps. */
+  async function latest(peer: Peer, state: SessionState, replay: Replay, asked: Asked, head: number): Promise<void> {
+    const got = await read(state, replay, head - (asked.last ?? 0));
+    if (got === undefined) return;
+    let start = head - hub.kept(replay.channel);
+    if (got.page !== undefined) {
+      stats.durable.tableReplays += 1;
+      replay.page = got.page.entries;
+      start = (got.page.first ?? head + 1) - 1;
+    }
+    replay.next = (got.page?.last ?? start) + 1;
+    peer.send(encodeSubscribed({ id: asked.id, channel: replay.channel, epoch: replay.epoch, seq: start }));
+    next(peer, state, replay);
+  }
+
+  /** A resume the memory cannot serve, on a durable channel: recovered iff the table keeps every row after it. */
+  async function retained(peer: Peer, state: SessionState, replay: Replay, asked: Asked, since: Position) {
+    const { channel } = replay;
+    const got = await read(state, replay, since.seq);
+    if (got === undefined) return;
+    const recovered = got.page !== undefined && got.page.first === since.seq + 1;
+    const head = hub.position(channel).seq;
+    answer(peer, replay, asked, recovered ? since.seq : head, recovered);
+    if (!recovered || got.page === undefined) return live(peer, state, channel, replay.membership);
+    stats.durable.tableReplays += 1;
+    replay.page = got.page.entries;
+    replay.next = (got.page.last ?? since.seq) + 1;
+    next(peer, state, replay);
+  }
+
+  const answer = (peer: Peer, replay: Replay, asked: Asked, seq: number, recovered: boolean) => {
+    stats.replays[recovered ? 'recovered' : 'notRecovered'] += 1;
+    replay.span?.set({ 'pgws.recovered': recovered });
+    if (!recovered) end(replay);
+    peer.send(encodeSubscribed({ id: asked.id, channel: replay.channel, epoch: replay.epoch, seq, recovered }));
+  };
+
   return {
-    resume(peer, state, { id, channel, since }, membership) {
+    // Synchronous whenever the memory serves it: the answer, the replay and joining the live topic happen in
+    // one step, so no notification can fall between them. Only table reads wait, and catch up from memory.
+    resume(peer, state, asked, membership) {
+      const { channel, since, last } = asked;
       const { epoch, seq: head } = hub.position(channel);
-      const recovered = hub.resume(channel, since).recovered;
-      stats.replays[recovered ? 'recovered' : 'notRecovered'] += 1;
       const span = tracer.enabled
-        ? tracer.start('pgws.replay', {
-            [SpanKey.channel]: channel,
-            'pgws.since': since.seq,
-            'pgws.recovered': recovered,
-          })
+        ? tracer.start('pgws.replay', { [SpanKey.channel]: channel, ...(since ? { 'pgws.since': since.seq } : {}) })
         : undefined;
-      peer.send(encodeSubscribed({ id, channel, epoch, seq: recovered ? since.seq : head, recovered }));
-      if (!recovered) {
-        span?.end();
-        return live(peer, state, channel, membership);
-      }
       const replay: Replay = {
         channel,
         channelJson: JSON.stringify(channel),
         membership,
         epoch,
-        next: since.seq + 1,
+        next: head + 1,
+        page: [],
+        reading: false,
         sent: 0,
         span,
       };
       state.subscriptions.set(channel, { replay });
-      next(peer, state, replay);
+      const kept = hub.kept(channel);
+      const durable = pager?.durable(channel) === true;
+      if (since === undefined) {
+        const wanted = last ?? 0;
+        if (durable && kept < wanted && kept < head) return void latest(peer, state, replay, asked, head);
+        replay.next = head - Math.min(wanted, kept) + 1;
+        peer.send(encodeSubscribed({ id: asked.id, channel, epoch, seq: replay.next - 1 }));
+        return next(peer, state, replay);
+      }
+      if (hub.resume(channel, since).recovered) {
+        answer(peer, replay, asked, since.seq, true);
+        replay.next = since.seq + 1;
+        return next(peer, state, replay);
+      }
+      if (durable && since.epoch === epoch && since.seq <= head) {
+        return void retained(peer, state, replay, asked, since);
+      }
+      answer(peer, replay, asked, head, false);
+      live(peer, state, channel, membership);
     },
     next,
     cancel: (replay) => end(replay, 'cancelled'),

@@ -48,6 +48,11 @@ export function encodeMessage(channelJson: string, seq: number, payloadJson: str
   return '{"type":"message","channel":' + channelJson + ',"seq":' + seq + ',"payload":' + payloadJson + '}';
 }
 
+/** A `message` without a seq: a plain NOTIFY on a durable channel, which the database did not number. */
+export function encodeUnnumbered(channelJson: string, payloadJson: string): string {
+  return '{"type":"message","channel":' + channelJson + ',"payload":' + payloadJson + '}';
+}
+
 /** `gap`: continuity on `channel` is broken; `epoch` is the new one and `seq` its head (0). */
 export function encodeGap(channel: string, epoch: string, seq: number): string {
   return JSON.stringify({ type: 'gap', channel, epoch, seq });
@@ -59,8 +64,8 @@ export function encodeUnsubscribed(channel: string, reason: UnsubscribeReason, i
 }
 
 /** `published`: `pg_notify` returned, so the payload is in PostgreSQL's queue. */
-export function encodePublished(channel: string, id?: FrameId): string {
-  return JSON.stringify({ type: 'published', id, channel });
+export function encodePublished(channel: string, id?: FrameId, seq?: number): string {
+  return JSON.stringify({ type: 'published', id, channel, seq });
 }
 
 /** `pong`: the answer to `ping`. */

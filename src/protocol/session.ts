@@ -17,6 +17,7 @@ import type { Catalog } from '../channels/catalog.ts';
 import type { ServerConfig } from '../config/sections.ts';
 import type { Listener } from '../db/listener.ts';
 import type { Queries } from '../db/queries.ts';
+import type { Pager } from './archived.ts';
 import { type AuthFrame, type ClientFrame, parseClientFrame } from './frames.ts';
 import type { Hub } from './hub.ts';
 import { createPublisher } from './publisher.ts';
@@ -26,10 +27,12 @@ import { createSubscriptions } from './subscriptions.ts';
 
 /** What a session needs from the rest of the bridge. */
 export interface SessionOptions {
-  catalog: Pick<Catalog, 'allows' | 'hasSchema' | 'publishable' | 'validate'>;
+  catalog: Pick<Catalog, 'allows' | 'hasSchema' | 'publishable' | 'validate' | 'history' | 'durable'>;
   hub: Hub;
+  /** Pages of durable channels' tables, for resumes their cache cannot serve. */
+  pager?: Pager | undefined;
   listener: Pick<Listener, 'acquire' | 'release' | 'has' | 'channelCount' | 'state'> & {
-    readonly queries: Pick<Queries, 'publish' | 'publishLarge'>;
+    readonly queries: Pick<Queries, 'publish' | 'publishLarge' | 'send'>;
   };
   limits: {
     readonly maxSubscriptions: number;
@@ -88,6 +91,7 @@ export function createSessions(options: SessionOptions): Sessions {
   const subscriptions = createSubscriptions({
     catalog,
     hub,
+    pager: options.pager,
     listener,
     limits,
     stats,

@@ -8,6 +8,7 @@
 import type { Identity } from '../auth/tokens.ts';
 import type { TraceSpan } from '../base/trace.ts';
 import type { CloseLabel, Transport } from '../base/wire.ts';
+import type { Entry as HeldEntry } from './history.ts';
 import type { Membership } from './hub.ts';
 import type { FrameId } from './replies.ts';
 
@@ -43,13 +44,21 @@ export interface SessionState {
   closed: boolean;
 }
 
-/** A resume being replayed: the next seq to send, after each drain when it did not fit the send budget at once. */
+/**
+ * A resume (or a `last`) being replayed: the next seq to send, after each drain when it did not fit the send
+ * budget at once. On a durable channel whose cache does not reach back far enough, pages are read from the
+ * table (`page`, while `reading` one) until the cache takes over.
+ */
 export interface Replay {
   readonly channel: string;
   readonly channelJson: string;
   readonly membership: Membership;
   readonly epoch: string;
   next: number;
+  /** Rows of the last page read from the table, not yet sent. */
+  page: readonly HeldEntry[];
+  /** A page is being read: drains wait for it. */
+  reading: boolean;
   /** Messages sent so far (those a filter passed), for the replay's span. */
   sent: number;
   /** The replay's `pgws.replay` span, while tracing is on. */

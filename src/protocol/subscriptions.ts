@@ -13,6 +13,7 @@ import type { Stats } from '../base/stats.ts';
 import type { Tracer } from '../base/trace.ts';
 import type { Catalog } from '../channels/catalog.ts';
 import type { Listener } from '../db/listener.ts';
+import type { Pager } from './archived.ts';
 import { compileFilter } from './filter.ts';
 import type { ClientFrame, SubscribeFrame } from './frames.ts';
 import type { Hub, Membership, TopicFilter } from './hub.ts';
@@ -25,7 +26,9 @@ const membershipOf = (entry: Entry): Membership | undefined =>
 
 /** What subscriptions need from the rest of the bridge. */
 export interface SubscriptionOptions {
-  catalog: Pick<Catalog, 'allows' | 'hasSchema'>;
+  catalog: Pick<Catalog, 'allows' | 'hasSchema' | 'history' | 'durable'>;
+  /** Pages of durable channels' tables, for replays their cache cannot serve. */
+  pager?: Pager | undefined;
   hub: Hub;
   listener: Pick<Listener, 'acquire' | 'release' | 'has' | 'channelCount' | 'state'>;
   limits: {
@@ -60,6 +63,7 @@ export function createSubscriptions(options: SubscriptionOptions): Subscriptions
   const fail = (peer: Peer, reply: ErrorReply): void => void peer.send(encodeError(reply));
   const replays = createReplays({
     hub,
+    pager: options.pager,
     stats,
     replayBudgetBytes: limits.replayBudgetBytes,
     tracer: options.tracer,
@@ -84,6 +88,15 @@ export function createSubscriptions(options: SubscriptionOptions): Subscriptions
     if (!mayRead(state, channel)) {
       stats.authFailure('forbidden');
       return refuse('forbidden', `not allowed to read "${channel}"`);
+    }
+    if (frame.last !== undefined) {
+      if (frame.since !== undefined) return refuse('bad_request', 'a subscribe takes since or last, not both');
+      if (catalog.history(channel) === 0 && !catalog.durable(channel)) {
+        return refuse(
+          'bad_request',
+          `"${channel}" keeps no messages to start from (it has no history and is not durable)`,
+        );
+      }
     }
     let filter: TopicFilter | undefined;
     if (frame.filter !== undefined) {
@@ -127,11 +140,11 @@ export function createSubscriptions(options: SubscriptionOptions): Subscriptions
       release(channel, membership);
       return settled();
     }
-    if (frame.since === undefined) {
+    if (frame.since === undefined && frame.last === undefined) {
       peer.send(encodeSubscribed({ id, channel, epoch, seq: head }));
       return live(peer, state, channel, membership);
     }
-    replays.resume(peer, state, { id, channel, since: frame.since }, membership);
+    replays.resume(peer, state, { id, channel, since: frame.since, last: frame.last }, membership);
   }
 
   function live(peer: Peer, state: SessionState, channel: string, membership: Membership): void {

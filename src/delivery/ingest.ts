@@ -1,16 +1,17 @@
 /**
- * How the instance learns of new rows on durable channels (`[database] ingest`). With `"notify"`, `pgws.send`'s
- * NOTIFY arrives on the LISTEN connection like any notification; all that is left here is to tell the database
- * so (`pgws.wake(channels, true)`) on every LISTEN connect, in case a replication-mode bridge turned it off.
- * With `"replication"`, in a lone process or the primary of `[server] workers > 1`, the instance's one
- * replication connection (`db/replication.ts`) reports each commit, and `pgws.wake(channels, false)` on every
- * connect of it spares writers the NOTIFY. Workers do neither: their primary reads for them.
+ * How the instance's reader (`durable.ts`) hears of new rows on durable channels: `[database] ingest`. With
+ * `"notify"`, `pgws.send`'s NOTIFY arrives on the LISTEN connection (`durability.ts` takes it up); all that is
+ * left here is to turn those wake-ups on at startup (`pgws.wake(channels, true)`), in case a replication-mode
+ * bridge turned them off. With `"replication"`, in a lone process or the primary of `[server] workers > 1`, the
+ * instance's one replication connection (`../db/replication.ts`) reports each commit, and
+ * `pgws.wake(channels, false)` at every connect of it spares writers the NOTIFY. Workers do neither: their
+ * primary reads for them.
  */
-import type { ConnectionState } from './base/backoff.ts';
-import type { Logger } from './base/log.ts';
-import type { Config } from './config/load.ts';
-import type { Archive } from './db/archive.ts';
-import { checkReplication, createReplication } from './db/replication.ts';
+import type { ConnectionState } from '../base/backoff.ts';
+import type { Logger } from '../base/log.ts';
+import type { Config } from '../config/load.ts';
+import type { Archive } from '../db/archive.ts';
+import { checkReplication, createReplication } from '../db/replication.ts';
 
 /** The ingest of one process. */
 export interface Ingest {
@@ -25,7 +26,9 @@ export interface Ingest {
 
 /** Options for {@link createIngest}. */
 export interface IngestOptions {
-  config: Config;
+  config: Pick<Config, 'database'>;
+  /** The durable channels of the config. */
+  channels: readonly string[];
   databaseUrl: string;
   /** The query connection's `pgws.wake`. */
   archive: Pick<Archive, 'wake'>;
@@ -42,23 +45,21 @@ export interface IngestEvents {
   restarted(): void;
 }
 
-const durableChannels = (config: Config) =>
-  [...config.channels.values()].filter((channel) => channel.durable).map((channel) => channel.name);
-
 /**
  * At startup, before the bridge (`main.ts` exits 2 with it): why `[database] ingest = "replication"` cannot
  * work on this database, in one line, or undefined. A database that does not answer yet is not refused: the
  * replication connection retries, and logs the same line while it stays unfixed.
  */
 export async function ingestRefusal(config: Config, url: string): Promise<string | undefined> {
-  if (config.database.ingest !== 'replication' || durableChannels(config).length === 0) return undefined;
+  if (config.database.ingest !== 'replication' || ![...config.channels.values()].some((channel) => channel.durable))
+    return undefined;
   return checkReplication(url);
 }
 
 /** Creates the ingest of this process; nothing connects before {@link Ingest.start}. */
 export function createIngest(options: IngestOptions): Ingest {
   const { config, log } = options;
-  const durable = durableChannels(config);
+  const durable = options.channels;
   const replicating = config.database.ingest === 'replication' && options.primary && durable.length > 0;
   let warned = false;
   const wake = async (on: boolean) => {
@@ -70,7 +71,7 @@ export function createIngest(options: IngestOptions): Ingest {
         ? `cannot call pgws.wake, so pgws.send may not ${on ? 'wake this bridge' : 'skip its NOTIFY'}: GRANT EXECUTE ON FUNCTION pgws.wake(text[], boolean) to this bridge's role`
         : result.reason === 'missing'
           ? 'pgws.wake is missing: run `bun run sql` on the database to update pgws'
-          : 'pgws.wake failed; retried on the next connect',
+          : 'pgws.wake failed',
       { error: result.error },
     );
   };
@@ -92,7 +93,7 @@ export function createIngest(options: IngestOptions): Ingest {
       return replication === undefined || replication.state === 'up';
     },
     start(events) {
-      // Turned back on at startup: a replication-mode bridge before this one may have turned it off.
+      // A replication-mode bridge before this one may have turned them off.
       if (options.primary && durable.length > 0 && replication === undefined) void wake(true);
       replication?.start({
         // Another instance's durable channels share the table: only ours are read.
