@@ -10,6 +10,7 @@ import postgres from 'postgres';
 import { startEmbeddedPostgres } from '../src/db/embedded.ts';
 import { createPublication, PUBLICATION } from '../src/db/publication.ts';
 import { databaseUrl, startBridge, uniqueChannel, waitFor } from './harness.ts';
+import { connectMux } from './mux.ts';
 import { installPgws, scratchDatabase } from './pgws.ts';
 
 // Here, not only in test/setup.ts: bun:test's setDefaultTimeout is per file, and the preload's reaches only the first.
@@ -114,11 +115,13 @@ describe('startup refusals: one line that says what to change, exit 2', () => {
 });
 
 describe('readiness', () => {
-  test('/readyz answers 503 while the replication connection is down, and 200 once it is back', async () => {
+  test('/readyz answers 503 while the replication connection is down, and once it is back what was sent meanwhile arrives', async () => {
     await publish();
     await using replicator = await role('pgws_replicator', 'REPLICATION');
     await sql.unsafe(`GRANT EXECUTE ON FUNCTION pgws.wake(text[], boolean) TO ${replicator.name}`);
-    await using t = await startBridge(`[channels.${uniqueChannel('ready')}]\ndurable = true\n`, {
+    await sql.unsafe(`GRANT SELECT ON pgws.messages TO ${replicator.name}`);
+    const channel = uniqueChannel('ready');
+    await using t = await startBridge(`[channels.${channel}]\ndurable = true\n`, {
       databaseUrl: replicator.url(),
       database: 'ingest = "replication"\nreconnect_min_ms = 20\nreconnect_max_ms = 100',
     });
@@ -128,6 +131,8 @@ describe('readiness', () => {
     };
     await waitFor(async () => (await readyz()).status === 200, 20_000, 'ready with replication up');
     expect(await readyz()).toEqual({ status: 200, ingest: 'up' });
+    using client = await connectMux(t.url);
+    await client.subscribe(channel);
 
     // Kept down: the role may no longer replicate, so every reconnect is refused until it may again.
     await sql.unsafe(`ALTER ROLE ${replicator.name} NOREPLICATION`);
@@ -141,9 +146,18 @@ describe('readiness', () => {
       'the refusal in the log',
     );
     expect(await readyz()).toEqual({ status: 503, ingest: 'down' });
+    // The LISTEN connection stays up and nothing is written after this: only the catch-up of the new
+    // replication stream can deliver these.
+    for (const payload of ['while', 'replication', 'was down']) await sql`SELECT pgws.send(${channel}, ${payload})`;
 
     await sql.unsafe(`ALTER ROLE ${replicator.name} REPLICATION`);
     await waitFor(async () => (await readyz()).status === 200, 20_000, '/readyz to answer 200 again');
     expect(await readyz()).toEqual({ status: 200, ingest: 'up' });
+    const got = await client.received(channel, 3);
+    expect(got.map((frame) => [frame.seq, frame.payload])).toEqual([
+      [1, 'while'],
+      [2, 'replication'],
+      [3, 'was down'],
+    ]);
   });
 });

@@ -74,7 +74,8 @@ export function createArchive(sql: postgres.Sql): Archive {
       }),
     wake: (channels, on) =>
       read(async () => {
-        await sql`SELECT pgws.wake(${[...channels]}::text[], ${on})`;
+        // As JSON, like heads.
+        await sql`SELECT pgws.wake(ARRAY(SELECT json_array_elements_text(${JSON.stringify(channels)}::text::json)), ${on})`;
       }),
     readAfter: (channel, after, limit, maxBytes) =>
       read(async () => {
