@@ -12,6 +12,7 @@ import { createPublication, PUBLICATION } from '../src/db/publication.ts';
 import { databaseUrl, startBridge, uniqueChannel, waitFor } from './harness.ts';
 import { connectMux } from './mux.ts';
 import { installPgws, scratchDatabase } from './pgws.ts';
+import { everyWorkerReady, spawnServer } from './process.ts';
 
 // Here, not only in test/setup.ts: bun:test's setDefaultTimeout is per file, and the preload's reaches only the first.
 setDefaultTimeout(60_000);
@@ -159,5 +160,35 @@ describe('readiness', () => {
       [2, 'replication'],
       [3, 'was down'],
     ]);
+  });
+});
+
+describe('workers', () => {
+  test('with workers = 3, one replication connection for the instance, and every process delivers', async () => {
+    const channel = uniqueChannel('workers');
+    await using server = await spawnServer({
+      toml: `[server]\nworkers = 3\n\n${replicationToml(channel)}`,
+      env: { DATABASE_URL: databaseUrl() },
+    });
+    await everyWorkerReady(server.url, 3);
+    await waitFor(
+      async () => (await sql`SELECT wake FROM pgws.streams WHERE channel = ${channel}`)[0]?.['wake'] === false,
+      20_000,
+      'replication up',
+    );
+    const mine = await sql`SELECT count(*)::int AS n FROM pg_stat_activity
+      WHERE backend_type = 'walsender' AND application_name = 'pg-notify-ws replication'
+        AND datname = current_database() AND client_port IS NOT NULL`;
+    expect(mine[0]?.['n']).toBe(1);
+    // Fresh connections: the kernel spreads them over the processes sharing the port.
+    const clients = await Promise.all(Array.from({ length: 6 }, () => connectMux(server.url)));
+    try {
+      for (const client of clients) await client.subscribe(channel);
+      for (const payload of ['a', 'b', 'c']) await sql`SELECT pgws.send(${channel}, ${payload})`;
+      for (const client of clients)
+        expect((await client.received(channel, 3)).map((frame) => frame.payload)).toEqual(['a', 'b', 'c']);
+    } finally {
+      for (const client of clients) client[Symbol.dispose]();
+    }
   });
 });
