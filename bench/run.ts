@@ -13,6 +13,7 @@ import { auth } from './auth.ts';
 import { capacity, fdlimit } from './capacity.ts';
 import { startDatabase } from './database.ts';
 import { fanout } from './fanout.ts';
+import { ingest } from './ingest.ts';
 import { large } from './large.ts';
 import { latency } from './latency.ts';
 import { multiplexed } from './multiplexed.ts';
@@ -41,6 +42,7 @@ const SCENARIOS = {
   scale,
   streams,
   writers,
+  ingest,
 };
 const NAMES = [...Object.keys(SCENARIOS), 'schema'];
 const PRODUCERS = 4;
