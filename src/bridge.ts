@@ -1,6 +1,6 @@
 /**
  * The composition root: wires config, database listener, canary, catalog, metrics and server into one bridge
- * that can be stopped. Tests start the whole app in-process through it; `main.ts` only reads the environment.
+ * that can be stopped. Tests start the whole app in-process through it; `main.ts` reads the environment, calls it.
  *
  * Wiring order is declaration order: every piece is built before anything that calls it, and nothing
  * runs until `listener.start`, so no callback can reach a piece that does not exist yet.

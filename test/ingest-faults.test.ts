@@ -44,11 +44,7 @@ async function send(sql: postgres.Sql, channel: string, count: number, prefix = 
 
 /** Every message arrived once, in seq order, and no `gap` came. */
 async function expectAll(client: MuxClient, channel: string, count: number) {
-  await client.until(
-    (frames) => frames.filter((frame) => frame.type === 'message').length >= count,
-    30_000,
-    `${count} messages`,
-  );
+  await client.until(() => client.messages(channel).length >= count, 30_000, `${count} messages on ${channel}`);
   expect(client.messages(channel).map((frame: Frame) => frame.seq)).toEqual(range(1, count));
   expect(client.frames.filter((frame) => frame.type === 'gap')).toEqual([]);
 }
@@ -58,11 +54,15 @@ const walsenders = (sql: postgres.Sql) => sql`SELECT pid FROM pg_stat_activity
   WHERE backend_type = 'walsender' AND application_name = 'pg-notify-ws replication' AND datname = current_database()`;
 
 describe('ingest by replication', () => {
-  test('delivers durable messages in order while pgws.send sends no NOTIFY', async () => {
+  test('delivers durable messages in order while pgws.send sends no NOTIFY, and plain channels beside them', async () => {
     const channel = uniqueChannel('ingest');
+    const plain = uniqueChannel('plain');
     await using t = await replicatingBridge(channel);
     using client = await connectMux(t.url);
     await client.subscribe(channel);
+    await client.subscribe(plain);
+    await t.notify(plain, 'by NOTIFY');
+    expect((await client.received(plain, 1)).map((frame) => frame.payload)).toEqual(['by NOTIFY']);
     const heard: string[] = [];
     const listening = postgres(databaseUrl(), { max: 1, onnotice: () => {} });
     await listening.listen(channel, (payload) => heard.push(payload));

@@ -66,14 +66,16 @@ export function createIngest(options: IngestOptions): Ingest {
     const result = await options.archive.wake(durable, on);
     if (result.ok || warned) return;
     warned = true;
-    log.warn(
+    const message =
       result.reason === 'forbidden'
         ? `cannot call pgws.wake, so pgws.send may not ${on ? 'wake this bridge' : 'skip its NOTIFY'}: GRANT EXECUTE ON FUNCTION pgws.wake(text[], boolean) to this bridge's role`
         : result.reason === 'missing'
           ? 'pgws.wake is missing: run `bun run sql` on the database to update pgws'
-          : 'pgws.wake failed',
-      { error: result.error },
-    );
+          : 'pgws.wake failed';
+    // Turning wake-ups back on matters only after a replication-mode bridge turned them off: a notify-mode
+    // bridge whose role may not (the default for one that does not own pgws) says so at debug level only.
+    if (on) log.debug(message, { error: result.error });
+    else log.warn(message, { error: result.error });
   };
   const replication = replicating
     ? createReplication({
