@@ -5,9 +5,10 @@
  * LISTEN connection breaks nothing.
  */
 import { beforeAll, describe, expect, setDefaultTimeout, test } from 'bun:test';
-import { startBridge, uniqueChannel, waitFor, within } from './harness.ts';
+import { databaseUrl, metric, startBridge, uniqueChannel, waitFor, within } from './harness.ts';
 import { connectMux, type Frame } from './mux.ts';
 import { installPgws } from './pgws.ts';
+import { startTcpProxy } from './proxy.ts';
 
 setDefaultTimeout(60_000);
 
@@ -101,6 +102,48 @@ describe('resume anywhere within retention', () => {
     expect(await again.subscribe(channel, { since })).toMatchObject({ recovered: true, seq: 2, epoch: since.epoch });
     await send(b.sql, channel, 1, 'live');
     expect(payloads(await again.received(channel, 4))).toEqual(['m3', 'm4', 'm5', 'live1']);
+  });
+
+  test("a resume past the instance's own head waits for its reader to read the rows, then recovers", async () => {
+    const channel = uniqueChannel('dur');
+    await using a = await startBridge(durable(channel));
+    // B's wake-ups on the channel are dropped until `deaf` is lifted: B reads nothing A's client has.
+    let deaf = true;
+    const { hostname, port } = new URL(databaseUrl());
+    await using proxy = startTcpProxy({
+      target: { host: hostname, port: Number(port || 5432) },
+      dropNotifications: (name) => deaf && name === channel,
+    });
+    await using b = await startBridge(durable(channel), { databaseUrl: proxy.url(databaseUrl()) });
+    using onA = await connectMux(a.url);
+    const { epoch = '' } = await onA.subscribe(channel);
+    await send(a.sql, channel, 3);
+    await onA.received(channel, 3);
+    using onB = await connectMux(b.url);
+    const answer = onB.request({ type: 'subscribe', channel, since: { epoch, seq: 2 } });
+    await waitFor(
+      async () => (await metric(b.url, 'pgws_subscriptions', { mode: 'multiplexed' })) === 1,
+      5000,
+      'B to take the resume in',
+    );
+    deaf = false;
+    await send(a.sql, channel, 1, 'after');
+    expect(await answer).toMatchObject({ type: 'subscribed', epoch, seq: 2, recovered: true });
+    expect(payloads(await onB.received(channel, 2))).toEqual(['m3', 'after1']);
+    expect(seqs(onB.messages(channel))).toEqual([3, 4]);
+  });
+
+  test("a resume past the database's head waits for rows that never come, then is not recovered and goes live", async () => {
+    const channel = uniqueChannel('dur');
+    await using t = await startBridge(durable(channel));
+    using client = await connectMux(t.url);
+    const { epoch = '' } = await client.subscribe(channel);
+    await send(t.sql, channel, 2);
+    using resumed = await connectMux(t.url);
+    const answer = await resumed.subscribe(channel, { since: { epoch, seq: 5 } }, 15_000);
+    expect(answer).toMatchObject({ epoch, seq: 2, recovered: false });
+    await send(t.sql, channel, 1, 'live');
+    expect(await resumed.next('message')).toMatchObject({ seq: 3, payload: 'live1' });
   });
 
   test('a resume of 2,500 messages from the table is paged and arrives complete and in order', async () => {
