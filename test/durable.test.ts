@@ -214,7 +214,9 @@ describe('last', () => {
 describe('no gap for a reconnect the bridge can repair', () => {
   test('a lost LISTEN connection: what was sent meanwhile arrives in order, with no gap and no 1012', async () => {
     const channel = uniqueChannel('dur');
-    await using t = await startBridge(durable(channel));
+    // Its own application_name: only this bridge's LISTEN backend is terminated, not those of other runs.
+    const app = uniqueChannel('app');
+    await using t = await startBridge(durable(channel), { databaseUrl: `${databaseUrl()}?application_name=${app}` });
     using client = await connectMux(t.url);
     await client.subscribe(channel);
     const plain = new WebSocket(t.wsUrl(channel));
@@ -223,10 +225,11 @@ describe('no gap for a reconnect the bridge can repair', () => {
     await within(new Promise((resolve) => (plain.onopen = resolve)), 5000, 'the plain socket to open');
     await send(t.sql, channel, 2, 'before');
     await client.received(channel, 2);
-    await t.sql`SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-      WHERE application_name = 'pg-notify-ws' AND query ILIKE 'LISTEN%'`;
+    const killed = await t.sql`SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+      WHERE application_name = ${app} AND query ILIKE 'LISTEN%'`;
+    expect(killed.length).toBe(1);
     await send(t.sql, channel, 3, 'during');
-    await waitFor(() => t.bridge.ready !== undefined && client.messages(channel).length === 5, 20_000, 'the catch-up');
+    await waitFor(() => client.messages(channel).length === 5, 20_000, 'the catch-up');
     expect(payloads(client.messages(channel))).toEqual(['before1', 'before2', 'during1', 'during2', 'during3']);
     expect(client.frames.some((frame) => frame.type === 'gap')).toBe(false);
     expect(plain.readyState).toBe(WebSocket.OPEN);
