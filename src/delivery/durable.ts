@@ -57,8 +57,15 @@ interface Reading {
   running: Promise<void> | undefined;
   again: boolean;
   failures: number;
-  readonly known: PromiseWithResolvers<void>;
+  /** Settles once the channel's position was first read (rejects while pgws is missing). */
+  known: PromiseWithResolvers<void>;
 }
+
+const unknown = () => {
+  const known = Promise.withResolvers<void>();
+  known.promise.catch(() => {});
+  return known;
+};
 
 // Rows per query: large enough that a backlog of 10,000 is ten queries, small enough to bound memory.
 const BATCH = 1000;
@@ -74,8 +81,6 @@ export function createDurableReader(options: DurableReaderOptions): DurableReade
   const { archive, hub, stats, log } = options;
   const streams = new Map<string, Reading>();
   for (const channel of options.channels) {
-    const known = Promise.withResolvers<void>();
-    known.promise.catch(() => {});
     streams.set(channel, {
       epoch: undefined,
       last: 0,
@@ -83,7 +88,7 @@ export function createDurableReader(options: DurableReaderOptions): DurableReade
       running: undefined,
       again: false,
       failures: 0,
-      known,
+      known: unknown(),
     });
   }
   let missing = false;
@@ -161,6 +166,9 @@ export function createDurableReader(options: DurableReaderOptions): DurableReade
       for (const reading of streams.values()) reading.known.reject(new Error(MISSING_SEND));
       return;
     }
+    // Installed since a failed read (the next reconnect reads again): subscribes wait for the position anew.
+    if (missing) for (const reading of streams.values()) reading.known = unknown();
+    missing = false;
     const started = performance.now();
     const pumps: Promise<void>[] = [];
     for (const [channel, reading] of streams) {
