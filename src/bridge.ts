@@ -133,7 +133,7 @@ export async function createBridge(options: BridgeOptions): Promise<Bridge> {
     deliver: (channel, payload, at) => pipeline.stored(channel, payload, at),
     publish: (topic, frame) => server.publish(topic, frame),
     closePlain: (which) => server.closePlain('database_lost', which),
-    forwardGap: (channel, at) => cluster?.gap(channel, at),
+    workers: () => cluster,
     stats,
     log,
   });
@@ -170,7 +170,7 @@ export async function createBridge(options: BridgeOptions): Promise<Bridge> {
     listener,
     canary,
     revocations,
-    ingest: durability.ingest,
+    ingest: follower?.ingest ?? durability.ingest,
     metrics: scrape === undefined ? metrics : { ...metrics, render: (byWorker = false) => scrape(byWorker) },
     channelsDocument: JSON.stringify(describeChannels(config)),
     asyncapi: asyncApiText(config, options.version ?? '0.0.0'),

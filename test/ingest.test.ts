@@ -12,7 +12,7 @@ import { createPublication, PUBLICATION } from '../src/db/publication.ts';
 import { databaseUrl, startBridge, uniqueChannel, waitFor } from './harness.ts';
 import { connectMux } from './mux.ts';
 import { installPgws, scratchDatabase } from './pgws.ts';
-import { everyWorkerReady, spawnServer } from './process.ts';
+import { everyWorkerReady, freshGet, spawnServer } from './process.ts';
 
 // Here, not only in test/setup.ts: bun:test's setDefaultTimeout is per file, and the preload's reaches only the first.
 setDefaultTimeout(60_000);
@@ -190,5 +190,32 @@ describe('workers', () => {
     } finally {
       for (const client of clients) client[Symbol.dispose]();
     }
+  });
+});
+
+describe('workers and readiness', () => {
+  test("every worker's /readyz follows the primary's replication connection", async () => {
+    await publish();
+    await using replicator = await role('pgws_replicator', 'REPLICATION');
+    await sql.unsafe(`GRANT EXECUTE ON FUNCTION pgws.wake(text[], boolean) TO ${replicator.name}`);
+    await sql.unsafe(`GRANT SELECT ON pgws.messages TO ${replicator.name}`);
+    const channel = uniqueChannel('wready');
+    await using server = await spawnServer({
+      toml: `[server]\nworkers = 2\n\n[database]\ningest = "replication"\nreconnect_min_ms = 20\nreconnect_max_ms = 100\n\n[channels.${channel}]\ndurable = true\n`,
+      env: { DATABASE_URL: replicator.url() },
+    });
+    await everyWorkerReady(server.url, 2);
+    // Fresh connections land on either process: a dozen in a row all answering alike is every process.
+    const all = async (status: number) => {
+      const answers = await Promise.all(Array.from({ length: 12 }, () => freshGet(server.url, '/readyz')));
+      return answers.every((text) => (JSON.parse(text) as { ready: boolean }).ready === (status === 200));
+    };
+    await waitFor(() => all(200), 20_000, 'every process ready with replication up');
+    await sql.unsafe(`ALTER ROLE ${replicator.name} NOREPLICATION`);
+    await sql`SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+      WHERE backend_type = 'walsender' AND usename = ${replicator.name}`;
+    await waitFor(() => all(503), 10_000, 'every process to answer not ready');
+    await sql.unsafe(`ALTER ROLE ${replicator.name} REPLICATION`);
+    await waitFor(() => all(200), 20_000, 'every process ready again');
   });
 });

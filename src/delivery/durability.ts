@@ -40,8 +40,8 @@ export interface DurabilityOptions {
   publish: Publish;
   /** Closes the plain sockets on the channels `which` picks (the server's `closePlain`). */
   closePlain(which: (channel: string) => boolean): void;
-  /** Tells the workers (the primary's `cluster.gap`); absent elsewhere. */
-  forwardGap?: Cluster['gap'] | undefined;
+  /** The primary's workers, to tell them of gaps and of the replication connection; absent elsewhere. */
+  workers?: (() => Pick<Cluster, 'gap' | 'ingest'> | undefined) | undefined;
   stats: Stats;
   log: Logger;
 }
@@ -93,7 +93,7 @@ export function createDurability(options: DurabilityOptions): Durability {
   const gap = (channel: string, at: Position) => {
     stats.gaps += hub.gap(channel, at, options.publish);
     options.closePlain((name) => name === channel);
-    options.forwardGap?.(channel, at);
+    options.workers?.()?.gap(channel, at);
   };
   const reader = options.reads
     ? createDurableReader({
@@ -167,6 +167,7 @@ export function createDurability(options: DurabilityOptions): Durability {
       ingest.start({
         committed: (channel, seq) => reader?.wake(channel, seq),
         restarted: () => void reader?.connected(),
+        changed: (ready) => options.workers?.()?.ingest(ready),
       });
     },
     async stop() {

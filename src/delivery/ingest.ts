@@ -43,6 +43,8 @@ export interface IngestEvents {
   committed(channel: string, seq: number): void;
   /** A new replication stream began: what committed before it is only in the table, so catch up from there. */
   restarted(): void;
+  /** The replication connection went up or down (`ready`): workers are told, for their `/readyz`. */
+  changed(ready: boolean): void;
 }
 
 /**
@@ -101,6 +103,7 @@ export function createIngest(options: IngestOptions): Ingest {
         // Another instance's durable channels share the table: only ours are read.
         committed: (channel, seq) => channels.has(channel) && events.committed(channel, seq),
         state(state) {
+          events.changed(state === 'up');
           if (state !== 'up') return;
           void wake(false);
           events.restarted();
