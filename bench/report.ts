@@ -119,7 +119,7 @@ const USAGE = `Usage (from the repository root):
     bun run bench --quick             # smoke test with smaller counts, about a minute; prints only
     bun run bench --only fanout       # one scenario (repeat --only or use commas):
                                       #   capacity, fanout, schema, multiplexed, latency, workers, large,
-                                      #   fdlimit, auth, tracing, scale, streams, writers, durable
+                                      #   fdlimit, auth, tracing, scale, streams, writers, ingest, durable
     bun run bench --only scale --levels 20000
                                       # the scale scenario at other client counts (default 100,000 and
                                       #   250,000; --quick 5,000 and 10,000)

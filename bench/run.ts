@@ -14,6 +14,7 @@ import { capacity, fdlimit } from './capacity.ts';
 import { startDatabase } from './database.ts';
 import { durable } from './durable.ts';
 import { fanout } from './fanout.ts';
+import { ingest } from './ingest.ts';
 import { large } from './large.ts';
 import { latency } from './latency.ts';
 import { multiplexed } from './multiplexed.ts';
@@ -42,6 +43,7 @@ const SCENARIOS = {
   scale,
   streams,
   writers,
+  ingest,
   durable,
 };
 const NAMES = [...Object.keys(SCENARIOS), 'schema'];

@@ -95,6 +95,21 @@ async function trial(
   }
 }
 
+/**
+ * Installs pgws and makes the application table `table`. The cases TRUNCATE pgws.messages and pgws.streams:
+ * a database that holds channels not named `prefix…` (someone else's) is refused.
+ */
+export async function prepareWriters(admin: Sql, prefix: string, table: string): Promise<void> {
+  await admin.unsafe(INSTALL_SQL).simple();
+  const [other] = await admin`SELECT channel FROM pgws.streams WHERE left(channel, ${prefix.length}) <> ${prefix}
+    UNION ALL SELECT channel FROM pgws.messages WHERE left(channel, ${prefix.length}) <> ${prefix} LIMIT 1`;
+  if (other !== undefined)
+    throw new Error(`pgws.streams holds channel "${other['channel']}": use a database of its own`);
+  await admin.unsafe(
+    `CREATE TABLE IF NOT EXISTS ${table} (id bigserial PRIMARY KEY, writer int NOT NULL, body text NOT NULL, made_at timestamptz NOT NULL DEFAULT now())`,
+  );
+}
+
 /** Runs the writers scenario. */
 export async function writers(context: s.Context): Promise<s.Outcome> {
   const { rig, say, quick } = context;
@@ -103,15 +118,7 @@ export async function writers(context: s.Context): Promise<s.Outcome> {
   const conns = Array.from({ length: MAX_WRITERS }, () => postgres(rig.db.url, { max: 1, onnotice: () => {} }));
   const [admin] = conns as [Sql];
   try {
-    await admin.unsafe(INSTALL_SQL).simple();
-    // The cells TRUNCATE pgws.messages and pgws.streams: refuse a database whose channels are someone else's.
-    const [other] = await admin`SELECT channel FROM pgws.streams WHERE left(channel, ${PREFIX.length}) <> ${PREFIX}
-      UNION ALL SELECT channel FROM pgws.messages WHERE left(channel, ${PREFIX.length}) <> ${PREFIX} LIMIT 1`;
-    if (other !== undefined)
-      throw new Error(`pgws.streams holds channel "${other['channel']}": use a database of its own`);
-    await admin.unsafe(
-      `CREATE TABLE IF NOT EXISTS ${TABLE} (id bigserial PRIMARY KEY, writer int NOT NULL, body text NOT NULL, made_at timestamptz NOT NULL DEFAULT now())`,
-    );
+    await prepareWriters(admin, PREFIX, TABLE);
     const [settings] =
       await admin`SELECT current_setting('synchronous_commit') AS sc, current_setting('fsync') AS fsync,
       current_setting('wal_sync_method') AS sync`;

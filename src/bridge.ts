@@ -1,7 +1,6 @@
 /**
- * The composition root: wires config, database listener, canary, catalog, metrics and server into one
- * bridge that can be stopped. Tests start the whole app in-process through it; `main.ts` only reads the
- * environment and signals and calls this.
+ * The composition root: wires config, database listener, canary, catalog, metrics and server into one bridge
+ * that can be stopped. Tests start the whole app in-process through it; `main.ts` reads the environment, calls it.
  *
  * Wiring order is declaration order: every piece is built before anything that calls it, and nothing
  * runs until `listener.start`, so no callback can reach a piece that does not exist yet.
@@ -128,12 +127,13 @@ export async function createBridge(options: BridgeOptions): Promise<Bridge> {
     catalog,
     hub,
     archive: listener.queries,
+    databaseUrl: options.databaseUrl,
     reads: follower === undefined,
     // Called once the listener runs, when everything below exists.
     deliver: (channel, payload, at) => pipeline.stored(channel, payload, at),
     publish: (topic, frame) => server.publish(topic, frame),
     closePlain: (which) => server.closePlain('database_lost', which),
-    forwardGap: (channel, at) => cluster?.gap(channel, at),
+    workers: () => cluster,
     stats,
     log,
   });
@@ -170,6 +170,7 @@ export async function createBridge(options: BridgeOptions): Promise<Bridge> {
     listener,
     canary,
     revocations,
+    ingest: follower?.ingest ?? durability.ingest,
     metrics: scrape === undefined ? metrics : { ...metrics, render: (byWorker = false) => scrape(byWorker) },
     channelsDocument: JSON.stringify(describeChannels(config)),
     asyncapi: asyncApiText(config, options.version ?? '0.0.0'),
@@ -240,9 +241,8 @@ export async function createBridge(options: BridgeOptions): Promise<Bridge> {
       canary.stop();
       authority.stop();
       sweeper.stop();
-      durability.stop();
       await server.stop();
-      await listener.stop();
+      await Promise.all([listener.stop(), durability.stop()]);
     })();
     return stopped;
   };

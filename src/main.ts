@@ -21,6 +21,7 @@ import { startEmbeddedPostgres } from './db/embedded.ts';
 import { connectAdmin } from './db/queries.ts';
 import { INSTALL_SQL } from './db/script.ts';
 import { MISSING_SEND } from './delivery/durable.ts';
+import { ingestRefusal } from './delivery/ingest.ts';
 import { startTracing } from './tracing.ts';
 import { exitWithParent, spawnWorkers, WORKER_ENV } from './workers.ts';
 
@@ -89,6 +90,13 @@ async function main(): Promise<number> {
   const embedded = config.database.url === undefined ? await startDevelopmentDatabase(log) : undefined;
   const databaseUrl = config.database.url ?? embedded?.url ?? '';
   if (worker === undefined) await checkDurable(config, databaseUrl, embedded !== undefined, log);
+  // Exit 2, as for a config error: the config asks for what this database is not set up for. Workers follow a
+  // primary that already looked.
+  const refusal = worker === undefined ? await ingestRefusal(config, databaseUrl) : undefined;
+  if (refusal !== undefined) {
+    await embedded?.stop();
+    throw new ConfigError(refusal);
+  }
   const consoleHtml =
     typeof PGWS_CONSOLE_HTML === 'string'
       ? PGWS_CONSOLE_HTML

@@ -33,6 +33,10 @@ describe('a config that fails', () => {
       'bad-mode.toml',
       'bad-mode.toml: server.unknown_channels: Invalid type: Expected ("raw" | "reject") but received "drop"',
     ],
+    [
+      'bad-ingest.toml',
+      'bad-ingest.toml: database.ingest: Invalid type: Expected ("notify" | "replication") but received "wal"',
+    ],
     ['backoff.toml', 'backoff.toml: database.reconnect_min_ms: must not exceed reconnect_max_ms (1000)'],
     [
       'long-name.toml',
@@ -110,6 +114,7 @@ describe('a config that loads', () => {
       reconnectMaxMs: 10_000,
       canaryIntervalMs: 5000,
       largePayloadTtl: 60,
+      ingest: 'notify',
     });
     expect(config.channels.size).toBe(0);
   });

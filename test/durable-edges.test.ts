@@ -118,6 +118,15 @@ describe('a database without pgws.send', () => {
     const answer = await client.request({ type: 'subscribe', channel });
     expect(answer).toMatchObject({ type: 'error', code: 'unavailable' });
     await waitFor(() => t.logs.some((line) => line.includes('bun run sql')), 5000, 'the log line');
+    // Installed while the bridge runs: its next connection reads the positions, and subscribes work.
+    await installPgws(db.url);
+    await db.sql`SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+      WHERE datname = current_database() AND application_name = 'pg-notify-ws' AND query ILIKE 'LISTEN%'`;
+    await waitFor(
+      async () => (await client.request({ type: 'subscribe', channel }))['type'] === 'subscribed',
+      20_000,
+      'a subscribe to succeed after the install',
+    );
   });
 });
 

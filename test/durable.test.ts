@@ -5,9 +5,10 @@
  * LISTEN connection breaks nothing.
  */
 import { beforeAll, describe, expect, setDefaultTimeout, test } from 'bun:test';
-import { startBridge, uniqueChannel, waitFor, within } from './harness.ts';
+import { databaseUrl, metric, startBridge, uniqueChannel, waitFor, within } from './harness.ts';
 import { connectMux, type Frame } from './mux.ts';
 import { installPgws } from './pgws.ts';
+import { startTcpProxy } from './proxy.ts';
 
 setDefaultTimeout(60_000);
 
@@ -103,6 +104,48 @@ describe('resume anywhere within retention', () => {
     expect(payloads(await again.received(channel, 4))).toEqual(['m3', 'm4', 'm5', 'live1']);
   });
 
+  test("a resume past the instance's own head waits for its reader to read the rows, then recovers", async () => {
+    const channel = uniqueChannel('dur');
+    await using a = await startBridge(durable(channel));
+    // B's wake-ups on the channel are dropped until `deaf` is lifted: B reads nothing A's client has.
+    let deaf = true;
+    const { hostname, port } = new URL(databaseUrl());
+    await using proxy = startTcpProxy({
+      target: { host: hostname, port: Number(port || 5432) },
+      dropNotifications: (name) => deaf && name === channel,
+    });
+    await using b = await startBridge(durable(channel), { databaseUrl: proxy.url(databaseUrl()) });
+    using onA = await connectMux(a.url);
+    const { epoch = '' } = await onA.subscribe(channel);
+    await send(a.sql, channel, 3);
+    await onA.received(channel, 3);
+    using onB = await connectMux(b.url);
+    const answer = onB.request({ type: 'subscribe', channel, since: { epoch, seq: 2 } });
+    await waitFor(
+      async () => (await metric(b.url, 'pgws_subscriptions', { mode: 'multiplexed' })) === 1,
+      5000,
+      'B to take the resume in',
+    );
+    deaf = false;
+    await send(a.sql, channel, 1, 'after');
+    expect(await answer).toMatchObject({ type: 'subscribed', epoch, seq: 2, recovered: true });
+    expect(payloads(await onB.received(channel, 2))).toEqual(['m3', 'after1']);
+    expect(seqs(onB.messages(channel))).toEqual([3, 4]);
+  });
+
+  test("a resume past the database's head waits for rows that never come, then is not recovered and goes live", async () => {
+    const channel = uniqueChannel('dur');
+    await using t = await startBridge(durable(channel));
+    using client = await connectMux(t.url);
+    const { epoch = '' } = await client.subscribe(channel);
+    await send(t.sql, channel, 2);
+    using resumed = await connectMux(t.url);
+    const answer = await resumed.subscribe(channel, { since: { epoch, seq: 5 } }, 15_000);
+    expect(answer).toMatchObject({ epoch, seq: 2, recovered: false });
+    await send(t.sql, channel, 1, 'live');
+    expect(await resumed.next('message')).toMatchObject({ seq: 3, payload: 'live1' });
+  });
+
   test('a resume of 2,500 messages from the table is paged and arrives complete and in order', async () => {
     const channel = uniqueChannel('dur');
     await using t = await startBridge(durable(channel));
@@ -171,7 +214,9 @@ describe('last', () => {
 describe('no gap for a reconnect the bridge can repair', () => {
   test('a lost LISTEN connection: what was sent meanwhile arrives in order, with no gap and no 1012', async () => {
     const channel = uniqueChannel('dur');
-    await using t = await startBridge(durable(channel));
+    // Its own application_name: only this bridge's LISTEN backend is terminated, not those of other runs.
+    const app = uniqueChannel('app');
+    await using t = await startBridge(durable(channel), { databaseUrl: `${databaseUrl()}?application_name=${app}` });
     using client = await connectMux(t.url);
     await client.subscribe(channel);
     const plain = new WebSocket(t.wsUrl(channel));
@@ -180,10 +225,11 @@ describe('no gap for a reconnect the bridge can repair', () => {
     await within(new Promise((resolve) => (plain.onopen = resolve)), 5000, 'the plain socket to open');
     await send(t.sql, channel, 2, 'before');
     await client.received(channel, 2);
-    await t.sql`SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-      WHERE application_name = 'pg-notify-ws' AND query ILIKE 'LISTEN%'`;
+    const killed = await t.sql`SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+      WHERE application_name = ${app} AND query ILIKE 'LISTEN%'`;
+    expect(killed.length).toBe(1);
     await send(t.sql, channel, 3, 'during');
-    await waitFor(() => t.bridge.ready !== undefined && client.messages(channel).length === 5, 20_000, 'the catch-up');
+    await waitFor(() => client.messages(channel).length === 5, 20_000, 'the catch-up');
     expect(payloads(client.messages(channel))).toEqual(['before1', 'before2', 'during1', 'during2', 'during3']);
     expect(client.frames.some((frame) => frame.type === 'gap')).toBe(false);
     expect(plain.readyState).toBe(WebSocket.OPEN);

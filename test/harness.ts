@@ -59,6 +59,15 @@ export interface TestBridge extends AsyncDisposable {
   stop(): Promise<void>;
 }
 
+/**
+ * `TEST_INGEST=replication` runs every bridge of a suite with `[database] ingest = "replication"` (`.ci/run` runs
+ * the durable channels' tests so on both databases), unless the test sets `ingest` itself.
+ */
+function ingestLine(database = ''): string {
+  const ingest = process.env['TEST_INGEST'];
+  return ingest === undefined || ingest === '' || /^\s*ingest\s*=/m.test(database) ? '' : `ingest = "${ingest}"\n`;
+}
+
 /** Starts a bridge on a free port on 127.0.0.1. `toml` is appended after a `[server]` section. */
 export async function startBridge(
   toml = '',
@@ -77,7 +86,7 @@ export async function startBridge(
     tracer?: Tracer;
   } = {},
 ): Promise<TestBridge> {
-  const text = `[server]\nhost = "127.0.0.1"\nport = 0\n${options.server ?? ''}\n[database]\n${options.database ?? ''}\n${toml}`;
+  const text = `[server]\nhost = "127.0.0.1"\nport = 0\n${options.server ?? ''}\n[database]\n${ingestLine(options.database)}${options.database ?? ''}\n${toml}`;
   const config = await configFrom(text, options.files);
   const logs: string[] = [];
   const log = options.log ?? createLogger({ level: 'debug', write: (line) => logs.push(line) });

@@ -72,13 +72,20 @@ export async function spawnServer(options: SpawnOptions): Promise<ServerProcess>
   void child.exited.then((code) =>
     ready.reject(new Error(`server exited with ${code} before ready:\n${lines.join('\n')}`)),
   );
-  const url = await within(ready.promise, options.readyMs ?? 20_000, 'the ready line');
-  if (options.waitHealthy !== false) {
-    await waitFor(
-      async () => (await fetch(new URL('/healthz', url))).status === 200,
-      20_000,
-      'the server to become healthy',
-    );
+  let url: URL;
+  try {
+    url = await within(ready.promise, options.readyMs ?? 20_000, 'the ready line');
+    if (options.waitHealthy !== false) {
+      await waitFor(
+        async () => (await fetch(new URL('/healthz', url))).status === 200,
+        20_000,
+        'the server to become healthy',
+      );
+    }
+  } catch (error) {
+    // A server that never became ready must not outlive the test that gave up on it.
+    child.kill('SIGKILL');
+    throw error;
   }
   const signal = async (name: NodeJS.Signals) => {
     child.kill(name);

@@ -1,7 +1,8 @@
 /**
  * A TCP proxy on 127.0.0.1 for tests: forwards bytes both ways, can cut every connection at once, and can
  * rewrite what the server sends. `dropNotifications` plays a transaction-mode pooler (PgBouncer
- * `pool_mode = transaction`): LISTEN succeeds, but NotificationResponse messages never reach the client.
+ * `pool_mode = transaction`): LISTEN succeeds, but NotificationResponse messages never reach the client
+ * (given a function, only those on the channels it picks at the time).
  * `refuseUpgrades` plays a corporate HTTP proxy that lets plain HTTP through and answers every WebSocket
  * upgrade with 403.
  */
@@ -33,9 +34,11 @@ interface Pair {
 /** Starts a proxy to `target` (host and port). */
 export function startTcpProxy(options: {
   target: { host: string; port: number };
-  dropNotifications?: boolean;
+  dropNotifications?: boolean | ((channel: string) => boolean);
   refuseUpgrades?: boolean;
 }): TcpProxy {
+  const { dropNotifications } = options;
+  const drop = typeof dropNotifications === 'function' ? dropNotifications : () => true;
   const pairs = new Set<Pair>();
   const target = { ...options.target };
   const listener: TCPSocketListener<Pair> = Bun.listen<Pair>({
@@ -47,7 +50,7 @@ export function startTcpProxy(options: {
           client,
           upstream: undefined,
           toUpstream: [],
-          rewrite: options.dropNotifications ? dropNotificationResponses() : undefined,
+          rewrite: dropNotifications ? dropNotificationResponses(drop) : undefined,
         };
         client.data = pair;
         pairs.add(pair);
@@ -126,9 +129,10 @@ export function startTcpProxy(options: {
 
 /**
  * PostgreSQL's backend messages are a type byte and a 4-byte big-endian length that counts itself (protocol
- * §55.7); NotificationResponse is type 'A'. Messages may span chunks, so whole ones are reassembled first.
+ * §55.7); NotificationResponse is type 'A' (then the sender's pid, the channel and the payload, C strings).
+ * Messages may span chunks, so whole ones are reassembled first.
  */
-function dropNotificationResponses(): Rewriter {
+function dropNotificationResponses(drop: (channel: string) => boolean): Rewriter {
   let pending = new Uint8Array(0);
   return (chunk) => {
     const data = new Uint8Array(pending.length + chunk.length);
@@ -139,7 +143,9 @@ function dropNotificationResponses(): Rewriter {
     while (at + 5 <= data.length) {
       const length = new DataView(data.buffer, data.byteOffset + at + 1, 4).getUint32(0);
       if (at + 1 + length > data.length) break;
-      if (data[at] !== 0x41) kept.push(data.subarray(at, at + 1 + length));
+      const notification = data[at] === 0x41;
+      if (!notification || !drop(Buffer.from(data.subarray(at + 9, data.indexOf(0, at + 9))).toString('utf8')))
+        kept.push(data.subarray(at, at + 1 + length));
       at += 1 + length;
     }
     pending = data.slice(at);

@@ -32,7 +32,7 @@ export function checkChannelName(name: string): ChannelName {
   // PG: identifiers cannot contain NUL; lone surrogates cannot be sent as UTF-8 either.
   if (name.includes('\0')) return { ok: false, reason: 'channel name contains NUL' };
   if (!name.isWellFormed()) return { ok: false, reason: 'channel name is not valid Unicode' };
-  if (name.startsWith(PROBE_PREFIX)) {
+  if (isProbeChannel(name)) {
     return { ok: false, reason: `channel names starting with "${PROBE_PREFIX}" are reserved for the bridge's probes` };
   }
   if (name === CONTROL_CHANNEL) {

@@ -81,7 +81,10 @@ export function createSubscriptions(connection: Connection, requests: Requests):
       case 'message': {
         if (sub.position === undefined) return;
         // A plain NOTIFY on a durable channel takes no seq: delivered, and the position stays where it is.
-        if (frame['seq'] === undefined) return sub.options.onMessage(frame['payload'], sub.position);
+        if (frame['seq'] === undefined) {
+          sub.options.onMessage(frame['payload'], sub.position);
+          return;
+        }
         const seq = Number(frame['seq']);
         // A message at or before the position was already delivered (a resume never repeats, but be sure).
         if (sub.position === undefined || seq <= sub.position.seq) return;

@@ -60,6 +60,8 @@ export interface Follower extends Listener {
   scrape(byWorker: boolean): Promise<string>;
   /** Slots of `max_connections_per_subject`, claimed from the primary, which counts for the instance. */
   readonly slots: SubjectSlots;
+  /** The primary's replication connection (`[database] ingest = "replication"`), for this worker's `/readyz`. */
+  readonly ingest: { readonly state: 'up' | 'down'; readonly ready: boolean };
 }
 
 interface Entry extends Held {
@@ -77,6 +79,7 @@ export function createFollower(options: FollowerOptions): Follower {
   let events: FollowerEvents | undefined;
   let state: ListenerState = 'connecting';
   let generation = 0;
+  let ingestReady = true;
   const asked = new Map<number, { channel: string; entry: Entry; settle: (error?: Error) => void }>();
   const scrapes = new Map<number, (text: string) => void>();
   let nextId = 0;
@@ -137,6 +140,14 @@ export function createFollower(options: FollowerOptions): Follower {
     get generation() {
       return generation;
     },
+    ingest: {
+      get state() {
+        return ingestReady ? ('up' as const) : ('down' as const);
+      },
+      get ready() {
+        return ingestReady;
+      },
+    },
     get reconnects() {
       return Math.max(0, generation - 1);
     },
@@ -173,6 +184,9 @@ export function createFollower(options: FollowerOptions): Follower {
           for (const [channel, frame, epoch, seq] of message.batch) events?.delivered(channel, frame, { epoch, seq });
           // Handed to the sockets (Bun buffers what they have not read): the primary may count it as read.
           return options.send({ t: 'ack', bytes: message.bytes });
+        case 'ingest':
+          ingestReady = message.ready;
+          return;
         case 'gap':
           return events?.gap(message.channel, { epoch: message.epoch, seq: message.seq });
         case 'probe':

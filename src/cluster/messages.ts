@@ -25,6 +25,8 @@ export type ToWorker =
       /** Set when the error is the instance's `max_channels`, which it then names. */
       readonly maxChannels?: number;
     }
+  /** `[database] ingest = "replication"`: the primary's replication connection is up (`ready`) or not. */
+  | { readonly t: 'ingest'; readonly ready: boolean }
   /** A durable channel's rows up to `seq` were deleted before they were read: its subscribers get a `gap`. */
   | { readonly t: 'gap'; readonly channel: string; readonly epoch: string; readonly seq: number }
   /**

@@ -3,9 +3,8 @@
  * A worker asks for a channel (`listen`), the primary LISTENs it on the worker's behalf and answers with
  * the channel's stream; from then on every notification on it, validated and numbered once here, is sent
  * to that worker in order. So epoch, seq and history are the instance's, whichever worker a client lands on.
- * Likewise the cut-offs read from the control channel reach every worker, and the slots of
- * `max_connections_per_subject` are counted here for all of them (`claims.ts`).
- *
+ * Likewise the cut-offs read from the control channel and the replication connection's state reach every
+ * worker, and the slots of `max_connections_per_subject` are counted here for all of them (`claims.ts`).
  * No I/O of its own: links to workers are passed in (`workers.ts` owns the processes).
  */
 
@@ -64,6 +63,8 @@ export interface Cluster {
   forward(channel: string, frame: string, at: Position): void;
   /** A durable channel lost rows before they were read: every worker that holds it sends its `gap`, in order. */
   gap(channel: string, at: Position): void;
+  /** The replication connection is up or down: every worker's `/readyz` follows it. */
+  ingest(ready: boolean): void;
   /** The LISTEN connection changed state (after a loss, once the hub has started its new epochs). */
   state(state: ListenerState): void;
   /** Hands a cut-off read from the control channel to every worker. */
@@ -89,6 +90,7 @@ export function createCluster(options: ClusterOptions): Cluster {
   const members = new Map<WorkerLink, Member>();
   const ledger = createLedger<Member>(options.slots);
   const probes = new Map<string, Member>();
+  let ingestReady = true;
 
   // Control messages never overtake deliveries queued before them.
   const send = (member: Member, message: ToWorker) => member.outbox.send(message);
@@ -179,6 +181,7 @@ export function createCluster(options: ClusterOptions): Cluster {
             send(member, { t: 'cutoff', cutoff: { kind: 'revocations', rows: revocations.rows() } });
           }
           if (listener.state === 'up') holdProbe(member);
+          if (!ingestReady) send(member, { t: 'ingest', ready: false });
           return;
         }
         case 'listen':
@@ -218,6 +221,10 @@ export function createCluster(options: ClusterOptions): Cluster {
     gap(channel, { epoch, seq }) {
       for (const member of members.values())
         if (follows(member, channel)) send(member, { t: 'gap', channel, epoch, seq });
+    },
+    ingest(ready) {
+      ingestReady = ready;
+      for (const member of members.values()) if (member.probe !== undefined) send(member, { t: 'ingest', ready });
     },
     state(state) {
       for (const member of members.values()) {

@@ -36,6 +36,9 @@ export const DatabaseSection = v.strictObject({
   reconnect_max_ms: v.optional(int(100, 600_000), 10_000),
   canary_interval_ms: v.optional(int(100, 600_000), 5_000),
   large_payload_ttl: v.optional(int(1, 86_400), 60),
+  // How the bridge learns of new rows of durable channels: pgws.send's NOTIFY, or the logical replication
+  // of pgws.messages (no NOTIFY, so writers never queue on its cluster-wide commit lock).
+  ingest: v.optional(v.picklist(['notify', 'replication']), 'notify'),
 });
 
 /**

@@ -10,7 +10,7 @@ export function describeConfig(config: Config, auth?: string): string {
   const lines = [
     `${config.file}: OK`,
     `server: ${server.host}:${server.port}, unknown channels ${server.unknownChannels === 'raw' ? 'pass through raw' : 'are rejected'}, ${server.workers} worker(s)`,
-    `database: ${config.database.url === undefined ? 'embedded development PostgreSQL (no url set)' : 'url set'}`,
+    `database: ${config.database.url === undefined ? 'embedded development PostgreSQL (no url set)' : 'url set'}${config.database.ingest === 'replication' ? ', durable channels read by logical replication' : ''}`,
     `auth: ${describeAuth(config, auth)}`,
     `channels (${config.channels.size}):`,
   ];

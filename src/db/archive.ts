@@ -26,6 +26,8 @@ export interface Archive {
   send(channel: string, payload: string): Promise<Read<number>>;
   /** Each channel's epoch and last seq, creating the rows of channels nobody sent on yet. */
   heads(channels: readonly string[]): Promise<Read<ReadonlyMap<string, Head>>>;
+  /** `pgws.wake`: whether `pgws.send` NOTIFYs these channels' bridges (`[database] ingest = "notify"`) or not. */
+  wake(channels: readonly string[], on: boolean): Promise<Read<void>>;
   /** Up to `limit` rows after `after`, in seq order; a payload over `maxBytes` is not pulled. */
   readAfter(channel: string, after: number, limit: number, maxBytes: number): Promise<Read<Row[]>>;
   /** The newest `count` rows, in seq order. */
@@ -69,6 +71,11 @@ export function createArchive(sql: postgres.Sql): Archive {
         return new Map(
           rows.map((row) => [String(row['channel']), { epoch: String(row['epoch']), seq: Number(row['seq']) }]),
         );
+      }),
+    wake: (channels, on) =>
+      read(async () => {
+        // As JSON, like heads.
+        await sql`SELECT pgws.wake(ARRAY(SELECT json_array_elements_text(${JSON.stringify(channels)}::text::json)), ${on})`;
       }),
     readAfter: (channel, after, limit, maxBytes) =>
       read(async () => {

@@ -18,6 +18,13 @@ const wake = `chr(${CHANNEL_WAKE.charCodeAt(0)}) || '${CHANNEL_WAKE.slice(1)}'`;
 /** The functions the bridge's role and writers call; created executable by PUBLIC, like `pgws.notify`. */
 export const DURABLE_FUNCTIONS = ['send(text, text)', 'heads(text[])'];
 
+/**
+ * `pgws.wake(channels, on)`: whether `pgws.send` NOTIFYs the bridges of these channels, set by each bridge at
+ * startup from its `[database] ingest`. Not executable by PUBLIC (`script.ts` revokes it): turning wake-ups off
+ * delays every notify-mode bridge of the channel until it reconnects.
+ */
+export const WAKE_FUNCTION = 'wake(text[], boolean)';
+
 // Inside the install's DO block, like the cut-offs.
 export const DURABLE_SQL = `  -- Durable channels. Logged tables: the point of a durable message is to survive restarts and crashes.
   CREATE TABLE IF NOT EXISTS ${SCHEMA}.streams (
@@ -27,6 +34,9 @@ export const DURABLE_SQL = `  -- Durable channels. Logged tables: the point of a
     seq bigint NOT NULL DEFAULT 0,
     created_at timestamptz NOT NULL DEFAULT now()
   );
+  -- [database] ingest: true while the channel's bridges learn of new rows by NOTIFY, false when they read the
+  -- logical replication of pgws.messages instead. Read by pgws.send with the counter, at no cost of its own.
+  ALTER TABLE ${SCHEMA}.streams ADD COLUMN IF NOT EXISTS wake boolean NOT NULL DEFAULT true;
   COMMENT ON TABLE ${SCHEMA}.streams IS
     'pg-notify-ws: one row per durable channel: its epoch and the seq of its last message, updated by pgws.send';
   CREATE TABLE IF NOT EXISTS ${SCHEMA}.messages (
@@ -47,6 +57,7 @@ export const DURABLE_SQL = `  -- Durable channels. Logged tables: the point of a
   #variable_conflict use_column
   DECLARE
     assigned bigint;
+    woken boolean;
   BEGIN
     IF coalesce(send.channel, '') = '' THEN
       RAISE EXCEPTION 'pgws.send: channel must not be empty';
@@ -55,15 +66,18 @@ export const DURABLE_SQL = `  -- Durable channels. Logged tables: the point of a
       RAISE EXCEPTION 'pgws.send: payload must not be null';
     END IF;
     -- Locks the channel's row until this transaction ends: the next writer numbers after our commit.
-    UPDATE ${SCHEMA}.streams SET seq = seq + 1 WHERE channel = send.channel RETURNING seq INTO assigned;
+    UPDATE ${SCHEMA}.streams SET seq = seq + 1 WHERE channel = send.channel RETURNING seq, wake INTO assigned, woken;
     IF NOT FOUND THEN
       INSERT INTO ${SCHEMA}.streams AS s (channel, seq) VALUES (send.channel, 1)
         ON CONFLICT (channel) DO UPDATE SET seq = s.seq + 1
-        RETURNING s.seq INTO assigned;
+        RETURNING s.seq, s.wake INTO assigned, woken;
     END IF;
     INSERT INTO ${SCHEMA}.messages (channel, seq, payload) VALUES (send.channel, assigned, send.payload);
-    -- The bridges' wake-up, delivered at commit: the message itself is read from the table.
-    PERFORM pg_notify(send.channel, ${wake} || assigned::text);
+    -- The bridges' wake-up, delivered at commit: the message itself is read from the table. Skipped when they
+    -- read the replication of pgws.messages instead: a NOTIFY serialises every notifying commit of the cluster.
+    IF woken THEN
+      PERFORM pg_notify(send.channel, ${wake} || assigned::text);
+    END IF;
     RETURN assigned;
   END;
   $send$;
@@ -84,4 +98,20 @@ export const DURABLE_SQL = `  -- Durable channels. Logged tables: the point of a
   $heads$;
   COMMENT ON FUNCTION ${SCHEMA}.heads(text[]) IS
     'pg-notify-ws: the epoch and last seq of each durable channel, creating the rows of new ones';
+
+  CREATE OR REPLACE FUNCTION ${SCHEMA}.wake(channels text[], wake boolean) RETURNS void
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+  AS $wake$
+  #variable_conflict use_column
+  BEGIN
+    INSERT INTO ${SCHEMA}.streams (channel, wake) SELECT DISTINCT unnest(wake.channels), wake.wake
+      ON CONFLICT DO NOTHING;
+    -- Only rows that change are locked (ON CONFLICT DO UPDATE would lock them all): a bridge restarting in
+    -- the same mode never waits for a writer's transaction.
+    UPDATE ${SCHEMA}.streams SET wake = wake.wake WHERE channel = ANY (wake.channels) AND wake <> wake.wake;
+  END;
+  $wake$;
+  COMMENT ON FUNCTION ${SCHEMA}.${WAKE_FUNCTION} IS
+    'pg-notify-ws: whether pgws.send wakes the bridges of these channels with a NOTIFY ([database] ingest = "notify") or not ("replication")';
 `;

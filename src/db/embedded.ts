@@ -22,7 +22,20 @@ export interface EmbeddedOptions {
   port?: number;
   persistent?: boolean;
   onLog?: (message: unknown) => void;
+  /** Server settings over the defaults below (`-c name=value` at every start), e.g. `wal_level: 'replica'`. */
+  settings?: Record<string, string>;
 }
+
+/**
+ * Headroom for the connection-flood and reconnect tests and the benchmark's raw baseline; and logical
+ * decoding, so `[database] ingest = "replication"` works here as it does on a server set up for it.
+ */
+const SETTINGS: Record<string, string> = {
+  max_connections: '300',
+  wal_level: 'logical',
+  max_replication_slots: '32',
+  max_wal_senders: '32',
+};
 
 const USER = 'postgres';
 const PASSWORD = 'postgres';
@@ -42,8 +55,10 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<E
     persistent,
     // PostgreSQL refuses to run as root; the package then runs it as a `postgres` system user.
     createPostgresUser: asRoot,
-    // Headroom for the connection-flood and reconnect tests, and for the benchmark's raw baseline.
-    postgresFlags: ['-c', 'max_connections=300'],
+    postgresFlags: Object.entries({ ...SETTINGS, ...options.settings }).flatMap(([name, value]) => [
+      '-c',
+      `${name}=${value}`,
+    ]),
     onLog: options.onLog ?? (() => {}),
     onError: options.onLog ?? (() => {}),
   });

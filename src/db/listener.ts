@@ -9,14 +9,14 @@
  * `onclose` hooks we own, and reconnection retries forever with capped exponential backoff and jitter.
  */
 import postgres from 'postgres';
-import { backoffDelay } from '../base/backoff.ts';
+import { type ConnectionState, createReconnect } from '../base/backoff.ts';
 import { ChannelLimitError } from '../base/errors.ts';
 import type { Logger } from '../base/log.ts';
-import { CONNECTION_COMMON, createQueries, type Queries } from './queries.ts';
+import { createQueries, HELD_CONNECTION, type Queries } from './queries.ts';
 import { createRegistry, type Held } from './registry.ts';
 
 /** `connecting` before the first success, `down` after a loss until the next success. */
-export type ListenerState = 'connecting' | 'up' | 'down' | 'stopped';
+export type ListenerState = ConnectionState;
 
 /** What the listener tells the rest of the bridge. */
 export interface ListenerEvents {
@@ -110,7 +110,7 @@ export function createListener(options: ListenerOptions): Listener {
       if (isPrivate(channel)) privates -= 1;
       options.onUnlisten?.(channel);
       // A LISTEN that follows is pipelined after this on the same connection, so order holds.
-      if (why === 'released' && state === 'up') {
+      if (why === 'released' && reconnect.state === 'up') {
         sql
           .unsafe(`UNLISTEN ${quote(channel)}`)
           .catch((error: unknown) => log.debug('UNLISTEN failed', { channel, error }));
@@ -122,57 +122,22 @@ export function createListener(options: ListenerOptions): Listener {
     refs.pin(channel, { count: 1, ready: Promise.resolve() });
     options.onListen?.(channel);
   }
-  let state: ListenerState = 'connecting';
-  let failures = 0;
-  let retry: Timer | undefined;
-  let attempting = false;
   let generation = 0;
   let privates = 0;
 
   const listenOptions: postgres.Options<Record<string, never>> & {
     onnotify: (channel: string, payload: string) => void;
   } = {
-    ...CONNECTION_COMMON,
-    max: 1,
-    idle_timeout: 0,
-    max_lifetime: null,
-    connect_timeout: 10,
-    // Seconds; finds a peer that vanished without a FIN (a partition) instead of waiting hours.
-    keep_alive: 10,
+    ...HELD_CONNECTION,
     onnotify: (channel, payload) => events?.notification(channel, payload),
-    onclose: () => lost(),
+    onclose: () => reconnect.lost(),
   };
   // `onnotify` is the hook postgres.js's own `sql.listen` is built on (parseOptions passes it to every
   // connection); its types omit it, hence the widened options object above.
   const sql = postgres(options.url, listenOptions);
-  const queries = createQueries(options.url, () => state === 'stopped');
+  const queries = createQueries(options.url, () => reconnect.state === 'stopped');
 
-  const setState = (next: ListenerState) => {
-    if (state === next) return;
-    state = next;
-    events?.state(next);
-  };
-
-  function lost(): void {
-    if (state === 'stopped' || attempting) return;
-    if (state === 'up') {
-      log.warn('database connection lost; reconnecting');
-      setState('down');
-    }
-    schedule();
-  }
-
-  function schedule(): void {
-    if (retry !== undefined || state === 'stopped') return;
-    const delay = backoffDelay(failures, options.reconnectMinMs, options.reconnectMaxMs, Math.random);
-    retry = setTimeout(() => {
-      retry = undefined;
-      void attempt();
-    }, delay);
-  }
-
-  async function attempt(): Promise<void> {
-    attempting = true;
+  async function attempt(failures: number): Promise<boolean> {
     const channels = refs.channels();
     try {
       // One round trip re-LISTENs everything.
@@ -180,25 +145,25 @@ export function createListener(options: ListenerOptions): Listener {
         options.controlChannel === undefined ? [options.probeChannel] : [options.probeChannel, options.controlChannel];
       await sql.unsafe([...own, ...channels].map((c) => `LISTEN ${quote(c)}`).join('; '));
     } catch (error) {
-      attempting = false;
-      if (state === 'stopped') return;
-      if (failures === 0) log.error('database unreachable; retrying with backoff', { error });
-      failures += 1;
-      if (state === 'connecting') setState('down');
-      schedule();
-      return;
+      if (failures === 0 && reconnect.state !== 'stopped')
+        log.error('database unreachable; retrying with backoff', { error });
+      return false;
     }
-    attempting = false;
-    if (state === 'stopped') return;
+    if (reconnect.state === 'stopped') return false;
     log.info(generation > 0 ? 'database connection restored' : 'database connected', { retries: failures });
     generation += 1;
-    failures = 0;
-    setState('up');
+    return true;
   }
+  const reconnect = createReconnect({
+    timing: options,
+    attempt,
+    onState: (state) => events?.state(state),
+    onLost: () => log.warn('database connection lost; reconnecting'),
+  });
 
   return {
     get state() {
-      return state;
+      return reconnect.state;
     },
     get generation() {
       return generation;
@@ -209,14 +174,14 @@ export function createListener(options: ListenerOptions): Listener {
     start(listenerEvents) {
       if (events !== undefined) return;
       events = listenerEvents;
-      void attempt();
+      reconnect.start();
     },
     get channelCount() {
       return refs.size - privates;
     },
     has: (channel) => refs.has(channel),
     async acquire(channel, timeoutMs = ACQUIRE_TIMEOUT_MS) {
-      if (state !== 'up') throw new Error(`database is ${state}`);
+      if (reconnect.state !== 'up') throw new Error(`database is ${reconnect.state}`);
       const { maxChannels = Number.POSITIVE_INFINITY } = options;
       if (!refs.has(channel) && !isPrivate(channel) && refs.size - privates >= maxChannels)
         throw new ChannelLimitError(maxChannels);
@@ -229,8 +194,7 @@ export function createListener(options: ListenerOptions): Listener {
     },
     queries,
     async stop() {
-      setState('stopped');
-      clearTimeout(retry);
+      reconnect.stop();
       await Promise.allSettled([sql.end({ timeout: 2 }), queries.end()]);
     },
   };

@@ -78,6 +78,20 @@ export const CONNECTION_COMMON = {
   connection: { application_name: 'pg-notify-ws' },
 } as const;
 
+/**
+ * A connection held for the process's life (the LISTEN one, the replication one): never closed for idleness
+ * or age, and TCP keepalive every 10 s finds a peer that vanished without a FIN (a partition) instead of
+ * waiting hours.
+ */
+export const HELD_CONNECTION = {
+  ...CONNECTION_COMMON,
+  max: 1,
+  idle_timeout: 0,
+  max_lifetime: null,
+  connect_timeout: 10,
+  keep_alive: 10,
+} as const;
+
 /** Opens the query connection lazily (the first statement connects). `stopped` ends a sweep early. */
 export function createQueries(url: string, stopped: () => boolean = () => false): Queries {
   const queries = postgres(url, { ...CONNECTION_COMMON, max: 1, idle_timeout: 30, connect_timeout: 10 });

@@ -12,7 +12,7 @@
 import { CONTROL_CHANNEL } from '../base/name.ts';
 import { NOTIFY_MAX_BYTES } from '../base/notify.ts';
 import { MARKER } from '../channels/reference.ts';
-import { DURABLE_FUNCTIONS, DURABLE_SQL } from './durable-sql.ts';
+import { DURABLE_FUNCTIONS, DURABLE_SQL, WAKE_FUNCTION } from './durable-sql.ts';
 
 /** The schema the script creates; the bridge reads `payloads` in it. */
 export const SCHEMA = 'pgws';
@@ -161,16 +161,21 @@ export const INSTALL_SQL = `-- pg-notify-ws: pgws.notify(channel, payload), NOTI
 -- wake-up NOTIFY. It is SECURITY DEFINER and executable by PUBLIC, like pgws.notify. A bridge that does
 -- not connect as the owner needs:
 --   GRANT SELECT, DELETE ON pgws.messages TO bridge_role;
+-- pgws.wake(channels, on), which a bridge calls at startup to say whether pgws.send NOTIFYs it ([database]
+-- ingest), is not executable by PUBLIC: turning wake-ups off delays notify-mode bridges. Such a bridge needs:
+--   GRANT EXECUTE ON FUNCTION pgws.wake(text[], boolean) TO bridge_role;
 DO $install$
 DECLARE
   fresh boolean;
   new_cutoffs boolean;
   new_durable boolean;
+  new_wake boolean;
 BEGIN
   PERFORM pg_advisory_xact_lock(${INSTALL_LOCK});
   fresh := to_regnamespace('${SCHEMA}') IS NULL;
   new_cutoffs := fresh OR to_regprocedure('${SCHEMA}.revoke(text, timestamptz)') IS NULL;
   new_durable := fresh OR to_regprocedure('${SCHEMA}.send(text, text)') IS NULL;
+  new_wake := fresh OR to_regprocedure('${SCHEMA}.${WAKE_FUNCTION}') IS NULL;
   IF fresh THEN
     CREATE SCHEMA ${SCHEMA};
   END IF;
@@ -224,6 +229,9 @@ ${DURABLE_SQL}
   END IF;
   -- PG: a new function is executable by PUBLIC unless that is revoked; these cut users off, so only the
   -- owner calls them until it grants them on. Once, when first created: a re-run keeps grants made since.
+  IF new_wake THEN
+    REVOKE EXECUTE ON FUNCTION ${SCHEMA}.${WAKE_FUNCTION} FROM PUBLIC;
+  END IF;
   IF new_cutoffs THEN
     REVOKE EXECUTE ON FUNCTION ${cutoffFunctions.map((f) => `${SCHEMA}.${f}`).join(', ')} FROM PUBLIC;
   END IF;

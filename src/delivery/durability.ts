@@ -20,12 +20,15 @@ import { createPager, type Pager } from '../protocol/archived.ts';
 import type { Position } from '../protocol/history.ts';
 import type { Hub, Publish } from '../protocol/hub.ts';
 import { createDurableReader } from './durable.ts';
+import { createIngest, type Ingest } from './ingest.ts';
 import type { Pipeline } from './pipeline.ts';
 import { createRetention } from './retention.ts';
 
 /** Options of {@link createDurability}. */
 export interface DurabilityOptions {
-  config: Pick<Config, 'channels' | 'server'>;
+  config: Pick<Config, 'channels' | 'server' | 'database'>;
+  /** For the replication connection of `[database] ingest = "replication"`. */
+  databaseUrl: string;
   catalog: Pick<Catalog, 'durable' | 'encode' | 'payloadJson'>;
   hub: Pick<Hub, 'rebase' | 'gap'>;
   /** This process's query connection: the reader's and retention's (where it reads), the pager's. */
@@ -37,8 +40,8 @@ export interface DurabilityOptions {
   publish: Publish;
   /** Closes the plain sockets on the channels `which` picks (the server's `closePlain`). */
   closePlain(which: (channel: string) => boolean): void;
-  /** Tells the workers (the primary's `cluster.gap`); absent elsewhere. */
-  forwardGap?: Cluster['gap'] | undefined;
+  /** The primary's workers, to tell them of gaps and of the replication connection; absent elsewhere. */
+  workers?: (() => Pick<Cluster, 'gap' | 'ingest'> | undefined) | undefined;
   stats: Stats;
   log: Logger;
 }
@@ -56,8 +59,10 @@ export interface Durability {
   gap(channel: string, at: Position): void;
   /** The listener with an `acquire` that, on a durable channel, also waits for the database's position. */
   gate<L extends Pick<Listener, 'acquire' | 'release'>>(listener: L): L;
+  /** How the reader hears of new rows (`[database] ingest`): for readiness. */
+  readonly ingest: Pick<Ingest, 'state' | 'ready'>;
   start(): void;
-  stop(): void;
+  stop(): Promise<void>;
 }
 
 // The hot cache: enough for most resumes to need no query, small enough to cost little per channel.
@@ -88,7 +93,7 @@ export function createDurability(options: DurabilityOptions): Durability {
   const gap = (channel: string, at: Position) => {
     stats.gaps += hub.gap(channel, at, options.publish);
     options.closePlain((name) => name === channel);
-    options.forwardGap?.(channel, at);
+    options.workers?.()?.gap(channel, at);
   };
   const reader = options.reads
     ? createDurableReader({
@@ -106,6 +111,14 @@ export function createDurability(options: DurabilityOptions): Durability {
         log: log.child('durable'),
       })
     : undefined;
+  const ingest = createIngest({
+    config,
+    channels,
+    databaseUrl: options.databaseUrl,
+    archive: options.archive,
+    primary: options.reads,
+    log: log.child('ingest'),
+  });
   const retention = options.reads
     ? createRetention({ channels: declared, archive: options.archive, stats, log: log.child('retention') })
     : undefined;
@@ -146,10 +159,21 @@ export function createDurability(options: DurabilityOptions): Durability {
       };
       return gated;
     },
-    start: () => retention?.start(),
-    stop() {
+    ingest,
+    start() {
+      retention?.start();
+      // With ingest by replication, commits come from the replication stream; each new stream starts with a
+      // catch-up from the table, as each LISTEN connect does.
+      ingest.start({
+        committed: (channel, seq) => reader?.wake(channel, seq),
+        restarted: () => void reader?.connected(),
+        changed: (ready) => options.workers?.()?.ingest(ready),
+      });
+    },
+    async stop() {
       reader?.stop();
       retention?.stop();
+      await ingest.stop();
     },
   };
 }

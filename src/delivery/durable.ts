@@ -52,14 +52,25 @@ interface Reading {
   epoch: string | undefined;
   /** The seq of the last row delivered. */
   last: number;
+  /** The highest seq a wake-up named: a read that stops short of it looks again, briefly (see `drain`). */
+  wanted: number;
   running: Promise<void> | undefined;
   again: boolean;
   failures: number;
-  readonly known: PromiseWithResolvers<void>;
+  /** Settles once the channel's position was first read (rejects while pgws is missing). */
+  known: PromiseWithResolvers<void>;
 }
+
+const unknown = () => {
+  const known = Promise.withResolvers<void>();
+  known.promise.catch(() => {});
+  return known;
+};
 
 // Rows per query: large enough that a backlog of 10,000 is ten queries, small enough to bound memory.
 const BATCH = 1000;
+// Reads again, with backoff from 1 ms to 250 ms, when a read stops short of a woken seq (see `drain`).
+const SHORT_READS = 8;
 
 /** The advice when pgws.send is missing, one line; `main.ts` stops on it at startup. */
 export const MISSING_SEND =
@@ -70,15 +81,22 @@ export function createDurableReader(options: DurableReaderOptions): DurableReade
   const { archive, hub, stats, log } = options;
   const streams = new Map<string, Reading>();
   for (const channel of options.channels) {
-    const known = Promise.withResolvers<void>();
-    known.promise.catch(() => {});
-    streams.set(channel, { epoch: undefined, last: 0, running: undefined, again: false, failures: 0, known });
+    streams.set(channel, {
+      epoch: undefined,
+      last: 0,
+      wanted: 0,
+      running: undefined,
+      again: false,
+      failures: 0,
+      known: unknown(),
+    });
   }
   let missing = false;
   let stopped = false;
   let catchingUp = 0;
 
   async function drain(channel: string, reading: Reading): Promise<void> {
+    let shortReads = 0;
     for (;;) {
       reading.again = false;
       const epoch = reading.epoch;
@@ -104,7 +122,18 @@ export function createDurableReader(options: DurableReaderOptions): DurableReade
       }
       stats.durable.rowsRead += read.value.length;
       if (catchingUp > 0) stats.durable.catchUpRows += read.value.length;
-      if (read.value.length < BATCH && !reading.again) return;
+      if (read.value.length === BATCH || reading.again) continue;
+      // Logical replication reports a commit once its WAL is flushed, which can be a moment before the
+      // writer's transaction is visible to other sessions; a NOTIFY never is. So a read that stops short of
+      // the seq it was woken for looks again, a few times within half a second. A seq that never comes (a
+      // wake-up forged with pg_notify) is then forgotten.
+      if (reading.last >= reading.wanted) return;
+      if (shortReads >= SHORT_READS) {
+        reading.wanted = reading.last;
+        return;
+      }
+      shortReads += 1;
+      await Bun.sleep(backoffDelay(shortReads, 1, 250, Math.random));
     }
   }
 
@@ -137,6 +166,9 @@ export function createDurableReader(options: DurableReaderOptions): DurableReade
       for (const reading of streams.values()) reading.known.reject(new Error(MISSING_SEND));
       return;
     }
+    // Installed since a failed read (the next reconnect reads again): subscribes wait for the position anew.
+    if (missing) for (const reading of streams.values()) reading.known = unknown();
+    missing = false;
     const started = performance.now();
     const pumps: Promise<void>[] = [];
     for (const [channel, reading] of streams) {
@@ -172,6 +204,7 @@ export function createDurableReader(options: DurableReaderOptions): DurableReade
     wake(channel, seq) {
       const reading = streams.get(channel);
       if (reading === undefined || reading.epoch === undefined || seq <= reading.last) return;
+      reading.wanted = Math.max(reading.wanted, seq);
       void pump(channel, reading);
     },
     connected,

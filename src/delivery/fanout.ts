@@ -11,17 +11,14 @@ import type { ChannelStats } from '../base/stats.ts';
 import type { Catalog } from '../channels/catalog.ts';
 import type { Cluster } from '../cluster/primary.ts';
 import type { Position } from '../protocol/history.ts';
-import { type Hub, UNNUMBERED } from '../protocol/hub.ts';
-
-/** Sends a frame to every socket on a topic; returns how many sockets it reached. */
-export type Publish = (topic: string, frame: string) => number;
+import { type Hub, type Publish, UNNUMBERED } from '../protocol/hub.ts';
 
 /** Options of {@link createFanOut}. */
 export interface FanOutOptions {
   catalog: Pick<Catalog, 'payloadJson'>;
   hub: Pick<Hub, 'deliver' | 'has' | 'position' | 'numbers'>;
   /** The server's topic fan-out. */
-  publish: Publish;
+  publish: Publish<number>;
   /** The primary's side of `[server] workers > 1`; absent in a lone process and in a worker. */
   cluster: Pick<Cluster, 'forward'> | undefined;
 }
@@ -53,7 +50,7 @@ export function createFanOut(options: FanOutOptions): FanOut {
       if (counters !== undefined) counters.delivered += sent;
     }
   };
-  const publishLater: Publish = (topic, frame) => {
+  const publishLater: Publish<number> = (topic, frame) => {
     held.push([topic, frame, undefined]);
     return 0;
   };

@@ -21,6 +21,8 @@ export interface RouteOptions {
   canary: Pick<Canary, 'status'>;
   /** With `[auth]`, not ready until the revocations are read: until then no token is accepted. */
   revocations: Pick<Revocations, 'current'>;
+  /** `[database] ingest = "replication"`: not ready while the replication connection is not up. */
+  ingest: { readonly state: string; readonly ready: boolean };
   metrics: Metrics;
   /** The /channels document, serialised once at startup. */
   channelsDocument: string;
@@ -36,7 +38,7 @@ const json = (body: unknown, status = 200) => Response.json(body, { status, head
 
 /** Builds the route table. */
 export function createRoutes(options: RouteOptions): Routes {
-  const { listener, canary, revocations, metrics } = options;
+  const { listener, canary, revocations, ingest, metrics } = options;
   const consoleHtml = options.consoleHtml ?? 'console.html not found\n';
   return {
     '/': () => new Response(consoleHtml, { headers: { 'content-type': 'text/html; charset=utf-8' } }),
@@ -54,11 +56,18 @@ export function createRoutes(options: RouteOptions): Routes {
       return json({ status: up ? 'ok' : 'unavailable', database: listener.state, pid: process.pid }, up ? 200 : 503);
     },
     // The connection and a recent NOTIFY round trip through it: will a subscriber get its notifications.
-    // And, with [auth], will a token be accepted: the revocations are current.
+    // And, with [auth], will a token be accepted: the revocations are current. And, with ingest by
+    // replication, will a durable channel's new message arrive: the replication connection is up.
     '/readyz': () => {
       const status = canary.status();
-      const ready = listener.state === 'up' && status.ready && revocations.current;
-      const body = { ...status, ready, database: listener.state, revocationsCurrent: revocations.current };
+      const ready = listener.state === 'up' && status.ready && revocations.current && ingest.ready;
+      const body = {
+        ...status,
+        ready,
+        database: listener.state,
+        revocationsCurrent: revocations.current,
+        ingest: ingest.state,
+      };
       return json(body, ready ? 200 : 503);
     },
     // With workers: the whole server's figures, or each process's labelled `worker` with `?by=worker`.

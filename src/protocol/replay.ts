@@ -56,6 +56,9 @@ export interface Replays {
   cancel(replay: Replay): void;
 }
 
+const AHEAD_WAIT_MS = 5000;
+const AHEAD_POLL_MS = 10;
+
 /** Creates the resume engine. */
 export function createReplays(options: ReplayOptions): Replays {
   const { hub, stats, tracer, live, pager } = options;
@@ -170,6 +173,38 @@ export function createReplays(options: ReplayOptions): Replays {
     next(peer, state, replay);
   }
 
+  /** A resume with `since`; `mayWait` when a durable channel's reader may still be on its way to `since`. */
+  function fromSince(peer: Peer, state: SessionState, replay: Replay, asked: Asked, since: Position, mayWait: boolean) {
+    const { epoch, seq: head } = hub.position(replay.channel);
+    if (hub.resume(replay.channel, since).recovered) {
+      answer(peer, replay, asked, since.seq, true);
+      replay.next = since.seq + 1;
+      return next(peer, state, replay);
+    }
+    const durable = pager?.durable(replay.channel) === true && since.epoch === epoch;
+    if (durable && since.seq <= head) return void retained(peer, state, replay, asked, since);
+    if (durable && mayWait) return void ahead(peer, state, replay, asked, since);
+    answer(peer, replay, asked, head, false);
+    live(peer, state, replay.channel, replay.membership);
+  }
+
+  /**
+   * A durable channel's resume past this instance's head: rows another instance delivered, committed but not yet
+   * read here. Waits for the reader (polled: the hub has no event for it); after AHEAD_WAIT_MS, not recovered.
+   */
+  async function ahead(peer: Peer, state: SessionState, replay: Replay, asked: Asked, since: Position) {
+    replay.reading = true;
+    for (let waited = 0; waited < AHEAD_WAIT_MS && current(state, replay); waited += AHEAD_POLL_MS) {
+      const now = hub.position(replay.channel);
+      if (now.epoch !== since.epoch || now.seq >= since.seq) break;
+      await new Promise((resolve) => setTimeout(resolve, AHEAD_POLL_MS));
+    }
+    replay.reading = false;
+    if (!current(state, replay)) return;
+    replay.epoch = hub.position(replay.channel).epoch;
+    fromSince(peer, state, replay, asked, since, false);
+  }
+
   const answer = (peer: Peer, replay: Replay, asked: Asked, seq: number, recovered: boolean) => {
     stats.replays[recovered ? 'recovered' : 'notRecovered'] += 1;
     replay.span?.set({ 'pgws.recovered': recovered });
@@ -207,16 +242,7 @@ export function createReplays(options: ReplayOptions): Replays {
         peer.send(encodeSubscribed({ id: asked.id, channel, epoch, seq: replay.next - 1 }));
         return next(peer, state, replay);
       }
-      if (hub.resume(channel, since).recovered) {
-        answer(peer, replay, asked, since.seq, true);
-        replay.next = since.seq + 1;
-        return next(peer, state, replay);
-      }
-      if (durable && since.epoch === epoch && since.seq <= head) {
-        return void retained(peer, state, replay, asked, since);
-      }
-      answer(peer, replay, asked, head, false);
-      live(peer, state, channel, membership);
+      fromSince(peer, state, replay, asked, since, true);
     },
     next,
     cancel: (replay) => end(replay, 'cancelled'),

@@ -53,7 +53,8 @@ export interface Replay {
   readonly channel: string;
   readonly channelJson: string;
   readonly membership: Membership;
-  readonly epoch: string;
+  /** The epoch the answer names: the stream's when the replay began, or after a wait for the reader. */
+  epoch: string;
   next: number;
   /** Rows of the last page read from the table, not yet sent. */
   page: readonly HeldEntry[];

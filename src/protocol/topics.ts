@@ -18,8 +18,11 @@ export interface Membership {
   readonly filter: TopicFilter | undefined;
 }
 
-/** Sends one frame to every socket subscribed to a topic (the server's fan-out). */
-export type Publish = (topic: string, frame: string) => unknown;
+/**
+ * Sends one frame to every socket subscribed to a topic (the server's fan-out). The server's returns how many
+ * sockets it reached (`Publish<number>`); the hub counts its topics' members itself and ignores it.
+ */
+export type Publish<Reached = unknown> = (topic: string, frame: string) => Reached;
 
 /** One topic of a channel: subscribers with the same filter (or none) share it. */
 interface Topic {
