@@ -49,6 +49,21 @@ describe('rows retention took before they were read', () => {
   });
 });
 
+describe('a wake-up that never comes', () => {
+  test('a row without a wake-up is still delivered, by the periodic check of the heads', async () => {
+    const channel = uniqueChannel('dur');
+    await using t = await startBridge(durable(channel));
+    using client = await connectMux(t.url);
+    await client.subscribe(channel);
+    // As a replication-mode bridge would: pgws.send stores the row and notifies nobody.
+    await t.sql`SELECT pgws.wake(ARRAY[${channel}]::text[], false)`;
+    await t.sql`SELECT pgws.send(${channel}, 'unannounced')`;
+    const [got] = await client.received(channel, 1, 15_000);
+    expect(got).toMatchObject({ seq: 1, payload: 'unannounced' });
+    expect(t.logs.some((line) => line.includes('without a wake-up'))).toBe(true);
+  });
+});
+
 describe('schemas and filters', () => {
   test('an invalid row is dropped and its seq skipped, live and in a replay from the table', async () => {
     const channel = uniqueChannel('dur');

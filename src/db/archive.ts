@@ -28,6 +28,8 @@ export interface Archive {
   heads(channels: readonly string[]): Promise<Read<ReadonlyMap<string, Head>>>;
   /** `pgws.wake`: whether `pgws.send` NOTIFYs these channels' bridges (`[database] ingest = "notify"`) or not. */
   wake(channels: readonly string[], on: boolean): Promise<Read<void>>;
+  /** Each channel's last seq as committed now; read-only (channels nobody sent on are absent). */
+  positions(channels: readonly string[]): Promise<Read<ReadonlyMap<string, number>>>;
   /** Up to `limit` rows after `after`, in seq order; a payload over `maxBytes` is not pulled. */
   readAfter(channel: string, after: number, limit: number, maxBytes: number): Promise<Read<Row[]>>;
   /** The newest `count` rows, in seq order. */
@@ -76,6 +78,12 @@ export function createArchive(sql: postgres.Sql): Archive {
       read(async () => {
         // As JSON, like heads.
         await sql`SELECT pgws.wake(ARRAY(SELECT json_array_elements_text(${JSON.stringify(channels)}::text::json)), ${on})`;
+      }),
+    positions: (channels) =>
+      read(async () => {
+        const rows = await sql`
+          SELECT channel, seq FROM pgws.streams WHERE channel IN (SELECT json_array_elements_text(${JSON.stringify(channels)}::text::json))`;
+        return new Map(rows.map((row) => [String(row['channel']), Number(row['seq'])]));
       }),
     readAfter: (channel, after, limit, maxBytes) =>
       read(async () => {

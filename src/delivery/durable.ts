@@ -24,7 +24,9 @@ import type { Hub } from '../protocol/hub.ts';
 export interface DurableReaderOptions {
   /** The durable channels of the config. */
   channels: readonly string[];
-  archive: Pick<Archive, 'heads' | 'readAfter'>;
+  archive: Pick<Archive, 'heads' | 'readAfter' | 'positions'>;
+  /** Between checks of the heads for rows no wake-up announced (5 s by default). */
+  checkMs?: number;
   hub: Pick<Hub, 'rebase'>;
   /** A row to validate and fan out at its position (the pipeline's `stored`). */
   deliver(channel: string, payload: string, at: Position): void;
@@ -94,6 +96,29 @@ export function createDurableReader(options: DurableReaderOptions): DurableReade
   let missing = false;
   let stopped = false;
   let catchingUp = 0;
+  let checker: Timer | undefined;
+  let unannounced = false;
+
+  /**
+   * The safety net: a wake-up can be missed (a replication-mode bridge turned this channel's wake-ups off, a
+   * NOTIFY lost with its connection between two reads), so every few seconds the heads are compared with what
+   * was read, and a channel behind is read. One small query per instance per interval.
+   */
+  async function check(): Promise<void> {
+    const heads = await archive.positions([...streams.keys()]);
+    if (!heads.ok || stopped) return;
+    for (const [channel, reading] of streams) {
+      const seq = heads.value.get(channel);
+      if (seq === undefined || reading.epoch === undefined || seq <= reading.last || reading.running) continue;
+      if (!unannounced) {
+        unannounced = true;
+        log.warn('durable rows arrived without a wake-up; read by the periodic check (bridges of both ingest modes?)', {
+          channel,
+        });
+      }
+      void pump(channel, reading);
+    }
+  }
 
   async function drain(channel: string, reading: Reading): Promise<void> {
     let shortReads = 0;
@@ -150,6 +175,7 @@ export function createDurableReader(options: DurableReaderOptions): DurableReade
   }
 
   async function connected(): Promise<void> {
+    checker ??= setInterval(() => void check(), options.checkMs ?? 5000);
     let heads = await archive.heads([...streams.keys()]);
     for (let failures = 1; !heads.ok && heads.reason === 'failed' && !stopped; failures++) {
       if (failures === 1) log.warn('reading the heads of durable channels failed; retrying', { error: heads.error });
@@ -218,6 +244,7 @@ export function createDurableReader(options: DurableReaderOptions): DurableReade
     },
     stop() {
       stopped = true;
+      clearInterval(checker);
     },
   };
 }
