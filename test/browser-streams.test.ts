@@ -9,7 +9,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import postgres from 'postgres';
 import { type Browser, chromiumInstalled, launchBrowser, SCREENSHOTS } from './browser.ts';
 import { databaseUrl, metricIn, startBridge, uniqueChannel, waitFor } from './harness.ts';
-import { freshGet, spawnServer } from './process.ts';
+import { everyWorkerReady, freshGet, spawnServer } from './process.ts';
 import { startTcpProxy } from './proxy.ts';
 
 setDefaultTimeout(120_000);
@@ -65,6 +65,8 @@ describe.skipIf(!chromiumInstalled)('streams in Chromium', () => {
       toml: `[server]\nworkers = ${WORKERS}\n[channels."${orders}"]\nhistory = 100\n[channels."${chat}"]\nhistory = 100\n`,
       env: { DATABASE_URL: databaseUrl() },
     });
+    // /healthz answered by one process says nothing of the others: a stream must not land on one still starting.
+    await everyWorkerReady(server.url, WORKERS);
     const sql = postgres(databaseUrl(), { max: 1, onnotice: () => {} });
     const page = await browser.page(new URL('/healthz', server.url));
     try {
