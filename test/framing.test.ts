@@ -5,7 +5,14 @@
 import { describe, expect, test } from 'bun:test';
 import { decodeCursor, encodeCursor } from '../src/base/cursor.ts';
 import { StreamWriter } from '../src/http/framing.ts';
-import { encodeGap, encodeMessage, encodePong, encodeReady, encodeSubscribed } from '../src/protocol/replies.ts';
+import {
+  encodeGap,
+  encodeMessage,
+  encodePong,
+  encodeReady,
+  encodeSubscribed,
+  encodeUnnumbered,
+} from '../src/protocol/replies.ts';
 
 const positions = (...entries: [string, string, number][]) =>
   new Map(entries.map(([channel, epoch, seq]) => [channel, { epoch, seq }]));
@@ -60,6 +67,17 @@ describe('a stream writer', () => {
     expect(gap).toBe(
       `event: gap\nid: ${encodeCursor(positions([channel, 'e2', 0]))}\ndata: {"channel":${channelJson},"epoch":"e2","seq":0}\n\n`,
     );
+  });
+
+  test('a message without a seq (a plain NOTIFY on a durable channel) leaves the cursor where it was', () => {
+    const writer = new StreamWriter('sse', [channel], undefined);
+    writer.write(encodeSubscribed({ id: 0, channel, epoch: 'e1', seq: 4 }));
+    writer.write(encodeMessage(channelJson, 5, '{"n":1}'));
+    const plain = writer.write(encodeUnnumbered(channelJson, '"live only"'));
+    expect(plain).toBe(
+      `event: message\nid: ${encodeCursor(positions([channel, 'e1', 5]))}\ndata: {"channel":${channelJson},"payload":"live only"}\n\n`,
+    );
+    expect(writer.cursor).toBe(encodeCursor(positions([channel, 'e1', 5])));
   });
 
   test('writes NDJSON lines that are pgws.v1 frames, message with the epoch of its channel added', () => {

@@ -32,7 +32,8 @@ const PAYLOAD = ',"payload":';
 interface Message {
   readonly frame: string;
   readonly channel: string;
-  readonly seq: number;
+  /** Undefined on a message without a seq. */
+  readonly seq: number | undefined;
   /** Where `,"payload":` starts. */
   readonly payloadAt: number;
   /** The SSE data: the frame without `"type":"message",`. */
@@ -48,7 +49,8 @@ function readMessage(frame: string): Message {
   while (frame.charCodeAt(end) !== 34) end += frame.charCodeAt(end) === 92 ? 2 : 1;
   const channel = JSON.parse(frame.slice(CHANNEL_AT, end + 1)) as string;
   const payloadAt = frame.indexOf(PAYLOAD, end);
-  const seq = Number(frame.slice(end + 1 + SEQ.length, payloadAt));
+  // No seq (`encodeUnnumbered`): a plain NOTIFY on a durable channel, which moves no position.
+  const seq = payloadAt === end + 1 ? undefined : Number(frame.slice(end + 1 + SEQ.length, payloadAt));
   lastMessage = { frame, channel, seq, payloadAt, data: `{${frame.slice(MESSAGE.length)}` };
   return lastMessage;
 }
@@ -102,7 +104,7 @@ export class StreamWriter {
       const message = readMessage(frame);
       const at = this.index.get(message.channel);
       if (at === undefined) return '';
-      this.seqs[at] = message.seq;
+      if (message.seq !== undefined) this.seqs[at] = message.seq;
       if (this.format === 'ndjson') return messageLine(message, this.epochs[at] ?? '');
       return `event: message\nid: ${this.cursor}\ndata: ${message.data}\n\n`;
     }
