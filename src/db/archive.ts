@@ -56,6 +56,10 @@ const COLUMNS = (maxBytes: number) =>
 
 /** The statements, on `sql` (the query connection). */
 export function createArchive(sql: postgres.Sql): Archive {
+  // A text[] built from JSON: the connection does not fetch array types (fetch_types: false), so postgres.js
+  // cannot serialise one as a parameter.
+  const textArray = (values: readonly string[]) =>
+    sql`ARRAY(SELECT json_array_elements_text(${JSON.stringify(values)}::text::json))`;
   return {
     async send(channel, payload) {
       try {
@@ -67,22 +71,18 @@ export function createArchive(sql: postgres.Sql): Archive {
     },
     heads: (channels) =>
       read(async () => {
-        // As JSON: the connection does not fetch array types (fetch_types: false), so text[] is not serialised.
-        const rows = await sql`
-          SELECT channel, epoch, seq FROM pgws.heads(ARRAY(SELECT json_array_elements_text(${JSON.stringify(channels)}::text::json)))`;
+        const rows = await sql`SELECT channel, epoch, seq FROM pgws.heads(${textArray(channels)})`;
         return new Map(
           rows.map((row) => [String(row['channel']), { epoch: String(row['epoch']), seq: Number(row['seq']) }]),
         );
       }),
     wake: (channels, on) =>
       read(async () => {
-        // As JSON, like heads.
-        await sql`SELECT pgws.wake(ARRAY(SELECT json_array_elements_text(${JSON.stringify(channels)}::text::json)), ${on})`;
+        await sql`SELECT pgws.wake(${textArray(channels)}, ${on})`;
       }),
     positions: (channels) =>
       read(async () => {
-        const rows = await sql`
-          SELECT channel, seq FROM pgws.streams WHERE channel IN (SELECT json_array_elements_text(${JSON.stringify(channels)}::text::json))`;
+        const rows = await sql`SELECT channel, seq FROM pgws.streams WHERE channel = ANY (${textArray(channels)})`;
         return new Map(rows.map((row) => [String(row['channel']), Number(row['seq'])]));
       }),
     readAfter: (channel, after, limit, maxBytes) =>
