@@ -6,9 +6,19 @@
  */
 import { CutoffReasons, ReferenceProblems, RevocationRefusals, WorkerRestartReasons } from '../base/reasons.ts';
 import { Refusals } from '../base/refusals.ts';
+import type { DurableStats } from '../base/stats.ts';
 import { Closes } from '../base/wire.ts';
 import { DATABASE_METRICS } from './database.ts';
 import { byTransport, labelled, type MetricDefinition, perChannel, reasons } from './definition.ts';
+
+/** An unlabelled counter of the durable channels' (`Stats.durable`). */
+const durableCounter = (name: string, key: keyof DurableStats, help: string): MetricDefinition => ({
+  name,
+  type: 'counter',
+  help,
+  labels: [],
+  read: (s) => s.stats.durable[key],
+});
 
 /** Every metric the bridge exports, all with the `pgws_` prefix. */
 export const METRICS: readonly MetricDefinition[] = [
@@ -76,48 +86,36 @@ export const METRICS: readonly MetricDefinition[] = [
     labels: [],
     read: (s) => s.stats.gaps,
   },
-  {
-    name: 'pgws_durable_rows_read_total',
-    type: 'counter',
-    help: 'Rows of durable channels read from pgws.messages by this instance (each row once per instance).',
-    labels: [],
-    read: (s) => s.stats.durable.rowsRead,
-  },
-  {
-    name: 'pgws_durable_catchup_rows_total',
-    type: 'counter',
-    help: 'Rows of durable channels read while catching up after a reconnect of the LISTEN connection.',
-    labels: [],
-    read: (s) => s.stats.durable.catchUpRows,
-  },
-  {
-    name: 'pgws_durable_catchup_seconds_total',
-    type: 'counter',
-    help: 'Seconds spent catching up durable channels after reconnects (from the reconnect to the last row delivered).',
-    labels: [],
-    read: (s) => s.stats.durable.catchUpSeconds,
-  },
-  {
-    name: 'pgws_durable_table_replays_total',
-    type: 'counter',
-    help: 'Resumes and `last` subscribes served from the table (the hot cache did not reach back far enough).',
-    labels: [],
-    read: (s) => s.stats.durable.tableReplays,
-  },
-  {
-    name: 'pgws_durable_table_pages_total',
-    type: 'counter',
-    help: 'Pages (up to 500 rows) of durable channels read for replays.',
-    labels: [],
-    read: (s) => s.stats.durable.tablePages,
-  },
-  {
-    name: 'pgws_durable_deleted_total',
-    type: 'counter',
-    help: 'Rows of durable channels deleted by retention (`retain`, `retain_seconds`).',
-    labels: [],
-    read: (s) => s.stats.durable.deleted,
-  },
+  durableCounter(
+    'pgws_durable_rows_read_total',
+    'rowsRead',
+    'Rows of durable channels read from pgws.messages by this instance (each row once per instance).',
+  ),
+  durableCounter(
+    'pgws_durable_catchup_rows_total',
+    'catchUpRows',
+    'Rows of durable channels read while catching up after a reconnect of the LISTEN connection.',
+  ),
+  durableCounter(
+    'pgws_durable_catchup_seconds_total',
+    'catchUpSeconds',
+    'Seconds spent catching up durable channels after reconnects (from the reconnect to the last row delivered).',
+  ),
+  durableCounter(
+    'pgws_durable_table_replays_total',
+    'tableReplays',
+    'Resumes and `last` subscribes served from the table (the hot cache did not reach back far enough).',
+  ),
+  durableCounter(
+    'pgws_durable_table_pages_total',
+    'tablePages',
+    'Pages (up to 500 rows) of durable channels read for replays.',
+  ),
+  durableCounter(
+    'pgws_durable_deleted_total',
+    'deleted',
+    'Rows of durable channels deleted by retention (`retain`, `retain_seconds`).',
+  ),
   {
     name: 'pgws_publishes_total',
     type: 'counter',
