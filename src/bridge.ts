@@ -10,14 +10,14 @@ import type { Clock } from './base/clock.ts';
 import type { Logger } from './base/log.ts';
 import { createStats } from './base/stats.ts';
 import { NO_TRACER, type Tracer } from './base/trace.ts';
-import { createCatalog } from './channels/catalog.ts';
+import { createCatalog, durableChannels } from './channels/catalog.ts';
 import { describeChannels } from './channels/discovery.ts';
 import type { WorkerRole } from './cluster/messages.ts';
 import { type Cluster, createCluster } from './cluster/primary.ts';
 import type { Config } from './config/load.ts';
 import { createCanary, logFailing, newProbeChannel } from './db/canary.ts';
 import { createSweeper } from './db/sweeper.ts';
-import { createDurability, durableChannels, keptInMemory } from './delivery/durability.ts';
+import { createDurability, keptInMemory } from './delivery/durability.ts';
 import { createFanOut } from './delivery/fanout.ts';
 import { createPipeline, type InvalidPayloadHook } from './delivery/pipeline.ts';
 import { asyncApiText } from './describe/asyncapi.ts';
@@ -104,7 +104,7 @@ export async function createBridge(options: BridgeOptions): Promise<Bridge> {
     options,
     hub,
     probe,
-    pinned: [...pinned, ...durableChannels(config)],
+    pinned: [...pinned, ...durableChannels(config).map((channel) => channel.name)],
     controlChannel: authority.channel,
     limited: counter.limited,
     // Bounded memory: counters of undeclared channels go when their last subscriber does.

@@ -12,6 +12,7 @@ import { ConfigError, StartupError } from './base/errors.ts';
 import { createLogger, type Logger, parseLevel } from './base/log.ts';
 import { within } from './base/timeout.ts';
 import { createBridge } from './bridge.ts';
+import { durableChannels } from './channels/catalog.ts';
 import { parseArguments, readConfigFile, runTool } from './cli/entry.ts';
 import { bundleClient } from './client/bundle.ts';
 import type { ToPrimary, ToWorker } from './cluster/messages.ts';
@@ -204,7 +205,7 @@ function withEnvironment(config: Config, env: NodeJS.ProcessEnv): Config {
  * idempotent). A database that does not answer yet is left to the reader, which reports the same once it does.
  */
 async function checkDurable(config: Config, url: string, development: boolean, log: Logger): Promise<void> {
-  if (![...config.channels.values()].some((channel) => channel.durable)) return;
+  if (durableChannels(config).length === 0) return;
   const admin = connectAdmin(url);
   try {
     if (development) return void (await admin.script(INSTALL_SQL));

@@ -6,8 +6,12 @@
  */
 import * as v from 'valibot';
 import type { Frame } from '../base/wire.ts';
-import type { Config, PayloadSchema } from '../config/load.ts';
+import type { ChannelConfig, Config, PayloadSchema } from '../config/load.ts';
 import { inexactNumber } from '../schema/json-numbers.ts';
+
+/** The declared channels that are durable (`[channels.NAME] durable = true`), in the config's order. */
+export const durableChannels = (config: Pick<Config, 'channels'>): ChannelConfig[] =>
+  [...config.channels.values()].filter((channel) => channel.durable);
 
 /** One problem found in a payload: a dot path into it (empty for the root) and a message. */
 export interface PayloadIssue {

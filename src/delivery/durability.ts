@@ -10,7 +10,7 @@
  */
 import type { Logger } from '../base/log.ts';
 import type { Stats } from '../base/stats.ts';
-import type { Catalog } from '../channels/catalog.ts';
+import { type Catalog, durableChannels } from '../channels/catalog.ts';
 import { MARKER_CODE, wakeSeq } from '../channels/reference.ts';
 import type { Cluster } from '../cluster/primary.ts';
 import type { Config } from '../config/load.ts';
@@ -68,10 +68,6 @@ export interface Durability {
 // The hot cache: enough for most resumes to need no query, small enough to cost little per channel.
 const CACHE_MAX = 1000;
 
-/** The durable channels of a config. */
-export const durableChannels = (config: Pick<Config, 'channels'>): string[] =>
-  [...config.channels.values()].filter((channel) => channel.durable).map((channel) => channel.name);
-
 /**
  * What a channel's stream keeps in memory: a durable channel its newest rows (its `retain`, up to 1000), any
  * other its `history`.
@@ -87,8 +83,8 @@ export const keptInMemory =
 /** Creates the durable side of one process. */
 export function createDurability(options: DurabilityOptions): Durability {
   const { config, catalog, hub, stats, log } = options;
-  const declared = [...config.channels.values()].filter((channel) => channel.durable);
-  const channels = durableChannels(config);
+  const declared = durableChannels(config);
+  const channels = declared.map((channel) => channel.name);
   const strays = new Set<string>();
   const gap = (channel: string, at: Position) => {
     stats.gaps += hub.gap(channel, at, options.publish);

@@ -9,6 +9,7 @@
  */
 import type { ConnectionState } from '../base/backoff.ts';
 import type { Logger } from '../base/log.ts';
+import { durableChannels } from '../channels/catalog.ts';
 import type { Config } from '../config/load.ts';
 import type { Archive } from '../db/archive.ts';
 import { checkReplication, createReplication } from '../db/replication.ts';
@@ -53,8 +54,7 @@ export interface IngestEvents {
  * replication connection retries, and logs the same line while it stays unfixed.
  */
 export async function ingestRefusal(config: Config, url: string): Promise<string | undefined> {
-  if (config.database.ingest !== 'replication' || ![...config.channels.values()].some((channel) => channel.durable))
-    return undefined;
+  if (config.database.ingest !== 'replication' || durableChannels(config).length === 0) return undefined;
   return checkReplication(url);
 }
 
